@@ -1,0 +1,73 @@
+"""A loopml project: its spec and its storage, opened once and passed around."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loopml.data import Data
+from loopml.errors import ConflictError, UsageError
+from loopml.spec import SPEC_FILE, ProjectSpec, example_spec, load_spec
+from loopml.storage import ArtifactStore, FileStore, SqlMetadataStore, open_metadata
+
+
+class Project:
+    """A project folder with a ``loopml.yaml``.
+
+    >>> import tempfile
+    >>> project = Project.init(tempfile.mkdtemp(), name="demo")
+    >>> project.spec.project
+    'demo'
+    >>> project.close()
+    """
+
+    def __init__(self, root: Path, spec: ProjectSpec) -> None:
+        self.root = root
+        self.spec = spec
+        self.store: SqlMetadataStore = open_metadata(spec.storage.metadata, root=root)
+        self.lake_files = FileStore(spec.storage.lake, root=root)
+        self.artifacts = ArtifactStore(FileStore(spec.storage.artifacts, root=root))
+        self.data = Data(spec, root, self.store, self.lake_files)
+
+    @classmethod
+    def open(cls, path: str | Path = ".") -> Project:
+        """Open the project whose ``loopml.yaml`` is at ``path`` (a folder or the file)."""
+        p = Path(path).resolve()
+        root = p if p.is_dir() else p.parent
+        return cls(root, load_spec(p))
+
+    @classmethod
+    def init(
+        cls, path: str | Path = ".", *, name: str | None = None, force: bool = False
+    ) -> Project:
+        """Create a project folder with a commented example ``loopml.yaml``, and open it."""
+        root = Path(path).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        spec_file = root / SPEC_FILE
+        if spec_file.exists() and not force:
+            raise ConflictError(
+                f"{spec_file} exists already; pass --force to overwrite it",
+                details={"file": str(spec_file)},
+            )
+        name = name or _name_from(root)
+        spec_file.write_text(example_spec(name), encoding="utf-8")
+        return cls.open(root)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _name_from(root: Path) -> str:
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_]", "_", root.name) or "project"
+    if not re.match(r"[A-Za-z_]", name):
+        name = "p_" + name
+    if len(name) > 63:
+        raise UsageError(f"cannot derive a project name from {root.name!r}: pass --name")
+    return name

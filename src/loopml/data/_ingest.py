@@ -1,0 +1,680 @@
+"""Ingestion: one file in, every row out in exactly one place (the lake or quarantine).
+
+The protocol, per batch:
+
+1. claim: in one transaction, find the file's content hash (a committed batch with it makes the
+   ingest a no-op) and insert a *pending* batch owned by this process;
+2. read, type, check, in memory;
+3. write the accepted rows and the quarantined rows under the batch's own paths (temporary file,
+   fsync, rename);
+4. commit: in one transaction, the batch becomes *committed* with its counts, its quarantine
+   entry and any schema version.
+
+A crash before 4 leaves a pending batch whose owner is dead; the next ingest of that source
+(or ``loopml data recover``) deletes its files and marks it aborted, and the file can be ingested
+again. Nothing reads a batch before its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from loopml.data import _catalog as cat
+from loopml.data._checks import Findings, batch_stats, check_batch, check_rows
+from loopml.data._lake import Lake, batch_path, quarantine_dir
+from loopml.data._readers import ReadOutcome, Unreadable, read
+from loopml.data._schema import (
+    Schema,
+    SchemaChange,
+    apply_changes,
+    apply_declarations,
+    infer_schema,
+    merge_changes,
+)
+from loopml.errors import ConflictError
+from loopml.spec import SchemaPolicy, SourceSpec
+from loopml.storage import SqlMetadataStore, new_id
+from loopml.storage._faults import checkpoint
+from loopml.storage._owner import owner_alive, owner_token
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("row", pa.int64()),
+        pa.field("line", pa.int64()),
+        pa.field("file", pa.string()),
+        pa.field(
+            "reasons",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("code", pa.string()),
+                        ("column", pa.string()),
+                        ("value", pa.string()),
+                        ("message", pa.string()),
+                    ]
+                )
+            ),
+        ),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+
+@dataclass
+class IngestResult:
+    """The accounting of one file: ``rows_read == rows_accepted + rows_quarantined``."""
+
+    source: str
+    file: str
+    batch_id: str | None
+    status: str  # landed | partial | held | duplicate
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    batch_reasons: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    quarantine_id: str | None = None
+    schema_version: int | None = None
+    schema_changes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    content_hash: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Positions:
+    """For a release: where each record of the rebuilt input came from originally."""
+
+    files: list[str]
+    lines: list[int | None]
+    rows: list[int]
+    header: str | None = None
+
+
+@dataclass
+class IngestJob:
+    """Everything one batch needs besides its bytes."""
+
+    source: str
+    spec: SourceSpec
+    fmt: str
+    file: str
+    content_hash: str
+    by: str
+    origin: dict[str, Any] = field(default_factory=lambda: {"kind": "file"})
+    positions: Positions | None = None
+    original: Callable[[], bytes] | None = None  # the file's bytes, for a batch held whole
+    now: datetime | None = None
+    infer_timestamp: bool = False  # an undeclared source: take the first time column
+    # Extra statements for the commit transaction: (conn, batch_id, quarantine entry id).
+    on_commit: Callable[[Any, str, str | None], None] | None = None
+
+
+def ingest_buffer(
+    store: SqlMetadataStore, lake: Lake, buf: pa.Buffer, job: IngestJob
+) -> IngestResult:
+    """Ingest one file's bytes as one batch of ``job.source``."""
+    started = time.perf_counter()
+    claimed = _claim(store, lake, job)
+    if isinstance(claimed, IngestResult):
+        claimed.seconds = time.perf_counter() - started
+        return claimed
+    batch_id = claimed
+    checkpoint("ingest.claimed")
+    try:
+        result = _process(store, lake, buf, job, batch_id)
+    except BaseException:
+        _abandon(store, lake, job.source, batch_id)
+        raise
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _claim(store: SqlMetadataStore, lake: Lake, job: IngestJob) -> str | IngestResult:
+    lake.recover(job.source)
+    batch_id = new_id("b")
+    with store.write() as conn:
+        existing = cat.batch_by_hash(conn, job.source, job.content_hash)
+        if existing is not None and existing.status == "committed":
+            return IngestResult(
+                source=job.source,
+                file=job.file,
+                batch_id=existing.id,
+                status="duplicate",
+                rows_read=0,
+                rows_accepted=0,
+                rows_quarantined=0,
+                content_hash=job.content_hash,
+                warnings=[
+                    {
+                        "code": "duplicate_file",
+                        "column": None,
+                        "count": 0,
+                        "message": f"this content was ingested already as batch {existing.id} "
+                        f"({existing.rows_accepted} rows landed, {existing.rows_quarantined} "
+                        "quarantined); nothing to do",
+                    }
+                ],
+            )
+        if existing is not None:  # pending, and recover() found its owner alive
+            now = datetime.now(UTC)
+            if owner_alive(
+                existing.owner, started=existing.started_at, now=now, stale_after=_stale()
+            ):
+                raise ConflictError(
+                    f"{job.file} is being ingested right now by {existing.owner} "
+                    f"(batch {existing.id}); wait for it to finish",
+                    details={"batch": existing.id, "owner": existing.owner},
+                )
+        cat.insert_pending(
+            conn,
+            batch_id=batch_id,
+            source=job.source,
+            content_hash=job.content_hash,
+            file=job.file,
+            format=job.fmt,
+            origin=job.origin,
+            owner=owner_token(),
+        )
+    return batch_id
+
+
+def _stale() -> Any:
+    from loopml.data._lake import STALE_AFTER
+
+    return STALE_AFTER
+
+
+def _abandon(store: SqlMetadataStore, lake: Lake, source: str, batch_id: str) -> None:
+    """Undo a batch that failed before its commit (best effort: recover() finishes the job)."""
+    try:
+        lake.remove_batch_files(source, batch_id)
+        with store.write() as conn:
+            cat.abort_batch(conn, batch_id)
+    except Exception:
+        pass
+
+
+def _process(
+    store: SqlMetadataStore, lake: Lake, buf: pa.Buffer, job: IngestJob, batch_id: str
+) -> IngestResult:
+    spec = job.spec
+    policy = spec.schema_
+    now = job.now or datetime.now(UTC)
+    with store.read() as conn:
+        active = cat.active_schema(conn, job.source)
+        history = cat.recent_stats(conn, job.source, spec.checks.history_batches)
+    stored = active.schema if active else None
+    schema = apply_declarations(stored, policy) if stored else None
+
+    findings: Findings
+    changes: list[SchemaChange] = []
+    new_schema: Schema | None = None  # a version to activate with this commit
+    proposal: list[SchemaChange] = []
+    try:
+        outcome = read(buf, job.fmt, schema, spec.csv)
+    except Unreadable as exc:
+        return _hold_whole(
+            store,
+            lake,
+            job,
+            batch_id,
+            buf,
+            [{"code": "unreadable", "column": None, "message": str(exc)}],
+            rows_read=_count_records(buf, job),
+            schema_version=active.version if active else None,
+        )
+
+    if schema is None:
+        timestamp = spec.timestamp if spec.timestamp in outcome.table.column_names else None
+        if timestamp is None and job.infer_timestamp:
+            timestamp = _first_time_column(outcome.table)
+        new_schema = infer_schema(
+            outcome.table,
+            policy=policy,
+            timestamp=timestamp,
+            primary_key=[k for k in spec.primary_key if k in outcome.table.column_names],
+        )
+        schema = new_schema
+    else:
+        changes = _changes(outcome, schema)
+        lossless = policy.widen_numbers and all(_lossless(c) for c in changes)
+        if changes and (policy.on_change == "accept" or lossless):
+            assert stored is not None
+            new_schema = apply_changes(stored, changes, outcome.new_columns)
+            schema = apply_declarations(new_schema, policy)
+            outcome = read(buf, job.fmt, schema, spec.csv)
+
+    findings = Findings(n_rows=outcome.table.num_rows)
+    blocking = [c for c in changes if c.kind != "new_categories"] if new_schema is None else []
+    if blocking:
+        findings.fail_batch(
+            "schema_change",
+            None,
+            "; ".join(c.describe() for c in blocking)
+            + (
+                f". Review with `loopml schema diff {job.source}`, then "
+                f"`loopml schema accept {job.source} --release`"
+                if policy.on_change == "hold"
+                else " (schema.on_change is reject: fix the producer, or change the policy)"
+            ),
+        )
+        if policy.on_change == "hold":
+            proposal = blocking
+    lake_rel = batch_path(job.source, batch_id)
+    eager: _EagerWrite | None = None
+    if not blocking:
+        # Most batches are clean: write them while the checks run, on the other core.
+        if outcome.table.num_rows:
+            eager = _EagerWrite(lake, lake_rel, outcome.table)
+        try:
+            findings = check_rows(
+                outcome,
+                schema,
+                spec.checks,
+                now=now,
+                lake_keys=_lake_key_lookup(lake, store, job.source, schema),
+            )
+        except BaseException:
+            if eager is not None:
+                eager.join()  # before the caller deletes the batch's files
+            raise
+    stats = batch_stats(outcome.table, outcome.rows_read)
+    if not findings.batch:
+        check_batch(outcome, stats, history, spec.checks, findings)
+    proposal += _proposals(findings, schema, policy)
+    bad = findings.bad_rows()
+    if eager is not None:
+        eager.wait()
+        checkpoint("ingest.lake_written")
+        if findings.batch or len(bad):
+            lake.files.delete(lake_rel)
+
+    if findings.batch:
+        return _hold_whole(
+            store,
+            lake,
+            job,
+            batch_id,
+            buf,
+            findings.batch,
+            rows_read=outcome.rows_read,
+            schema_version=active.version if active else None,
+            proposal=(proposal, stored) if proposal and stored else None,
+            row_reasons=findings.counts(),
+        )
+
+    table = outcome.table
+    if len(bad):
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[bad] = False
+        table = table.filter(pa.array(keep))
+        if table.num_rows:
+            lake.write_parquet(lake_rel, table)
+    landed = lake_rel if table.num_rows else None
+    q_rows = len(bad) + len(outcome.rejected)
+    q_rel = None
+    if q_rows:
+        q_rel = f"{quarantine_dir(job.source, batch_id)}/rows.parquet"
+        lake.write_parquet(q_rel, _quarantine_table(outcome, findings, bad, job))
+        checkpoint("ingest.quarantine_written")
+    reasons = _reason_counts(findings, outcome)
+
+    entry_id = new_id("q") if q_rows else None
+    checkpoint("ingest.before_commit")
+    with store.write() as conn:
+        version = active.version if active else None
+        if new_schema is not None:
+            if active is None:
+                note = "inferred from the first batch"
+            elif policy.on_change == "accept":
+                note = "changes accepted on ingest (schema.on_change: accept)"
+            else:
+                note = "lossless numeric widening accepted on ingest (schema.widen_numbers)"
+            version = cat.add_schema(
+                conn,
+                job.source,
+                new_schema,
+                status="active",
+                by=job.by,
+                note=f"{note} ({job.file})",
+                changes=changes,
+            )
+        if proposal and stored is not None:
+            _propose(conn, job.source, stored, proposal, job)
+        cat.commit_batch(
+            conn,
+            batch_id,
+            rows_read=outcome.rows_read,
+            rows_accepted=table.num_rows,
+            rows_quarantined=q_rows,
+            schema_version=version,
+            lake_path=landed,
+            stats=stats,
+            warnings=findings.warnings,
+        )
+        if entry_id is not None:
+            assert q_rel is not None
+            cat.add_quarantine(
+                conn,
+                entry_id=entry_id,
+                batch_id=batch_id,
+                source=job.source,
+                kind="rows",
+                rows=q_rows,
+                reasons=reasons,
+                path=q_rel,
+            )
+        if job.on_commit is not None:
+            job.on_commit(conn, batch_id, entry_id)
+    checkpoint("ingest.committed")
+    return IngestResult(
+        source=job.source,
+        file=job.file,
+        batch_id=batch_id,
+        status="partial" if q_rows else "landed",
+        rows_read=outcome.rows_read,
+        rows_accepted=table.num_rows,
+        rows_quarantined=q_rows,
+        reasons=reasons,
+        warnings=findings.warnings,
+        quarantine_id=entry_id,
+        schema_version=version,
+        schema_changes=[c.describe() for c in changes] if new_schema is not None else [],
+        content_hash=job.content_hash,
+    )
+
+
+def _lossless(change: SchemaChange) -> bool:
+    """A numeric widening that changes no value's meaning."""
+    return change.kind == "widen_type" and (change.old, change.new) in (
+        ("bool", "int64"),
+        ("bool", "float64"),
+        ("int64", "float64"),
+    )
+
+
+def _first_time_column(table: pa.Table) -> str | None:
+    for f in table.schema:
+        if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
+            return str(f.name)
+    return None
+
+
+class _EagerWrite:
+    """Write a batch's Parquet file on a background thread (Arrow releases the GIL)."""
+
+    def __init__(self, lake: Lake, rel: str, table: pa.Table) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(lake, rel, table), daemon=True)
+        self._thread.start()
+
+    def _run(self, lake: Lake, rel: str, table: pa.Table) -> None:
+        try:
+            lake.write_parquet(rel, table)
+        except BaseException as exc:
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _changes(outcome: ReadOutcome, schema: Schema) -> list[SchemaChange]:
+    changes: list[SchemaChange] = []
+    for name, (type_, unit, tz) in outcome.new_columns.items():
+        shown = f"timestamp[{unit}{', ' + tz if tz else ''}]" if type_ == "timestamp" else type_
+        changes.append(SchemaChange(kind="new_column", column=name, new=shown))
+    for name, wider in outcome.widened.items():
+        col = schema.column(name)
+        assert col is not None
+        changes.append(SchemaChange(kind="widen_type", column=name, old=col.type, new=wider))
+    for name in outcome.absent_columns:
+        col = schema.column(name)
+        if col is not None and not col.nullable:
+            changes.append(SchemaChange(kind="missing_column", column=name))
+    return changes
+
+
+def _proposals(findings: Findings, schema: Schema, policy: SchemaPolicy) -> list[SchemaChange]:
+    """What the data asks of the schema without holding the batch: unseen categories that were
+    only warned about, and nulls in a column that was inferred (not declared) non-nullable."""
+    out = []
+    for w in findings.warnings:
+        if w["code"] == "unseen_category" and w.get("values"):
+            out.append(
+                SchemaChange(kind="new_categories", column=w["column"], new="|".join(w["values"]))
+            )
+    keys = set(schema.primary_key) | ({schema.timestamp} if schema.timestamp else set())
+    for code, column in zip(findings.codes, findings.columns, strict=True):
+        decl = policy.columns.get(column or "")
+        if code == "null" and column not in keys and (decl is None or decl.nullable is None):
+            out.append(SchemaChange(kind="nullable", column=column or ""))
+    return out
+
+
+def _propose(
+    conn: Any, source: str, stored: Schema, changes: list[SchemaChange], job: IngestJob
+) -> None:
+    pending = cat.proposed_schema(conn, source)
+    merged = merge_changes(pending.changes, changes) if pending else changes
+    # New columns take their types from the change text; build the proposal from the stored schema.
+    types = {c.column: _parse_type(c.new or "string") for c in merged if c.kind == "new_column"}
+    proposed = apply_changes(stored, merged, types)
+    cat.replace_proposal(conn, source, proposed, merged, by=job.by, note=f"proposed by {job.file}")
+
+
+def _parse_type(shown: str) -> tuple[Any, Any, Any]:
+    if shown.startswith("timestamp["):
+        inner = shown[len("timestamp[") : -1].split(", ")
+        return "timestamp", inner[0], inner[1] if len(inner) > 1 else None
+    return shown, None, None
+
+
+def _hold_whole(
+    store: SqlMetadataStore,
+    lake: Lake,
+    job: IngestJob,
+    batch_id: str,
+    buf: pa.Buffer,
+    batch_reasons: list[dict[str, Any]],
+    *,
+    rows_read: int,
+    schema_version: int | None,
+    proposal: tuple[list[SchemaChange], Schema] | None = None,
+    row_reasons: list[dict[str, Any]] | None = None,
+) -> IngestResult:
+    """Quarantine the whole batch, keeping the original file so it can be released later."""
+    name = os.path.basename(job.file) or "input"
+    rel = f"{quarantine_dir(job.source, batch_id)}/{name}"
+    data = job.original() if job.original is not None else buf.to_pybytes()
+    lake.files.write_bytes(rel, data)
+    entry_id = new_id("q")
+    reasons = [
+        {"code": r["code"], "column": r["column"], "count": rows_read, "message": r["message"]}
+        for r in batch_reasons
+    ]
+    with store.write() as conn:
+        if proposal is not None:
+            _propose(conn, job.source, proposal[1], proposal[0], job)
+        cat.commit_batch(
+            conn,
+            batch_id,
+            rows_read=rows_read,
+            rows_accepted=0,
+            rows_quarantined=rows_read,
+            schema_version=schema_version,
+            lake_path=None,
+            stats={"rows": rows_read, "parsed": 0, "nulls": {}},
+            warnings=[],
+        )
+        cat.add_quarantine(
+            conn,
+            entry_id=entry_id,
+            batch_id=batch_id,
+            source=job.source,
+            kind="batch",
+            rows=rows_read,
+            reasons=reasons + [dict(r, also=True) for r in row_reasons or []],
+            path=rel,
+        )
+        if job.on_commit is not None:
+            job.on_commit(conn, batch_id, entry_id)
+    return IngestResult(
+        source=job.source,
+        file=job.file,
+        batch_id=batch_id,
+        status="held",
+        rows_read=rows_read,
+        rows_accepted=0,
+        rows_quarantined=rows_read,
+        reasons=[
+            {"code": r["code"], "column": r["column"], "count": rows_read} for r in batch_reasons
+        ],
+        batch_reasons=batch_reasons,
+        quarantine_id=entry_id,
+        schema_version=schema_version,
+        content_hash=job.content_hash,
+    )
+
+
+def _count_records(buf: pa.Buffer, job: IngestJob) -> int:
+    """Records in a file that could not be parsed: its non-blank lines (less a CSV header)."""
+    if job.fmt == "parquet":
+        return 0
+    from loopml.data._lines import LineIndex
+
+    header = 1 if job.fmt == "csv" and job.spec.csv.header else 0
+    return len(LineIndex(buf, header_lines=header).data_lines())
+
+
+def _reason_counts(findings: Findings, outcome: ReadOutcome) -> list[dict[str, Any]]:
+    counts = findings.counts()
+    rejected: dict[str, int] = {}
+    for r in outcome.rejected:
+        rejected[r.code] = rejected.get(r.code, 0) + 1
+    counts += [{"code": c, "column": None, "count": n} for c, n in rejected.items()]
+    return sorted(counts, key=lambda c: -c["count"])
+
+
+def _quarantine_table(
+    outcome: ReadOutcome, findings: Findings, bad: np.ndarray, job: IngestJob
+) -> pa.Table:
+    located = outcome.locate(bad)
+    reasons = findings.reasons_for(bad)
+    rows = [int(r) for r in located.records]
+    lines: list[int | None] = (
+        [int(x) for x in located.lines] if located.lines is not None else [None] * len(bad)
+    )
+    files = [job.file] * len(bad)
+    raws = list(located.texts)
+    for rej in outcome.rejected:
+        rows.append(rej.row if rej.row is not None else -1)
+        lines.append(rej.line)
+        files.append(job.file)
+        raws.append(rej.raw)
+        reasons.append(
+            [
+                {
+                    "code": rej.code,
+                    "column": rej.column,
+                    "value": rej.value,
+                    "message": _render_rejected(rej.code, rej.detail),
+                }
+            ]
+        )
+    if job.positions is not None:
+        # A release: report the rows where they were in the file they first came from.
+        p = job.positions
+        idx = [r - 1 for r in rows]
+        files = [
+            p.files[i] if 0 <= i < len(p.files) else f for i, f in zip(idx, files, strict=True)
+        ]
+        lines = [p.lines[i] if 0 <= i < len(p.lines) else None for i in idx]
+        rows = [p.rows[i] if 0 <= i < len(p.rows) else r for i, r in zip(idx, rows, strict=True)]
+    table = pa.table(
+        {"row": rows, "line": lines, "file": files, "reasons": reasons, "raw": raws},
+        schema=QUARANTINE_SCHEMA,
+    )
+    header = outcome.header or (job.positions.header if job.positions else None)
+    if header is not None:
+        # A CSV row's text needs its header to be parsed again on release.
+        table = table.replace_schema_metadata({"loopml.header": header})
+    return table.sort_by([("row", "ascending")])
+
+
+def _render_rejected(code: str, detail: str) -> str:
+    from loopml.data._checks import render
+
+    return render(code, None, None, detail)
+
+
+def _lake_key_lookup(
+    lake: Lake, store: SqlMetadataStore, source: str, schema: Schema
+) -> Callable[[pa.Table], list[tuple[int, str]]] | None:
+    """A function finding the rows of a batch whose primary key is already in the lake."""
+    keys = schema.primary_key
+    if not keys:
+        return None
+    with store.read() as conn:
+        landed = [b for b in cat.list_batches(conn, source=source) if b.lake_path]
+    if not landed:
+        return None
+
+    def lookup(key_table: pa.Table) -> list[tuple[int, str]]:
+        paths = ", ".join(
+            "'" + lake.files.uri(b.lake_path or "").replace("'", "''") + "'" for b in landed
+        )
+        on = " AND ".join(f'k."{k}" = l."{k}"' for k in keys)
+        cols = ", ".join(f'"{k}"' for k in keys)
+        where = ""
+        ts = schema.timestamp
+        if ts in keys:
+            # Parquet row-group statistics skip everything outside the batch's time range.
+            where = (
+                f'WHERE "{ts}" BETWEEN (SELECT min("{ts}") FROM k) AND (SELECT max("{ts}") FROM k)'
+            )
+        con = duckdb.connect()
+        try:
+            if not lake.files.is_local:
+                con.register_filesystem(lake.files.fs)
+            con.register("k", key_table)
+            rows = con.execute(
+                f"""SELECT k.__row, l._batch FROM k JOIN (
+                        SELECT {cols}, _batch FROM read_parquet([{paths}], hive_partitioning = true,
+                        union_by_name = true) {where}) l ON {on}
+                    ORDER BY k.__row"""
+            ).fetchall()
+        finally:
+            con.close()
+        seen: set[int] = set()
+        out = []
+        for row, batch in rows:
+            if row not in seen:
+                seen.add(row)
+                out.append((int(row), str(batch)))
+        return out
+
+    return lookup
+
+
+def content_hash(buf: pa.Buffer | bytes) -> str:
+    return hashlib.sha256(memoryview(buf)).hexdigest()

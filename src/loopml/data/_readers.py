@@ -1,0 +1,449 @@
+"""Reading CSV, JSON Lines and Parquet into Arrow, typed to a schema, losing nothing.
+
+The fast path parses a whole file with Arrow's multi-threaded readers and the schema's types.
+Only when that fails does a reader fall back: a CSV column that does not parse is read as text and
+converted value by value; a JSON Lines file that does not parse is read line by line. Records the
+parser cannot use at all (wrong field count, broken JSON) are returned as :class:`Rejected` with
+their line and text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from loopml.data._coerce import Coerced, coerce, decode_utf8, fits
+from loopml.data._lines import LineIndex
+from loopml.data._schema import Schema, from_arrow, to_arrow
+from loopml.spec import CsvOptions
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to ([^:]+): (.*)", re.S)
+_WIDER = {"bool": ("int64", "float64"), "int64": ("float64",), "date": ("timestamp",)}
+WIDEN_SHARE = 0.5  # a column is "widened" when more than this share of its values needs it
+
+
+class Unreadable(Exception):
+    """The file as a whole is not data of its format; the batch goes to quarantine whole."""
+
+
+@dataclass
+class Rejected:
+    """A record that never became a row: its line, its text and why."""
+
+    line: int | None
+    row: int | None
+    raw: str
+    code: str
+    column: str | None
+    value: str | None
+    detail: str
+
+
+@dataclass
+class ReadOutcome:
+    """What a reader made of one file."""
+
+    table: pa.Table
+    rows_read: int
+    unparseable: dict[str, Coerced] = field(default_factory=dict)
+    bad_encoding: dict[str, Coerced] = field(default_factory=dict)
+    missing_fields: dict[str, np.ndarray] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    widened: dict[str, str] = field(default_factory=dict)
+    new_columns: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
+    absent_columns: list[str] = field(default_factory=list)
+    header: str | None = None
+    raw_row: Callable[[np.ndarray], Located] | None = None
+
+    def locate(self, rows: np.ndarray) -> Located:
+        """Where table rows came from: 1-based lines (text formats), record numbers, text."""
+        if self.raw_row is not None:
+            return self.raw_row(rows)
+        return Located(None, rows + 1, _rows_as_json(self.table, rows))
+
+
+@dataclass
+class Located:
+    """Lines (None where not known), 1-based record numbers and original text of some rows."""
+
+    lines: np.ndarray | None
+    records: np.ndarray
+    texts: list[str]
+
+
+def open_buffer(path: str) -> pa.Buffer:
+    """The file's bytes, memory-mapped (no copy)."""
+    with pa.memory_map(path, "r") as source:
+        return source.read_buffer()
+
+
+def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> ReadOutcome:
+    if fmt == "csv":
+        outcome = _read_csv(buf, schema, csv)
+    elif fmt == "jsonl":
+        outcome = _read_jsonl(buf, schema)
+    elif fmt == "parquet":
+        outcome = _read_parquet(buf)
+    else:  # pragma: no cover - the spec only allows the three
+        raise Unreadable(f"unknown format {fmt!r}")
+    _conform(outcome, schema)
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------- CSV
+
+
+def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOutcome:
+    if buf.size == 0:
+        raise Unreadable("the file is empty")
+    names = _csv_header(buf, opts)
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise Unreadable(f"the header repeats column names: {', '.join(dup)}")
+    known = {c.name: c.arrow_type for c in schema.columns} if schema else {}
+    overrides: dict[str, pa.DataType] = {}
+    invalid: list[tuple[int | None, str, int, int]] = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
+        return "skip"
+
+    read_opts = pacsv.ReadOptions(
+        use_threads=True,
+        block_size=1 << 22,
+        column_names=None if opts.header else opts.column_names,
+        encoding=opts.encoding,
+    )
+    parse_opts = pacsv.ParseOptions(
+        delimiter=opts.delimiter,
+        quote_char=opts.quote_char,
+        newlines_in_values=opts.newlines_in_values,
+        invalid_row_handler=on_invalid,
+    )
+    for _ in range(len(names) + 1):
+        invalid.clear()
+        types = {n: overrides.get(n, known[n]) for n in names if n in known}
+        types.update({n: t for n, t in overrides.items() if n not in known})
+        convert = pacsv.ConvertOptions(
+            column_types=types,
+            null_values=opts.null_values,
+            strings_can_be_null=True,
+            true_values=["true", "True", "TRUE"],
+            false_values=["false", "False", "FALSE"],
+        )
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(buf),
+                read_options=read_opts,
+                parse_options=parse_opts,
+                convert_options=convert,
+            )
+            break
+        except pa.ArrowInvalid as exc:
+            m = _CONVERSION.search(str(exc))
+            if m is None or int(m.group(1)) >= len(names) or names[int(m.group(1))] in overrides:
+                if "Empty CSV file" in str(exc):
+                    raise Unreadable("the file is empty") from None
+                raise Unreadable(f"not readable as CSV: {exc}") from None
+            name = names[int(m.group(1))]
+            overrides[name] = pa.binary() if "UTF8" in m.group(3) else pa.string()
+    else:  # pragma: no cover - each pass overrides one more column
+        raise Unreadable("CSV columns kept failing to convert")
+
+    outcome = ReadOutcome(table=table, rows_read=table.num_rows)
+    for name, t in overrides.items():
+        if pa.types.is_binary(t):
+            decoded = decode_utf8(table.column(name))
+            if decoded.bad is not None:
+                outcome.bad_encoding[name] = decoded
+            table = _replace(table, name, decoded.array)
+    outcome.table = table
+
+    if opts.newlines_in_values:
+        # A record may span lines, so line numbers cannot be recovered from newlines.
+        outcome.rows_read += len(invalid)
+        outcome.rejected = [
+            Rejected(
+                None, None, text, "field_count", None, None, f"expected {exp} fields, found {act}"
+            )
+            for _, text, exp, act in invalid
+        ]
+        return outcome
+
+    # Line positions are found only when some row needs its line (a scan of the whole file).
+    def index() -> LineIndex:
+        return LineIndex(buf, header_lines=1 if opts.header else 0, encoding=opts.encoding)
+
+    lines = None
+    if invalid:
+        lines = index()
+        bad_lines = lines.find([text for _, text, _, _ in invalid])
+        lines.exclude(bad_lines)
+        by_text = {text: (exp, act) for _, text, exp, act in invalid}
+        ordinals = lines.record_ordinal(bad_lines)
+        for line, ordinal in zip(bad_lines, ordinals, strict=True):
+            text = lines.text(int(line))
+            exp, act = by_text.get(text, (len(names), -1))
+            outcome.rejected.append(
+                Rejected(
+                    int(line) + 1,
+                    int(ordinal),
+                    text,
+                    "field_count",
+                    None,
+                    None,
+                    f"expected {exp} fields, found {act}",
+                )
+            )
+        outcome.rows_read += len(outcome.rejected)
+    outcome.header = _first_line(buf, opts.encoding) if opts.header else None
+    outcome.raw_row = _text_locator(lines or index, table)
+    return outcome
+
+
+def _first_line(buf: pa.Buffer, encoding: str) -> str:
+    head = buf.slice(0, min(buf.size, 1 << 20)).to_pybytes()
+    return head.split(b"\n", 1)[0].rstrip(b"\r").decode(encoding, "backslashreplace")
+
+
+def _csv_header(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
+    if not opts.header:
+        if not opts.column_names:
+            raise Unreadable("csv.header is false but csv.column_names is not set")
+        return list(opts.column_names)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    newline = np.flatnonzero(data[: 1 << 20] == 10)
+    end = int(newline[0]) + 1 if len(newline) else min(buf.size, 1 << 20)
+    try:
+        head = pacsv.read_csv(
+            pa.BufferReader(buf.slice(0, end)),
+            read_options=pacsv.ReadOptions(encoding=opts.encoding),
+            parse_options=pacsv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote_char),
+        )
+    except pa.ArrowInvalid as exc:
+        raise Unreadable(f"the header line is not readable CSV: {exc}") from None
+    return list(head.column_names)
+
+
+def _text_locator(
+    lines: LineIndex | Callable[[], LineIndex], table: pa.Table
+) -> Callable[[np.ndarray], Located]:
+    cache: list[LineIndex] = [lines] if isinstance(lines, LineIndex) else []
+
+    def locate(rows: np.ndarray) -> Located:
+        if not cache:
+            assert callable(lines)
+            cache.append(lines())
+        index = cache[0]
+        row_lines = index.row_lines()
+        if len(row_lines) != table.num_rows:
+            # The parser and the line count disagree (quoted newlines): keep the values instead.
+            return Located(None, rows + 1, _rows_as_json(table, rows))
+        picked = row_lines[rows]
+        return Located(
+            picked + 1, index.record_ordinal(picked), [index.text(int(i)) for i in picked]
+        )
+
+    return locate
+
+
+# ---------------------------------------------------------------------------------- JSON Lines
+
+
+def _read_jsonl(buf: pa.Buffer, schema: Schema | None) -> ReadOutcome:
+    if buf.size == 0:
+        raise Unreadable("the file is empty")
+    lines = LineIndex(buf, header_lines=0)
+    explicit = schema.arrow_schema() if schema else None
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(buf),
+            read_options=pajson.ReadOptions(use_threads=True, block_size=1 << 22),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=explicit, unexpected_field_behavior="infer"
+            ),
+        )
+        if table.num_rows != len(lines.data_lines()):
+            raise pa.ArrowInvalid("records and lines differ")
+        outcome = ReadOutcome(table=table, rows_read=table.num_rows)
+        if schema is not None:
+            _jsonl_missing_keys(outcome, schema, lines)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        outcome = _read_jsonl_by_line(lines, schema)
+    outcome.raw_row = _text_locator(lines, outcome.table)
+    return outcome
+
+
+def _jsonl_missing_keys(outcome: ReadOutcome, schema: Schema, lines: LineIndex) -> None:
+    """Arrow reads an absent key as null; for required columns, tell the two apart."""
+    for col in schema.columns:
+        if col.nullable or col.name not in outcome.table.column_names:
+            continue
+        arr = outcome.table.column(col.name)
+        if arr.null_count == 0:
+            continue
+        rows = np.flatnonzero(np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False)))
+        row_lines = lines.row_lines()
+        absent = [r for r in rows if col.name not in orjson.loads(lines.text(int(row_lines[r])))]
+        if absent:
+            mask = np.zeros(outcome.table.num_rows, dtype=bool)
+            mask[absent] = True
+            outcome.missing_fields[col.name] = mask
+
+
+def _read_jsonl_by_line(lines: LineIndex, schema: Schema | None) -> ReadOutcome:
+    records: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    bad_lines: list[int] = []
+    data = lines.data_lines()
+    for ordinal, line in enumerate(data, start=1):
+        text = lines.text(int(line))
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            code, detail = (
+                ("bad_encoding", "not valid UTF-8")
+                if "utf-8" in str(exc).lower()
+                else ("bad_json", f"not valid JSON: {exc}")
+            )
+            rejected.append(Rejected(int(line) + 1, ordinal, text, code, None, None, detail))
+            bad_lines.append(int(line))
+            continue
+        if not isinstance(obj, dict):
+            rejected.append(
+                Rejected(
+                    int(line) + 1,
+                    ordinal,
+                    text,
+                    "bad_json",
+                    None,
+                    None,
+                    f"a line must hold a JSON object, not {type(obj).__name__}",
+                )
+            )
+            bad_lines.append(int(line))
+            continue
+        records.append(obj)
+    lines.exclude(np.array(bad_lines, dtype=np.int64))
+    names: list[str] = list(schema.names) if schema else []
+    seen = set(names)
+    for rec in records:
+        for key in rec:
+            if key not in seen:
+                seen.add(key)
+                names.append(key)
+    outcome = ReadOutcome(table=pa.table({}), rows_read=len(records) + len(rejected))
+    columns: dict[str, pa.ChunkedArray] = {}
+    for name in names:
+        col = schema.column(name) if schema else None
+        if col is not None and not col.nullable:
+            present = np.fromiter((name in r for r in records), dtype=bool, count=len(records))
+            if not present.all():
+                outcome.missing_fields[name] = ~present
+        columns[name] = _json_values([r.get(name) for r in records])
+    outcome.table = pa.table(columns)
+    outcome.rejected = rejected
+    return outcome
+
+
+def _json_values(values: list[Any]) -> pa.ChunkedArray:
+    """Python values from JSON as one Arrow column: typed when they agree, text when not."""
+    try:
+        return pa.chunked_array([pa.array(values)])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        texts = [
+            None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()
+            for v in values
+        ]
+        return pa.chunked_array([pa.array(texts, type=pa.string())])
+
+
+# ------------------------------------------------------------------------------------- Parquet
+
+
+def _read_parquet(buf: pa.Buffer) -> ReadOutcome:
+    try:
+        table = pq.read_table(pa.BufferReader(buf))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise Unreadable(f"not readable as Parquet: {exc}") from None
+    return ReadOutcome(table=table, rows_read=table.num_rows)
+
+
+# ----------------------------------------------------------------------------------- the rest
+
+
+def _conform(outcome: ReadOutcome, schema: Schema | None) -> None:
+    """Type every known column, find new, widened and absent columns, order as the schema."""
+    table = outcome.table
+    if schema is None:
+        for name in table.column_names:
+            from_arrow(table.column(name).type, name)  # refuses nested types early
+        return
+    for col in schema.columns:
+        if col.name not in table.column_names:
+            outcome.absent_columns.append(col.name)
+            continue
+        arr = table.column(col.name)
+        if arr.type.equals(col.arrow_type):
+            continue
+        coerced = coerce(arr, col.arrow_type)
+        if coerced.bad is not None:
+            wider = _widening(arr, coerced, col.type, col.unit, col.tz)
+            if wider is not None:
+                outcome.widened[col.name] = wider
+        if coerced.bad is not None:
+            outcome.unparseable[col.name] = coerced
+        table = _replace(table, col.name, coerced.array)
+    for name in table.column_names:
+        if schema.column(name) is None:
+            outcome.new_columns[name] = from_arrow(table.column(name).type, name)
+    for name in outcome.absent_columns:
+        absent = schema.column(name)
+        assert absent is not None
+        table = table.append_column(
+            pa.field(name, absent.arrow_type), pa.nulls(table.num_rows, absent.arrow_type)
+        )
+    order = [c.name for c in schema.columns] + list(outcome.new_columns)
+    outcome.table = table.select(order)
+
+
+def _widening(
+    arr: pa.ChunkedArray, coerced: Coerced, type_: str, unit: str | None, tz: str | None
+) -> str | None:
+    """The wider type a column's values ask for, if they all fit one.
+
+    Numbers widen as soon as every value that missed the narrow type fits the wider one (one
+    "0.25" in a column inferred as int64 from a week of zeros means the column holds decimals).
+    Other widenings need most values to ask for them; a few odd values are bad rows instead.
+    """
+    assert coerced.bad is not None and coerced.original is not None
+    missed = coerced.original.filter(pa.array(coerced.bad))
+    present = len(arr) - arr.null_count
+    for wider in _WIDER.get(type_, ()):
+        target = to_arrow(wider, unit or "us", tz)
+        if type_ in ("bool", "int64") and wider in ("int64", "float64"):
+            if fits(missed, target) == 1.0:
+                return wider
+        elif coerced.n_bad > WIDEN_SHARE * present and fits(arr, target) == 1.0:
+            return wider
+    return None
+
+
+def _replace(table: pa.Table, name: str, arr: pa.ChunkedArray) -> pa.Table:
+    i = table.column_names.index(name)
+    return table.set_column(i, pa.field(name, arr.type), arr)
+
+
+def _rows_as_json(table: pa.Table, rows: np.ndarray) -> list[str]:
+    picked = table.take(pa.array(rows, type=pa.int64())).to_pylist()
+    return [orjson.dumps(r, default=str).decode() for r in picked]

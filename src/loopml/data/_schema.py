@@ -1,0 +1,322 @@
+"""A source's schema: inferred from its first batch, versioned, and evolved only when accepted."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopml.errors import DataError
+from loopml.spec import LogicalType, SchemaPolicy, UnseenPolicy
+
+TimeUnit = Literal["s", "ms", "us", "ns"]
+
+# Each type can be widened to the ones after it on its line.
+_WIDENING: tuple[tuple[str, ...], ...] = (
+    ("bool", "int64", "float64", "string"),
+    ("date", "timestamp", "string"),
+)
+
+
+class ColumnSchema(BaseModel):
+    """One column: its type and what values it may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: LogicalType
+    unit: TimeUnit | None = None
+    tz: str | None = None
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    unseen: UnseenPolicy = "warn"
+    observed: dict[str, Any] = Field(
+        default_factory=dict, description="What the first batch showed (min, max, distinct)."
+    )
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return to_arrow(self.type, self.unit, self.tz)
+
+    def type_name(self) -> str:
+        if self.type == "timestamp":
+            return f"timestamp[{self.unit or 'us'}{', ' + self.tz if self.tz else ''}]"
+        return self.type
+
+
+class Schema(BaseModel):
+    """The columns of a source, in file order, plus its event-time and key columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[ColumnSchema]
+    timestamp: str | None = None
+    primary_key: list[str] = Field(default_factory=list)
+
+    def column(self, name: str) -> ColumnSchema | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns]
+        )
+
+
+class SchemaChange(BaseModel):
+    """One difference between a batch and the active schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["new_column", "widen_type", "missing_column", "nullable", "new_categories"]
+    column: str
+    old: str | None = None
+    new: str | None = None
+
+    def describe(self) -> str:
+        match self.kind:
+            case "new_column":
+                return f"new column '{self.column}' ({self.new})"
+            case "widen_type":
+                return f"column '{self.column}' widened from {self.old} to {self.new}"
+            case "missing_column":
+                return f"required column '{self.column}' is missing from the batch"
+            case "nullable":
+                return f"column '{self.column}' becomes nullable"
+            case "new_categories":
+                return f"column '{self.column}' gains categories {self.new}"
+        return self.kind  # pragma: no cover
+
+
+def to_arrow(type_: str, unit: str | None = None, tz: str | None = None) -> pa.DataType:
+    """The Arrow type of a logical type."""
+    match type_:
+        case "int64":
+            return pa.int64()
+        case "float64":
+            return pa.float64()
+        case "bool":
+            return pa.bool_()
+        case "string":
+            return pa.string()
+        case "timestamp":
+            return pa.timestamp(unit or "us", tz=tz)
+        case "date":
+            return pa.date32()
+    raise DataError(f"unknown logical type {type_!r}")
+
+
+def from_arrow(t: pa.DataType, column: str) -> tuple[LogicalType, TimeUnit | None, str | None]:
+    """The logical type of an Arrow type; nested types are refused with the column named."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return "bool", None, None
+    if pa.types.is_integer(t):
+        return "int64", None, None
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float64", None, None
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+        return "string", None, None
+    if pa.types.is_timestamp(t):
+        return "timestamp", t.unit, t.tz
+    if pa.types.is_date(t):
+        return "date", None, None
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "string", None, None
+    raise DataError(
+        f"column '{column}' has type {t}, which loopml does not ingest yet; "
+        "flatten nested values or store them as JSON text",
+        details={"column": column, "type": str(t)},
+    )
+
+
+def widen(a: str, b: str) -> str | None:
+    """The narrowest type both ``a`` and ``b`` fit in, or None (then only string fits both)."""
+    if a == b:
+        return a
+    for line in _WIDENING:
+        if a in line and b in line:
+            return line[max(line.index(a), line.index(b))]
+    return "string"
+
+
+def infer_schema(
+    table: pa.Table,
+    *,
+    policy: SchemaPolicy,
+    timestamp: str | None = None,
+    primary_key: list[str] | None = None,
+) -> Schema:
+    """Infer a schema from a first batch.
+
+    Types come from the reader. A column is nullable when the batch has nulls in it (the event
+    time and key columns never are). Numbers get magnitude bounds: values may grow to
+    ``policy.range_margin`` times the largest magnitude seen, with either sign. A string column
+    is categorical when it has at most ``policy.max_categories`` distinct values and each
+    appears about 20 times or more.
+    """
+    key = set(primary_key or [])
+    if timestamp:
+        key.add(timestamp)
+    columns = []
+    for name in table.column_names:
+        arr = table.column(name)
+        type_, unit, tz = from_arrow(arr.type, name)
+        col = ColumnSchema(name=name, type=type_, unit=unit, tz=tz, unseen=policy.unseen_categories)
+        col.nullable = arr.null_count > 0 and name not in key
+        non_null = len(arr) - arr.null_count
+        if type_ in ("int64", "float64") and non_null:
+            _infer_range(col, arr, policy)
+        elif type_ == "string" and non_null and pa.types.is_string(arr.type):
+            uniq = pc.unique(arr).drop_null()
+            col.observed["distinct"] = len(uniq)
+            if len(uniq) <= policy.max_categories and len(uniq) * 20 <= non_null:
+                col.categories = sorted(uniq.to_pylist())
+        elif type_ in ("timestamp", "date") and non_null:
+            mm = pc.min_max(arr)  # as text: a zoned timestamp's as_py() would import pandas
+            col.observed["min"] = pc.cast(mm["min"], pa.string()).as_py()
+            col.observed["max"] = pc.cast(mm["max"], pa.string()).as_py()
+        columns.append(col)
+    schema = Schema(columns=columns, timestamp=timestamp, primary_key=list(primary_key or []))
+    return apply_declarations(schema, policy)
+
+
+def _infer_range(col: ColumnSchema, arr: pa.ChunkedArray, policy: SchemaPolicy) -> None:
+    values = arr
+    if pa.types.is_floating(arr.type):
+        values = pc.filter(arr, pc.invert(pc.or_(pc.is_nan(arr), pc.is_inf(arr))))
+    mm = pc.min_max(values)
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    if lo is None or hi is None:
+        return
+    col.observed["min"], col.observed["max"] = lo, hi
+    if not policy.infer_ranges:
+        return
+    # Only magnitude is inferred: the sign or the span of one batch says little about the next
+    # (a first week of winter has no negative dew points yet). Declare min/max for more.
+    magnitude = max(abs(lo), abs(hi), 1.0) * policy.range_margin
+    col.min, col.max = -float(magnitude), float(magnitude)
+
+
+def apply_declarations(schema: Schema, policy: SchemaPolicy) -> Schema:
+    """The schema with the spec's column declarations laid over it (declarations win)."""
+    out = schema.model_copy(deep=True)
+    for col in out.columns:
+        decl = policy.columns.get(col.name)
+        if decl is None:
+            continue
+        if decl.type is not None and decl.type != col.type:
+            col.type = decl.type
+            if decl.type == "timestamp":
+                col.unit, col.tz = col.unit or "us", col.tz or "UTC"
+            else:
+                col.unit = col.tz = None
+        if decl.nullable is not None:
+            col.nullable = decl.nullable
+        if decl.min is not None:
+            col.min = decl.min
+        if decl.max is not None:
+            col.max = decl.max
+        if decl.categories is not None:
+            col.categories = sorted(set(decl.categories))
+        if decl.unseen is not None:
+            col.unseen = decl.unseen
+    return out
+
+
+def apply_changes(
+    schema: Schema, changes: list[SchemaChange], table_types: dict[str, Any]
+) -> Schema:
+    """The schema after ``changes`` (new columns take their types from ``table_types``)."""
+    out = schema.model_copy(deep=True)
+    for ch in changes:
+        col = out.column(ch.column)
+        if ch.kind == "new_column" and col is None:
+            type_, unit, tz = table_types[ch.column]
+            out.columns.append(
+                ColumnSchema(name=ch.column, type=type_, unit=unit, tz=tz, nullable=True)
+            )
+        elif col is None:
+            continue
+        elif ch.kind == "widen_type" and ch.new:
+            col.type = ch.new  # type: ignore[assignment]
+            if col.type in ("string",):
+                col.min = col.max = None
+            if col.type != "timestamp":
+                col.unit = col.tz = None
+            else:
+                col.unit, col.tz = col.unit or "us", col.tz or "UTC"
+        elif ch.kind in ("nullable", "missing_column"):
+            col.nullable = True
+        elif ch.kind == "new_categories" and col.categories is not None and ch.new:
+            col.categories = sorted(set(col.categories) | set(ch.new.split("|")))
+    return out
+
+
+def merge_changes(a: list[SchemaChange], b: list[SchemaChange]) -> list[SchemaChange]:
+    """Two change lists as one: wider types win, categories are united."""
+    merged: dict[tuple[str, str], SchemaChange] = {(c.kind, c.column): c for c in a}
+    for ch in b:
+        prev = merged.get((ch.kind, ch.column))
+        if prev is None:
+            merged[(ch.kind, ch.column)] = ch
+        elif ch.kind == "widen_type" and prev.new and ch.new:
+            merged[(ch.kind, ch.column)] = prev.model_copy(update={"new": widen(prev.new, ch.new)})
+        elif ch.kind == "new_categories":
+            values = sorted(
+                set((prev.new or "").split("|")) | set((ch.new or "").split("|")) - {""}
+            )
+            merged[(ch.kind, ch.column)] = prev.model_copy(update={"new": "|".join(values)})
+    return list(merged.values())
+
+
+def schema_diff(old: Schema, new: Schema) -> list[dict[str, Any]]:
+    """Column-by-column differences between two schemas, for `loopml schema diff`."""
+    rows: list[dict[str, Any]] = []
+    for col in new.columns:
+        prev = old.column(col.name)
+        if prev is None:
+            rows.append(
+                {"column": col.name, "change": "added", "old": None, "new": col.type_name()}
+            )
+            continue
+        for field in ("type", "nullable", "min", "max", "unseen"):
+            a, b = getattr(prev, field), getattr(col, field)
+            if field == "type":
+                a, b = prev.type_name(), col.type_name()
+            if a != b:
+                rows.append({"column": col.name, "change": field, "old": a, "new": b})
+        if prev.categories != col.categories:
+            added = sorted(set(col.categories or []) - set(prev.categories or []))
+            removed = sorted(set(prev.categories or []) - set(col.categories or []))
+            rows.append({"column": col.name, "change": "categories", "old": removed, "new": added})
+    for col in old.columns:
+        if new.column(col.name) is None:
+            rows.append(
+                {"column": col.name, "change": "removed", "old": col.type_name(), "new": None}
+            )
+    return rows
+
+
+def null_counts(table: pa.Table) -> dict[str, int]:
+    return {name: int(table.column(name).null_count) for name in table.column_names}
+
+
+def as_numpy_mask(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow mask as a numpy array, nulls counted as False."""
+    filled = pc.fill_null(mask, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)

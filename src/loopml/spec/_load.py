@@ -1,0 +1,120 @@
+"""Reading ``loopml.yaml`` into a :class:`ProjectSpec`, with errors that name the key and line."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from loopml.errors import SpecError
+from loopml.spec._models import ProjectSpec
+from loopml.spec._yaml import LoadedYaml, load_yaml
+
+SPEC_FILE = "loopml.yaml"
+
+
+def load_spec(path: str | Path) -> ProjectSpec:
+    """Read a project spec from a file, or from ``loopml.yaml`` in a folder."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / SPEC_FILE
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f"no project spec at {p}: run `loopml init {p.parent}` to create one",
+            details={"file": str(p), "key": None, "line": None},
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            details={"file": str(p), "key": None, "line": None},
+        ) from None
+    return parse_spec(text, file=str(p))
+
+
+def parse_spec(text: str, *, file: str = SPEC_FILE) -> ProjectSpec:
+    """Validate spec text; every error names the key and the line it is on."""
+    doc = load_yaml(text, file)
+    if not isinstance(doc.data, dict):
+        raise SpecError(
+            f"{file}: the spec must be a mapping of keys (project, storage, sources, ...)",
+            details={"file": file, "key": None, "line": 1},
+        )
+    try:
+        return ProjectSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise _spec_error(exc, doc) from None
+
+
+def _spec_error(exc: ValidationError, doc: LoadedYaml) -> SpecError:
+    problems: list[dict[str, Any]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        key, line = doc.line_of(loc)
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key" + _suggest(loc, doc)
+        elif err["type"] == "missing":
+            _, parent_line = doc.line_of(loc[:-1])
+            line = line or parent_line
+            message = "required key is missing"
+        problems.append({"key": key, "line": line, "message": message})
+    first = problems[0]
+    where = f"{doc.file}:{first['line']}" if first["line"] else doc.file
+    text = f"{where}: {first['key']}: {first['message']}"
+    if len(problems) > 1:
+        rest = "; ".join(f"line {p['line']}: {p['key']}: {p['message']}" for p in problems[1:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        text += f"; also {rest}{more}"
+    return SpecError(
+        text,
+        details={
+            "file": doc.file,
+            "key": first["key"],
+            "line": first["line"],
+            "problems": problems,
+        },
+    )
+
+
+def _suggest(loc: tuple[Any, ...], doc: LoadedYaml) -> str:
+    """' (did you mean X?)' for a misspelt key, from the fields the model accepts there."""
+    model: Any = ProjectSpec
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return ""
+        by_alias = {(f.alias or name): f for name, f in fields.items()}
+        field = by_alias.get(str(part))
+        if field is None:
+            # a dict key (a source name, a column name): the value type is the next model
+            continue
+        model = _inner_model(field.annotation)
+        if model is None:
+            return ""
+    fields = getattr(model, "model_fields", {})
+    names = [f.alias or n for n, f in fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(names)})"
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def spec_json_schema() -> str:
+    """The JSON Schema of ``loopml.yaml``, for editors (YAML language servers read it)."""
+    schema = ProjectSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "loopml project spec (loopml.yaml)"
+    return json.dumps(schema, indent=2, sort_keys=False)

@@ -1,0 +1,228 @@
+"""The project spec (``loopml.yaml``) as pydantic models."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from loopml.spec._storage import StorageSpec
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+SOURCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"`` or a number of seconds.
+
+    >>> parse_duration("36h")
+    datetime.timedelta(days=1, seconds=43200)
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 6h, 1d or 2w")
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact spelling of a duration, for round trips through YAML and JSON."""
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m", "s"):
+        n = seconds / _UNITS[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def _to_utc(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(_to_utc)]
+
+LogicalType = Literal["int64", "float64", "bool", "string", "timestamp", "date"]
+UnseenPolicy = Literal["warn", "quarantine"]
+Format = Literal["csv", "parquet", "jsonl"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ColumnSpec(_Model):
+    """What the user declares about one column; anything left out is inferred from data."""
+
+    type: LogicalType | None = Field(None, description="Logical type; inferred when omitted.")
+    nullable: bool | None = Field(None, description="Whether nulls are allowed.")
+    min: float | None = Field(None, description="Smallest allowed value (numbers).")
+    max: float | None = Field(None, description="Largest allowed value (numbers).")
+    categories: list[str] | None = Field(
+        None, description="The allowed values of a categorical column."
+    )
+    unseen: UnseenPolicy | None = Field(
+        None, description="What to do with a value outside `categories` (default: the source's)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class SchemaPolicy(_Model):
+    """How a source's schema is inferred, enforced and evolved."""
+
+    on_change: Literal["hold", "accept", "reject"] = Field(
+        "hold",
+        description=(
+            "A batch with a new column or a widened type: hold it in quarantine until "
+            "`loopml schema accept` (hold), accept the change at once (accept), or quarantine "
+            "it without proposing a change (reject)."
+        ),
+    )
+    unseen_categories: UnseenPolicy = Field(
+        "warn", description="Values outside an inferred or declared category domain."
+    )
+    widen_numbers: bool = Field(
+        True,
+        description=(
+            "Accept a lossless numeric widening (bool to int64, int64 to float64) as a new schema "
+            "version without holding the batch; other changes follow on_change."
+        ),
+    )
+    infer_ranges: bool = Field(
+        True, description="Enforce magnitude bounds inferred from the first batch."
+    )
+    range_margin: float = Field(
+        100.0,
+        gt=1,
+        description=(
+            "Inferred bounds allow values up to this many times the largest magnitude seen in "
+            "the first batch, with either sign; declare min/max for tighter ones."
+        ),
+    )
+    max_categories: int = Field(
+        1000, ge=0, description="A string column with more distinct values is not categorical."
+    )
+    columns: dict[str, ColumnSpec] = Field(
+        default_factory=dict, description="Per-column declarations that override inference."
+    )
+
+
+class CheckSpec(_Model):
+    """Row and batch checks beyond the schema."""
+
+    max_future: Duration = Field(
+        timedelta(days=1), description="Timestamps later than now plus this are quarantined."
+    )
+    not_before: UtcDatetime | None = Field(
+        datetime(1970, 1, 2, tzinfo=UTC),
+        description="Timestamps before this are quarantined (null disables the check).",
+    )
+    row_count_ratio: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "A batch whose row count is more than this many times above or below the median "
+            "of recent batches is quarantined whole (0 disables)."
+        ),
+    )
+    null_rate_increase: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description=(
+            "A batch where a column's null rate exceeds its recent rate by more than this "
+            "(absolute) is quarantined whole (0 disables)."
+        ),
+    )
+    history_batches: int = Field(20, ge=1, description="Recent batches the batch checks use.")
+    min_history: int = Field(3, ge=1, description="Batch checks start after this many batches.")
+
+
+class CsvOptions(_Model):
+    """How CSV files are parsed."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote_char: str = Field('"', min_length=1, max_length=1)
+    header: bool = True
+    column_names: list[str] | None = Field(None, description="Names when there is no header.")
+    null_values: list[str] = Field(
+        default_factory=lambda: ["", "NA", "N/A", "NULL", "null", "None"],
+        description="Strings read as null. `NaN` is not among them: it is a float, and checked.",
+    )
+    encoding: str = Field("utf-8", description="Text encoding of the files (e.g. latin-1).")
+    newlines_in_values: bool = Field(
+        False, description="Allow quoted values to span lines (line numbers are then not kept)."
+    )
+
+
+class SourceSpec(_Model):
+    """One source of data: where its files are and what its rows are."""
+
+    format: Format | None = Field(None, description="csv, parquet or jsonl; from the extension.")
+    path: str | None = Field(None, description="A file or glob, relative to the project folder.")
+    timestamp: str | None = Field(None, description="The column holding each row's event time.")
+    entity_keys: list[str] = Field(
+        default_factory=list, description="Columns naming the entities a row is about."
+    )
+    primary_key: list[str] = Field(
+        default_factory=list, description="Columns that identify a row; duplicates quarantined."
+    )
+    schema_: SchemaPolicy = Field(default_factory=SchemaPolicy, alias="schema")
+    checks: CheckSpec = Field(default_factory=CheckSpec)
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+
+
+def check_source_name(name: str) -> str:
+    """Source names become table and folder names: letters, digits, underscores."""
+    if not re.match(SOURCE_PATTERN, name):
+        raise ValueError(
+            f"source name {name!r} must be letters, digits and underscores, starting with a "
+            "letter (it becomes a table name)"
+        )
+    return name
+
+
+class ProjectSpec(_Model):
+    """The whole ``loopml.yaml``."""
+
+    project: str = Field(pattern=NAME_PATTERN, description="The project's name.")
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    sources: dict[str, SourceSpec] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, v: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
+        for name in v:
+            check_source_name(name)
+        return v

@@ -1,0 +1,150 @@
+"""The relational schema of the metadata store, shared by every SQL backend.
+
+Tables are defined without a database schema; the Postgres backend maps them into its configured
+schema. Columns only ever get added; :data:`SCHEMA_VERSION` counts the layout.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = 1
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: loopml stores UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+
+metadata_obj = MetaData()
+
+meta = Table(
+    "loopml_meta",
+    metadata_obj,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata_obj,
+    Column("name", String(64), primary_key=True),
+    Column("format", String(16), nullable=False),
+    Column("declared", Boolean, nullable=False),
+    Column("config", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+schemas = Table(
+    "schemas",
+    metadata_obj,
+    Column("source", String(64), ForeignKey("sources.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),  # active | proposed | superseded | rejected
+    Column("definition", Json, nullable=False),
+    Column("changes", Json),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+batches = Table(
+    "batches",
+    metadata_obj,
+    Column("id", String(40), primary_key=True),
+    Column("source", String(64), ForeignKey("sources.name"), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | committed | aborted
+    Column("content_hash", String(64), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("rows_read", Integer),
+    Column("rows_accepted", Integer),
+    Column("rows_quarantined", Integer),
+    Column("schema_version", Integer),
+    Column("lake_path", Text),
+    Column("stats", Json),
+    Column("warnings", Json),
+    Column("origin", Json, nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("committed_at", UtcDateTime),
+    Index("ix_batches_source_status", "source", "status"),
+    Index(
+        "ux_batches_content",
+        "source",
+        "content_hash",
+        unique=True,
+        sqlite_where=text("status != 'aborted'"),
+        postgresql_where=text("status != 'aborted'"),
+    ),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata_obj,
+    Column("id", String(40), primary_key=True),
+    Column("batch_id", String(40), ForeignKey("batches.id"), nullable=False),
+    Column("source", String(64), ForeignKey("sources.name"), nullable=False),
+    Column("kind", String(8), nullable=False),  # rows | batch
+    Column("status", String(16), nullable=False),  # held | released | dropped
+    Column("rows", Integer, nullable=False),
+    Column("reasons", Json, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    Column("resolved_by", String(128)),
+    Column("resolution", Json),
+    Index("ix_quarantine_source_status", "source", "status"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata_obj,
+    Column("id", String(40), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+snapshot_batches = Table(
+    "snapshot_batches",
+    metadata_obj,
+    Column("snapshot_id", String(40), ForeignKey("snapshots.id"), primary_key=True),
+    Column("batch_id", String(40), ForeignKey("batches.id"), primary_key=True),
+)

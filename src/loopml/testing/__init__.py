@@ -1,0 +1,9 @@
+"""Fakes and contract suites for loopml's backends (like scikit-learn's ``check_estimator``).
+
+Every storage backend must pass the contract of its role; a new backend's test module subclasses
+the contract class and provides the fixtures it names.
+"""
+
+from loopml.testing._metadata import MetadataStoreContract
+
+__all__ = ["MetadataStoreContract"]

@@ -1,0 +1,243 @@
+"""The contract every metadata backend passes.
+
+Subclass it in a test module and provide a ``store`` fixture returning a fresh, empty store, and a
+``reopen`` fixture returning a function that opens the same store again::
+
+    class TestMyBackend(MetadataStoreContract):
+        @pytest.fixture
+        def store(self): ...
+
+        @pytest.fixture
+        def reopen(self, store): ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from loopml.data import _catalog as cat
+from loopml.data._schema import ColumnSchema, Schema, SchemaChange
+from loopml.errors import ConflictError, NotFoundError
+from loopml.storage import SqlMetadataStore, new_id
+from loopml.storage import tables as t
+
+
+def _raises(exc: type[BaseException], fn: Callable[[], Any]) -> BaseException:
+    try:
+        fn()
+    except exc as caught:
+        return caught
+    raise AssertionError(f"expected {exc.__name__}")
+
+
+def _schema(*names: str) -> Schema:
+    return Schema(columns=[ColumnSchema(name=n, type="int64") for n in names])
+
+
+def _pending(store: SqlMetadataStore, source: str = "s", content: str = "h1") -> str:
+    batch_id = new_id("b")
+    with store.write() as conn:
+        cat.ensure_source(conn, source, format="csv", declared=True, config={})
+        cat.insert_pending(
+            conn,
+            batch_id=batch_id,
+            source=source,
+            content_hash=content,
+            file="f.csv",
+            format="csv",
+            origin={"kind": "file"},
+            owner="host|1|1",
+        )
+    return batch_id
+
+
+def _commit(store: SqlMetadataStore, batch_id: str, rows: int = 10) -> None:
+    with store.write() as conn:
+        cat.commit_batch(
+            conn,
+            batch_id,
+            rows_read=rows,
+            rows_accepted=rows,
+            rows_quarantined=0,
+            schema_version=1,
+            lake_path=f"s/_batch={batch_id}/data.parquet",
+            stats={"rows": rows, "parsed": rows, "nulls": {"a": 1}},
+            warnings=[],
+        )
+
+
+class MetadataStoreContract:
+    """Behaviour every metadata backend must show."""
+
+    def test_open_twice_keeps_data(
+        self, store: SqlMetadataStore, reopen: Callable[[], SqlMetadataStore]
+    ) -> None:
+        batch_id = _pending(store)
+        again = reopen()
+        try:
+            with again.read() as conn:
+                assert cat.get_batch(conn, batch_id).status == "pending"
+                version = conn.execute(
+                    select(t.meta.c.value).where(t.meta.c.key == "schema_version")
+                ).scalar()
+            assert version is not None and int(version) == t.SCHEMA_VERSION
+        finally:
+            again.close()
+
+    def test_write_is_atomic(self, store: SqlMetadataStore) -> None:
+        class Boom(Exception):
+            pass
+
+        def fail() -> None:
+            with store.write() as conn:
+                cat.ensure_source(conn, "s", format="csv", declared=True, config={})
+                raise Boom
+
+        _raises(Boom, fail)
+        with store.read() as conn:
+            assert cat.get_source(conn, "s") is None
+
+    def test_datetimes_are_utc_and_exact(self, store: SqlMetadataStore) -> None:
+        before = datetime.now(UTC)
+        batch_id = _pending(store)
+        with store.read() as conn:
+            started = cat.get_batch(conn, batch_id).started_at
+        assert started.tzinfo is not None and started.utcoffset() == timedelta(0)
+        assert before - timedelta(seconds=1) <= started <= datetime.now(UTC) + timedelta(seconds=1)
+
+    def test_json_round_trips(self, store: SqlMetadataStore) -> None:
+        config = {"nested": {"list": [1, 2.5, None, "é"], "flag": True}, "empty": {}}
+        with store.write() as conn:
+            cat.ensure_source(conn, "s", format="csv", declared=True, config=config)
+        with store.read() as conn:
+            assert cat.get_source(conn, "s").config == config  # type: ignore[union-attr]
+
+    def test_same_content_cannot_be_live_twice(self, store: SqlMetadataStore) -> None:
+        first = _pending(store, content="same")
+        _raises(ConflictError, lambda: _pending(store, content="same"))
+        with store.write() as conn:
+            cat.abort_batch(conn, first)
+        second = _pending(store, content="same")  # an aborted batch frees its content hash
+        with store.read() as conn:
+            assert cat.batch_by_hash(conn, "s", "same").id == second  # type: ignore[union-attr]
+
+    def test_only_a_pending_batch_commits(self, store: SqlMetadataStore) -> None:
+        batch_id = _pending(store)
+        with store.write() as conn:
+            cat.abort_batch(conn, batch_id)
+        _raises(NotFoundError, lambda: _commit(store, batch_id))
+        with store.read() as conn:
+            assert cat.get_batch(conn, batch_id).status == "aborted"
+
+    def test_batch_lifecycle_and_listing(self, store: SqlMetadataStore) -> None:
+        a, b = _pending(store, content="a"), _pending(store, content="b")
+        _commit(store, a, rows=5)
+        with store.read() as conn:
+            committed = cat.list_batches(conn, source="s")
+            pending = cat.list_batches(conn, source="s", status="pending")
+            stats = cat.recent_stats(conn, "s", 10)
+        assert [x.id for x in committed] == [a]
+        assert [x.id for x in pending] == [b]
+        assert committed[0].rows_accepted == 5 and committed[0].committed_at is not None
+        assert stats == [{"rows": 5, "parsed": 5, "nulls": {"a": 1}}]
+
+    def test_schema_versions(self, store: SqlMetadataStore) -> None:
+        with store.write() as conn:
+            cat.ensure_source(conn, "s", format="csv", declared=True, config={})
+            v1 = cat.add_schema(conn, "s", _schema("a"), status="active", by="me")
+            change = SchemaChange(kind="new_column", column="b", new="int64")
+            v2 = cat.replace_proposal(conn, "s", _schema("a", "b"), [change], by="me", note="n")
+            again = cat.replace_proposal(conn, "s", _schema("a", "b"), [change], by="me", note="n2")
+        assert (v1, v2, again) == (1, 2, 2)
+        with store.write() as conn:
+            cat.activate(conn, "s", v2, by="you", note="ok")
+        with store.read() as conn:
+            active = cat.active_schema(conn, "s")
+            versions = cat.schema_versions(conn, "s")
+            assert cat.proposed_schema(conn, "s") is None
+        assert active is not None and active.version == 2 and active.schema.names == ["a", "b"]
+        assert [v.status for v in versions] == ["superseded", "active"]
+        assert versions[1].changes == [change] and versions[1].created_by == "you"
+
+    def test_quarantine_resolves_once(self, store: SqlMetadataStore) -> None:
+        batch_id = _pending(store)
+        _commit(store, batch_id)
+        with store.write() as conn:
+            cat.add_quarantine(
+                conn,
+                entry_id="q_1",
+                batch_id=batch_id,
+                source="s",
+                kind="rows",
+                rows=3,
+                reasons=[{"code": "null", "column": "a", "count": 3}],
+                path="p",
+            )
+        with store.write() as conn:
+            cat.resolve_quarantine(
+                conn, "q_1", status="dropped", by="me", resolution={"reason": "r"}
+            )
+
+        def again() -> None:
+            with store.write() as conn:
+                cat.resolve_quarantine(conn, "q_1", status="released", by="me", resolution={})
+
+        _raises(ConflictError, again)
+        with store.read() as conn:
+            entry = cat.get_quarantine(conn, "q_1")
+            assert cat.list_quarantine(conn) == []
+            assert [e.id for e in cat.list_quarantine(conn, status="dropped")] == ["q_1"]
+        assert entry.status == "dropped" and entry.resolution == {"reason": "r"}
+        assert entry.reasons == [{"code": "null", "column": "a", "count": 3}]
+
+    def test_snapshots(self, store: SqlMetadataStore) -> None:
+        a, b = _pending(store, content="a"), _pending(store, content="b")
+        _commit(store, a)
+        _commit(store, b)
+        with store.write() as conn:
+            cat.create_snapshot(conn, "s_1", [a], by="me", note="first")
+            cat.create_snapshot(conn, "s_2", [a, b], by="me", note="")
+        with store.read() as conn:
+            assert cat.get_snapshot(conn, "s_1").batch_ids == [a]
+            assert [len(s.batch_ids) for s in cat.list_snapshots(conn)] == [1, 2]
+            _raises(NotFoundError, lambda: cat.get_snapshot(conn, "s_9"))
+
+    def test_writers_are_serialized(self, store: SqlMetadataStore) -> None:
+        """Read-modify-write in concurrent write transactions loses no update."""
+        with store.write() as conn:
+            conn.execute(t.meta.insert().values(key="counter", value="0"))
+        errors: list[BaseException] = []
+
+        def bump() -> None:
+            try:
+                for _ in range(10):
+                    with store.write() as conn:
+                        value = int(
+                            conn.execute(
+                                select(t.meta.c.value).where(t.meta.c.key == "counter")
+                            ).scalar_one()
+                        )
+                        conn.execute(
+                            update(t.meta)
+                            .where(t.meta.c.key == "counter")
+                            .values(value=str(value + 1))
+                        )
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors, errors
+        with store.read() as conn:
+            assert (
+                conn.execute(select(t.meta.c.value).where(t.meta.c.key == "counter")).scalar_one()
+                == "40"
+            )

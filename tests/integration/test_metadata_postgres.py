@@ -1,0 +1,50 @@
+"""The metadata contract on the real PostgreSQL server (127.0.0.1:5432, database test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from loopml.errors import BackendUnavailable
+from loopml.spec import PostgresConfig
+from loopml.storage import SqlMetadataStore, open_metadata
+from loopml.testing import MetadataStoreContract
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresMetadata(MetadataStoreContract):
+    @pytest.fixture
+    def store(self, postgres_schema: tuple[str, str]) -> Iterator[SqlMetadataStore]:
+        url, schema = postgres_schema
+        s = open_metadata(PostgresConfig(url=url, schema=schema), root=None)  # type: ignore[arg-type]
+        yield s
+        s.close()
+
+    @pytest.fixture
+    def reopen(self, postgres_schema: tuple[str, str]) -> Callable[[], SqlMetadataStore]:
+        url, schema = postgres_schema
+        return lambda: open_metadata(PostgresConfig(url=url, schema=schema), root=None)  # type: ignore[arg-type]
+
+
+def test_tables_live_in_the_configured_schema(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    s = open_metadata(PostgresConfig(url=url, schema=schema), root=None)  # type: ignore[arg-type]
+    with s.read() as conn:
+        tables = (
+            conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %(s)s",
+                {"s": schema},
+            )
+            .scalars()
+            .all()
+        )
+    s.close()
+    assert {"batches", "quarantine", "schemas", "sources", "snapshots"} <= set(tables)
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    config = PostgresConfig(url="postgresql://127.0.0.1:1/none", schema="x")
+    with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1"):
+        open_metadata(config, root=None)  # type: ignore[arg-type]
