@@ -11,7 +11,12 @@ from loopml.cli._common import JsonOpt, out, print_json
 
 
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path("."),
+    directory: Annotated[
+        Path | None, typer.Argument(help="Folder to create the project in.", show_default=False)
+    ] = None,
+    project: Annotated[
+        Path | None, typer.Option("--project", "-p", help="Same as DIRECTORY.", show_default=False)
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder's).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing loopml.yaml.")] = False,
     json: JsonOpt = False,
@@ -19,12 +24,12 @@ def init(
     """Create a project: a commented example loopml.yaml and its storage folders."""
     from loopml._project import Project
 
-    with Project.init(directory, name=name, force=force) as project:
+    with Project.init(directory or project or Path("."), name=name, force=force) as created:
         summary = {
-            "project": project.spec.project,
-            "root": str(project.root),
-            "spec": str(project.root / "loopml.yaml"),
-            "metadata": project.store.describe(),
+            "project": created.spec.project,
+            "root": str(created.root),
+            "spec": str(created.root / "loopml.yaml"),
+            "metadata": created.store.describe(),
         }
     if json:
         print_json(summary)

@@ -140,30 +140,26 @@ def _schema_version(row: Any) -> SchemaVersion:
     )
 
 
-def active_schema(conn: Connection, source: str) -> SchemaVersion | None:
+def _schema_in(conn: Connection, source: str, status: str) -> SchemaVersion | None:
     row = (
         conn.execute(
             select(t.schemas).where(
-                and_(t.schemas.c.source == source, t.schemas.c.status == "active")
+                and_(t.schemas.c.source == source, t.schemas.c.status == status)
             )
         )
         .mappings()
         .first()
     )
     return _schema_version(row) if row else None
+
+
+def active_schema(conn: Connection, source: str) -> SchemaVersion | None:
+    return _schema_in(conn, source, "active")
 
 
 def proposed_schema(conn: Connection, source: str) -> SchemaVersion | None:
-    row = (
-        conn.execute(
-            select(t.schemas).where(
-                and_(t.schemas.c.source == source, t.schemas.c.status == "proposed")
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return _schema_version(row) if row else None
+    """The one pending proposal of a source, if any."""
+    return _schema_in(conn, source, "proposed")
 
 
 def schema_versions(conn: Connection, source: str) -> list[SchemaVersion]:

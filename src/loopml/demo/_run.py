@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from loopml._project import Project
@@ -54,11 +55,20 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         for name in ("airlines", "airports", "planes"):
             results[name] += project.data.ingest(name, incoming.files[name], by="demo")
         weeks = max(len(incoming.files["flights"]), len(incoming.files["weather"]))
-        for week in range(weeks):
-            for source in ("weather", "flights"):
-                files = incoming.files[source]
-                if week < len(files):
-                    results[source] += project.data.ingest(source, [files[week]], by="demo")
+        with Progress(
+            TextColumn("ingesting week by week"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("weeks", total=weeks)
+            for week in range(weeks):
+                for source in ("weather", "flights"):
+                    files = incoming.files[source]
+                    if week < len(files):
+                        results[source] += project.data.ingest(source, [files[week]], by="demo")
+                progress.advance(task)
         _accounting(console, "1. ingest", results)
         found = _check_damage(console, project, incoming)
         held = [r for r in results["flights"] if r.status == "held"]

@@ -87,9 +87,9 @@ class FileStore:
         try:
             write(tmp)
             if self.is_local:
-                _fsync_file(tmp)
+                _fsync(tmp)
                 os.replace(tmp, final)
-                _fsync_dir(folder)
+                _fsync(folder)
             else:
                 self.fs.mv(tmp, final)
         except BaseException:
@@ -159,15 +159,8 @@ class ArtifactStore:
         return self.files.exists(self._rel(digest))
 
 
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
+def _fsync(path: str) -> None:
+    """Flush a file, or a folder's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -146,15 +146,19 @@ def test_killed_at_random_points(tmp_path: Path, files: list[Path]) -> None:
     start = time.perf_counter()
     proc.wait(timeout=120)
     duration = time.perf_counter() - start
-    killed = 0
-    for trial in range(24):
-        root = new_project(tmp_path / f"t{trial}")
+    killed = trials = 0
+    while killed < 24 and trials < 60:
+        root = new_project(tmp_path / f"t{trials}")
+        trials += 1
         proc = spawn(root, files)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0, duration))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        killed += proc.returncode == -signal.SIGKILL
+        if proc.returncode == -signal.SIGKILL:
+            killed += 1
+        else:  # it finished first: the machine is faster now than when probed
+            duration *= 0.8
         check_consistent(root)
         check_exactly_once(root, files)
-    assert killed >= 20, f"only {killed} of 24 runs were killed before finishing"
+    assert killed >= 24, f"only {killed} of {trials} runs were killed before finishing"
