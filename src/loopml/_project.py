@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.data import Data
 from loopml.errors import ConflictError, UsageError
 from loopml.spec import SPEC_FILE, ProjectSpec, example_spec, load_spec
-from loopml.storage import ArtifactStore, FileStore, SqlMetadataStore, open_metadata
+from loopml.storage import (
+    ArtifactStore,
+    EventLog,
+    FileStore,
+    OnlineStore,
+    SqlMetadataStore,
+    open_events,
+    open_metadata,
+    open_online,
+)
+
+if TYPE_CHECKING:
+    from loopml.features import Features
 
 
 class Project:
@@ -27,6 +40,34 @@ class Project:
         self.lake_files = FileStore(spec.storage.lake, root=root)
         self.artifacts = ArtifactStore(FileStore(spec.storage.artifacts, root=root))
         self.data = Data(spec, root, self.store, self.lake_files)
+        self._online: OnlineStore | None = None
+        self._events: EventLog | None = None
+        self._features: Features | None = None
+
+    @property
+    def online(self) -> OnlineStore:
+        """The online store (opened on first use: SQLite by default, or Redis)."""
+        if self._online is None:
+            self._online = open_online(self.spec.storage.online, root=self.root)
+        return self._online
+
+    @property
+    def events(self) -> EventLog:
+        """The event transport (opened on first use: an SQLite log by default, or Redis)."""
+        if self._events is None:
+            self._events = open_events(self.spec.storage.events, root=self.root)
+        return self._events
+
+    @property
+    def features(self) -> Features:
+        """Feature definitions used offline (training sets) and online (requests)."""
+        if self._features is None:
+            from loopml.features import Features
+
+            self._features = Features(
+                self.spec, self.data, lambda: self.online, lambda: self.events
+            )
+        return self._features
 
     @classmethod
     def open(cls, path: str | Path = ".") -> Project:
@@ -53,6 +94,9 @@ class Project:
         return cls.open(root)
 
     def close(self) -> None:
+        for backend in (self._online, self._events):
+            if backend is not None:
+                backend.close()
         self.store.close()
 
     def __enter__(self) -> Project:

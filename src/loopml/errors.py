@@ -9,6 +9,7 @@ same facts for machines (the CLI's ``--json`` output and, later, HTTP error bodi
     ├── UsageError              a command or call was used wrongly (bad argument, bad combination)
     ├── NotFoundError           a named thing does not exist (source, batch, quarantine entry, ...)
     ├── ConflictError           the thing exists already or someone else holds it
+    ├── ExpressionError         a feature or label expression is invalid: names what and where
     ├── DataError               input data could not be read as data at all
     │   ├── ReadError           the file is unreadable (missing, not CSV/Parquet/JSON Lines, ...)
     │   └── SchemaError         a schema is invalid or a change to it cannot be applied
@@ -34,6 +35,7 @@ __all__ = [
     "BackendUnavailable",
     "ConflictError",
     "DataError",
+    "ExpressionError",
     "IntegrityError",
     "LoopmlError",
     "NotFoundError",
@@ -82,6 +84,13 @@ class ConflictError(LoopmlError):
     """The object exists already, or another process holds it."""
 
     code = "conflict"
+
+
+class ExpressionError(LoopmlError):
+    """An expression is invalid. ``details`` has ``expression`` and ``position``, and ``column`` or
+    ``function`` when one of them is at fault."""
+
+    code = "expression_error"
 
 
 class DataError(LoopmlError):

@@ -103,6 +103,17 @@ class Data:
             )
         return out
 
+    def register(self, name: str, *, fmt: str) -> SourceSpec:
+        """Make sure a source is registered in the metadata store (as ingestion does), and
+        return its spec; a source neither declared nor registered is created with ``fmt``."""
+        declared = name in self.spec.sources
+        try:
+            spec = self.source_spec(name)
+        except NotFoundError:
+            spec = SourceSpec(format=fmt)
+        self._register(name, spec.format or fmt, spec, declared=declared)
+        return spec
+
     def _register(self, name: str, fmt: str, spec: SourceSpec, *, declared: bool) -> None:
         with self.store.write() as conn:
             cat.ensure_source(

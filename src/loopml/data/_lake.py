@@ -148,14 +148,20 @@ class Lake:
     # -------------------------------------------------------------------------------- DuckDB
 
     @contextmanager
-    def connect(self, snapshot: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A DuckDB connection with one view per source over its batches in the lake."""
+    def connect(
+        self, snapshot: str | None = None, *, only: set[str] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection with one view per source over its batches in the lake (those of
+        ``snapshot``, further limited to the batch ids in ``only`` when given)."""
         con = duckdb.connect()
         try:
+            con.execute("SET TimeZone = 'UTC'")  # zoned timestamps come back as UTC, not local
             if not self.files.is_local:
                 con.register_filesystem(self.files.fs)
             by_source: dict[str, list[str]] = {}
             for b in self.batches(snapshot):
+                if only is not None and b.id not in only:
+                    continue
                 assert b.lake_path is not None
                 by_source.setdefault(b.source, []).append(self.files.uri(b.lake_path))
             for source, paths in by_source.items():

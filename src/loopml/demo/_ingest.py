@@ -64,6 +64,55 @@ sources:
   airlines:
     format: csv
     primary_key: [carrier]
+
+entities:
+  origin: [origin]
+  plane: [tailnum]
+
+# One definition of every feature, used for training sets and for requests alike.
+features:
+  event:
+    source: flights
+    time: scheduled_departure        # predictions are made at the scheduled departure
+  request: [carrier, flight, origin, dest, distance, tailnum, time_hour, sched_dep_time]
+  lookups:
+    weather:                         # the origin's weather as of the scheduled departure
+      source: weather
+      entity: origin
+      ttl: 3h
+      features: [temp, dewp, humid, wind_dir, wind_speed, precip, pressure, visib]
+    plane:                           # a static table, by tail number
+      source: planes
+      entity: plane
+      features: {year: year, seats: seats, engines: engines}
+  windows:
+    origin_departures:               # departures from the same origin, known once they happened
+      source: flights
+      entity: origin
+      time: "time_hour + minutes(sched_dep_time % 100 + dep_delay)"
+      windows: [1h, 3h]
+      tile: 5m
+      prefix: origin_
+      aggregates:
+        departures: count
+        dep_delay: mean(dep_delay)
+  derived:
+    scheduled_departure: "time_hour + minutes(sched_dep_time % 100)"
+    hour: "sched_dep_time // 100"
+    day_of_week: "day_of_week(time_hour, 'America/New_York')"
+    month_of_year: "month(time_hour, 'America/New_York')"
+    log_distance: "log1p(distance)"
+    route: "hash_bucket(cross(origin, dest), 512)"
+    plane_age: "2013 - plane_year"
+  label:
+    name: delayed
+    expr: "arr_delay > 15"
+    # known at the actual arrival: departure, plus the delay, plus the flight, plus taxiing
+    available_at: "scheduled_departure + minutes(coalesce(dep_delay, 0) + coalesce(air_time, 0) + 30)"
+  vector: [carrier, origin, dest, distance, hour, day_of_week, month_of_year, route,
+           weather_temp, weather_dewp, weather_humid, weather_wind_dir, weather_wind_speed,
+           weather_precip, weather_pressure, weather_visib, plane_seats, plane_engines, plane_age,
+           origin_departures_1h, origin_dep_delay_1h, origin_departures_3h, origin_dep_delay_3h]
 """
 
 # The week whose file arrives with a renamed column (the producer's bug), and is later sent again.

@@ -5,14 +5,20 @@
 'hold'
 """
 
+from loopml.spec._features import (
+    AGGREGATES,
+    EntitySpec,
+    EventSpec,
+    FeaturesSpec,
+    LabelSpec,
+    LookupSpec,
+    WindowSpec,
+)
 from loopml.spec._load import SPEC_FILE, load_spec, parse_spec, spec_json_schema
 from loopml.spec._models import (
-    NAME_PATTERN,
-    SOURCE_PATTERN,
     CheckSpec,
     ColumnSpec,
     CsvOptions,
-    Duration,
     Format,
     LogicalType,
     ProjectSpec,
@@ -20,8 +26,6 @@ from loopml.spec._models import (
     SourceSpec,
     UnseenPolicy,
     check_source_name,
-    format_duration,
-    parse_duration,
 )
 from loopml.spec._storage import (
     EventsConfig,
@@ -34,8 +38,16 @@ from loopml.spec._storage import (
     StorageSpec,
 )
 from loopml.spec._template import example_spec
+from loopml.spec._types import (
+    NAME_PATTERN,
+    SOURCE_PATTERN,
+    Duration,
+    format_duration,
+    parse_duration,
+)
 
 __all__ = [
+    "AGGREGATES",
     "NAME_PATTERN",
     "SOURCE_PATTERN",
     "SPEC_FILE",
@@ -43,10 +55,15 @@ __all__ = [
     "ColumnSpec",
     "CsvOptions",
     "Duration",
+    "EntitySpec",
+    "EventSpec",
     "EventsConfig",
+    "FeaturesSpec",
     "FilesConfig",
     "Format",
+    "LabelSpec",
     "LogicalType",
+    "LookupSpec",
     "MetadataConfig",
     "OnlineConfig",
     "PostgresConfig",
@@ -57,6 +74,7 @@ __all__ = [
     "SourceSpec",
     "StorageSpec",
     "UnseenPolicy",
+    "WindowSpec",
     "check_source_name",
     "example_spec",
     "format_duration",

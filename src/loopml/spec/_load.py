@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from loopml.spec._models import ProjectSpec
 from loopml.spec._yaml import LoadedYaml, load_yaml
 
 SPEC_FILE = "loopml.yaml"
+_KEY_FIRST = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+): ")
 
 
 def load_spec(path: str | Path) -> ProjectSpec:
@@ -54,8 +56,13 @@ def _spec_error(exc: ValidationError, doc: LoadedYaml) -> SpecError:
     problems: list[dict[str, Any]] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        key, line = doc.line_of(loc)
         message = err["msg"].removeprefix("Value error, ")
+        # Checks across sections name their key first ("features.windows.w: ..."): use it.
+        named = _KEY_FIRST.match(message)
+        if named and not loc:
+            loc = tuple(named.group(1).split("."))
+            message = message[named.end() :]
+        key, line = doc.line_of(loc)
         if err["type"] == "extra_forbidden":
             message = "unknown key" + _suggest(loc, doc)
         elif err["type"] == "missing":

@@ -3,70 +3,20 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
 
+from loopml.spec._features import EntitySpec, FeaturesSpec
 from loopml.spec._storage import StorageSpec
-
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
-SOURCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Parse ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"`` or a number of seconds.
-
-    >>> parse_duration("36h")
-    datetime.timedelta(days=1, seconds=43200)
-    """
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 6h, 1d or 2w")
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling of a duration, for round trips through YAML and JSON."""
-    seconds = value.total_seconds()
-    for unit in ("w", "d", "h", "m", "s"):
-        n = seconds / _UNITS[unit]
-        if n >= 1 and n == int(n):
-            return f"{int(n)}{unit}"
-    return f"{seconds}s"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-
-
-def _to_utc(value: Any) -> Any:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-UtcDatetime = Annotated[datetime, BeforeValidator(_to_utc)]
+from loopml.spec._types import NAME_PATTERN, SOURCE_PATTERN, Duration, UtcDatetime
 
 LogicalType = Literal["int64", "float64", "bool", "string", "timestamp", "date"]
 UnseenPolicy = Literal["warn", "quarantine"]
@@ -219,6 +169,45 @@ class ProjectSpec(_Model):
     project: str = Field(pattern=NAME_PATTERN, description="The project's name.")
     storage: StorageSpec = Field(default_factory=StorageSpec)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    entities: dict[str, EntitySpec] = Field(
+        default_factory=dict, description="Named join keys: entity -> its key columns."
+    )
+    features: FeaturesSpec | None = None
+
+    @field_validator("entities", mode="before")
+    @classmethod
+    def _entity_shorthand(cls, v: Any) -> Any:
+        # `origin: [origin]` is short for `origin: {keys: [origin]}`.
+        if isinstance(v, dict):
+            return {k: {"keys": e} if isinstance(e, list) else e for k, e in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> ProjectSpec:
+        f = self.features
+        if f is None:
+            return self
+        for kind, items in (("lookups", f.lookups), ("windows", f.windows)):
+            for name, item in items.items():
+                entity = self.entities.get(item.entity)
+                if entity is None:
+                    known = ", ".join(sorted(self.entities)) or "none declared"
+                    raise ValueError(
+                        f"features.{kind}.{name}: unknown entity {item.entity!r} (entities: {known})"
+                    )
+                if item.event_keys is not None and len(item.event_keys) != len(entity.keys):
+                    raise ValueError(
+                        f"features.{kind}.{name}: event_keys has {len(item.event_keys)} columns, "
+                        f"entity {item.entity!r} has {len(entity.keys)}"
+                    )
+        for name, window in f.windows.items():
+            source = self.sources.get(window.source)
+            if window.time is None and source is not None and source.timestamp is None:
+                raise ValueError(
+                    f"features.windows.{name}: source {window.source!r} has no timestamp; "
+                    "set the source's timestamp or the window's time"
+                )
+        return self
 
     @field_validator("sources")
     @classmethod

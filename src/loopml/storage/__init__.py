@@ -12,11 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loopml.spec import MetadataConfig, PostgresConfig, SQLiteConfig
+from loopml.spec import (
+    EventsConfig,
+    MetadataConfig,
+    OnlineConfig,
+    PostgresConfig,
+    RedisConfig,
+    SQLiteConfig,
+)
 from loopml.storage import _tables as tables
+from loopml.storage._events import Event, EventLog, id_order
 from loopml.storage._files import ArtifactStore, FileStore, sha256_file
 from loopml.storage._ids import new_id
 from loopml.storage._metadata import MetadataStore, SqlMetadataStore
+from loopml.storage._online import Fetch, OnlineStore, TileWrite
 
 
 def open_metadata(config: MetadataConfig, *, root: Path) -> SqlMetadataStore:
@@ -32,13 +41,47 @@ def open_metadata(config: MetadataConfig, *, root: Path) -> SqlMetadataStore:
     raise TypeError(f"unknown metadata config {config!r}")
 
 
+def open_online(config: OnlineConfig, *, root: Path) -> OnlineStore:
+    """Open (and create if needed) the online store a config names."""
+    if isinstance(config, SQLiteConfig):
+        from loopml.storage._online_sqlite import SQLiteOnlineStore
+
+        return SQLiteOnlineStore(config, root=root)
+    if isinstance(config, RedisConfig):
+        from loopml.storage._online_redis import RedisOnlineStore
+
+        return RedisOnlineStore(config)
+    raise TypeError(f"unknown online store config {config!r}")
+
+
+def open_events(config: EventsConfig, *, root: Path) -> EventLog:
+    """Open (and create if needed) the event log a config names."""
+    if isinstance(config, SQLiteConfig):
+        from loopml.storage._events_sqlite import SQLiteEventLog
+
+        return SQLiteEventLog(config, root=root)
+    if isinstance(config, RedisConfig):
+        from loopml.storage._events_redis import RedisEventLog
+
+        return RedisEventLog(config)
+    raise TypeError(f"unknown event log config {config!r}")
+
+
 __all__ = [
     "ArtifactStore",
+    "Event",
+    "EventLog",
+    "Fetch",
     "FileStore",
     "MetadataStore",
+    "OnlineStore",
     "SqlMetadataStore",
+    "TileWrite",
+    "id_order",
     "new_id",
+    "open_events",
     "open_metadata",
+    "open_online",
     "sha256_file",
     "tables",
 ]

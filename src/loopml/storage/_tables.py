@@ -142,6 +142,15 @@ snapshots = Table(
     Column("note", Text, nullable=False, server_default=""),
 )
 
+stream_offsets = Table(
+    "stream_offsets",
+    metadata_obj,
+    Column("stream", String(200), primary_key=True),
+    Column("consumer_group", String(100), primary_key=True),
+    Column("last_id", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 snapshot_batches = Table(
     "snapshot_batches",
     metadata_obj,

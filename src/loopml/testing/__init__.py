@@ -4,6 +4,8 @@ Every storage backend must pass the contract of its role; a new backend's test m
 the contract class and provides the fixtures it names.
 """
 
+from loopml.testing._events import EventLogContract
 from loopml.testing._metadata import MetadataStoreContract
+from loopml.testing._online import OnlineStoreContract
 
-__all__ = ["MetadataStoreContract"]
+__all__ = ["EventLogContract", "MetadataStoreContract", "OnlineStoreContract"]

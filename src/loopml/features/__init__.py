@@ -1,0 +1,43 @@
+"""Features: one definition for training and serving.
+
+Definitions come from ``loopml.yaml`` (entities; request, lookup, window and derived features; the
+label). :func:`build_feature_set` resolves them against the sources' schemas; training sets are
+built point-in-time correct in DuckDB; the online path computes one request's vector from the
+online store with the same expressions; the stream consumer lands events and updates the store.
+"""
+
+from loopml.features._definitions import Feature, FeatureSet, Lookup, Window, build_feature_set
+from loopml.features._expr import ExprType, Node, arrow_type, expr_type_of, parse
+from loopml.features._expression import Expression, compile_expression
+from loopml.features._keys import encode_key
+from loopml.features._offline import TrainingSet, describe
+from loopml.features._online import OnlineFeatures, to_micros
+from loopml.features._service import Features, sampler
+from loopml.features._stream import StepResult, StreamConsumer, publish, read_rows, stream_name
+
+__all__ = [
+    "ExprType",
+    "Expression",
+    "Feature",
+    "FeatureSet",
+    "Features",
+    "Lookup",
+    "Node",
+    "OnlineFeatures",
+    "StepResult",
+    "StreamConsumer",
+    "TrainingSet",
+    "Window",
+    "arrow_type",
+    "build_feature_set",
+    "compile_expression",
+    "describe",
+    "encode_key",
+    "expr_type_of",
+    "parse",
+    "publish",
+    "read_rows",
+    "sampler",
+    "stream_name",
+    "to_micros",
+]

@@ -1,0 +1,34 @@
+"""Entity keys as strings, encoded the same way wherever they are written or read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+_SEP = "\x1f"  # the ASCII unit separator: never in a sane key value
+
+
+def _part(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+        return str(int(aware.timestamp() * 1_000_000))
+    if isinstance(v, date):
+        return str(int(datetime(v.year, v.month, v.day, tzinfo=UTC).timestamp() * 1_000_000))
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def encode_key(values: Sequence[Any]) -> str | None:
+    """``("JFK",)`` -> ``"JFK"``; ``("EWR", 2013)`` -> ``"EWR\\x1f2013"``; None if any part is
+    null (a row with a null key belongs to no entity).
+
+    >>> encode_key(["JFK"]), encode_key(["EWR", 3]), encode_key(["EWR", None])
+    ('JFK', 'EWR\\x1f3', None)
+    """
+    if any(v is None for v in values):
+        return None
+    return _SEP.join(_part(v) for v in values)

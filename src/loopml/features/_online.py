@@ -1,0 +1,225 @@
+"""The online path: materialize lookups and tiles into the online store, and compute the feature
+vector of one request with the same definitions (and the same expression evaluator) as the
+training set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loopml.data._lake import fetch_arrow
+from loopml.errors import UsageError
+from loopml.features._definitions import FeatureSet, Lookup, Window
+from loopml.features._expr import ExprType
+from loopml.features._keys import encode_key
+from loopml.features._offline import TS_US, window_events
+from loopml.features._tiles import combine, merge_tile, tile_starts, tiles_of
+from loopml.storage import Fetch, OnlineStore, TileWrite
+
+MARK_LOOKUP = "materialized:lookup:{name}"
+MARK_TILES = "materialized:tiles:{name}:{batch}"
+
+
+def to_micros(value: Any) -> int | None:
+    """A timestamp given as an ISO string, a datetime, epoch seconds or microseconds, as epoch
+    microseconds (naive values are UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
+    if isinstance(value, int):
+        return value if abs(value) > 10**14 else value * 1_000_000
+    if isinstance(value, float):
+        return round(value * 1_000_000)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return round(aware.timestamp() * 1_000_000)
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()) * 1_000_000
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        return to_micros(datetime.fromisoformat(text))
+    raise ValueError(f"{value!r} is not a timestamp")
+
+
+def _convert(name: str, kind: ExprType, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if value in (0, 1, "true", "false"):
+                return value in (1, "true")
+            raise ValueError
+        if kind == "string":
+            return value if isinstance(value, str) else str(value)
+        if kind in ("timestamp", "duration"):
+            return to_micros(value) if kind == "timestamp" else int(value)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"request field {name!r}: {value!r} is not a valid {kind}",
+            details={"field": name, "expected": kind},
+        ) from None
+    return value
+
+
+class OnlineFeatures:
+    """Feature vectors for requests, from the online store."""
+
+    def __init__(self, fs: FeatureSet, store: OnlineStore) -> None:
+        self.fs = fs
+        self.store = store
+        self._request_types = {n: fs.features[n].type for n in fs.request}
+        self._lookups = list(fs.lookups.values())
+        self._windows = list(fs.windows.values())
+
+    # --------------------------------------------------------------------------- request path
+
+    def vector(self, request: Mapping[str, Any], *, at: Any = None) -> dict[str, Any]:
+        """Every feature for one request: request fields, lookups, window aggregates, derived.
+
+        ``request`` holds the request features (missing ones are null). The event time is the
+        spec's (computed from the request), or ``at``, or now. Timestamps come back as epoch
+        microseconds.
+        """
+        row: dict[str, Any] = {
+            name: _convert(name, kind, request.get(name))
+            for name, kind in self._request_types.items()
+        }
+        for name, expr in self.fs.stage1:
+            row[name] = expr.row(row)
+        t = self._event_time(row, at)
+        row["_event_time"] = t
+        self._stage2(row, t)
+        for name, expr in self.fs.stage3:
+            row[name] = expr.row(row)
+        return row
+
+    def values(self, request: Mapping[str, Any], *, at: Any = None) -> list[Any]:
+        """The model's inputs for one request, in the vector's order."""
+        row = self.vector(request, at=at)
+        return [row[n] for n in self.fs.vector]
+
+    def _event_time(self, row: Mapping[str, Any], at: Any) -> int:
+        name = self.fs.event_time or self.fs.event_time_column
+        t = row.get(name) if name else None
+        if t is None:
+            t = to_micros(at) if at is not None else None
+        return int(t) if t is not None else int(time.time() * 1_000_000)
+
+    def _stage2(self, row: dict[str, Any], t: int) -> None:
+        latest_keys: list[tuple[str, str]] = []
+        lookup_slots: list[Lookup] = []
+        for lk in self._lookups:
+            key = encode_key([row[k] for k in lk.event_keys])
+            if key is None:
+                for feat in lk.columns:
+                    row[feat] = None
+                continue
+            latest_keys.append((lk.table, key))
+            lookup_slots.append(lk)
+        tile_reqs: list[tuple[str, str, list[int]]] = []
+        window_slots: list[tuple[Window, list[int], int]] = []
+        for w in self._windows:
+            end = (t // w.tile_us) * w.tile_us // 1_000_000
+            key = encode_key([row[k] for k in w.event_keys])
+            starts = tile_starts(w, end)
+            if key is None:
+                row.update(combine(w, [None] * len(starts), starts, end))
+                continue
+            tile_reqs.append((w.table, key, starts))
+            window_slots.append((w, starts, end))
+        latest, tiles = self.store.fetch(Fetch(latest=latest_keys, tiles=tile_reqs))
+        for lk, got in zip(lookup_slots, latest, strict=True):
+            values = orjson.loads(got[1]) if got is not None else None
+            stale = (
+                lk.ttl is not None
+                and values is not None
+                and (values["_ts"] < t - int(lk.ttl.total_seconds() * 1_000_000))
+            )
+            if stale:
+                values = None
+            for feat in lk.columns:
+                row[feat] = values.get(feat) if values is not None else None
+        for (w, starts, end), got_tiles in zip(window_slots, tiles, strict=True):
+            row.update(combine(w, got_tiles, starts, end))
+
+    # ---------------------------------------------------------------------------- materialize
+
+    def materialize_lookup(self, con: duckdb.DuckDBPyConnection, lk: Lookup) -> int:
+        """Write the latest row per entity of a lookup's source (from the views on ``con``)."""
+        keys = ", ".join(f'"{k}"' for k in lk.source_keys)
+        cols = ", ".join(
+            f'"{c}"' for c in dict.fromkeys(lk.source_keys + list(lk.columns.values()))
+        )
+        if lk.time_column is None:
+            sql = (
+                f'SELECT {cols}, NULL::TIMESTAMPTZ AS _ts FROM "{lk.source}" '
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _batch DESC) = 1"
+            )
+        else:
+            ts = f'"{lk.time_column}"'
+            sql = (
+                f'SELECT {cols}, {ts}::TIMESTAMPTZ AS _ts FROM "{lk.source}" WHERE {ts} IS NOT NULL '
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {ts} DESC, _batch DESC) = 1"
+            )
+        table = fetch_arrow(con.sql(sql))
+        return self.store.put_latest(lk.table, lookup_rows(lk, table))
+
+    def materialize_tiles(
+        self, con: duckdb.DuckDBPyConnection, w: Window, batch: str, source: pa.Table
+    ) -> int:
+        """Fold one lake batch's events into the window's tiles, once (a mark per batch)."""
+        mark = MARK_TILES.format(name=w.name, batch=batch)
+        if self.store.get_mark(mark) is not None:
+            return 0
+        writes = [TileWrite(k, s, v) for k, s, v in tiles_of(con, w, window_events(w, source))]
+        self.store.merge_tiles(w.table, writes, merge_tile, mark=(mark, "1"))
+        return len(writes)
+
+
+def lookup_rows(lk: Lookup, table: pa.Table) -> list[tuple[str, float, bytes]]:
+    """Rows for ``put_latest``: (encoded key, ts in seconds, JSON of the features and ``_ts``)."""
+    if table.num_rows == 0:
+        return []
+    ts = pc.cast(pc.cast(table["_ts"], TS_US), pa.int64()).to_pylist()
+    keys = [table[k].to_pylist() for k in lk.source_keys]
+    values = {feat: _plain_column(table[col]) for feat, col in lk.columns.items()}
+    out = []
+    for i in range(table.num_rows):
+        key = encode_key([k[i] for k in keys])
+        if key is None:
+            continue
+        us = ts[i] if ts[i] is not None else 0
+        payload = {feat: vals[i] for feat, vals in values.items()}
+        payload["_ts"] = us
+        out.append((key, us / 1_000_000, orjson.dumps(payload)))
+    return out
+
+
+def _plain_column(col: pa.ChunkedArray) -> list[Any]:
+    """A column as JSON-ready Python values; timestamps as epoch microseconds."""
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        if pa.types.is_date(col.type):
+            col = col.cast(pa.timestamp("s"))
+        if col.type.tz is None:
+            col = pc.assume_timezone(col, "UTC")
+        return pc.cast(pc.cast(col, TS_US), pa.int64()).to_pylist()
+    return col.to_pylist()

@@ -1,0 +1,194 @@
+"""The features side of a project: the feature set, training sets, materialization, online
+vectors and the stream consumer, behind one object (``project.features``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopml.data import Data, default_user
+from loopml.data import _catalog as cat
+from loopml.errors import SpecError, UsageError
+from loopml.features._definitions import FeatureSet, build_feature_set
+from loopml.features._offline import TrainingSet, build
+from loopml.features._online import MARK_LOOKUP, OnlineFeatures
+from loopml.features._stream import StreamConsumer, publish, table_rows
+from loopml.spec import ProjectSpec
+from loopml.storage import EventLog, OnlineStore
+
+
+class Features:
+    """Feature definitions of a project, used offline and online."""
+
+    def __init__(
+        self,
+        spec: ProjectSpec,
+        data: Data,
+        online_store: Callable[[], OnlineStore],
+        event_log: Callable[[], EventLog],
+    ) -> None:
+        self.spec = spec
+        self.data = data
+        self._online_store = online_store
+        self._event_log = event_log
+        self._fs: FeatureSet | None = None
+        self._online: OnlineFeatures | None = None
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        """The definitions, resolved against the sources' active schemas (checked once)."""
+        if self._fs is None:
+            schemas = {}
+            with self.data.store.read() as conn:
+                for src in cat.list_sources(conn):
+                    active = cat.active_schema(conn, src.name)
+                    if active is not None:
+                        schemas[src.name] = active.schema
+            self._fs = build_feature_set(self.spec, schemas)
+        return self._fs
+
+    @property
+    def online(self) -> OnlineFeatures:
+        if self._online is None:
+            self._online = OnlineFeatures(self.feature_set, self._online_store())
+        return self._online
+
+    # ----------------------------------------------------------------------------- offline
+
+    def build(
+        self,
+        *,
+        snapshot: str | None = None,
+        as_of: datetime | None = None,
+        out: str | Path | None = None,
+        labelled_only: bool = True,
+        sample: Callable[[pa.Table], pa.Table] | None = None,
+    ) -> TrainingSet:
+        """A point-in-time correct training set. Without ``snapshot``, one is taken now (so the
+        set can be rebuilt); with ``out``, it is also written as Parquet with its lineage."""
+        if snapshot is None:
+            snapshot = self.data.snapshot(note="features build", by=default_user()).id
+        with self.data.lake.connect(snapshot) as con:
+            ts = build(
+                con, self.feature_set, snapshot=snapshot, as_of=as_of, labelled_only=labelled_only
+            )
+        if sample is not None:
+            ts.table = sample(ts.table)
+        if out is not None:
+            pq.write_table(ts.with_metadata(), out)
+        return ts
+
+    # ------------------------------------------------------------------------------ online
+
+    def materialize(self, *, snapshot: str | None = None) -> dict[str, Any]:
+        """Bring the online store up to a snapshot (taken now when not given), incrementally:
+        lookups read only the batches added since the snapshot they were last brought to, and
+        each batch is folded into window tiles once."""
+        fs = self.feature_set
+        online = self.online
+        if snapshot is None:
+            snapshot = self.data.snapshot(note="materialize", by=default_user()).id
+        counts: dict[str, Any] = {"lookups": {}, "tiles": {}, "snapshot": snapshot}
+        batches = self.data.lake.batches(snapshot)
+        with self.data.lake.connect(snapshot) as con:
+            for w in fs.windows.values():
+                n = 0
+                for b in batches:
+                    if b.source != w.source or not b.lake_path:
+                        continue
+                    rows = self.data.lake.read_parquet(b.lake_path).select(w.source_columns())
+                    n += online.materialize_tiles(con, w, b.id, rows)
+                counts["tiles"][w.name] = n
+        current = {b.id for b in batches}
+        for lk in fs.lookups.values():
+            mark = MARK_LOOKUP.format(name=lk.name)
+            previous = online.store.get_mark(mark)
+            done: set[str] = set()
+            if previous is not None:
+                with self.data.store.read() as conn:
+                    done = set(cat.get_snapshot(conn, previous).batch_ids)
+            new = {b.id for b in batches if b.source == lk.source and b.id not in done}
+            n = 0
+            if new:
+                with self.data.lake.connect(snapshot, only=new) as con:
+                    n = online.materialize_lookup(con, lk)
+            # The mark moves only after the values are written: a crash repeats the upserts.
+            online.store.merge_tiles(lk.table, [], _keep, mark=(mark, snapshot))
+            counts["lookups"][lk.name] = n
+        del current
+        return counts
+
+    def vector(self, request: dict[str, Any], *, at: Any = None) -> dict[str, Any]:
+        """Every feature of one request, computed online."""
+        return self.online.vector(request, at=at)
+
+    # ------------------------------------------------------------------------------ events
+
+    def publish(self, source: str, rows: pa.Table | Iterable[dict[str, Any]]) -> int:
+        """Send rows to a source's stream (what ``POST /events`` will do)."""
+        self.data.source_spec(source)
+        items = table_rows(rows) if isinstance(rows, pa.Table) else rows
+        return publish(self._event_log(), source, items)
+
+    def consumer(self, source: str, **kwargs: Any) -> StreamConsumer:
+        """A consumer landing the source's stream and updating the online store."""
+        self.data.source_spec(source)
+        return StreamConsumer(
+            self.data, self._event_log(), source, features=self._resolved, **kwargs
+        )
+
+    def _resolved(self) -> tuple[FeatureSet, OnlineFeatures] | None:
+        """The feature set and online path, or None while some source has no schema yet."""
+        if self.spec.features is None:
+            return None
+        try:
+            return self.feature_set, self.online
+        except SpecError as exc:
+            if "has no schema" in exc.message:
+                return None
+            raise
+
+
+def sampler(text: str, *, seed: int = 0) -> Callable[[pa.Table], pa.Table]:
+    """A training-set sampler from ``random:FRAC``, ``stratified:COLUMN:FRAC`` or
+    ``reservoir:N`` (the CLI's --sample)."""
+    from loopml import sampling
+
+    kind, _, rest = text.partition(":")
+    try:
+        if kind == "random":
+            frac = float(rest)
+            return lambda t: t.take(sampling.simple_random(t.num_rows, frac=frac, seed=seed))
+        if kind == "stratified":
+            column, _, frac_text = rest.rpartition(":")
+            frac = float(frac_text)
+            return lambda t: t.take(sampling.stratified(t[column], frac=frac, seed=seed))
+        if kind == "reservoir":
+            k = int(rest)
+
+            def reservoir(t: pa.Table) -> pa.Table:
+                r = sampling.Reservoir(k=k, seed=seed)
+                r.update_many(range(t.num_rows))
+                return t.take(sorted(r.sample_))
+
+            return reservoir
+    except ValueError:
+        pass
+    raise UsageError(
+        f"--sample {text!r}: write random:FRAC, stratified:COLUMN:FRAC or reservoir:N",
+        details={"option": "sample"},
+    )
+
+
+def _keep(stored: bytes | None, new: bytes) -> bytes:
+    return new
+
+
+def require_features(spec: ProjectSpec) -> None:
+    if spec.features is None:
+        raise UsageError("loopml.yaml declares no features (add a features: section)")
