@@ -37,6 +37,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,bench]"
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/features.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

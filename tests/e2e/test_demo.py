@@ -22,6 +22,9 @@ def test_demo_finds_every_planted_defect_and_reconciles(
     flights = summary["sources"]["flights"]
     assert flights["batches_held"] == 1  # the week with the renamed column
     assert summary["lake_rows"]["flights"] == 336_776 - 8  # eight planted defects replace real rows
+    features = summary["features"]
+    assert features["leaks"] == 0 and features["training_rows"] > 45_000
+    assert features["online_equal"] == features["vector_size"] == 23
     # A second run needs --fresh, and refuses to delete a folder that is not a demo.
     assert main(["demo", "--project", str(tmp_path / "demo")]) == 1
     other = tmp_path / "mine"

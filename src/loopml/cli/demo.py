@@ -26,7 +26,11 @@ def demo(
     summary = run_demo(project, fresh=fresh, console=console)
     if json:
         print_json(summary)
-    ok = summary["damage_found"] == summary["damage_planted"] and all(
-        s["reconciles"] for s in summary["sources"].values()
+    features = summary["features"]
+    ok = (
+        summary["damage_found"] == summary["damage_planted"]
+        and all(s["reconciles"] for s in summary["sources"].values())
+        and features["leaks"] == 0
+        and features["online_equal"] == features["vector_size"]
     )
     return 0 if ok else 1

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from loopml._project import Project
 from loopml.data import IngestResult
+from loopml.demo._features import run_features
 from loopml.demo._ingest import BROKEN_WEEK, DEMO_SPEC, expected_damage, write_incoming
 from loopml.errors import ConflictError, UsageError
 
@@ -99,11 +100,12 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
             "SELECT (SELECT count(*) FROM flights) AS flights, "
             "(SELECT count(*) FROM weather) AS weather"
         ).to_pylist()[0]
-    totals = _accounting(console, "3. final accounting", results)
-    console.print(
-        f"lake: {lake['flights']:,} flights and {lake['weather']:,} weather rows; "
-        f"snapshot {snapshot.id} records {len(snapshot.batch_ids)} batches"
-    )
+        totals = _accounting(console, "3. final accounting", results)
+        console.print(
+            f"lake: {lake['flights']:,} flights and {lake['weather']:,} weather rows; "
+            f"snapshot {snapshot.id} records {len(snapshot.batch_ids)} batches"
+        )
+        features = run_features(console, project, directory)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
     return {
@@ -112,6 +114,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         "damage_found": found,
         "snapshot": snapshot.id,
         "lake_rows": lake,
+        "features": features,
         "seconds": round(seconds, 2),
     }
 
