@@ -21,6 +21,8 @@ from loopml.storage import (
 
 if TYPE_CHECKING:
     from loopml.features import Features
+    from loopml.registry import Registry
+    from loopml.training import Models
 
 
 class Project:
@@ -43,6 +45,26 @@ class Project:
         self._online: OnlineStore | None = None
         self._events: EventLog | None = None
         self._features: Features | None = None
+        self._registry: Registry | None = None
+        self._models: Models | None = None
+
+    @property
+    def registry(self) -> Registry:
+        """Model versions, aliases and their history, and integrity-checked artifacts."""
+        if self._registry is None:
+            from loopml.registry import Registry
+
+            self._registry = Registry(self.store, self.artifacts)
+        return self._registry
+
+    @property
+    def models(self) -> Models:
+        """Training, the gate, promotion and rollback of the project's model."""
+        if self._models is None:
+            from loopml.training import Models
+
+            self._models = Models(self.spec, self.features, self.registry)
+        return self._models
 
     @property
     def online(self) -> OnlineStore:

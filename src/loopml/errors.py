@@ -9,6 +9,7 @@ same facts for machines (the CLI's ``--json`` output and, later, HTTP error bodi
     ├── UsageError              a command or call was used wrongly (bad argument, bad combination)
     ├── NotFoundError           a named thing does not exist (source, batch, quarantine entry, ...)
     ├── ConflictError           the thing exists already or someone else holds it
+    │   └── GateError           a promotion was refused: no passing evaluation against the holder
     ├── ExpressionError         a feature or label expression is invalid: names what and where
     ├── DataError               input data could not be read as data at all
     │   ├── ReadError           the file is unreadable (missing, not CSV/Parquet/JSON Lines, ...)
@@ -36,6 +37,7 @@ __all__ = [
     "ConflictError",
     "DataError",
     "ExpressionError",
+    "GateError",
     "IntegrityError",
     "LoopmlError",
     "NotFoundError",
@@ -84,6 +86,14 @@ class ConflictError(LoopmlError):
     """The object exists already, or another process holds it."""
 
     code = "conflict"
+
+
+class GateError(ConflictError):
+    """A promotion into a gated alias (``champion``) was refused: the version has no passing
+    evaluation against the alias's current holder. ``details`` names the model, version, alias and
+    holder; evaluate again, or promote with ``force`` (which is recorded)."""
+
+    code = "gate_refused"
 
 
 class ExpressionError(LoopmlError):

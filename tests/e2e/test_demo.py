@@ -25,6 +25,9 @@ def test_demo_finds_every_planted_defect_and_reconciles(
     features = summary["features"]
     assert features["leaks"] == 0 and features["training_rows"] > 45_000
     assert features["online_equal"] == features["vector_size"] == 23
+    model = summary["model"]
+    assert model["gate_passed"] and model["champion"] == model["version"] == 1
+    assert model["metrics"]["pr_auc"] > model["prior_pr_auc"] + 0.1
     # A second run needs --fresh, and refuses to delete a folder that is not a demo.
     assert main(["demo", "--project", str(tmp_path / "demo")]) == 1
     other = tmp_path / "mine"

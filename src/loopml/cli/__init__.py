@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from loopml.cli import data, events, features, quarantine, schema, spec
+from loopml.cli import data, events, features, models, quarantine, schema, spec
 from loopml.cli._common import EXIT_FAILURE, EXIT_USAGE, err, exit_code_for, print_json
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
@@ -24,10 +24,13 @@ app = typer.Typer(
 app.command()(init)
 app.command()(ingest)
 app.command()(demo)
+app.command()(models.train)
+app.command()(models.evaluate)
 app.add_typer(schema.app, name="schema")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(models.app, name="models")
 app.add_typer(events.app, name="events")
 app.add_typer(spec.app, name="spec")
 

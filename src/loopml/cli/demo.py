@@ -32,5 +32,6 @@ def demo(
         and all(s["reconciles"] for s in summary["sources"].values())
         and features["leaks"] == 0
         and features["online_equal"] == features["vector_size"]
+        and summary["model"]["gate_passed"]
     )
     return 0 if ok else 1

@@ -113,6 +113,26 @@ features:
            weather_temp, weather_dewp, weather_humid, weather_wind_dir, weather_wind_speed,
            weather_precip, weather_pressure, weather_visib, plane_seats, plane_engines, plane_age,
            origin_departures_1h, origin_dep_delay_1h, origin_departures_3h, origin_dep_delay_3h]
+
+# The model: LightGBM, 200 trees of 63 leaves; the latest 20% of the events are the test set.
+model:
+  name: flights_delay
+  task: binary
+  params: {n_estimators: 200, num_leaves: 63, learning_rate: 0.05}
+  split: {method: time, test: 0.2, valid: 0.1}
+  imbalance: {threshold: f1}          # the decision threshold maximizes F1 on validation rows
+  slices: [carrier, origin, hour]
+  behaviour:
+    monotone: {origin_dep_delay_1h: 1}  # more delay at the origin: never a lower risk
+    enforce_monotone: true              # ... so constrain the trees to it
+
+# What a challenger must show against the champion before it may serve.
+gate:
+  metrics:
+    pr_auc: {min: 0.3, min_change: -0.005}
+    log_loss: {max_change_rel: 0.02}
+  max_slice_regression: 0.05
+  backtest: 7d
 """
 
 # The week whose file arrives with a renamed column (the producer's bug), and is later sent again.

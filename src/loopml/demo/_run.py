@@ -16,6 +16,7 @@ from loopml._project import Project
 from loopml.data import IngestResult
 from loopml.demo._features import run_features
 from loopml.demo._ingest import BROKEN_WEEK, DEMO_SPEC, expected_damage, write_incoming
+from loopml.demo._model import run_model
 from loopml.errors import ConflictError, UsageError
 
 DEMO_NAME = "project: flights_demo"
@@ -106,6 +107,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
             f"snapshot {snapshot.id} records {len(snapshot.batch_ids)} batches"
         )
         features = run_features(console, project, directory)
+        model = run_model(console, project)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
     return {
@@ -115,6 +117,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         "snapshot": snapshot.id,
         "lake_rows": lake,
         "features": features,
+        "model": model,
         "seconds": round(seconds, 2),
     }
 

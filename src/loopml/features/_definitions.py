@@ -291,11 +291,16 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
                 "the event time cannot depend on lookups or windows",
             )
     elif event_schema.timestamp is None:
-        raise _fail(
-            "event",
-            "features.event",
-            f"source {fs.event.source!r} has no timestamp: set features.event.time",
-        )
+        # Events without a time (a static table of customers, say): nothing may be joined as of
+        # a time, and training sets are not cut by time.
+        timed = [n for n, lk in lookups.items() if lk.time_column] + list(windows)
+        if timed:
+            raise _fail(
+                timed[0],
+                "features.event",
+                f"needs an event time, and source {fs.event.source!r} has no timestamp: "
+                "set the source's timestamp or features.event.time",
+            )
     elif event_schema.timestamp not in features:
         raise _fail(
             event_schema.timestamp,
@@ -331,7 +336,7 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
     return FeatureSet(
         event_source=fs.event.source,
         event_time=event_time,
-        event_time_column=None if event_time else event_schema.timestamp,
+        event_time_column=None if event_time else event_schema.timestamp,  # None: untimed
         features=features,
         request=list(fs.request),
         lookups=lookups,

@@ -66,7 +66,8 @@ def build(
     event_time = _event_time(table, fs)
     table = table.append_column("_event_time", event_time)
     table = table.append_column("_row", pa.array(np.arange(n, dtype=np.int64)))
-    if as_of is not None:
+    timed = bool(fs.event_time or fs.event_time_column)
+    if as_of is not None and timed:
         table = table.filter(pc.less(table["_event_time"], pa.scalar(as_of, TS_US)))
         table = table.set_column(
             table.column_names.index("_row"),
@@ -83,7 +84,7 @@ def build(
         con.unregister("_spine")
     table = _with_expressions(table, fs.stage3, table.num_rows)
     if fs.label is not None:
-        table = _with_label(table, fs, as_of, labelled_only)
+        table = _with_label(table, fs, as_of if timed else None, labelled_only)
     order = _column_order(table, fs)
     return TrainingSet(
         table=table.select(order),
@@ -104,7 +105,8 @@ def _with_expressions(table: pa.Table, exprs: list[tuple[str, Expression]], n: i
 
 def _event_time(table: pa.Table, fs: FeatureSet) -> pa.ChunkedArray:
     name = fs.event_time or fs.event_time_column
-    assert name is not None
+    if name is None:  # untimed events
+        return pa.chunked_array([pa.nulls(table.num_rows, TS_US)])
     col = table[name]
     if pa.types.is_date(col.type):
         col = col.cast(pa.timestamp("s"))

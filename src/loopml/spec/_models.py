@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from loopml.spec._features import EntitySpec, FeaturesSpec
+from loopml.spec._model import GateSpec, ModelSpec
 from loopml.spec._storage import StorageSpec
 from loopml.spec._types import NAME_PATTERN, SOURCE_PATTERN, Duration, UtcDatetime
 
@@ -173,6 +174,8 @@ class ProjectSpec(_Model):
         default_factory=dict, description="Named join keys: entity -> its key columns."
     )
     features: FeaturesSpec | None = None
+    model: ModelSpec | None = None
+    gate: GateSpec = Field(default_factory=GateSpec)
 
     @field_validator("entities", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -156,4 +157,72 @@ snapshot_batches = Table(
     metadata_obj,
     Column("snapshot_id", String(40), ForeignKey("snapshots.id"), primary_key=True),
     Column("batch_id", String(40), ForeignKey("batches.id"), primary_key=True),
+)
+
+# ----------------------------------------------------------------------------------- registry
+
+models = Table(
+    "models",
+    metadata_obj,
+    Column("name", String(128), primary_key=True),
+    Column("task", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata_obj,
+    Column("model", String(128), ForeignKey("models.name"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("files", Json, nullable=False),  # {file name: sha256}
+    Column("format", String(32), nullable=False),
+    Column("trusted_types", Json, nullable=False),
+    Column("lineage", Json, nullable=False),
+    Column("metrics", Json, nullable=False),
+    Column("report", Json),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+aliases = Table(
+    "aliases",
+    metadata_obj,
+    Column("model", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), ForeignKey("models.name"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # promote | force | rollback | set | remove
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("by", String(128), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("evaluation_id", Integer),
+    Index("ix_alias_history_model_alias", "model", "alias", "id"),
+)
+
+evaluations = Table(
+    "evaluations",
+    metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("against_version", Integer),
+    Column("passed", Boolean, nullable=False),
+    Column("report", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+    Index("ix_evaluations_model_version", "model", "version", "id"),
 )

@@ -7,5 +7,11 @@ the contract class and provides the fixtures it names.
 from loopml.testing._events import EventLogContract
 from loopml.testing._metadata import MetadataStoreContract
 from loopml.testing._online import OnlineStoreContract
+from loopml.testing._registry import RegistryContract
 
-__all__ = ["EventLogContract", "MetadataStoreContract", "OnlineStoreContract"]
+__all__ = [
+    "EventLogContract",
+    "MetadataStoreContract",
+    "OnlineStoreContract",
+    "RegistryContract",
+]

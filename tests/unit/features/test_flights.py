@@ -15,37 +15,17 @@ import pyarrow.compute as pc
 import pytest
 
 from loopml import Project
-from loopml.demo import package_dir
-from loopml.demo._ingest import DEMO_SPEC
 from loopml.features import _offline
 from loopml.features._online import OnlineFeatures, lookup_rows
 from loopml.features._tiles import merge_tile, tiles_of
 from loopml.spec import SQLiteConfig
 from loopml.storage import TileWrite, open_online
-from tests.conftest import flights_lines
-
-JANUARY = sum(1 for line in flights_lines()[1:] if line.split(",")[1] == "1")
+from tests.helpers import flights_project
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("flights-features")
-    (root / "loopml.yaml").write_text(DEMO_SPEC)
-    p = Project.open(root)
-    flights = root / "flights.csv"
-    flights.write_text("\n".join(flights_lines()[: 1 + JANUARY]) + "\n")
-    weather_lines = (package_dir() / "weather.csv").read_text().splitlines()
-    weather = root / "weather.csv"
-    weather.write_text(
-        "\n".join([weather_lines[0], *(w for w in weather_lines[1:] if w.split(",")[2] == "1")])
-        + "\n"
-    )
-    planes = root / "planes.csv"
-    planes.write_bytes((package_dir() / "planes.csv").read_bytes())
-    for name, path in (("planes", planes), ("weather", weather), ("flights", flights)):
-        (r,) = p.data.ingest(name, [path])
-        assert r.rows_accepted > 0
-    return p
+    return flights_project(tmp_path_factory.mktemp("flights-features"), months=(1,))
 
 
 @pytest.fixture(scope="module")

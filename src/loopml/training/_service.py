@@ -1,0 +1,205 @@
+"""The models side of a project (``project.models``): train, evaluate through the gate, promote,
+roll back, and load verified artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from loopml.data import default_user
+from loopml.errors import UsageError
+from loopml.features import Features
+from loopml.registry import AliasMove, ModelVersion, Registry
+from loopml.spec import ModelSpec, ProjectSpec
+from loopml.training._gate import Verdict, recent_rows, run_gate, test_table
+from loopml.training._model import Model
+from loopml.training._train import Trained, fit
+
+
+@dataclass
+class TrainResult:
+    version: ModelVersion | None
+    trained: Trained
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.trained
+        return {
+            "model": self.version.model if self.version else None,
+            "version": self.version.version if self.version else None,
+            "metrics": t.metrics,
+            "baselines": {k: v["metrics"] for k, v in t.report["baselines"].items()},
+            "rows": t.sizes,
+            "threshold": t.model.threshold,
+            "seconds": round(t.seconds, 3),
+            "parent": t.lineage["parent"],
+            "snapshot": t.lineage["snapshot"],
+        }
+
+
+class Models:
+    """Training, the gate and the registry of one project's model."""
+
+    def __init__(self, spec: ProjectSpec, features: Features, registry: Registry) -> None:
+        self.project_spec = spec
+        self.features = features
+        self.registry = registry
+
+    @property
+    def spec(self) -> ModelSpec:
+        if self.project_spec.model is None:
+            raise UsageError("loopml.yaml has no model section: declare the model to train")
+        return self.project_spec.model
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # ------------------------------------------------------------------------------ train
+
+    def train(
+        self,
+        *,
+        snapshot: str | None = None,
+        as_of: datetime | None = None,
+        warm_start: str | None = None,
+        register: bool = True,
+        by: str | None = None,
+        note: str = "",
+    ) -> TrainResult:
+        """Train the project's model on a point-in-time training set and register it.
+
+        With ``warm_start`` (a version or alias), continue that version on the rows newer than
+        the data it was trained on (stateful training); the parent is recorded.
+        """
+        spec = self.spec
+        parent = parent_ref = since = None
+        if warm_start is not None:
+            mv = self.registry.get(self.name, warm_start)
+            parent, parent_ref = self.load(mv), mv.ref
+            end = mv.lineage.get("data_end")
+            since = datetime.fromisoformat(end) if end else None
+        ts = self.features.build(snapshot=snapshot, as_of=as_of)
+        trained = fit(spec, ts, parent=parent, parent_ref=parent_ref, since=since)
+        version = None
+        if register:
+            version = self.registry.register(
+                self.name,
+                task=spec.task,
+                files=trained.files,
+                format=trained.model.kind,
+                trusted_types=trained.trusted_types,
+                lineage=trained.lineage,
+                metrics=trained.metrics,
+                report=trained.report,
+                by=by or default_user(),
+                note=note,
+            )
+        return TrainResult(version, trained)
+
+    def compare_imbalance(
+        self, *, snapshot: str | None = None, as_of: datetime | None = None
+    ) -> dict[str, Any]:
+        """Plain against class weights and resampling (thresholds chosen on validation)."""
+        from loopml.training._imbalance import compare_imbalance
+
+        return compare_imbalance(self.spec, self.features.build(snapshot=snapshot, as_of=as_of))
+
+    # ---------------------------------------------------------------------------- registry
+
+    def load(self, ref: str | int | ModelVersion = "champion") -> Model:
+        """A registered version as a usable model; every file's SHA-256 is checked first, and a
+        scikit-learn model loads only the types recorded when it was saved."""
+        mv = ref if isinstance(ref, ModelVersion) else self.registry.get(self.name, ref)
+        files = self.registry.load_files(mv)
+        return Model.from_files(files, mv.trusted_types)
+
+    def get(self, ref: str | int = "champion") -> ModelVersion:
+        return self.registry.get(self.name, ref)
+
+    def versions(self) -> list[ModelVersion]:
+        return self.registry.versions(self.name)
+
+    # --------------------------------------------------------------------------------- gate
+
+    def evaluate(
+        self,
+        ref: str | int,
+        *,
+        against: str | None = "champion",
+        as_of: datetime | None = None,
+        by: str | None = None,
+    ) -> Verdict:
+        """Run the gate for a version against the alias ``against`` (or against nothing), and
+        record the verdict on the version."""
+        spec, gate = self.spec, self.project_spec.gate
+        mv = self.registry.get(self.name, ref)
+        holder: ModelVersion | None = None
+        if against is not None:
+            aliases = self.registry.aliases(self.name)
+            if against in aliases or against.isdigit():
+                holder = self.registry.get(self.name, against)
+        if holder is not None and holder.version == mv.version:
+            raise UsageError(f"{mv.ref} is the {against} already; nothing to compare")
+
+        def load_challenger() -> tuple[Model, Any]:
+            files = self.registry.load_files(mv)
+            return Model.from_files(files, mv.trusted_types), test_table(files)
+
+        def recent() -> Any:
+            if gate.backtest is None:
+                return None
+            label = spec.label or (
+                self.features.feature_set.label.name if self.features.feature_set.label else None
+            )
+            ts = self.features.build(as_of=as_of)
+            return recent_rows(ts.table, label or "", gate.backtest, as_of)
+
+        champion = (holder.version, lambda: self.load(holder)) if holder is not None else None
+        verdict = run_gate(
+            spec,
+            gate,
+            name=self.name,
+            version=mv.version,
+            load_challenger=load_challenger,
+            champion=champion,
+            recent=recent,
+        )
+        record = self.registry.record_evaluation(
+            self.name,
+            mv.version,
+            against_version=verdict.against,
+            passed=verdict.passed,
+            report=orjson.loads(orjson.dumps(verdict.to_dict())),
+            by=by or default_user(),
+        )
+        verdict.evaluation_id = record.id
+        return verdict
+
+    def promote(
+        self,
+        ref: str | int,
+        alias: str = "champion",
+        *,
+        force: bool = False,
+        by: str | None = None,
+        reason: str = "",
+    ) -> AliasMove:
+        mv = self.registry.get(self.name, ref)
+        if alias != "champion" and not force:
+            return self.registry.set_alias(
+                self.name, alias, mv.version, by=by or default_user(), reason=reason
+            )
+        return self.registry.promote(
+            self.name, mv.version, alias, by=by or default_user(), reason=reason, force=force
+        )
+
+    def rollback(
+        self, alias: str = "champion", *, by: str | None = None, reason: str = ""
+    ) -> AliasMove:
+        return self.registry.rollback(self.name, alias, by=by or default_user(), reason=reason)
+
+    def history(self, alias: str | None = None) -> list[AliasMove]:
+        return self.registry.history(self.name, alias)

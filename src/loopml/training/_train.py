@@ -1,0 +1,329 @@
+"""Training: a training set in, a fitted, evaluated, registered model version out.
+
+Stateless training fits from scratch on a window of data. Stateful training continues the
+parent version (LightGBM ``init_model``; ``partial_fit``; or ``warm_start``) on the rows newer
+than the parent saw, keeping the parent's encoding; the parent is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from loopml.errors import UsageError
+from loopml.features import TrainingSet
+from loopml.spec import ModelSpec
+from loopml.training._encoding import Encoding
+from loopml.training._model import LIGHTGBM, SKLEARN, Model, fit_lightgbm, make_sklearn
+from loopml.training._report import build_report
+from loopml.training._split import Split, split
+
+PACKAGES = ("loopml", "lightgbm", "scikit-learn", "numpy", "pyarrow", "duckdb", "skops")
+
+
+@dataclass
+class Trained:
+    """A fitted model, its evaluation, and what it was trained on."""
+
+    model: Model
+    report: dict[str, Any]
+    lineage: dict[str, Any]
+    test: pa.Table
+    sizes: dict[str, int]
+    seconds: float
+    files: dict[str, bytes] = field(default_factory=dict)
+    trusted_types: list[str] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.report["metrics"])
+
+
+def labels(
+    task: str, column: pa.ChunkedArray, classes: list[Any] | None = None
+) -> tuple[np.ndarray, list[Any] | None]:
+    """Targets as numbers: 0/1, class codes, values or relevance grades."""
+    if task == "binary":
+        values = column.cast(pa.int64()) if pa.types.is_boolean(column.type) else column
+        y = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        if not np.isin(y, (0, 1)).all():
+            raise UsageError("a binary label must be a boolean or 0/1")
+        return y, [0, 1]
+    if task == "multiclass":
+        classes = classes or sorted(pc.unique(column).drop_null().to_pylist(), key=str)
+        codes = pc.index_in(column, value_set=pa.array(classes, type=column.type))
+        y = np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.float64)
+        return y, classes
+    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)), None
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    """Per-row weights making every class weigh the same in total ("balanced")."""
+    values, counts = np.unique(y, return_counts=True)
+    per_class = len(y) / (len(values) * counts)
+    return per_class[np.searchsorted(values, y)]
+
+
+def resample(idx: np.ndarray, y: np.ndarray, how: str, ratio: float, seed: int) -> np.ndarray:
+    """Random over-sampling of the smaller classes, or under-sampling of the largest, to
+    ``ratio`` (smaller : largest)."""
+    rng = np.random.default_rng(seed)
+    values, counts = np.unique(y[idx], return_counts=True)
+    largest = int(counts.max())
+    others = counts[counts < largest]
+    runner_up = int(others.max()) if len(others) else largest
+    keep: list[np.ndarray] = []
+    for value, count in zip(values, counts, strict=True):
+        members = idx[y[idx] == value]
+        if how == "over" and count < largest * ratio:
+            extra = rng.choice(members, size=int(largest * ratio) - int(count), replace=True)
+            members = np.concatenate([members, extra])
+        elif how == "under" and count == largest:
+            target = min(largest, int(runner_up / ratio))
+            members = rng.choice(members, size=target, replace=False)
+        keep.append(members)
+    return np.sort(np.concatenate(keep))
+
+
+def fit(
+    spec: ModelSpec,
+    ts: TrainingSet,
+    *,
+    parent: Model | None = None,
+    parent_ref: str | None = None,
+    since: datetime | None = None,
+) -> Trained:
+    """Fit, evaluate and describe a model on a training set (nothing is registered here)."""
+    started = time.perf_counter()
+    table = ts.table
+    label = spec.label or ts.label
+    if not label or label not in table.column_names:
+        raise UsageError("the training set has no label: define features.label or model.label")
+    features = list(parent.encoding.features if parent else (spec.features or ts.vector))
+    if spec.window is not None and table.num_rows:
+        end = pc.max(table["_event_time"]).as_py()
+        table = table.filter(
+            pc.greater_equal(
+                table["_event_time"], pa.scalar(end - spec.window, table["_event_time"].type)
+            )
+        )
+    if since is not None:
+        table = table.filter(
+            pc.greater(table["_event_time"], pa.scalar(since, table["_event_time"].type))
+        )
+        if table.num_rows < 10:
+            raise UsageError(
+                f"only {table.num_rows} labelled rows are newer than the parent's data ({since:%Y-%m-%d %H:%M}); nothing to warm-start on"
+            )
+    table = table.filter(pc.is_valid(table[label]))
+    parts = split(table, spec.split, label=label)
+    encoding = (
+        parent.encoding
+        if parent
+        else Encoding.fit(table.take(pa.array(parts.train)), features, spec.categorical)
+    )
+    x = encoding.matrix(table)
+    y, classes = labels(spec.task, table[label], parent.classes if parent else None)
+    model = _fit(spec, encoding, x, y, parts, table, classes, parent)
+    if spec.task == "binary":
+        model.threshold = _threshold(spec, model, x, y, parts)
+    test = table.take(pa.array(parts.test))
+    train = table.take(pa.array(parts.train))
+    scores = model.predict_matrix(x[parts.test])
+    report = build_report(
+        spec,
+        model,
+        test=test,
+        y_test=y[parts.test],
+        scores=scores,
+        train=train,
+        y_train=y[parts.train],
+    )
+    start, end = pc.min(table["_event_time"]).as_py(), pc.max(table["_event_time"]).as_py()
+    lineage = {
+        "snapshot": ts.snapshot,
+        "features_hash": ts.definitions_hash,
+        "as_of": ts.as_of.isoformat() if ts.as_of else None,
+        "data_start": start.isoformat() if start else None,  # None: events without a time
+        "data_end": end.isoformat() if end else None,
+        "rows": parts.sizes(),
+        "parent": parent_ref,
+        "stateful": parent is not None,
+        "estimator": spec.estimator,
+        "params": dict(spec.params),
+        "split": spec.split.model_dump(),
+        "imbalance": spec.imbalance.model_dump(),
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "trained_at": datetime.now(UTC).isoformat(),
+    }
+    elapsed = time.perf_counter() - started
+    lineage["training_seconds"] = round(elapsed, 3)
+    model.meta = {"label": label, "features_hash": ts.definitions_hash}
+    files, trusted = model.to_files()
+    buffer = io.BytesIO()
+    pq.write_table(test, buffer)
+    files["test.parquet"] = buffer.getvalue()
+    return Trained(model, report, lineage, test, parts.sizes(), elapsed, files, trusted)
+
+
+def _fit(
+    spec: ModelSpec,
+    encoding: Encoding,
+    x: np.ndarray,
+    y: np.ndarray,
+    parts: Split,
+    table: pa.Table,
+    classes: list[Any] | None,
+    parent: Model | None,
+) -> Model:
+    train = parts.train
+    if spec.imbalance.resample != "none":
+        train = resample(train, y, spec.imbalance.resample, spec.imbalance.ratio, spec.split.seed)
+    weight = (
+        class_weights(y[train])
+        if spec.imbalance.class_weight == "balanced" and spec.task in ("binary", "multiclass")
+        else None
+    )
+    kind = LIGHTGBM if spec.estimator == "lightgbm" else SKLEARN
+    label = spec.label or ""
+    if kind == LIGHTGBM:
+        group = None
+        if spec.task == "ranking":
+            assert spec.group is not None
+            train, group = _grouped(table, train, spec.group)
+        params = dict(spec.params)
+        if parent is not None:
+            # Continue gently: a few slower trees on the new rows, not a second model on top.
+            from loopml.training._model import lightgbm_params
+
+            base, rounds = lightgbm_params(
+                spec.task, spec.params, len(classes) if classes else None
+            )
+            ws = spec.warm_start
+            extra = int(ws.rounds) if ws.rounds >= 1 else max(1, round(rounds * ws.rounds))
+            params = {
+                **params,
+                "n_estimators": extra,
+                "learning_rate": base["learning_rate"] * ws.learning_rate_scale,
+            }
+        if spec.behaviour.enforce_monotone and spec.behaviour.monotone:
+            params["monotone_constraints"] = [
+                spec.behaviour.monotone.get(f, 0) for f in encoding.features
+            ]
+        booster = fit_lightgbm(
+            spec.task,
+            params,
+            encoding,
+            x[train],
+            y[train],
+            weight=weight,
+            group=group,
+            n_classes=len(classes) if classes else None,
+            init_model=parent.estimator if parent is not None else None,
+        )
+        return Model(
+            spec.task, LIGHTGBM, encoding, booster, label, classes, params=dict(spec.params)
+        )
+    if spec.task == "ranking":
+        raise UsageError("ranking needs model.estimator: lightgbm (LambdaRank)")
+    if parent is not None:
+        estimator = _warm_start(parent.estimator, x[train], y[train], weight, classes)
+    else:
+        estimator = make_sklearn(spec.estimator, spec.params, encoding)
+        fit_params = {"est__sample_weight": weight} if weight is not None else {}
+        estimator.fit(x[train], y[train], **fit_params)
+    return Model(spec.task, SKLEARN, encoding, estimator, label, classes, params=dict(spec.params))
+
+
+def _warm_start(
+    pipeline: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray | None,
+    classes: list[Any] | None,
+) -> Any:
+    """Continue a fitted scikit-learn pipeline on new rows."""
+    model = copy.deepcopy(pipeline)
+    est = model.named_steps["est"]
+    xt = model.named_steps["prep"].transform(x)
+    if hasattr(est, "partial_fit"):
+        kwargs: dict[str, Any] = {"sample_weight": weight} if weight is not None else {}
+        if classes is not None:
+            kwargs["classes"] = np.arange(len(classes), dtype=np.float64)
+        est.partial_fit(xt, y, **kwargs)
+        return model
+    if "warm_start" in est.get_params():
+        params: dict[str, Any] = {"warm_start": True}
+        if "n_estimators" in est.get_params():
+            params["n_estimators"] = est.get_params()["n_estimators"] * 2
+        elif "max_iter" in est.get_params():
+            params["max_iter"] = est.get_params()["max_iter"] * 2
+        est.set_params(**params)
+        est.fit(xt, y, **({"sample_weight": weight} if weight is not None else {}))
+        return model
+    raise UsageError(
+        f"{type(est).__name__} cannot warm start: it has neither partial_fit nor warm_start"
+    )
+
+
+def _grouped(table: pa.Table, rows: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ordered by query, and the size of each query (LambdaRank needs them contiguous)."""
+    codes = (
+        pc.dictionary_encode(table[column]).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    )
+    ordered = rows[np.argsort(codes[rows], kind="stable")]
+    _, sizes = np.unique(codes[ordered], return_counts=True)
+    return ordered, sizes
+
+
+def _threshold(spec: ModelSpec, model: Model, x: np.ndarray, y: np.ndarray, parts: Split) -> float:
+    """The decision threshold, chosen on validation rows (never on the test set)."""
+    imb = spec.imbalance
+    if imb.threshold == "fixed" or len(parts.valid) == 0 or len(np.unique(y[parts.valid])) < 2:
+        return imb.fixed_threshold
+    from loopml.evaluation import best_threshold
+
+    scores = model.predict_matrix(x[parts.valid])
+    threshold, _ = best_threshold(
+        y[parts.valid], scores, metric=imb.threshold, min_precision=imb.min_precision
+    )
+    return float(threshold)
+
+
+def code_version() -> str:
+    """The loopml version, and the git commit of the working directory when there is one."""
+    import subprocess
+
+    version = metadata.version("loopml")
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{version}+{sha}" if sha else version
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
