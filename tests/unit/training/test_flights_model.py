@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from tests.helpers import flights_project
 
 from loopml import GateError, IntegrityError, Project
-from loopml.training import Model
+from loopml.training import Model, fit
 
 MARCH = datetime(2013, 3, 1, tzinfo=UTC)
 
@@ -83,6 +85,26 @@ def test_gate_promote_rollback_history(project: Project, first: object) -> None:
     with pytest.raises(GateError):
         project.models.promote(worse.version)  # type: ignore[union-attr]
 
+    # Another: the labels shuffled before training.
+    ts = project.models.features.build(as_of=MARCH)
+    labels = ts.table["delayed"].to_numpy(zero_copy_only=False)
+    shuffled = np.random.default_rng(0).permutation(labels)
+    ts.table = ts.table.set_column(
+        ts.table.column_names.index("delayed"), "delayed", pa.array(shuffled)
+    )
+    noise = fit(project.models.spec, ts)
+    noisy = project.registry.register(
+        "flights_delay",
+        task="binary",
+        files=noise.files,
+        format=noise.model.kind,
+        trusted_types=noise.trusted_types,
+        lineage=noise.lineage,
+        metrics=noise.metrics,
+        by="test",
+    )
+    assert not project.models.evaluate(noisy.version, as_of=MARCH).passed
+
     # A better one: trained on data to the end of March.
     better = project.models.train().version
     passed = project.models.evaluate(better.version)  # type: ignore[union-attr]
@@ -130,5 +152,7 @@ def test_warm_start_continues_the_parent(project: Project, first: object) -> Non
     assert lin["data_start"] > parent.lineage["data_end"]  # new rows only
     parent_model = project.models.load(parent.version)
     child_model: Model = child.trained.model
-    assert child_model.estimator.num_trees() == parent_model.estimator.num_trees() + 50  # 25% more, slower
+    assert (
+        child_model.estimator.num_trees() == parent_model.estimator.num_trees() + 50
+    )  # 25% more, slower
     assert child_model.encoding.categorical == parent_model.encoding.categorical
