@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,ray]"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,ray,bench]"
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/features.py
 

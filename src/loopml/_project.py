@@ -22,6 +22,7 @@ from loopml.storage import (
 if TYPE_CHECKING:
     from loopml.features import Features
     from loopml.registry import Registry
+    from loopml.serving import Serving
     from loopml.training import Models
 
 
@@ -47,6 +48,16 @@ class Project:
         self._features: Features | None = None
         self._registry: Registry | None = None
         self._models: Models | None = None
+        self._serving: Serving | None = None
+
+    @property
+    def serving(self) -> Serving:
+        """Precomputation, in-process prediction and the HTTP app."""
+        if self._serving is None:
+            from loopml.serving import Serving
+
+            self._serving = Serving(self)
+        return self._serving
 
     @property
     def registry(self) -> Registry:

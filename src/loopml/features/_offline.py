@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.data._lake import fetch_arrow
+from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet, Lookup, Window
 from loopml.features._expression import Expression
 from loopml.features._tiles import combine_columns, tile_sql
@@ -54,13 +55,24 @@ def build(
     snapshot: str | None,
     as_of: datetime | None = None,
     labelled_only: bool = True,
+    events: pa.Table | None = None,
 ) -> TrainingSet:
-    """The training set of ``fs`` from the source views on ``con`` (a lake connection)."""
-    wanted = list(dict.fromkeys(fs.request + sorted(fs.label_columns())))
-    if fs.event_time_column and fs.event_time_column not in wanted:
-        wanted.append(fs.event_time_column)
-    cols = ", ".join(f'"{c}"' for c in wanted)
-    spine = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
+    """The training set of ``fs`` from the source views on ``con`` (a lake connection).
+
+    With ``events`` (rows holding at least the request features), the features of those events
+    instead: what batch prediction and precomputation use; no label is attached then.
+    """
+    if events is None:
+        wanted = list(dict.fromkeys(fs.request + sorted(fs.label_columns())))
+        if fs.event_time_column and fs.event_time_column not in wanted:
+            wanted.append(fs.event_time_column)
+        cols = ", ".join(f'"{c}"' for c in wanted)
+        spine = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
+    else:
+        missing = [c for c in fs.request if c not in events.column_names]
+        if missing:
+            raise UsageError(f"the rows lack request features: {', '.join(missing)}")
+        spine = _typed_requests(events, fs)
     n = spine.num_rows
     table = _with_expressions(spine, fs.stage1, n)
     event_time = _event_time(table, fs)
@@ -83,7 +95,7 @@ def build(
     finally:
         con.unregister("_spine")
     table = _with_expressions(table, fs.stage3, table.num_rows)
-    if fs.label is not None:
+    if fs.label is not None and events is None:
         table = _with_label(table, fs, as_of if timed else None, labelled_only)
     order = _column_order(table, fs)
     return TrainingSet(
@@ -94,6 +106,23 @@ def build(
         label=fs.label.name if fs.label else None,
         vector=fs.vector,
     )
+
+
+def _typed_requests(events: pa.Table, fs: FeatureSet) -> pa.Table:
+    """The request columns of ``events``, cast to the types the definitions expect."""
+    from loopml.features._expr import arrow_type
+
+    columns = {}
+    for name in fs.request:
+        col = events[name]
+        want = arrow_type(fs.features[name].type)
+        if not col.type.equals(want):
+            try:
+                col = col.cast(want)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise UsageError(f"column {name!r} is {col.type}, and the feature is {fs.features[name].type}: {exc}") from None
+        columns[name] = col
+    return pa.table(columns)
 
 
 def _with_expressions(table: pa.Table, exprs: list[tuple[str, Expression]], n: int) -> pa.Table:

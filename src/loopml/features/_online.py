@@ -55,21 +55,23 @@ def _convert(name: str, kind: ExprType, value: Any) -> Any:
         return None
     try:
         if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
         if kind == "float":
-            if isinstance(value, bool):
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError
             return float(value)
         if kind == "bool":
             if isinstance(value, bool):
                 return value
-            if value in (0, 1, "true", "false"):
-                return value in (1, "true")
             raise ValueError
         if kind == "string":
-            return value if isinstance(value, str) else str(value)
+            if not isinstance(value, str):
+                raise ValueError
+            return value
         if kind in ("timestamp", "duration"):
             return to_micros(value) if kind == "timestamp" else int(value)
     except (TypeError, ValueError):
@@ -99,12 +101,20 @@ class OnlineFeatures:
         spec's (computed from the request), or ``at``, or now. Timestamps come back as epoch
         microseconds.
         """
+        return self.complete(self.request_row(request), at=at)
+
+    def request_row(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The request features typed (a :class:`UsageError` names a bad field) and the derived
+        features that need only them: everything known without the online store."""
         row: dict[str, Any] = {
-            name: _convert(name, kind, request.get(name))
-            for name, kind in self._request_types.items()
+            name: _convert(name, kind, request.get(name)) for name, kind in self._request_types.items()
         }
         for name, expr in self.fs.stage1:
             row[name] = expr.row(row)
+        return row
+
+    def complete(self, row: dict[str, Any], *, at: Any = None) -> dict[str, Any]:
+        """Finish a :meth:`request_row`: lookups, windows, the other derived features."""
         t = self._event_time(row, at)
         row["_event_time"] = t
         self._stage2(row, t)

@@ -83,6 +83,12 @@ class Features:
             pq.write_table(ts.with_metadata(), out)
         return ts
 
+    def build_for(self, events: pa.Table, *, snapshot: str | None = None) -> pa.Table:
+        """The features of given events (rows with the request features), computed offline with
+        the same definitions: for batch prediction and precomputation."""
+        with self.data.lake.connect(snapshot) as con:
+            return build(con, self.feature_set, snapshot=snapshot, events=events).table
+
     # ------------------------------------------------------------------------------ online
 
     def materialize(self, *, snapshot: str | None = None) -> dict[str, Any]:

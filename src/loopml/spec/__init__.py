@@ -37,6 +37,15 @@ from loopml.spec._models import (
     UnseenPolicy,
     check_source_name,
 )
+from loopml.spec._serving import (
+    BreakerSpec,
+    ConsistencySpec,
+    FallbackSpec,
+    HybridSpec,
+    LogSpec,
+    ServingSpec,
+    StaticSpec,
+)
 from loopml.spec._storage import (
     EventsConfig,
     FilesConfig,
@@ -62,6 +71,13 @@ __all__ = [
     "SOURCE_PATTERN",
     "SPEC_FILE",
     "BehaviourSpec",
+    "BreakerSpec",
+    "ConsistencySpec",
+    "FallbackSpec",
+    "HybridSpec",
+    "LogSpec",
+    "ServingSpec",
+    "StaticSpec",
     "CheckSpec",
     "ColumnSpec",
     "CsvOptions",

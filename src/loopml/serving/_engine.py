@@ -1,0 +1,302 @@
+"""Answering prediction requests: dynamic (computed on demand), static (precomputed, looked up),
+hybrid (the head precomputed, the tail computed), consistency for an entity, and the fallback
+with its circuit breaker. Framework-free: the HTTP app and the Python API both use it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from loopml.errors import UsageError
+from loopml.features import FeatureSet, OnlineFeatures, encode_key
+from loopml.serving._holder import ModelHolder, Served
+from loopml.serving._predictor import RowPredictor
+from loopml.spec import ServingSpec
+from loopml.storage import OnlineStore, new_id
+
+RESERVED = ("_id", "_at")
+
+
+def static_table(model: str, version: int) -> str:
+    return f"pred:{model}:{version}"
+
+
+def consistency_table(model: str) -> str:
+    return f"consistent:{model}"
+
+
+@dataclass
+class Prediction:
+    """One answer: what the model (or its fallback) said, and how it was reached."""
+
+    id: str
+    model: str
+    version: int | None
+    mode: str  # dynamic | static | consistent | fallback
+    output: Any
+    task: str
+    threshold: float | None = None
+    classes: list[Any] | None = None
+    fallback: str | None = None
+    latency_us: float = 0.0
+    features: dict[str, Any] = field(default_factory=dict)
+    at: int = 0
+
+    def body(self, top_k: int = 3) -> dict[str, Any]:
+        """The prediction as the API returns it."""
+        out: dict[str, Any] = {"id": self.id, "model": self.model, "version": self.version, "mode": self.mode}
+        out["prediction"] = describe(self.task, self.output, self.threshold, self.classes, top_k)
+        out["fallback"] = self.fallback
+        out["latency_ms"] = round(self.latency_us / 1000, 3)
+        return out
+
+    def log_entry(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "model": self.model,
+            "version": self.version,
+            "mode": self.mode,
+            "fallback": self.fallback,
+            "output": self.output.tolist() if isinstance(self.output, np.ndarray) else self.output,
+            "latency_us": round(self.latency_us, 1),
+            "features": self.features,
+        }
+
+
+def describe(task: str, output: Any, threshold: float | None, classes: list[Any] | None, top_k: int) -> dict[str, Any]:
+    if output is None:
+        return {}
+    if task == "binary":
+        p = float(output)
+        return {"probability": p, "decision": bool(p >= (threshold if threshold is not None else 0.5)), "threshold": threshold}
+    if task == "multiclass":
+        probs = np.asarray(output, dtype=float)
+        order = np.argsort(-probs)[:top_k]
+        labels = classes or list(range(len(probs)))
+        return {
+            "decision": labels[int(order[0])],
+            "top": [{"class": labels[int(i)], "probability": float(probs[i])} for i in order],
+        }
+    if task == "regression":
+        return {"value": float(output)}
+    return {"score": float(output)}
+
+
+class Breaker:
+    """Opens after ``failures`` consecutive failures; after ``cooldown`` seconds one trial call
+    goes through (half-open): success closes it, failure opens it again."""
+
+    def __init__(self, failures: int, cooldown: float) -> None:
+        self.limit = failures
+        self.cooldown = cooldown
+        self.consecutive = 0
+        self.opened_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            if time.monotonic() - self.opened_at >= self.cooldown:
+                self.opened_at = time.monotonic()  # one trial per cooldown
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            self.consecutive = 0
+            self.opened_at = None
+
+    def failure(self) -> None:
+        with self._lock:
+            self.consecutive += 1
+            if self.consecutive >= self.limit:
+                self.opened_at = time.monotonic()
+
+
+class Engine:
+    """The serving logic of one worker."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: ServingSpec,
+        holder: ModelHolder,
+        features: FeatureSet | None,
+        online: OnlineFeatures | None,
+        store: OnlineStore | None,
+        fallback_predictor: RowPredictor | None = None,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.holder = holder
+        self.fs = features
+        self.online = online
+        self.store = store
+        self.fallback_predictor = fallback_predictor
+        self.breaker = Breaker(spec.breaker.failures, spec.breaker.cooldown.total_seconds())
+        self.known = set(features.request) if features is not None else None
+        self.static_key = list(spec.static.key)
+        self._pid = os.getpid()
+
+    # ------------------------------------------------------------------------- validation
+
+    def parse(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        """Typed request rows (request features and their derived features); a
+        :class:`UsageError` names the row and the field that is wrong."""
+        out = []
+        for i, raw in enumerate(rows):
+            where = f"row {i}: " if len(rows) > 1 else ""
+            if not isinstance(raw, dict):
+                raise UsageError(f"{where}a row must be a JSON object of request fields", details={"row": i})
+            if self.known is not None:
+                unknown = [k for k in raw if k not in self.known and k not in RESERVED]
+                if unknown:
+                    raise UsageError(
+                        f"{where}unknown field {unknown[0]!r}" + _suggest(unknown[0], self.known),
+                        details={"row": i, "field": unknown[0]},
+                    )
+                missing = [k for k in self.fs.request if k not in raw]  # type: ignore[union-attr]
+                if missing:
+                    raise UsageError(
+                        f"{where}missing field {missing[0]!r} (send null for an unknown value)",
+                        details={"row": i, "field": missing[0]},
+                    )
+            try:
+                row = self.online.request_row(raw) if self.online is not None else dict(raw)
+            except UsageError as exc:
+                raise UsageError(where + exc.message, details={**exc.details, "row": i}) from None
+            row["_id"] = raw.get("_id") if isinstance(raw.get("_id"), str) else None
+            row["_at"] = raw.get("_at")
+            out.append(row)
+        return out
+
+    # -------------------------------------------------------------------------- answering
+
+    def answer(self, rows: list[dict[str, Any]], served: Served) -> list[Prediction]:
+        """Predictions by the model path (consistency, then static, then dynamic). Raises when
+        the model fails: the caller falls back."""
+        out = []
+        mode = self.spec.mode
+        for row in rows:
+            start = time.perf_counter()
+            pred = self._consistent(row) if self.spec.consistency is not None else None
+            if pred is None and mode in ("static", "hybrid"):
+                pred = self._lookup(row, served, mode)
+                if pred is None and mode == "static":
+                    pred = self.fallback([row], "not_precomputed", served)[0]
+            if pred is None:
+                values = self.online.complete(row, at=row.get("_at")) if self.online is not None else row
+                output = served.predictor.score(values)
+                pred = self._make(row, served.number, "dynamic", output, served, values)
+                self._remember(row, pred)
+            pred.latency_us = (time.perf_counter() - start) * 1e6
+            out.append(pred)
+        return out
+
+    def fallback(self, rows: list[dict[str, Any]], reason: str, served: Served | None) -> list[Prediction]:
+        """Answers without the model: the precomputed value, a smaller model, or a default."""
+        out = []
+        kind = self.spec.fallback.kind
+        for row in rows:
+            start = time.perf_counter()
+            pred = None
+            if kind == "precomputed" and served is not None:
+                pred = self._lookup(row, served, "static")
+            elif kind == "model" and self.fallback_predictor is not None:
+                try:
+                    output = self.fallback_predictor.score(row)  # request-time features only
+                    pred = self._make(row, None, "fallback", output, served, row)
+                except Exception:  # noqa: BLE001 - then the default
+                    pred = None
+            if pred is None and (kind == "default" or self.spec.fallback.then_default):
+                value = self.spec.fallback.value
+                if value is None and served is not None:
+                    value = served.prior
+                pred = self._make(row, None, "fallback", value, served, row)
+            if pred is None:
+                raise UsageError("no fallback answer for this request", details={"reason": reason})
+            pred.mode = "fallback"
+            pred.fallback = reason
+            pred.latency_us = (time.perf_counter() - start) * 1e6
+            out.append(pred)
+        return out
+
+    def _make(
+        self, row: Mapping[str, Any], version: int | None, mode: str, output: Any, served: Served | None,
+        values: Mapping[str, Any],
+    ) -> Prediction:
+        model = served.model if served is not None else None
+        return Prediction(
+            id=row.get("_id") or new_id("p"),
+            model=self.name,
+            version=version,
+            mode=mode,
+            output=output,
+            task=model.task if model else "binary",
+            threshold=model.threshold if model and model.task == "binary" else None,
+            classes=model.classes if model and model.task == "multiclass" else None,
+            features={k: v for k, v in values.items() if k not in RESERVED},
+            at=int(time.time() * 1_000_000),
+        )
+
+    def key_of(self, row: Mapping[str, Any]) -> str | None:
+        return encode_key([row.get(k) for k in self.static_key])
+
+    def _lookup(self, row: dict[str, Any], served: Served, mode: str) -> Prediction | None:
+        if self.store is None:
+            return None
+        key = self.key_of(row)
+        if key is None:
+            return None
+        got = self.store.get_latest(static_table(self.name, served.number), [key])[0]
+        if got is None:
+            return None
+        stored = orjson.loads(got[1])
+        output = np.asarray(stored["o"]) if isinstance(stored["o"], list) else stored["o"]
+        return self._make(row, stored["v"], "static", output, served, row)
+
+    def _consistent(self, row: dict[str, Any]) -> Prediction | None:
+        spec = self.spec.consistency
+        if spec is None or self.store is None:
+            return None
+        key = encode_key([row.get(k) for k in spec.key])
+        if key is None:
+            return None
+        got = self.store.get_latest(consistency_table(self.name), [key])[0]
+        if got is None or got[0] < time.time() - spec.ttl.total_seconds():
+            return None
+        stored = orjson.loads(got[1])
+        served = self.holder.current
+        pred = self._make(row, stored["v"], "consistent", stored["o"], served, row)
+        return pred
+
+    def _remember(self, row: dict[str, Any], pred: Prediction) -> None:
+        spec = self.spec.consistency
+        if spec is None or self.store is None:
+            return
+        key = encode_key([row.get(k) for k in spec.key])
+        if key is None:
+            return
+        output = pred.output.tolist() if isinstance(pred.output, np.ndarray) else pred.output
+        self.store.put_latest(consistency_table(self.name), [(key, time.time(), orjson.dumps({"o": output, "v": pred.version}))])
+
+
+def _suggest(name: str, options: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,77 @@
+"""The serving side of a project (``project.serving``): precompute the static table, predict in
+process, and build the HTTP app."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from loopml.errors import UsageError
+from loopml.serving._engine import Prediction
+from loopml.serving._precompute import precompute
+from loopml.serving._runtime import Runtime
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from loopml._project import Project
+
+
+class Serving:
+    """Precomputation, in-process prediction and the app of one project."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._runtime: Runtime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        """An in-process serving runtime (loads the served alias; no background threads)."""
+        if self._runtime is None:
+            rt = Runtime(self.project)
+            rt.holder.check()
+            self._runtime = rt
+        return self._runtime
+
+    def predict(self, rows: Sequence[dict[str, Any]]) -> list[Prediction]:
+        """Predictions for request rows, in process, with the configured mode (no budget)."""
+        rt = self.runtime
+        rt.holder.check()
+        served = rt.holder.current
+        if served is None:
+            raise UsageError(f"no version of {rt.name} holds {rt.spec.alias!r}: promote one first")
+        return rt.engine.answer(rt.engine.parse(list(rows)), served)
+
+    def precompute(
+        self,
+        *,
+        ref: str | int | None = None,
+        head: int | None = None,
+        keys: Sequence[dict[str, Any]] | None = None,
+        window: timedelta | None = timedelta(days=28),
+        snapshot: str | None = None,
+    ) -> dict[str, Any]:
+        """The static table of a version (the served alias by default): every key of
+        ``serving.static.key``, or the ``head`` most requested keys (hybrid), or given ``keys``."""
+        spec = self.project.spec.serving
+        if not spec.static.key:
+            raise UsageError("serving.static.key is not set: declare the features predictions are keyed by")
+        if head is not None and keys is None:
+            from loopml.serving._advisor import top_keys
+
+            keys = top_keys(self.project, spec.static.key, head)
+        elif keys is None and spec.mode == "hybrid" and spec.hybrid.keys is not None:
+            keys = spec.hybrid.keys
+        return precompute(
+            self.project.models, self.project.features, spec.static.key,
+            ref=ref if ref is not None else spec.alias, snapshot=snapshot, window=window, keys=keys,
+        )
+
+    def app(self) -> FastAPI:
+        from loopml.serving._app import create_app
+
+        return create_app(runtime=Runtime(self.project))
+
+    def close(self) -> None:
+        self._runtime = None
