@@ -7,8 +7,9 @@ import sys
 import click
 import typer
 
-from loopml.cli import data, events, features, models, quarantine, schema, spec
+from loopml.cli import data, events, features, models, quarantine, schema, serve, spec
 from loopml.cli._common import EXIT_FAILURE, EXIT_USAGE, err, exit_code_for, print_json
+from loopml.cli.advise import advise_serving
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
 from loopml.cli.init import init
@@ -26,6 +27,9 @@ app.command()(ingest)
 app.command()(demo)
 app.command()(models.train)
 app.command()(models.evaluate)
+app.command()(serve.serve)
+app.command()(serve.precompute)
+app.command("advise-serving")(advise_serving)
 app.add_typer(schema.app, name="schema")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(data.app, name="data")

@@ -205,7 +205,7 @@ def _abandon(store: SqlMetadataStore, lake: Lake, source: str, batch_id: str) ->
         lake.remove_batch_files(source, batch_id)
         with store.write() as conn:
             cat.abort_batch(conn, batch_id)
-    except Exception:
+    except Exception:  # noqa: BLE001
         pass
 
 
@@ -426,7 +426,7 @@ class _EagerWrite:
     def _run(self, lake: Lake, rel: str, table: pa.Table) -> None:
         try:
             lake.write_parquet(rel, table)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001
             self._error = exc
 
     def join(self) -> None:

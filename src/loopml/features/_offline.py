@@ -120,7 +120,9 @@ def _typed_requests(events: pa.Table, fs: FeatureSet) -> pa.Table:
             try:
                 col = col.cast(want)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise UsageError(f"column {name!r} is {col.type}, and the feature is {fs.features[name].type}: {exc}") from None
+                raise UsageError(
+                    f"column {name!r} is {col.type}, and the feature is {fs.features[name].type}: {exc}"
+                ) from None
         columns[name] = col
     return pa.table(columns)
 
@@ -283,11 +285,10 @@ def _column_order(table: pa.Table, fs: FeatureSet) -> list[str]:
     """Audit columns (when each row's values were known), the features, the label. Columns read
     only to compute the label (an arrival delay) are left out: they are the future."""
     meta = ["_event_time"] + [f"_{n}_ts" for n, lk in fs.lookups.items() if lk.time_column]
-    if fs.label is not None:
-        meta.append("_label_available_at")
-    feats = [f for f in fs.features if f in table.column_names]
+    meta.append("_label_available_at")
+    feats = list(fs.features)
     label = [fs.label.name] if fs.label is not None else []
-    return meta + feats + label
+    return [c for c in meta + feats + label if c in table.column_names]
 
 
 def now_utc() -> datetime:

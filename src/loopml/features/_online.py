@@ -85,9 +85,14 @@ def _convert(name: str, kind: ExprType, value: Any) -> Any:
 class OnlineFeatures:
     """Feature vectors for requests, from the online store."""
 
-    def __init__(self, fs: FeatureSet, store: OnlineStore) -> None:
+    def __init__(self, fs: FeatureSet, store: OnlineStore, *, cache_seconds: float = 0.0) -> None:
+        """``cache_seconds`` > 0 keeps what the store returned (a lookup's row, a window's combined
+        values for one entity and window end) that long in this process: requests for the same
+        entity within it read the store once. Values can then lag the store by that much."""
         self.fs = fs
         self.store = store
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str, int], tuple[float, Any]] = {}
         self._request_types = {n: fs.features[n].type for n in fs.request}
         self._lookups = list(fs.lookups.values())
         self._windows = list(fs.windows.values())
@@ -107,7 +112,8 @@ class OnlineFeatures:
         """The request features typed (a :class:`UsageError` names a bad field) and the derived
         features that need only them: everything known without the online store."""
         row: dict[str, Any] = {
-            name: _convert(name, kind, request.get(name)) for name, kind in self._request_types.items()
+            name: _convert(name, kind, request.get(name))
+            for name, kind in self._request_types.items()
         }
         for name, expr in self.fs.stage1:
             row[name] = expr.row(row)
@@ -135,41 +141,66 @@ class OnlineFeatures:
         return int(t) if t is not None else int(time.time() * 1_000_000)
 
     def _stage2(self, row: dict[str, Any], t: int) -> None:
+        now = time.monotonic() if self.cache_seconds > 0 else 0.0
+        cache = self._cache
         latest_keys: list[tuple[str, str]] = []
-        lookup_slots: list[Lookup] = []
+        lookup_slots: list[tuple[Lookup, str]] = []
+        lookup_values: list[tuple[Lookup, Any]] = []
         for lk in self._lookups:
             key = encode_key([row[k] for k in lk.event_keys])
             if key is None:
                 for feat in lk.columns:
                     row[feat] = None
                 continue
+            hit = cache.get((lk.table, key, 0)) if now else None
+            if hit is not None and hit[0] > now:
+                lookup_values.append((lk, hit[1]))
+                continue
             latest_keys.append((lk.table, key))
-            lookup_slots.append(lk)
+            lookup_slots.append((lk, key))
         tile_reqs: list[tuple[str, str, list[int]]] = []
-        window_slots: list[tuple[Window, list[int], int]] = []
+        window_slots: list[tuple[Window, list[int], int, str]] = []
         for w in self._windows:
             end = (t // w.tile_us) * w.tile_us // 1_000_000
             key = encode_key([row[k] for k in w.event_keys])
-            starts = tile_starts(w, end)
             if key is None:
+                starts = tile_starts(w, end)
                 row.update(combine(w, [None] * len(starts), starts, end))
                 continue
+            hit = cache.get((w.table, key, end)) if now else None
+            if hit is not None and hit[0] > now:
+                row.update(hit[1])
+                continue
+            starts = tile_starts(w, end)
             tile_reqs.append((w.table, key, starts))
-            window_slots.append((w, starts, end))
-        latest, tiles = self.store.fetch(Fetch(latest=latest_keys, tiles=tile_reqs))
-        for lk, got in zip(lookup_slots, latest, strict=True):
+            window_slots.append((w, starts, end, key))
+        if latest_keys or tile_reqs:
+            latest, tiles = self.store.fetch(Fetch(latest=latest_keys, tiles=tile_reqs))
+        else:
+            latest, tiles = [], []
+        for (lk, key), got in zip(lookup_slots, latest, strict=True):
             values = orjson.loads(got[1]) if got is not None else None
+            if now:
+                self._remember((lk.table, key, 0), values, now)
+            lookup_values.append((lk, values))
+        for lk, values in lookup_values:
             stale = (
                 lk.ttl is not None
                 and values is not None
                 and (values["_ts"] < t - int(lk.ttl.total_seconds() * 1_000_000))
             )
-            if stale:
-                values = None
             for feat in lk.columns:
-                row[feat] = values.get(feat) if values is not None else None
-        for (w, starts, end), got_tiles in zip(window_slots, tiles, strict=True):
-            row.update(combine(w, got_tiles, starts, end))
+                row[feat] = values.get(feat) if values is not None and not stale else None
+        for (w, starts, end, key), got_tiles in zip(window_slots, tiles, strict=True):
+            combined = combine(w, got_tiles, starts, end)
+            if now:
+                self._remember((w.table, key, end), combined, now)
+            row.update(combined)
+
+    def _remember(self, key: tuple[str, str, int], value: Any, now: float) -> None:
+        if len(self._cache) > 100_000:  # bounded: entities x window ends seen in a second
+            self._cache.clear()
+        self._cache[key] = (now + self.cache_seconds, value)
 
     # ---------------------------------------------------------------------------- materialize
 

@@ -123,12 +123,20 @@ def combine(
     window: Window, tiles: Sequence[bytes | None], starts: Sequence[int], end: int
 ) -> dict[str, Any]:
     """The window features at a request whose window ends (exclusive) at ``end`` (epoch
-    seconds, a tile boundary), from the stored tiles at ``starts``."""
+    seconds, a tile boundary), from the stored tiles at ``starts`` (ascending).
+
+    Tiles are added in ascending start order: the same order, so the same floating-point sums,
+    as :func:`combine_columns` offline.
+    """
     decoded = [(s, orjson.loads(t)) for s, t in zip(starts, tiles, strict=True) if t is not None]
     out: dict[str, Any] = {}
+    by_window: dict[int, list[Any]] = {}
     for agg in window.aggs:
-        begin = end - int(agg.window.total_seconds())
-        inside = [v for s, v in decoded if begin <= s < end]
+        width = int(agg.window.total_seconds())
+        inside = by_window.get(width)
+        if inside is None:
+            begin = end - width
+            inside = by_window[width] = [v for s, v in decoded if begin <= s < end]
         if agg.agg == "count":
             out[agg.feature] = sum(v[0] for v in inside)
             continue
@@ -137,8 +145,7 @@ def combine(
         if not present:
             out[agg.feature] = None
         elif agg.agg == "sum":
-            total = sum(p[1] for p in present)
-            out[agg.feature] = total
+            out[agg.feature] = sum(p[1] for p in present)
         elif agg.agg == "mean":
             out[agg.feature] = sum(p[1] for p in present) / sum(p[0] for p in present)
         elif agg.agg == "min":

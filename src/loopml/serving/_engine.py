@@ -4,7 +4,7 @@ with its circuit breaker. Framework-free: the HTTP app and the Python API both u
 
 from __future__ import annotations
 
-import os
+import itertools
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -51,7 +51,12 @@ class Prediction:
 
     def body(self, top_k: int = 3) -> dict[str, Any]:
         """The prediction as the API returns it."""
-        out: dict[str, Any] = {"id": self.id, "model": self.model, "version": self.version, "mode": self.mode}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model,
+            "version": self.version,
+            "mode": self.mode,
+        }
         out["prediction"] = describe(self.task, self.output, self.threshold, self.classes, top_k)
         out["fallback"] = self.fallback
         out["latency_ms"] = round(self.latency_us / 1000, 3)
@@ -71,12 +76,18 @@ class Prediction:
         }
 
 
-def describe(task: str, output: Any, threshold: float | None, classes: list[Any] | None, top_k: int) -> dict[str, Any]:
+def describe(
+    task: str, output: Any, threshold: float | None, classes: list[Any] | None, top_k: int
+) -> dict[str, Any]:
     if output is None:
         return {}
     if task == "binary":
         p = float(output)
-        return {"probability": p, "decision": bool(p >= (threshold if threshold is not None else 0.5)), "threshold": threshold}
+        return {
+            "probability": p,
+            "decision": bool(p >= (threshold if threshold is not None else 0.5)),
+            "threshold": threshold,
+        }
     if task == "multiclass":
         probs = np.asarray(output, dtype=float)
         order = np.argsort(-probs)[:top_k]
@@ -150,7 +161,12 @@ class Engine:
         self.breaker = Breaker(spec.breaker.failures, spec.breaker.cooldown.total_seconds())
         self.known = set(features.request) if features is not None else None
         self.static_key = list(spec.static.key)
-        self._pid = os.getpid()
+        # Static-table rows (and misses) read in the last feature_cache seconds.
+        self._cache_seconds = spec.feature_cache.total_seconds()
+        self._static: dict[tuple[str, str], tuple[float, Any]] = {}
+        # Prediction ids: a per-process random prefix and a counter (unique, and cheap).
+        self._id_prefix = new_id("p")[:16]
+        self._ids = itertools.count()
 
     # ------------------------------------------------------------------------- validation
 
@@ -161,7 +177,9 @@ class Engine:
         for i, raw in enumerate(rows):
             where = f"row {i}: " if len(rows) > 1 else ""
             if not isinstance(raw, dict):
-                raise UsageError(f"{where}a row must be a JSON object of request fields", details={"row": i})
+                raise UsageError(
+                    f"{where}a row must be a JSON object of request fields", details={"row": i}
+                )
             if self.known is not None:
                 unknown = [k for k in raw if k not in self.known and k not in RESERVED]
                 if unknown:
@@ -199,7 +217,9 @@ class Engine:
                 if pred is None and mode == "static":
                     pred = self.fallback([row], "not_precomputed", served)[0]
             if pred is None:
-                values = self.online.complete(row, at=row.get("_at")) if self.online is not None else row
+                values = (
+                    self.online.complete(row, at=row.get("_at")) if self.online is not None else row
+                )
                 output = served.predictor.score(values)
                 pred = self._make(row, served.number, "dynamic", output, served, values)
                 self._remember(row, pred)
@@ -207,7 +227,9 @@ class Engine:
             out.append(pred)
         return out
 
-    def fallback(self, rows: list[dict[str, Any]], reason: str, served: Served | None) -> list[Prediction]:
+    def fallback(
+        self, rows: list[dict[str, Any]], reason: str, served: Served | None
+    ) -> list[Prediction]:
         """Answers without the model: the precomputed value, a smaller model, or a default."""
         out = []
         kind = self.spec.fallback.kind
@@ -236,12 +258,17 @@ class Engine:
         return out
 
     def _make(
-        self, row: Mapping[str, Any], version: int | None, mode: str, output: Any, served: Served | None,
+        self,
+        row: Mapping[str, Any],
+        version: int | None,
+        mode: str,
+        output: Any,
+        served: Served | None,
         values: Mapping[str, Any],
     ) -> Prediction:
         model = served.model if served is not None else None
         return Prediction(
-            id=row.get("_id") or new_id("p"),
+            id=row.get("_id") or f"{self._id_prefix}{next(self._ids):012x}",
             model=self.name,
             version=version,
             mode=mode,
@@ -262,10 +289,20 @@ class Engine:
         key = self.key_of(row)
         if key is None:
             return None
-        got = self.store.get_latest(static_table(self.name, served.number), [key])[0]
-        if got is None:
+        table = static_table(self.name, served.number)
+        now = time.monotonic()
+        hit = self._static.get((table, key))
+        if hit is not None and hit[0] > now:
+            stored = hit[1]
+        else:
+            got = self.store.get_latest(table, [key])[0]
+            stored = orjson.loads(got[1]) if got is not None else None
+            if self._cache_seconds > 0:
+                if len(self._static) > 200_000:
+                    self._static.clear()
+                self._static[(table, key)] = (now + self._cache_seconds, stored)
+        if stored is None:
             return None
-        stored = orjson.loads(got[1])
         output = np.asarray(stored["o"]) if isinstance(stored["o"], list) else stored["o"]
         return self._make(row, stored["v"], "static", output, served, row)
 
@@ -292,7 +329,10 @@ class Engine:
         if key is None:
             return
         output = pred.output.tolist() if isinstance(pred.output, np.ndarray) else pred.output
-        self.store.put_latest(consistency_table(self.name), [(key, time.time(), orjson.dumps({"o": output, "v": pred.version}))])
+        self.store.put_latest(
+            consistency_table(self.name),
+            [(key, time.time(), orjson.dumps({"o": output, "v": pred.version}))],
+        )
 
 
 def _suggest(name: str, options: set[str]) -> str:

@@ -4,6 +4,7 @@ Python overhead of the general path (about 6 us a row instead of hundreds)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from typing import Any
@@ -82,10 +83,8 @@ class FastBooster:
             self._handles.clear()
 
     def __del__(self) -> None:  # pragma: no cover - interpreter teardown order varies
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def fast_booster(booster: Any, n_features: int, n_outputs: int) -> FastBooster | None:

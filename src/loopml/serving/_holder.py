@@ -93,9 +93,11 @@ class ModelHolder:
             served = self.load_version(mv)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the previous version serving
             self.failed_version = mv.version
-            self.last_error = f"{mv.ref} failed to load, still serving " + (
-                self.current.version.ref if self.current else "nothing"
-            ) + f": {exc}"
+            self.last_error = (
+                f"{mv.ref} failed to load, still serving "
+                + (self.current.version.ref if self.current else "nothing")
+                + f": {exc}"
+            )
             log.error(self.last_error)
             if self._on_failure is not None:
                 self._on_failure(self.last_error)
@@ -113,14 +115,16 @@ class ModelHolder:
         """Load the alias now (if it exists) and watch it from a background thread."""
         self.check()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._watch, name="loopml-model-watch", daemon=True)
+            self._thread = threading.Thread(
+                target=self._watch, name="loopml-model-watch", daemon=True
+            )
             self._thread.start()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - keep watching
+            except Exception:
                 log.exception("checking the %s alias failed", self.alias)
 
     def stop(self) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -17,18 +23,45 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("loopml_requests", "Prediction requests answered.", ["endpoint", "mode", "version"], registry=r)
-        self.latency = Histogram(
-            "loopml_request_latency_seconds", "Time to answer a prediction request.", ["mode", "version"],
-            buckets=BUCKETS, registry=r,
+        self.requests = Counter(
+            "loopml_requests",
+            "Prediction requests answered.",
+            ["endpoint", "mode", "version"],
+            registry=r,
         )
-        self.fallbacks = Counter("loopml_fallbacks", "Predictions answered by the fallback.", ["reason"], registry=r)
-        self.errors = Counter("loopml_errors", "Requests that failed.", ["status", "code"], registry=r)
+        self.latency = Histogram(
+            "loopml_request_latency_seconds",
+            "Time to answer a prediction request.",
+            ["mode", "version"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "loopml_fallbacks", "Predictions answered by the fallback.", ["reason"], registry=r
+        )
+        self.errors = Counter(
+            "loopml_errors", "Requests that failed.", ["status", "code"], registry=r
+        )
         self.swaps = Counter("loopml_model_swaps", "Model versions swapped in.", registry=r)
-        self.swap_failures = Counter("loopml_model_swap_failures", "New versions that failed to load.", registry=r)
-        self.version = Gauge("loopml_model_version", "The version being served.", ["model"], registry=r, multiprocess_mode="livemax")
-        self.breaker_open = Gauge("loopml_breaker_open", "1 while the circuit breaker is open.", registry=r, multiprocess_mode="livemax")
-        self.log_dropped = Counter("loopml_prediction_log_dropped", "Predictions not written to the log.", registry=r)
+        self.swap_failures = Counter(
+            "loopml_model_swap_failures", "New versions that failed to load.", registry=r
+        )
+        self.version = Gauge(
+            "loopml_model_version",
+            "The version being served.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.breaker_open = Gauge(
+            "loopml_breaker_open",
+            "1 while the circuit breaker is open.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.log_dropped = Counter(
+            "loopml_prediction_log_dropped", "Predictions not written to the log.", registry=r
+        )
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

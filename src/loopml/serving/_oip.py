@@ -3,7 +3,6 @@ and inference with named tensors, answered by the same engine as ``/predict``.""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -12,14 +11,25 @@ from fastapi.responses import Response
 
 from loopml import __version__
 
-_DATATYPES = {"int": "INT64", "float": "FP64", "bool": "BOOL", "string": "BYTES", "timestamp": "INT64", "duration": "INT64"}
+_DATATYPES = {
+    "int": "INT64",
+    "float": "FP64",
+    "bool": "BOOL",
+    "string": "BYTES",
+    "timestamp": "INT64",
+    "duration": "INT64",
+}
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
-def add_oip_routes(app: FastAPI, answer: Callable[..., Awaitable[Any]], http_error: type[Exception]) -> None:
+def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
     def err(status: int, message: str) -> Exception:
         return http_error(status, "oip", message)  # type: ignore[call-arg]
 
@@ -44,18 +54,31 @@ def add_oip_routes(app: FastAPI, answer: Callable[..., Awaitable[Any]], http_err
         if served is None:
             raise err(503, f"model {name!r} has no version holding {rt.spec.alias!r}")
         if version is not None and version != str(served.number):
-            raise err(404, f"version {version} of {name!r} is not served here (serving {served.number})")
+            raise err(
+                404, f"version {version} of {name!r} is not served here (serving {served.number})"
+            )
         return rt, served
 
     def _metadata(rt: Any, served: Any) -> dict[str, Any]:
         fs = rt.engine.fs
         inputs = (
-            [{"name": n, "datatype": _DATATYPES[fs.features[n].type], "shape": [-1]} for n in fs.request]
+            [
+                {"name": n, "datatype": _DATATYPES[fs.features[n].type], "shape": [-1]}
+                for n in fs.request
+            ]
             if fs is not None
-            else [{"name": f, "datatype": "FP64", "shape": [-1]} for f in served.model.encoding.features]
+            else [
+                {"name": f, "datatype": "FP64", "shape": [-1]}
+                for f in served.model.encoding.features
+            ]
         )
         task = served.model.task
-        output = {"binary": "probability", "multiclass": "probabilities", "regression": "value", "ranking": "score"}[task]
+        output = {
+            "binary": "probability",
+            "multiclass": "probabilities",
+            "regression": "value",
+            "ranking": "score",
+        }[task]
         shape = [-1, len(served.model.classes or [])] if task == "multiclass" else [-1]
         return {
             "name": rt.name,
@@ -89,33 +112,55 @@ def add_oip_routes(app: FastAPI, answer: Callable[..., Awaitable[Any]], http_err
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise err(400, f"the body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("inputs"), list)
+            or not payload["inputs"]
+        ):
             raise err(400, "an inference request needs 'inputs': a list of named tensors")
         columns: dict[str, list[Any]] = {}
         n = None
         for i, tensor in enumerate(payload["inputs"]):
-            if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str) or not isinstance(tensor.get("data"), list):
+            if (
+                not isinstance(tensor, dict)
+                or not isinstance(tensor.get("name"), str)
+                or not isinstance(tensor.get("data"), list)
+            ):
                 raise err(400, f"inputs[{i}] needs 'name' and 'data' (a list)")
             data = tensor["data"]
             shape = tensor.get("shape")
             if not isinstance(shape, list) or not shape or shape[0] != len(data):
-                raise err(400, f"inputs[{i}] ({tensor['name']}): shape {shape!r} does not match {len(data)} values")
+                raise err(
+                    400,
+                    f"inputs[{i}] ({tensor['name']}): shape {shape!r} does not match {len(data)} values",
+                )
             if n is not None and len(data) != n:
-                raise err(400, f"inputs[{i}] ({tensor['name']}) has {len(data)} values, the others {n}")
+                raise err(
+                    400, f"inputs[{i}] ({tensor['name']}) has {len(data)} values, the others {n}"
+                )
             n = len(data)
             columns[tensor["name"]] = data
         rows = [{k: v[j] for k, v in columns.items()} for j in range(n or 0)]
         try:
-            preds, _ = await answer(rt, rows)
+            preds, _ = await request.app.state.predict.answer(rows)
         except http_error as exc:
             raise err(getattr(exc, "status", 400), str(exc)) from None
         task = served.model.task
         if task == "multiclass":
             data = [list(map(float, p.output)) for p in preds]
-            out = {"name": "probabilities", "datatype": "FP64", "shape": [len(preds), len(served.model.classes or [])], "data": [x for row in data for x in row]}
+            out = {
+                "name": "probabilities",
+                "datatype": "FP64",
+                "shape": [len(preds), len(served.model.classes or [])],
+                "data": [x for row in data for x in row],
+            }
         else:
-            out = {"name": {"binary": "probability", "regression": "value", "ranking": "score"}[task], "datatype": "FP64",
-                   "shape": [len(preds)], "data": [float(p.output) if p.output is not None else None for p in preds]}
+            out = {
+                "name": {"binary": "probability", "regression": "value", "ranking": "score"}[task],
+                "datatype": "FP64",
+                "shape": [len(preds)],
+                "data": [float(p.output) if p.output is not None else None for p in preds],
+            }
         response = {"model_name": name, "model_version": str(served.number), "outputs": [out]}
         if isinstance(payload.get("id"), str):
             response["id"] = payload["id"]

@@ -35,10 +35,19 @@ def representative_requests(
 ) -> pa.Table:
     """One request per key: the latest event of each key (within ``window`` of the newest)."""
     fs = features.feature_set
-    unknown = [k for k in key if k not in fs.features or fs.features[k].kind not in ("request", "derived")]
+    unknown = [
+        k for k in key if k not in fs.features or fs.features[k].kind not in ("request", "derived")
+    ]
     if unknown or any(k in dict(fs.stage3) for k in key):
-        raise UsageError(f"serving.static.key: {', '.join(unknown or key)} must be request features or derived from them")
-    cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*fs.request, *([fs.event_time_column] if fs.event_time_column else [])]))
+        raise UsageError(
+            f"serving.static.key: {', '.join(unknown or key)} must be request features or derived from them"
+        )
+    cols = ", ".join(
+        f'"{c}"'
+        for c in dict.fromkeys(
+            [*fs.request, *([fs.event_time_column] if fs.event_time_column else [])]
+        )
+    )
     with features.data.lake.connect(snapshot) as con:
         events = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
         events = _with_expressions(events, fs.stage1, events.num_rows)
@@ -46,14 +55,21 @@ def representative_requests(
         if window is not None and events.num_rows:
             newest = pc.max(events["_event_time"]).as_py()
             if newest is not None:
-                events = events.filter(pc.greater_equal(events["_event_time"], pa.scalar(newest - window, events["_event_time"].type)))
+                events = events.filter(
+                    pc.greater_equal(
+                        events["_event_time"],
+                        pa.scalar(newest - window, events["_event_time"].type),
+                    )
+                )
         con.register("_events", events)
         parts = ", ".join(f'"{k}"' for k in key)
         not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in key)
-        latest = fetch_arrow(con.sql(
-            f"SELECT * FROM _events WHERE {not_null} "
-            f"QUALIFY row_number() OVER (PARTITION BY {parts} ORDER BY _event_time DESC NULLS LAST) = 1"
-        ))
+        latest = fetch_arrow(
+            con.sql(
+                f"SELECT * FROM _events WHERE {not_null} "
+                f"QUALIFY row_number() OVER (PARTITION BY {parts} ORDER BY _event_time DESC NULLS LAST) = 1"
+            )
+        )
     if keys is not None:
         wanted = {encode_key([k.get(c) for c in key]) for k in keys}
         codes = [encode_key(v) for v in zip(*(latest[k].to_pylist() for k in key), strict=True)]

@@ -26,12 +26,18 @@ class RowPredictor:
         self.model = model
         self.online = online
         enc = model.encoding
-        lookups = {f: {v: float(i) for i, v in enumerate(vals)} for f, vals in enc.categorical.items()}
+        lookups = {
+            f: {v: float(i) for i, v in enumerate(vals)} for f, vals in enc.categorical.items()
+        }
         self._slots: list[tuple[int, str, dict[Any, float] | None]] = [
             (j, f, lookups.get(f)) for j, f in enumerate(enc.features)
         ]
         outputs = len(model.classes or []) if model.task == "multiclass" else 1
-        self._fast = fast_booster(model.estimator, len(enc.features), outputs) if model.kind == LIGHTGBM else None
+        self._fast = (
+            fast_booster(model.estimator, len(enc.features), outputs)
+            if model.kind == LIGHTGBM
+            else None
+        )
         self._multiclass = model.task == "multiclass"
 
     @property
@@ -68,7 +74,9 @@ class RowPredictor:
             return dict(request)
         return self.online.vector(request, at=at)
 
-    def predict(self, request: Mapping[str, Any], *, at: Any = None) -> tuple[dict[str, Any], float | np.ndarray]:
+    def predict(
+        self, request: Mapping[str, Any], *, at: Any = None
+    ) -> tuple[dict[str, Any], float | np.ndarray]:
         """Features and output for one request."""
         values = self.features(request, at=at)
         return values, self.score(values)

@@ -56,7 +56,9 @@ class Serving:
         ``serving.static.key``, or the ``head`` most requested keys (hybrid), or given ``keys``."""
         spec = self.project.spec.serving
         if not spec.static.key:
-            raise UsageError("serving.static.key is not set: declare the features predictions are keyed by")
+            raise UsageError(
+                "serving.static.key is not set: declare the features predictions are keyed by"
+            )
         if head is not None and keys is None:
             from loopml.serving._advisor import top_keys
 
@@ -64,8 +66,13 @@ class Serving:
         elif keys is None and spec.mode == "hybrid" and spec.hybrid.keys is not None:
             keys = spec.hybrid.keys
         return precompute(
-            self.project.models, self.project.features, spec.static.key,
-            ref=ref if ref is not None else spec.alias, snapshot=snapshot, window=window, keys=keys,
+            self.project.models,
+            self.project.features,
+            spec.static.key,
+            ref=ref if ref is not None else spec.alias,
+            snapshot=snapshot,
+            window=window,
+            keys=keys,
         )
 
     def app(self) -> FastAPI:

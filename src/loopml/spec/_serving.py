@@ -40,16 +40,25 @@ class FallbackSpec(_Model):
         "default",
         description="precomputed: the static table's value for the key; model: a smaller registered model; default: a value.",
     )
-    model: str | None = Field(None, description="kind: model: the version or alias of the smaller model.")
-    value: float | str | None = Field(None, description="kind: default: the value (default: the training prior).")
-    then_default: bool = Field(True, description="If the precomputed value or the small model is missing too, answer the default.")
+    model: str | None = Field(
+        None, description="kind: model: the version or alias of the smaller model."
+    )
+    value: float | str | None = Field(
+        None, description="kind: default: the value (default: the training prior)."
+    )
+    then_default: bool = Field(
+        True,
+        description="If the precomputed value or the small model is missing too, answer the default.",
+    )
 
 
 class BreakerSpec(_Model):
     """Stop calling a model that keeps failing or missing the budget."""
 
     failures: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
-    cooldown: Duration = Field(timedelta(seconds=10), description="How long it stays open before a trial call.")
+    cooldown: Duration = Field(
+        timedelta(seconds=10), description="How long it stays open before a trial call."
+    )
 
 
 class ConsistencySpec(_Model):
@@ -64,8 +73,14 @@ class LogSpec(_Model):
 
     enabled: bool = True
     batch: int = Field(500, ge=1, description="Predictions per write.")
-    interval: Duration = Field(timedelta(milliseconds=200), description="The longest a prediction waits to be written.")
-    max_queue: int = Field(100_000, ge=1, description="Beyond this many unwritten predictions, new ones are dropped and counted.")
+    interval: Duration = Field(
+        timedelta(milliseconds=200), description="The longest a prediction waits to be written."
+    )
+    max_queue: int = Field(
+        100_000,
+        ge=1,
+        description="Beyond this many unwritten predictions, new ones are dropped and counted.",
+    )
 
 
 class ServingSpec(_Model):
@@ -75,7 +90,9 @@ class ServingSpec(_Model):
     static: StaticSpec = Field(default_factory=StaticSpec)
     hybrid: HybridSpec = Field(default_factory=HybridSpec)
     alias: str = Field("champion", description="The alias served (hot-swapped when it moves).")
-    watch_interval: Duration = Field(timedelta(seconds=2), description="How often workers check the alias.")
+    watch_interval: Duration = Field(
+        timedelta(seconds=2), description="How often workers check the alias."
+    )
     latency_budget: Duration | None = Field(
         None, description="Answer from the fallback when the model has not answered by then."
     )
@@ -86,19 +103,30 @@ class ServingSpec(_Model):
             "(default: yes when a latency budget is set)."
         ),
     )
+    feature_cache: Duration = Field(
+        timedelta(seconds=1),
+        description=(
+            "Keep online feature values (a lookup row, a window's values for an entity) this long "
+            "in each worker: requests for the same entity read the store once (0 disables)."
+        ),
+    )
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     consistency: ConsistencySpec | None = None
     top_k: int = Field(3, ge=1, description="Multiclass: how many classes a response lists.")
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_batch: int = Field(1000, ge=1, description="Rows in one /predict request.")
-    token_env: str = Field("LOOPML_TOKEN", description="The environment variable holding the bearer token.")
+    token_env: str = Field(
+        "LOOPML_TOKEN", description="The environment variable holding the bearer token."
+    )
     log: LogSpec = Field(default_factory=LogSpec)
 
     @model_validator(mode="after")
     def _modes(self) -> ServingSpec:
         if self.mode in ("static", "hybrid") and not self.static.key:
-            raise ValueError(f"mode {self.mode} needs static.key: the features a prediction is looked up by")
+            raise ValueError(
+                f"mode {self.mode} needs static.key: the features a prediction is looked up by"
+            )
         if self.fallback.kind == "model" and not self.fallback.model:
             raise ValueError("fallback.kind model needs fallback.model (a version or alias)")
         if self.fallback.kind == "precomputed" and not self.static.key:

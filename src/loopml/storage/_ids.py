@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# RFC 4648 base32 maps 0..31 to A-Z2-7, which does not sort; translate it to Crockford's
+# alphabet (0-9a-z without i, l, o, u), which does.
+_FROM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_TO = b"0123456789abcdefghjkmnpqrstvwxyz"
+_TABLE = bytes.maketrans(_FROM, _TO)
 
 
 def new_id(prefix: str) -> str:
@@ -16,9 +21,9 @@ def new_id(prefix: str) -> str:
     >>> a[:2], len(a), a != b
     ('b_', 28, True)
     """
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    raw = (int(time.time() * 1000) & 0xFFFF_FFFF_FFFF).to_bytes(6, "big") + os.urandom(10)
+    # The 128 bits as 26 base32 digits (130 bits, the top two zero), most significant first:
+    # base32 reads bytes from the left, so pad the 130-bit field with 6 zero bits on the right.
+    value = int.from_bytes(raw, "big")
+    text = base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(_TABLE).decode()
+    return f"{prefix}_{text}"

@@ -227,7 +227,7 @@ class MetadataStoreContract:
                             .where(t.meta.c.key == "counter")
                             .values(value=str(value + 1))
                         )
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
         threads = [threading.Thread(target=bump) for _ in range(4)]

@@ -268,7 +268,7 @@ class OnlineStoreContract:
                         add,
                         mark=(f"w{worker}", str(i)),
                     )
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
         threads = [threading.Thread(target=bump, args=(w,)) for w in range(threads_n)]

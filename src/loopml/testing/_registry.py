@@ -337,7 +337,7 @@ class RegistryContract:
             barrier.wait()
             try:
                 results[version] = registry.promote(MODEL, version, by=f"t{version}", reason="r")
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001
                 results[version] = exc
 
         threads = [threading.Thread(target=promote, args=(v,)) for v in (2, 3)]

@@ -109,7 +109,7 @@ def run_gate(
             )
         )
         return verdict
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         verdict.checks.append(
             Check("smoke", False, f"the registered artifact failed to predict: {exc!r}")
         )

@@ -126,7 +126,7 @@ class Model:
 
             try:
                 estimator = sio.loads(files["model.skops"], trusted=list(trusted_types or []))
-            except Exception as exc:  # skops raises UntrustedTypesFoundException and others
+            except Exception as exc:  # noqa: BLE001 - skops raises UntrustedTypesFoundException and others
                 raise IntegrityError(f"refusing to load the scikit-learn model: {exc}") from None
         else:
             raise IntegrityError(f"unknown model kind {kind!r} in model.json")

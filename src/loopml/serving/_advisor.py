@@ -1,0 +1,821 @@
+"""Static, dynamic or hybrid serving, chosen from measurements (Designing ML Systems, ch. 7).
+
+Static serving precomputes a prediction per key and looks it up; dynamic serving computes each
+prediction on demand; hybrid precomputes the popular head of the request distribution and
+computes the tail. Which one fits depends on how peaked the requests are over the keys and on how
+many keys there are. :func:`advise` measures both on the project itself:
+
+- the requests: a table of request rows, or the prediction log. The log is read through the
+  consumer group ``loopml-advisor``; what it reads is acknowledged and kept (request fields only,
+  the newest million, in the artifacts store under ``advisor/<model>/requests.parquet``), so that
+  every run sees all the traffic logged so far, not only what arrived since the previous run;
+- peakedness: the share of requests covered by the top 1/10/100/1000 keys, the Gini coefficient
+  of the key frequencies, and the keys needed to cover 50/90/99 % of requests;
+- the universe a static table must cover: the distinct keys among the event source's rows in the
+  lake (request features and the derived features computed from them, as precomputation computes
+  them; a key with a null part belongs to no entity), and the share of requests it covers;
+- storage: a real precomputation into the online store (the whole universe up to
+  :data:`FULL_PRECOMPUTE` keys, else a sample of it), bytes and seconds per key extrapolated to
+  the universe (bytes as precomputation counts them: key, value and timestamp);
+- compute and latency, in process, on the same sample of requests: dynamic (the runtime's engine),
+  hybrid (the head precomputed, the rest computed) and static (every sampled key precomputed).
+  The static and hybrid measurements read a table of their own (``pred:advisor.<model>:<version>``,
+  written by the same precomputation and dropped afterwards): the served table is left as it
+  was, and earlier precomputations cannot inflate the hybrid hit rate;
+- a recommendation, by :class:`Rule` (documented there), with the numbers behind it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from loopml.data._lake import fetch_arrow
+from loopml.errors import UsageError
+from loopml.features import Features, FeatureSet, OnlineFeatures, arrow_type, encode_key
+from loopml.features._offline import _event_time, _with_expressions
+from loopml.serving._engine import Engine, static_table
+from loopml.serving._holder import Served
+from loopml.serving._log import predictions_stream
+from loopml.serving._precompute import precompute
+from loopml.spec import FallbackSpec, LogSpec, StaticSpec
+
+if TYPE_CHECKING:
+    from loopml._project import Project
+    from loopml.registry import ModelVersion
+    from loopml.training import Model, Models
+
+GROUP = "loopml-advisor"
+CONSUMER = "advisor"
+TOPS = (1, 10, 100, 1000)
+SHARES = (0.5, 0.9, 0.99)
+FULL_PRECOMPUTE = 20_000  # a universe this small is precomputed whole; a larger one is sampled
+UNIVERSE_SAMPLE = 5_000
+KEPT_REQUESTS = 1_000_000
+RECENT = timedelta(days=28)  # `loopml precompute`'s default window
+_WARMUP = 50
+_READ = 50_000
+
+
+# ---------------------------------------------------------------------------------- records
+
+
+@dataclass
+class Peakedness:
+    """How the requests spread over the keys. Shares are of all requests (a request whose key has
+    a null part counts as a request no key covers)."""
+
+    requests: int
+    keys: int
+    unkeyed: int
+    unique_share: float  # distinct keys per request: near 1 when keys are unbounded
+    top_share: dict[str, float]  # "1", "10", "100", "1000": share covered by the top N keys
+    gini: float  # of the frequencies of the requested keys: 0 flat, near 1 peaked
+    keys_for: dict[str, int | None]  # "50%", "90%", "99%": keys needed (None: unreachable)
+
+
+@dataclass
+class Universe:
+    """The keys a static table must cover."""
+
+    keys: int
+    recent_keys: int  # of them, those whose latest event is within 28 days of the newest
+    coverage: float  # share of the requests whose key is in the universe
+    counted: str
+
+
+@dataclass
+class Storage:
+    """What a static table of the universe takes, from a real precomputation into the online
+    store (into the advisor's own table, dropped afterwards)."""
+
+    keys_precomputed: int
+    bytes_precomputed: int
+    seconds: float
+    bytes_per_key: float
+    universe_bytes: int
+    universe_seconds: float
+    extrapolated: bool
+
+
+@dataclass
+class Compute:
+    """What dynamic serving costs, per prediction, in process."""
+
+    sample: int
+    median_us: float
+    p99_us: float
+    cpu_seconds_per_1000: float
+
+
+@dataclass
+class ModeLatency:
+    """One mode's in-process latency on the sample (the engine's own timing of each answer)."""
+
+    mode: str
+    requests: int
+    median_us: float
+    p99_us: float
+    mean_us: float
+    static_share: float  # answered from the precomputed table
+    fallbacks: int  # static only: keys not precomputed, answered by the fallback
+
+
+@dataclass
+class Hybrid:
+    """The head precomputed for the hybrid measurement, and how often it was hit."""
+
+    head: int
+    chosen_by: str
+    head_share: float  # of all requests
+    head_share_of_sample: float
+    hit_rate: float  # measured: share of the sample answered statically
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The recommendation, in this order (the first that applies):
+
+    1. **dynamic** when fewer than ``min_known`` of the requests have a key the lake has seen:
+       keys are unbounded (timestamps, ids) and no table can hold them.
+    2. **dynamic** when a lookup is not clearly faster than computing: the static median is not
+       below the dynamic median divided by ``min_speedup``.
+    3. **static** when the whole universe fits the budget (``max_bytes`` of table,
+       ``max_seconds`` to precompute it) and covers at least ``min_coverage`` of the requests.
+    4. **hybrid** when the requests are peaked: at most ``max_head`` keys the lake has seen
+       cover ``min_head_share`` (most) of the requests; the head is precomputed and the tail,
+       however large the universe and whatever new keys arrive, is computed.
+    5. **dynamic** otherwise: the requests are flat over a universe too large (or too
+       incomplete) to precompute.
+    """
+
+    max_bytes: float = 1e9
+    max_seconds: float = 3600.0
+    min_coverage: float = 0.99
+    min_head_share: float = 0.5
+    max_head: int = 1000
+    min_speedup: float = 1.5
+    min_known: float = 0.5
+
+
+@dataclass
+class Recommendation:
+    mode: str
+    reasons: list[str]
+    notes: list[str] = field(default_factory=list)
+    rule: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Advice:
+    """Everything :func:`advise` measured, and its recommendation."""
+
+    model: str
+    version: int
+    key: list[str]
+    source: str
+    requests: int
+    peakedness: Peakedness
+    universe: Universe
+    storage: Storage
+    compute: Compute
+    latency: dict[str, ModeLatency]
+    static_coverage: float  # share of the sample answered statically in static mode
+    divergence: float | None  # mean |static - dynamic| output where static answered
+    hybrid: Hybrid
+    recommendation: Recommendation
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------- the distribution's shape
+
+
+def gini(counts: Sequence[int] | np.ndarray) -> float:
+    """The Gini coefficient of frequencies: 0 when every key is requested equally often, towards
+    1 when one key takes nearly all requests.
+
+    >>> gini([5, 5, 5, 5]), round(gini([0, 0, 0, 12]), 2)
+    (0.0, 0.75)
+    """
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n, total = len(x), float(x.sum())
+    if n < 2 or total <= 0:
+        return 0.0
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    return max(0.0, float(2.0 * (ranks * x).sum() / (n * total) - (n + 1) / n))
+
+
+def keys_covering(counts: np.ndarray, share: float, total: int) -> int | None:
+    """The fewest keys (most requested first; ``counts`` sorted descending) that cover ``share``
+    of ``total`` requests; None when all of them together do not."""
+    if total <= 0:
+        return None
+    need = math.ceil(share * total - 1e-9)
+    cum = np.cumsum(counts)
+    i = int(np.searchsorted(cum, need, side="left"))
+    return i + 1 if i < len(cum) else None
+
+
+def peakedness(counts: Sequence[int] | np.ndarray, *, requests: int | None = None) -> Peakedness:
+    """The shape of a request distribution from its key counts (``requests`` defaults to their
+    sum; more requests than that means some had no key).
+
+    >>> p = peakedness([1] * 100)
+    >>> p.top_share["1"], p.gini, p.keys_for["50%"]
+    (0.01, 0.0, 50)
+    """
+    c = np.sort(np.asarray(counts, dtype=np.int64))[::-1]
+    keyed = int(c.sum())
+    total = keyed if requests is None else int(requests)
+    if total < keyed:
+        raise UsageError(f"requests ({total}) cannot be fewer than the keyed requests ({keyed})")
+    cum = np.cumsum(c)
+    top = {
+        str(k): (float(cum[min(k, len(c)) - 1]) / total if len(c) and total else 0.0) for k in TOPS
+    }
+    return Peakedness(
+        requests=total,
+        keys=len(c),
+        unkeyed=total - keyed,
+        unique_share=len(c) / total if total else 0.0,
+        top_share=top,
+        gini=gini(c),
+        keys_for={f"{round(s * 100)}%": keys_covering(c, s, total) for s in SHARES},
+    )
+
+
+def recommend(
+    *,
+    coverage: float,
+    universe_bytes: float,
+    universe_seconds: float,
+    head_needed: int | None,
+    static_median_us: float,
+    dynamic_median_us: float,
+    rule: Rule | None = None,
+) -> Recommendation:
+    """Apply :class:`Rule` to measured figures.
+
+    ``coverage``: the share of requests whose key is in the universe; ``head_needed``: the
+    fewest precomputable keys covering ``rule.min_head_share`` of the
+    requests (None when they cannot).
+    """
+    r = rule or Rule()
+    why: list[str] = []
+    facts = (
+        f"universe {_bytes(universe_bytes)} and {universe_seconds:,.1f} s to precompute "
+        f"(budget {_bytes(r.max_bytes)}, {r.max_seconds:,.0f} s), covering {coverage:.1%} of requests"
+    )
+    if coverage < r.min_known:
+        why.append(
+            f"only {coverage:.1%} of requests have a key the lake has seen (< {r.min_known:.0%}): "
+            "the keys are unbounded, a table would miss most requests"
+        )
+        return Recommendation("dynamic", why, rule=asdict(r))
+    speedup = dynamic_median_us / static_median_us if static_median_us > 0 else math.inf
+    if speedup < r.min_speedup:
+        why.append(
+            f"a lookup ({static_median_us:,.1f} µs median) is not clearly faster than computing "
+            f"({dynamic_median_us:,.1f} µs): {speedup:.2f}x < {r.min_speedup:g}x"
+        )
+        return Recommendation("dynamic", why, rule=asdict(r))
+    why.append(
+        f"a lookup is {speedup:.1f}x faster than computing "
+        f"({static_median_us:,.1f} µs against {dynamic_median_us:,.1f} µs median)"
+    )
+    fits = universe_bytes <= r.max_bytes and universe_seconds <= r.max_seconds
+    if fits and coverage >= r.min_coverage:
+        why.append(facts + f": it fits, and covers at least {r.min_coverage:.0%}")
+        return Recommendation("static", why, rule=asdict(r))
+    why.append(facts + (": over budget" if not fits else f": under {r.min_coverage:.0%} coverage"))
+    share = f"{r.min_head_share:.0%}"
+    if head_needed is not None and head_needed <= r.max_head:
+        why.append(
+            f"peaked: {head_needed:,} keys cover {share} of requests (<= {r.max_head:,}): "
+            "precompute them, compute the rest"
+        )
+        return Recommendation("hybrid", why, rule=asdict(r))
+    why.append(
+        f"flat: covering {share} of requests takes "
+        + (f"{head_needed:,} keys" if head_needed is not None else "more keys than the lake has")
+        + f" (> {r.max_head:,})"
+    )
+    return Recommendation("dynamic", why, rule=asdict(r))
+
+
+# ------------------------------------------------------------------------------- requests
+
+
+def _check_key(fs: FeatureSet, key: Sequence[str]) -> None:
+    stage1 = {name for name, _ in fs.stage1}
+    bad = [k for k in key if k not in fs.request and k not in stage1]
+    if bad or not key:
+        raise UsageError(
+            f"key {', '.join(bad) or '(empty)'}: a key is made of request features or of derived "
+            f"features computed from them alone (request: {', '.join(fs.request)})",
+            details={"key": list(key)},
+        )
+
+
+def _parse(online: OnlineFeatures, table: pa.Table) -> list[dict[str, Any]]:
+    """Request rows typed, with the derived features computed from them alone."""
+    request = list(online.fs.request)
+    missing = [c for c in request if c not in table.column_names]
+    if missing:
+        raise UsageError(
+            f"the requests have no column {missing[0]!r} (request fields: {', '.join(request)})",
+            details={"field": missing[0]},
+        )
+    extra = ["_at"] if "_at" in table.column_names else []
+    out = []
+    for i, raw in enumerate(table.select(request + extra).to_pylist()):
+        try:
+            row = online.request_row(raw)
+        except UsageError as exc:
+            raise UsageError(
+                f"requests row {i}: {exc.message}", details={**exc.details, "row": i}
+            ) from None
+        row["_at"] = raw.get("_at")
+        out.append(row)
+    return out
+
+
+def _kept_path(model: str) -> str:
+    return f"advisor/{model}/requests.parquet"
+
+
+def _coerce(kind: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if kind == "int":
+        return int(v)
+    if kind == "float":
+        return float(v)
+    if kind == "bool":
+        return bool(v)
+    if kind == "string":
+        return str(v)
+    return v
+
+
+def _log_table(fs: FeatureSet, entries: list[dict[str, Any]]) -> pa.Table:
+    cols: dict[str, pa.Array] = {}
+    for name in fs.request:
+        kind = fs.features[name].type
+        values = [_coerce(kind, (e.get("features") or {}).get(name)) for e in entries]
+        cols[name] = pa.array(values, type=arrow_type(kind))
+    cols["_at"] = pa.array([e.get("at") for e in entries], type=pa.int64())
+    cols["_pid"] = pa.array([str(e.get("id")) for e in entries], type=pa.string())
+    return pa.table(cols)
+
+
+def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = [
+        table[f.name].cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def read_log(project: Project, *, keep: int = KEPT_REQUESTS) -> tuple[pa.Table, int]:
+    """The requests of the prediction log: new entries are read through the consumer group
+    ``loopml-advisor``, folded into the kept requests (the newest ``keep``; an entry delivered
+    twice is kept once) and acknowledged once kept. Returns the kept requests and how many
+    entries were new."""
+    fs = project.features.feature_set
+    model = project.models.name
+    files = project.artifacts.files
+    path = _kept_path(model)
+    kept = pq.read_table(io.BytesIO(files.read_bytes(path))) if files.exists(path) else None
+    stream = predictions_stream(model)
+    new = 0
+    while True:
+        events = project.events.read(stream, GROUP, CONSUMER, count=_READ)
+        if not events:
+            break
+        fresh = _log_table(fs, [orjson.loads(e.payload) for e in events])
+        if kept is not None:
+            fresh = _aligned(fresh, kept.schema) if kept.schema != fresh.schema else fresh
+            seen = pc.is_in(fresh["_pid"], value_set=kept["_pid"].combine_chunks())
+            fresh = fresh.filter(pc.invert(seen))
+            kept = _aligned(kept, fresh.schema)
+        kept = fresh if kept is None else pa.concat_tables([kept, fresh])
+        if kept.num_rows > keep:
+            kept = kept.slice(kept.num_rows - keep)
+        sink = io.BytesIO()
+        pq.write_table(kept, sink)
+        files.write_bytes(path, sink.getvalue())
+        project.events.ack(stream, GROUP, [e.id for e in events])
+        new += fresh.num_rows
+    if kept is None:
+        kept = _log_table(fs, [])
+    return kept, new
+
+
+# --------------------------------------------------------------------------------- the lake
+
+
+def lake_keys(features: Features, key: Sequence[str]) -> pa.Table:
+    """Every key among the event source's rows in the lake, with its events (``_n``) and its
+    latest event time (``_latest``), most frequent first. Keys are computed as precomputation
+    computes them: request columns, the derived features computed from them, no null part."""
+    fs = features.feature_set
+    _check_key(fs, key)
+    cols = ", ".join(
+        f'"{c}"'
+        for c in dict.fromkeys(
+            [*fs.request, *([fs.event_time_column] if fs.event_time_column else [])]
+        )
+    )
+    parts = ", ".join(f'"{k}"' for k in key)
+    not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in key)
+    with features.data.lake.connect() as con:
+        events = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
+        events = _with_expressions(events, fs.stage1, events.num_rows)
+        events = events.append_column("_event_time", _event_time(events, fs))
+        con.register("_events", events.select([*key, "_event_time"]))
+        return fetch_arrow(
+            con.sql(
+                f"SELECT {parts}, count(*) AS _n, max(_event_time) AS _latest FROM _events "
+                f"WHERE {not_null} GROUP BY {parts} ORDER BY _n DESC, {parts}"
+            )
+        )
+
+
+def _key_dicts(table: pa.Table, key: Sequence[str]) -> dict[str, dict[str, Any]]:
+    columns = [table[k].to_pylist() for k in key]
+    out: dict[str, dict[str, Any]] = {}
+    for values in zip(*columns, strict=True):
+        code = encode_key(values)
+        if code is not None:
+            out[code] = dict(zip(key, values, strict=True))
+    return out
+
+
+def top_keys(project: Project, key: Sequence[str], n: int) -> list[dict[str, Any]]:
+    """The ``n`` most requested keys, as ``{feature: value}``: from the prediction log (through
+    :func:`read_log`), or, when nothing has been logged, from the lake's event source (the keys
+    with the most events)."""
+    if n < 1:
+        raise UsageError(f"head must be at least 1, got {n}", details={"head": n})
+    features = project.features
+    _check_key(features.feature_set, key)
+    kept, _ = read_log(project)
+    if kept.num_rows:
+        counts: Counter[str] = Counter()
+        values: dict[str, dict[str, Any]] = {}
+        for row in _parse(features.online, kept):
+            parts = [row[k] for k in key]
+            code = encode_key(parts)
+            if code is not None:
+                counts[code] += 1
+                if code not in values:
+                    values[code] = dict(zip(key, parts, strict=True))
+        return [values[code] for code, _ in counts.most_common(n)]
+    return list(_key_dicts(lake_keys(features, key).slice(0, n), key).values())
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+class _Renamed:
+    """The project's models under another name, for :func:`precompute` to write its table
+    under (it reads ``name``, ``get`` and ``load``, nothing else)."""
+
+    def __init__(self, models: Models, name: str) -> None:
+        self._models = models
+        self.name = name
+
+    def get(self, ref: str | int = "champion") -> ModelVersion:
+        return self._models.get(ref)
+
+    def load(self, ref: str | int | ModelVersion = "champion") -> Model:
+        return self._models.load(ref)
+
+
+@dataclass
+class _Run:
+    latency_us: np.ndarray
+    modes: list[str]
+    outputs: list[Any]
+    cpu_seconds: float
+
+
+def _measure(engine: Engine, served: Served, rows: list[dict[str, Any]]) -> _Run:
+    """Answer each row alone (as a request would be), timed by the engine."""
+    for row in rows[:_WARMUP]:
+        engine.answer([dict(row)], served)
+    copies = [dict(r) for r in rows]  # answering adds the computed features to the row
+    latency = np.empty(len(copies))
+    modes, outputs = [], []
+    cpu = time.process_time()
+    for i, row in enumerate(copies):
+        pred = engine.answer([row], served)[0]
+        latency[i] = pred.latency_us
+        modes.append(pred.mode)
+        outputs.append(pred.output)
+    return _Run(latency, modes, outputs, time.process_time() - cpu)
+
+
+def _mode_latency(mode: str, run: _Run) -> ModeLatency:
+    n = len(run.modes)
+    lat = run.latency_us if n else np.zeros(1)
+    return ModeLatency(
+        mode=mode,
+        requests=n,
+        median_us=round(float(np.percentile(lat, 50)), 2),
+        p99_us=round(float(np.percentile(lat, 99)), 2),
+        mean_us=round(float(lat.mean()), 2),
+        static_share=sum(m == "static" for m in run.modes) / n if n else 0.0,
+        fallbacks=sum(m == "fallback" for m in run.modes),
+    )
+
+
+def _divergence(static: _Run, dynamic: _Run) -> float | None:
+    diffs = [
+        float(np.mean(np.abs(np.asarray(s, dtype=float) - np.asarray(d, dtype=float))))
+        for m, s, d in zip(static.modes, static.outputs, dynamic.outputs, strict=True)
+        if m == "static" and s is not None and d is not None
+    ]
+    return round(float(np.mean(diffs)), 5) if diffs else None
+
+
+# ------------------------------------------------------------------------------------ advise
+
+
+def advise(
+    project: Project,
+    requests: pa.Table | None = None,
+    *,
+    key: Sequence[str] | None = None,
+    sample: int = 2000,
+    head: int | None = None,
+    rule: Rule | None = None,
+    seed: int = 0,
+) -> Advice:
+    """Measure static, dynamic and hybrid serving on ``requests`` (rows with the request fields;
+    default: the prediction log) and recommend one. See the module docstring for what is measured
+    and :class:`Rule` for the recommendation."""
+    from loopml.serving._runtime import Runtime
+
+    started = time.perf_counter()
+    spec = project.spec.serving
+    if project.spec.features is None:
+        raise UsageError(
+            "advise-serving needs features in loopml.yaml: keys and requests are made of them"
+        )
+    key = list(key) if key else list(spec.static.key)
+    if not key:
+        raise UsageError(
+            "no key: set serving.static.key in loopml.yaml or pass key (e.g. --key origin,dest)"
+        )
+    if sample < 1:
+        raise UsageError(f"sample must be at least 1, got {sample}", details={"sample": sample})
+    features = project.features
+    fs = features.feature_set
+    _check_key(fs, key)
+    rule = rule or Rule(max_head=spec.hybrid.head)
+    model = project.models.name
+
+    if requests is None:
+        table, new = read_log(project)
+        if table.num_rows == 0:
+            raise UsageError(
+                f"the prediction log {predictions_stream(model)} is empty: serve some predictions "
+                "first, or pass a table of request rows (--requests FILE)"
+            )
+        source = (
+            f"the prediction log {predictions_stream(model)} ({new:,} new entries read, "
+            f"{table.num_rows:,} kept)"
+        )
+    else:
+        table = requests
+        source = "a table of request rows"
+    rows = _parse(features.online, table)
+    if not rows:
+        raise UsageError("there are no requests to advise on")
+    codes = [encode_key([r[k] for k in key]) for r in rows]
+    counts = Counter(c for c in codes if c is not None)
+    order = counts.most_common()
+    peak = peakedness(np.array([n for _, n in order], dtype=np.int64), requests=len(rows))
+
+    # The universe, and what of the requests it covers.
+    lake = lake_keys(features, key)
+    universe = _key_dicts(lake, key)
+    newest = pc.max(lake["_latest"]).as_py() if lake.num_rows else None
+    recent = (
+        int(
+            pc.sum(
+                pc.greater_equal(lake["_latest"], pa.scalar(newest - RECENT, lake["_latest"].type))
+            ).as_py()
+            or 0
+        )
+        if newest is not None
+        else 0
+    )
+    precomputable = [(c, n) for c, n in order if c in universe]
+    coverage = sum(n for _, n in precomputable) / len(rows)
+    pre_counts = np.array([n for _, n in precomputable], dtype=np.int64)
+    head_needed = keys_covering(pre_counts, rule.min_head_share, len(rows))
+    if head is not None:
+        if head < 1:
+            raise UsageError(f"head must be at least 1, got {head}", details={"head": head})
+        hybrid_head, chosen = min(head, len(precomputable)), f"given: {head:,}"
+    else:
+        need = keys_covering(pre_counts, 0.9, len(rows))
+        hybrid_head = min(need if need is not None else len(precomputable), rule.max_head)
+        chosen = (
+            f"the fewest keys covering 90% of requests ({need:,}), at most {rule.max_head:,}"
+            if need is not None
+            else f"every precomputable key ({len(precomputable):,}: they cover {coverage:.1%}), at most {rule.max_head:,}"
+        )
+    head_codes = [c for c, _ in precomputable[:hybrid_head]]
+    head_share = sum(n for _, n in precomputable[:hybrid_head]) / len(rows)
+
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(rows), size=min(sample, len(rows)), replace=False))
+    sample_rows = [rows[i] for i in picked]
+    sample_codes = [codes[i] for i in picked]
+    head_set = set(head_codes)
+    head_share_of_sample = sum(c in head_set for c in sample_codes) / len(sample_rows)
+
+    measuring = spec.model_copy(
+        update={
+            "mode": "dynamic",
+            "static": StaticSpec(key=key),
+            "consistency": None,
+            "latency_budget": None,
+            "fallback": FallbackSpec(),
+            "log": LogSpec(enabled=False),
+        }
+    )
+    rt = Runtime(project, spec=measuring)
+    rt.holder.check()
+    served = rt.holder.current
+    if served is None:
+        raise UsageError(f"no version of {model} holds {spec.alias!r}: promote one first")
+
+    # The static and hybrid engines read a table of their own, written by precompute() under
+    # another name: the served table is left as it was, and the hybrid measurement sees only the
+    # head even when an earlier precomputation wrote more keys.
+    probe_name = f"advisor.{model}"
+    probe_models = cast("Models", _Renamed(project.models, probe_name))
+    engines = {
+        mode: Engine(
+            name=probe_name,
+            spec=measuring.model_copy(update={"mode": mode}),
+            holder=rt.holder,
+            features=fs,
+            online=rt.online,
+            store=project.online,
+        )
+        for mode in ("hybrid", "static")
+    }
+    wanted = set(head_codes) | {c for c in sample_codes if c is not None and c in universe}
+    extrapolated = len(universe) > FULL_PRECOMPUTE
+    keys_arg = None
+    if extrapolated:  # every key the measurements need, and a random sample of the others
+        pool = [c for c in universe if c not in wanted]
+        extra = rng.choice(len(pool), size=min(UNIVERSE_SAMPLE, len(pool)), replace=False)
+        keys_arg = [universe[c] for c in sorted(wanted)] + [universe[pool[i]] for i in extra]
+    probe = static_table(probe_name, served.number)
+    project.online.drop_table(probe)
+    try:
+        dynamic = _measure(rt.engine, served, sample_rows)
+        if head_codes:
+            precompute(
+                probe_models, features, key, ref=served.number, window=None,
+                keys=[universe[c] for c in head_codes],
+            )  # fmt: skip
+        hybrid_run = _measure(engines["hybrid"], served, sample_rows)
+        summary = precompute(
+            probe_models, features, key, ref=served.number, window=None, keys=keys_arg
+        )
+        static_run = _measure(engines["static"], served, sample_rows)
+    finally:
+        project.online.drop_table(probe)
+    per_key = summary["bytes"] / summary["keys"] if summary["keys"] else 0.0
+    seconds_per_key = summary["seconds"] / summary["keys"] if summary["keys"] else 0.0
+    storage = Storage(
+        keys_precomputed=summary["keys"],
+        bytes_precomputed=summary["bytes"],
+        seconds=summary["seconds"],
+        bytes_per_key=round(per_key, 1),
+        universe_bytes=round(per_key * len(universe)),
+        universe_seconds=(
+            round(seconds_per_key * len(universe), 3) if extrapolated else summary["seconds"]
+        ),
+        extrapolated=extrapolated,
+    )
+
+    latency = {
+        "dynamic": _mode_latency("dynamic", dynamic),
+        "static": _mode_latency("static", static_run),
+        "hybrid": _mode_latency("hybrid", hybrid_run),
+    }
+    n = len(sample_rows)
+    compute = Compute(
+        sample=n,
+        median_us=latency["dynamic"].median_us,
+        p99_us=latency["dynamic"].p99_us,
+        cpu_seconds_per_1000=round(dynamic.cpu_seconds / n * 1000, 4),
+    )
+    universe_rec = Universe(
+        keys=len(universe),
+        recent_keys=recent,
+        coverage=coverage,
+        counted=(
+            f"distinct ({', '.join(key)}) over all {int(pc.sum(lake['_n']).as_py() or 0):,} rows of "
+            f"{fs.event_source} in the lake with no null part, the key computed from the request "
+            "columns and their derived features as precomputation computes it"
+        ),
+    )
+    advice_rec = recommend(
+        coverage=coverage,
+        universe_bytes=storage.universe_bytes,
+        universe_seconds=storage.universe_seconds,
+        head_needed=head_needed,
+        static_median_us=latency["static"].median_us,
+        dynamic_median_us=latency["dynamic"].median_us,
+        rule=rule,
+    )
+    divergence = _divergence(static_run, dynamic)
+    _notes(advice_rec, key=key, fs=fs, universe=universe_rec, divergence=divergence, peak=peak)
+    return Advice(
+        model=model,
+        version=served.number,
+        key=key,
+        source=source,
+        requests=len(rows),
+        peakedness=peak,
+        universe=universe_rec,
+        storage=storage,
+        compute=compute,
+        latency=latency,
+        static_coverage=latency["static"].static_share,
+        divergence=divergence,
+        hybrid=Hybrid(
+            head=hybrid_head,
+            chosen_by=chosen,
+            head_share=head_share,
+            head_share_of_sample=head_share_of_sample,
+            hit_rate=latency["hybrid"].static_share,
+        ),
+        recommendation=advice_rec,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _notes(
+    rec: Recommendation,
+    *,
+    key: list[str],
+    fs: FeatureSet,
+    universe: Universe,
+    divergence: float | None,
+    peak: Peakedness,
+) -> None:
+    """What the rule does not weigh but a reader should know."""
+    rec.notes.append(
+        f"peakedness: the top 10 keys take {peak.top_share['10']:.1%} of requests, the top 100 "
+        f"{peak.top_share['100']:.1%}; Gini {peak.gini:.2f}; {peak.keys:,} distinct keys in "
+        f"{peak.requests:,} requests"
+    )
+    if divergence is not None:
+        others = Counter(fs.features[f].kind for f in fs.vector if f not in key)
+        rec.notes.append(
+            f"static answers differ from on-demand ones by {divergence:.4f} on average (mean "
+            "absolute difference of the outputs): a precomputed prediction is made for the key's "
+            "latest event, so the model's other inputs ("
+            + ", ".join(f"{n} {kind}" for kind, n in sorted(others.items()))
+            + ") take that event's values, not this request's"
+        )
+    if universe.recent_keys < universe.keys:
+        rec.notes.append(
+            f"`loopml precompute` (window 28d by default) would write {universe.recent_keys:,} of the "
+            f"{universe.keys:,} keys; pass a longer --window to cover the universe"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} B"

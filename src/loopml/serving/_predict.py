@@ -1,0 +1,226 @@
+"""``/predict``: from a request body to a response body, without raising.
+
+The handler sits under both the FastAPI route (for the docs) and a plain ASGI fast path that
+answers ``POST /predict`` before any framework code runs (the framework would cost more than the
+model). Bad input gets a 4xx naming the field; a failing or slow model gets the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
+from loopml.serving._engine import Engine, Prediction
+from loopml.serving._runtime import Runtime
+
+log = logging.getLogger("loopml.serving")
+
+
+class HttpError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    return dumps({"error": {"code": code, "message": message, "details": details or {}}})
+
+
+def status_of(exc: LoopmlError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, UsageError):
+        return 422
+    return 500
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise HttpError(400, "bad_json", "the body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+
+
+class PredictHandler:
+    """Answers prediction requests for one worker's runtime."""
+
+    def __init__(self, rt: Runtime, pool: ThreadPoolExecutor) -> None:
+        self.rt = rt
+        self.pool = pool
+
+    async def handle(self, body: bytes) -> tuple[int, bytes]:
+        """The status and JSON body of the answer to a ``/predict`` body."""
+        rt = self.rt
+        try:
+            payload = parse_json(body)
+            if isinstance(payload, dict) and "rows" in payload:
+                rows = payload["rows"]
+                if not isinstance(rows, list) or not rows:
+                    raise HttpError(
+                        422,
+                        "bad_rows",
+                        "'rows' must be a non-empty list of objects",
+                        {"field": "rows"},
+                    )
+                preds, elapsed = await self.answer(rows)
+                return 200, dumps(
+                    {
+                        "model": rt.name,
+                        "predictions": [p.body(rt.spec.top_k) for p in preds],
+                        "latency_ms": round(elapsed * 1000, 3),
+                    }
+                )
+            if not isinstance(payload, dict):
+                raise HttpError(
+                    422, "bad_body", 'send one row as a JSON object, or {"rows": [...]}'
+                )
+            (pred,), _ = await self.answer([payload])
+            return 200, dumps(pred.body(rt.spec.top_k))
+        except HttpError as exc:
+            rt.metrics.errors.labels(str(exc.status), exc.code).inc()
+            return exc.status, error_body(exc.code, exc.message, exc.details)
+        except LoopmlError as exc:
+            status = status_of(exc)
+            rt.metrics.errors.labels(str(status), exc.code).inc()
+            return status, error_body(exc.code, exc.message, exc.details)
+        except Exception as exc:
+            log.exception("/predict failed")
+            rt.metrics.errors.labels("500", "internal").inc()
+            return 500, error_body("internal", f"the server failed: {type(exc).__name__}")
+
+    async def answer(self, rows: list[Any]) -> tuple[list[Prediction], float]:
+        """Predictions for request rows (raises HttpError/UsageError on bad input)."""
+        rt = self.rt
+        started = time.perf_counter()
+        if len(rows) > rt.spec.max_batch:
+            raise HttpError(
+                413,
+                "too_many_rows",
+                f"{len(rows)} rows; the limit is {rt.spec.max_batch} per request",
+                {"limit": rt.spec.max_batch},
+            )
+        served = rt.holder.current
+        if served is None:
+            raise HttpError(
+                503,
+                "no_model",
+                f"no version of {rt.name} holds the alias {rt.spec.alias!r} yet: promote one",
+            )
+        engine: Engine = rt.engine
+        parsed = engine.parse(rows)  # client errors: 422 naming the field, before any model work
+        preds = await self._model_or_fallback(engine, parsed, served)
+        elapsed = time.perf_counter() - started
+        for p in preds:
+            p.latency_us = elapsed * 1e6 / len(preds)
+            rt.record(p, elapsed / len(preds))
+        return preds, elapsed
+
+    async def _model_or_fallback(
+        self, engine: Engine, rows: list[dict[str, Any]], served: Any
+    ) -> list[Prediction]:
+        rt = self.rt
+        if not engine.breaker.allow():
+            return engine.fallback(rows, "breaker_open", served)
+        budget = rt.spec.latency_budget.total_seconds() if rt.spec.latency_budget else None
+        try:
+            if rt.spec.isolated:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(self.pool, engine.answer, rows, served)
+                preds = await asyncio.wait_for(future, budget) if budget else await future
+            else:
+                preds = engine.answer(rows, served)
+        except TimeoutError:
+            engine.breaker.failure()
+            rt.metrics.breaker_open.set(1 if engine.breaker.open else 0)
+            return engine.fallback(rows, "latency_budget", served)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing model is answered by the fallback
+            log.warning("the model failed: %r", exc)
+            engine.breaker.failure()
+            rt.metrics.breaker_open.set(1 if engine.breaker.open else 0)
+            return engine.fallback(rows, "model_error", served)
+        engine.breaker.success()
+        rt.metrics.breaker_open.set(0)
+        return preds
+
+
+class FastPath:
+    """ASGI: ``POST /predict`` answered directly by the handler; everything else (and every
+    other scope) goes to the FastAPI app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        handler: PredictHandler | None = getattr(self.app.state, "predict", None)
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        limit = handler.rt.spec.max_body_bytes
+        status, body = await self._read(scope, receive, limit)
+        if status == 200:
+            status, body = await handler.handle(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _read(scope: dict[str, Any], receive: Any, limit: int) -> tuple[int, bytes]:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit():
+                    return 400, error_body("bad_request", "Content-Length is not a number")
+                if int(value) > limit:
+                    return 413, error_body(
+                        "too_large",
+                        f"the body is {int(value)} bytes; the limit is {limit}",
+                        {"limit": limit},
+                    )
+        chunks = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return 400, error_body("disconnected", "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return 413, error_body(
+                    "too_large", f"the body is over the limit of {limit} bytes", {"limit": limit}
+                )
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return 200, b"".join(chunks)
