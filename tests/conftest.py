@@ -7,6 +7,11 @@ LOOPML_REQUIRE_SERVICES=1 (as CI sets it), where they fail instead.
 from __future__ import annotations
 
 import os
+
+# pytest-xdist runs one worker per core: LightGBM's OpenMP threads in each would oversubscribe
+# the cores and spin (set before LightGBM is imported).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import socket
 import uuid
 import zipfile

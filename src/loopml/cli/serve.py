@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from loopml.cli._common import JsonOpt, ProjectOpt, open_project, out, print_json
+from loopml.errors import UsageError
 from loopml.spec import parse_duration
 
 
@@ -60,9 +61,13 @@ def precompute(
     json: JsonOpt = False,
 ) -> int:
     """Write the static table: a prediction for every key of serving.static.key."""
+    try:
+        period = parse_duration(window)
+    except ValueError as exc:
+        raise UsageError(f"--window: {exc}") from None
     with open_project(project) as p:
         ref = int(version) if version and version.isdigit() else version
-        summary = p.serving.precompute(ref=ref, head=head, window=parse_duration(window))
+        summary = p.serving.precompute(ref=ref, head=head, window=period)
     if json:
         print_json(summary)
     else:

@@ -126,6 +126,14 @@ model:
     monotone: {origin_dep_delay_1h: 1}  # more delay at the origin: never a lower risk
     enforce_monotone: true              # ... so constrain the trees to it
 
+# How the champion serves: computed on demand; precomputed predictions are keyed by route,
+# carrier and hour (`loopml precompute`), and answer when the model is too slow or fails.
+serving:
+  mode: dynamic
+  static: {key: [origin, dest, carrier, hour]}
+  latency_budget: 50ms
+  fallback: {kind: precomputed}
+
 # What a challenger must show against the champion before it may serve.
 gate:
   metrics:

@@ -17,6 +17,7 @@ from loopml.data import IngestResult
 from loopml.demo._features import run_features
 from loopml.demo._ingest import BROKEN_WEEK, DEMO_SPEC, expected_damage, write_incoming
 from loopml.demo._model import run_model
+from loopml.demo._serving import run_serving
 from loopml.errors import ConflictError, UsageError
 
 DEMO_NAME = "project: flights_demo"
@@ -108,6 +109,8 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         )
         features = run_features(console, project, directory)
         model = run_model(console, project)
+        project.features.materialize()
+        serving = run_serving(console, project)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
     return {
@@ -118,6 +121,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         "lake_rows": lake,
         "features": features,
         "model": model,
+        "serving": serving,
         "seconds": round(seconds, 2),
     }
 

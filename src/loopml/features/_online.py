@@ -28,17 +28,29 @@ MARK_LOOKUP = "materialized:lookup:{name}"
 MARK_TILES = "materialized:tiles:{name}:{batch}"
 
 
+_MAX_MICROS = 253_402_300_799 * 1_000_000  # 9999-12-31T23:59:59Z
+_INT64 = 2**63
+
+
 def to_micros(value: Any) -> int | None:
-    """A timestamp given as an ISO string, a datetime, epoch seconds or microseconds, as epoch
-    microseconds (naive values are UTC)."""
+    """A timestamp given as an ISO string, a datetime, epoch seconds (a float, or an integer
+    below 1e11) or epoch microseconds (an integer from 1e11), as epoch microseconds (naive
+    values are UTC)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError("a boolean is not a timestamp")
-    if isinstance(value, int):
-        return value if abs(value) > 10**14 else value * 1_000_000
-    if isinstance(value, float):
-        return round(value * 1_000_000)
+    if isinstance(value, int | float):
+        # Integers of 1e11 and more are microseconds (as loopml writes them); smaller ones are
+        # seconds (1e11 seconds is the year 5138).
+        micros = (
+            (value if abs(value) >= 10**11 else value * 1_000_000)
+            if isinstance(value, int)
+            else value * 1_000_000
+        )
+        if not -_MAX_MICROS <= micros <= _MAX_MICROS:  # also refuses inf and NaN
+            raise ValueError(f"{value!r} is outside the years 1 to 9999")
+        return round(micros)
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return round(aware.timestamp() * 1_000_000)
@@ -59,11 +71,16 @@ def _convert(name: str, kind: ExprType, value: Any) -> Any:
                 raise ValueError
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
+            if not -_INT64 <= value < _INT64:
+                raise ValueError
             return int(value)
         if kind == "float":
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+            return number
         if kind == "bool":
             if isinstance(value, bool):
                 return value

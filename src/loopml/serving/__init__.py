@@ -2,7 +2,9 @@
 latency budget with a circuit breaker; consistency; hot swap; the prediction log; the HTTP app
 (``/predict`` and the Open Inference Protocol)."""
 
+from loopml.serving._advisor import Advice, advise, top_keys
 from loopml.serving._app import create_app
+from loopml.serving._batch import predict_file
 from loopml.serving._engine import Breaker, Engine, Prediction, static_table
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._log import PredictionLogger, predictions_stream
@@ -11,6 +13,7 @@ from loopml.serving._runtime import Runtime
 from loopml.serving._service import Serving
 
 __all__ = [
+    "Advice",
     "Breaker",
     "Engine",
     "ModelHolder",
@@ -20,7 +23,10 @@ __all__ = [
     "Runtime",
     "Served",
     "Serving",
+    "advise",
     "create_app",
+    "predict_file",
     "predictions_stream",
     "static_table",
+    "top_keys",
 ]

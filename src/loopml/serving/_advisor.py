@@ -17,8 +17,9 @@ many keys there are. :func:`advise` measures both on the project itself:
 - storage: a real precomputation into the online store (the whole universe up to
   :data:`FULL_PRECOMPUTE` keys, else a sample of it), bytes and seconds per key extrapolated to
   the universe (bytes as precomputation counts them: key, value and timestamp);
-- compute and latency, in process, on the same sample of requests: dynamic (the runtime's engine),
-  hybrid (the head precomputed, the rest computed) and static (every sampled key precomputed).
+- compute and latency, in process, on the same sample of requests, with the serving spec's
+  caches: dynamic (the runtime's engine), hybrid (the head precomputed, the rest computed) and
+  static (every sampled key precomputed).
   The static and hybrid measurements read a table of their own (``pred:advisor.<model>:<version>``,
   written by the same precomputation and dropped afterwards): the served table is left as it
   was, and earlier precomputations cannot inflate the hybrid hit rate;
@@ -139,6 +140,7 @@ class Hybrid:
 
     head: int
     chosen_by: str
+    head_needed: int | None  # the fewest keys the lake has seen covering Rule.min_head_share
     head_share: float  # of all requests
     head_share_of_sample: float
     hit_rate: float  # measured: share of the sample answered statically
@@ -196,6 +198,7 @@ class Advice:
     divergence: float | None  # mean |static - dynamic| output where static answered
     hybrid: Hybrid
     recommendation: Recommendation
+    feature_cache_s: float  # serving.feature_cache, as configured while measuring
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,8 +275,7 @@ def recommend(
     """Apply :class:`Rule` to measured figures.
 
     ``coverage``: the share of requests whose key is in the universe; ``head_needed``: the
-    fewest precomputable keys covering ``rule.min_head_share`` of the
-    requests (None when they cannot).
+    fewest keys of the universe covering ``rule.min_head_share`` of the requests (None: none do).
     """
     r = rule or Rule()
     why: list[str] = []
@@ -355,29 +357,16 @@ def _parse(online: OnlineFeatures, table: pa.Table) -> list[dict[str, Any]]:
     return out
 
 
-def _kept_path(model: str) -> str:
-    return f"advisor/{model}/requests.parquet"
-
-
-def _coerce(kind: str, v: Any) -> Any:
-    if v is None:
-        return None
-    if kind == "int":
-        return int(v)
-    if kind == "float":
-        return float(v)
-    if kind == "bool":
-        return bool(v)
-    if kind == "string":
-        return str(v)
-    return v
+_COERCE: dict[str, Any] = {"int": int, "float": float, "bool": bool, "string": str}
 
 
 def _log_table(fs: FeatureSet, entries: list[dict[str, Any]]) -> pa.Table:
     cols: dict[str, pa.Array] = {}
     for name in fs.request:
         kind = fs.features[name].type
-        values = [_coerce(kind, (e.get("features") or {}).get(name)) for e in entries]
+        cast_to = _COERCE.get(kind, lambda v: v)
+        values = [(e.get("features") or {}).get(name) for e in entries]
+        values = [None if v is None else cast_to(v) for v in values]
         cols[name] = pa.array(values, type=arrow_type(kind))
     cols["_at"] = pa.array([e.get("at") for e in entries], type=pa.int64())
     cols["_pid"] = pa.array([str(e.get("id")) for e in entries], type=pa.string())
@@ -402,7 +391,7 @@ def read_log(project: Project, *, keep: int = KEPT_REQUESTS) -> tuple[pa.Table, 
     fs = project.features.feature_set
     model = project.models.name
     files = project.artifacts.files
-    path = _kept_path(model)
+    path = f"advisor/{model}/requests.parquet"
     kept = pq.read_table(io.BytesIO(files.read_bytes(path))) if files.exists(path) else None
     stream = predictions_stream(model)
     new = 0
@@ -486,8 +475,7 @@ def top_keys(project: Project, key: Sequence[str], n: int) -> list[dict[str, Any
             code = encode_key(parts)
             if code is not None:
                 counts[code] += 1
-                if code not in values:
-                    values[code] = dict(zip(key, parts, strict=True))
+                values.setdefault(code, dict(zip(key, parts, strict=True)))
         return [values[code] for code, _ in counts.most_common(n)]
     return list(_key_dicts(lake_keys(features, key).slice(0, n), key).values())
 
@@ -496,8 +484,7 @@ def top_keys(project: Project, key: Sequence[str], n: int) -> list[dict[str, Any
 
 
 class _Renamed:
-    """The project's models under another name, for :func:`precompute` to write its table
-    under (it reads ``name``, ``get`` and ``load``, nothing else)."""
+    """The models under another name, for :func:`precompute` to write its table under."""
 
     def __init__(self, models: Models, name: str) -> None:
         self._models = models
@@ -557,6 +544,35 @@ def _divergence(static: _Run, dynamic: _Run) -> float | None:
     return round(float(np.mean(diffs)), 5) if diffs else None
 
 
+def _requests(project: Project, requests: pa.Table | None) -> tuple[pa.Table, str]:
+    if requests is not None:
+        return requests, "a table of request rows"
+    stream = predictions_stream(project.models.name)
+    table, new = read_log(project)
+    if table.num_rows == 0:
+        raise UsageError(
+            f"the prediction log {stream} is empty: serve some predictions first, or pass a "
+            "table of request rows (--requests FILE)"
+        )
+    return table, f"the prediction log {stream} ({new:,} new entries read, {table.num_rows:,} kept)"
+
+
+def _hybrid_head(pre_counts: np.ndarray, total: int, head: int | None, cap: int) -> tuple[int, str]:
+    """The head precomputed for the hybrid measurement, and how it was chosen."""
+    if head is not None:
+        if head < 1:
+            raise UsageError(f"head must be at least 1, got {head}", details={"head": head})
+        return min(head, len(pre_counts)), f"given: {head:,}"
+    need = keys_covering(pre_counts, 0.9, total)
+    if need is None:
+        covered = int(pre_counts.sum()) / total if total else 0.0
+        return min(len(pre_counts), cap), (
+            f"every requested key the lake has seen ({len(pre_counts):,}: they cover {covered:.1%}), "
+            f"at most {cap:,}"
+        )
+    return min(need, cap), f"the fewest keys covering 90% of requests ({need:,}), at most {cap:,}"
+
+
 # ------------------------------------------------------------------------------------ advise
 
 
@@ -593,59 +609,25 @@ def advise(
     _check_key(fs, key)
     rule = rule or Rule(max_head=spec.hybrid.head)
     model = project.models.name
-
-    if requests is None:
-        table, new = read_log(project)
-        if table.num_rows == 0:
-            raise UsageError(
-                f"the prediction log {predictions_stream(model)} is empty: serve some predictions "
-                "first, or pass a table of request rows (--requests FILE)"
-            )
-        source = (
-            f"the prediction log {predictions_stream(model)} ({new:,} new entries read, "
-            f"{table.num_rows:,} kept)"
-        )
-    else:
-        table = requests
-        source = "a table of request rows"
+    table, source = _requests(project, requests)
     rows = _parse(features.online, table)
     if not rows:
         raise UsageError("there are no requests to advise on")
     codes = [encode_key([r[k] for k in key]) for r in rows]
-    counts = Counter(c for c in codes if c is not None)
-    order = counts.most_common()
+    order = Counter(c for c in codes if c is not None).most_common()
     peak = peakedness(np.array([n for _, n in order], dtype=np.int64), requests=len(rows))
 
     # The universe, and what of the requests it covers.
     lake = lake_keys(features, key)
     universe = _key_dicts(lake, key)
-    newest = pc.max(lake["_latest"]).as_py() if lake.num_rows else None
-    recent = (
-        int(
-            pc.sum(
-                pc.greater_equal(lake["_latest"], pa.scalar(newest - RECENT, lake["_latest"].type))
-            ).as_py()
-            or 0
-        )
-        if newest is not None
-        else 0
-    )
+    latest = pc.cast(lake["_latest"].cast(pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy()
+    window_us = int(RECENT.total_seconds() * 1_000_000)
+    recent = int((latest >= latest.max() - window_us).sum()) if len(latest) else 0
     precomputable = [(c, n) for c, n in order if c in universe]
     coverage = sum(n for _, n in precomputable) / len(rows)
     pre_counts = np.array([n for _, n in precomputable], dtype=np.int64)
     head_needed = keys_covering(pre_counts, rule.min_head_share, len(rows))
-    if head is not None:
-        if head < 1:
-            raise UsageError(f"head must be at least 1, got {head}", details={"head": head})
-        hybrid_head, chosen = min(head, len(precomputable)), f"given: {head:,}"
-    else:
-        need = keys_covering(pre_counts, 0.9, len(rows))
-        hybrid_head = min(need if need is not None else len(precomputable), rule.max_head)
-        chosen = (
-            f"the fewest keys covering 90% of requests ({need:,}), at most {rule.max_head:,}"
-            if need is not None
-            else f"every precomputable key ({len(precomputable):,}: they cover {coverage:.1%}), at most {rule.max_head:,}"
-        )
+    hybrid_head, chosen = _hybrid_head(pre_counts, len(rows), head, rule.max_head)
     head_codes = [c for c, _ in precomputable[:hybrid_head]]
     head_share = sum(n for _, n in precomputable[:hybrid_head]) / len(rows)
 
@@ -730,12 +712,11 @@ def advise(
         "static": _mode_latency("static", static_run),
         "hybrid": _mode_latency("hybrid", hybrid_run),
     }
-    n = len(sample_rows)
     compute = Compute(
-        sample=n,
+        sample=len(sample_rows),
         median_us=latency["dynamic"].median_us,
         p99_us=latency["dynamic"].p99_us,
-        cpu_seconds_per_1000=round(dynamic.cpu_seconds / n * 1000, 4),
+        cpu_seconds_per_1000=round(dynamic.cpu_seconds / len(sample_rows) * 1000, 4),
     )
     universe_rec = Universe(
         keys=len(universe),
@@ -757,7 +738,7 @@ def advise(
         rule=rule,
     )
     divergence = _divergence(static_run, dynamic)
-    _notes(advice_rec, key=key, fs=fs, universe=universe_rec, divergence=divergence, peak=peak)
+    _notes(advice_rec, key=key, fs=fs, universe=universe_rec, divergence=divergence)
     return Advice(
         model=model,
         version=served.number,
@@ -774,11 +755,13 @@ def advise(
         hybrid=Hybrid(
             head=hybrid_head,
             chosen_by=chosen,
+            head_needed=head_needed,
             head_share=head_share,
             head_share_of_sample=head_share_of_sample,
             hit_rate=latency["hybrid"].static_share,
         ),
         recommendation=advice_rec,
+        feature_cache_s=measuring.feature_cache.total_seconds(),
         seconds=round(time.perf_counter() - started, 2),
     )
 
@@ -790,14 +773,8 @@ def _notes(
     fs: FeatureSet,
     universe: Universe,
     divergence: float | None,
-    peak: Peakedness,
 ) -> None:
     """What the rule does not weigh but a reader should know."""
-    rec.notes.append(
-        f"peakedness: the top 10 keys take {peak.top_share['10']:.1%} of requests, the top 100 "
-        f"{peak.top_share['100']:.1%}; Gini {peak.gini:.2f}; {peak.keys:,} distinct keys in "
-        f"{peak.requests:,} requests"
-    )
     if divergence is not None:
         others = Counter(fs.features[f].kind for f in fs.vector if f not in key)
         rec.notes.append(

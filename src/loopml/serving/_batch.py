@@ -128,7 +128,10 @@ def predict_file(
     if src_path.resolve() == out_path.resolve():
         raise UsageError(f"{src_path} is both the input and the output: write elsewhere")
     mv = project.models.get(ref)
-    model = project.models.load(mv)
+    # What Models.load does; the files are kept for the Ray workers. Each is checked against the
+    # SHA-256 recorded at registration.
+    files = project.registry.load_files(mv)
+    model = Model.from_files(files, mv.trusted_types)
     source = _open_input(src_path, _csv_types(project))
     plan = _plan(project, model, source, mv.version, snapshot)
     if plan.inputs == "requests" and plan.snapshot is None:
@@ -140,19 +143,12 @@ def predict_file(
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             if engine == "local":
-                build = (
-                    _RequestFeatures(project, plan.snapshot) if plan.inputs == "requests" else None
-                )
-                try:
-                    rows, chunks = _run_local(
-                        model, plan, source, chunk_rows, build, writer, progress
-                    )
-                finally:
-                    if build is not None:
-                        build.close()
+                build = _features_of(project, plan.snapshot) if plan.inputs == "requests" else None
+                rows, chunks = _run_local(model, plan, source, chunk_rows, build, writer, progress)
             else:
+                model_files = {k: v for k, v in files.items() if k in _MODEL_FILES}
                 rows, chunks = _run_ray(
-                    project, mv, plan, source, chunk_rows, writer, progress, num_cpus
+                    project, model_files, mv, plan, source, chunk_rows, writer, progress, num_cpus
                 )
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -208,8 +204,8 @@ def _open_input(path: Path, csv_types: dict[str, pa.DataType]) -> _Input:
         )
     try:
         if name.endswith(_PARQUET):
-            meta = pq.ParquetFile(path)
-            return _Input(path, "parquet", meta.schema_arrow, meta.metadata.num_rows)
+            with pq.ParquetFile(path) as pf:
+                return _Input(path, "parquet", pf.schema_arrow, pf.metadata.num_rows)
         # The header and the first block, for the names and types; the stream is opened again
         # with only the columns needed.
         reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(column_types=csv_types))
@@ -288,32 +284,10 @@ def _output_schema(model: Model, plan: _Plan, input_schema: pa.Schema) -> pa.Sch
     return _assemble(model, plan, _plain(ids), scores).schema
 
 
-class _RequestFeatures:
-    """The features of request chunks, point-in-time, from one pinned snapshot over one lake
-    connection (opened on first use, in the thread that reads).
-
-    This is :meth:`Features.build_for` per chunk, without reopening the lake every chunk and with
-    the label left out of the feature set: build_for fails on a feature set with a label (its
-    column order asks for ``_label_available_at``, which only training sets have).
-    """
-
-    def __init__(self, project: Project, snapshot: str | None) -> None:
-        self.feature_set = replace(project.features.feature_set, label=None)
-        self.lake = project.data.lake
-        self.snapshot = snapshot
-        self._stack = ExitStack()
-        self._con: Any = None
-
-    def __call__(self, chunk: pa.Table) -> pa.Table:
-        from loopml.features._offline import build
-
-        if self._con is None:
-            self._con = self._stack.enter_context(self.lake.connect(self.snapshot))
-        return build(self._con, self.feature_set, snapshot=self.snapshot, events=chunk).table
-
-    def close(self) -> None:
-        self._stack.close()
-        self._con = None
+def _features_of(project: Project, snapshot: str | None) -> Callable[[pa.Table], pa.Table]:
+    """The features of request chunks, point-in-time, from one pinned snapshot."""
+    features = project.features
+    return lambda chunk: features.build_for(chunk, snapshot=snapshot)
 
 
 # ------------------------------------------------------------------- the per-chunk path
@@ -399,9 +373,10 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _chunks(source: _Input, columns: list[str], chunk_rows: int) -> Generator[pa.Table]:
     """The input as tables of ``chunk_rows`` rows (the last one shorter)."""
     schema = source.schema
+    opened = ExitStack()
     try:
         if source.format == "parquet":
-            pf = pq.ParquetFile(source.path)
+            pf = opened.enter_context(pq.ParquetFile(source.path))
             batches: Iterator[pa.RecordBatch] = pf.iter_batches(
                 batch_size=chunk_rows, columns=columns, use_threads=True
             )
@@ -414,6 +389,7 @@ def _chunks(source: _Input, columns: list[str], chunk_rows: int) -> Generator[pa
                     column_types=source.csv_types, include_columns=columns
                 ),
             )
+            opened.callback(reader.close)
             batches = iter(reader)
             schema = reader.schema
         buffered: list[pa.RecordBatch] = []
@@ -432,6 +408,8 @@ def _chunks(source: _Input, columns: list[str], chunk_rows: int) -> Generator[pa
         raise ReadError(
             f"cannot read {source.path}: {exc}", details={"file": str(source.path)}
         ) from None
+    finally:
+        opened.close()
 
 
 def _run_local(
@@ -491,32 +469,33 @@ class _RayScorer:
 
     def __init__(
         self,
-        files: Mapping[str, Any],
+        shared: Mapping[str, Any],
         trusted_types: list[str],
         plan: _Plan,
         project_root: str,
     ) -> None:
         import ray
 
-        ref = files["ref"]
-        blobs = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
-        self.model = Model.from_files(blobs, trusted_types)
+        files = shared["model_files"]
+        if isinstance(files, ray.ObjectRef):
+            files = ray.get(files)
+        self.model = Model.from_files(files, trusted_types)
         self.plan = plan
-        self.build: _RequestFeatures | None = None
+        self.project: Project | None = None
+        self.build: Callable[[pa.Table], pa.Table] | None = None
         if plan.inputs == "requests":
             from loopml._project import Project
 
-            self.project: Project | None = Project.open(project_root)
-            self.build = _RequestFeatures(self.project, plan.snapshot)
+            self.project = Project.open(project_root)
+            self.build = _features_of(self.project, plan.snapshot)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return _score(self.model, self.plan, batch, self.build)
 
     def __del__(self) -> None:
-        if getattr(self, "build", None) is not None:
-            assert self.build is not None and self.project is not None
-            self.build.close()
-            self.project.close()
+        project = getattr(self, "project", None)  # None when __init__ failed early
+        if project is not None:
+            project.close()
 
 
 def _worker_error(exc: Exception) -> Exception:
@@ -545,6 +524,7 @@ def _import_ray() -> Any:
 
 def _run_ray(
     project: Project,
+    model_files: dict[str, bytes],
     mv: ModelVersion,
     plan: _Plan,
     source: _Input,
@@ -556,8 +536,6 @@ def _run_ray(
     ray = _import_ray()
     from ray.data import DataContext
 
-    files = project.registry.load_files(mv)
-    model_files = {k: v for k, v in files.items() if k in _MODEL_FILES}
     started = False
     if not ray.is_initialized():
         address = os.environ.get(RAY_ADDRESS_ENV)
@@ -583,7 +561,7 @@ def _run_ray(
     try:
         path = str(source.path.resolve())
         if source.format == "parquet":
-            ds = ray.data.read_parquet(path, columns=plan.read)
+            ds = ray.data.read_parquet(path).select_columns(plan.read)
         else:
             ds = ray.data.read_csv(
                 path,
@@ -602,7 +580,9 @@ def _run_ray(
             batch_format="pyarrow",
             zero_copy_batch=True,
             fn_constructor_kwargs={
-                "files": {"ref": ray.put(model_files)},
+                # Inside a dict, so that every actor gets the reference and fetches the bytes
+                # from the object store (once per actor).
+                "shared": {"model_files": ray.put(model_files)},
                 "trusted_types": list(mv.trusted_types or []),
                 "plan": plan,
                 "project_root": str(project.root),

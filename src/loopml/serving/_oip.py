@@ -31,7 +31,7 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
     def err(status: int, message: str) -> Exception:
-        return http_error(status, "oip", message)  # type: ignore[call-arg]
+        return http_error(status, "oip", message)
 
     @app.get("/v2/health/live", summary="OIP: server live")
     async def live() -> Response:

@@ -71,7 +71,8 @@ class Serving:
             spec.static.key,
             ref=ref if ref is not None else spec.alias,
             snapshot=snapshot,
-            window=window,
+            # Keys asked for by name are precomputed however long ago they were last seen.
+            window=None if keys is not None else window,
             keys=keys,
         )
 

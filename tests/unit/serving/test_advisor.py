@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
@@ -263,9 +264,10 @@ def test_advice_on_a_table_of_requests(shop: Project) -> None:
     json.dumps(a.to_dict())  # plain data
 
     # Nothing was written to the served table, and the advisor's own table is gone.
+    # (i29 is in the lake, never requested: nothing else here precomputes it.)
     served = static_table("shop", a.version)
-    assert shop.online.get_latest(served, ["i00"]) == [None]
-    assert shop.online.get_latest(static_table("advisor.shop", a.version), ["i00"]) == [None]
+    assert shop.online.get_latest(served, ["i29"]) == [None]
+    assert shop.online.get_latest(static_table("advisor.shop", a.version), ["i29"]) == [None]
 
 
 def test_a_custom_key_and_head(shop: Project) -> None:
@@ -275,6 +277,22 @@ def test_a_custom_key_and_head(shop: Project) -> None:
     assert a.hybrid.hit_rate == a.hybrid.head_share_of_sample
     with pytest.raises(Exception, match="no column 'price'"):
         advise(shop, requests().drop_columns(["price"]))
+
+
+def test_a_large_universe_is_sampled_and_extrapolated(
+    shop: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopml.serving._advisor as advisor
+
+    monkeypatch.setattr(advisor, "FULL_PRECOMPUTE", 10)
+    monkeypatch.setattr(advisor, "UNIVERSE_SAMPLE", 4)
+    table = requests().filter(pc.is_in(requests()["item"], pa.array(["i00", "i01"])))
+    a = advise(shop, table, sample=1000, head=1)  # every request: both keys sampled
+    s = a.storage
+    assert s.extrapolated and s.keys_precomputed == 2 + 4  # the requested keys and 4 others
+    assert s.universe_bytes == round(s.bytes_precomputed / s.keys_precomputed * 30)
+    assert s.universe_seconds == pytest.approx(s.seconds / s.keys_precomputed * 30, rel=1e-3)
+    assert a.static_coverage == 1.0 and a.hybrid.hit_rate == a.hybrid.head_share_of_sample
 
 
 def test_advice_from_the_prediction_log(shop: Project) -> None:

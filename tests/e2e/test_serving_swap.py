@@ -1,0 +1,107 @@
+"""A real server under load while the champion moves: no request fails, the new version takes
+over within the watch interval, and a tampered version is never served."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.unit.serving.conftest import SPEC, champion_project, requests_of
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_swap_under_load_loses_no_request(tmp_path: Path) -> None:
+    spec = SPEC.replace("  mode: dynamic\n", "  mode: dynamic\n  watch_interval: 200ms\n")
+    project = champion_project(tmp_path / "p", spec=spec)
+    second = project.models.train(note="second").version
+    assert second is not None
+    bodies = requests_of(project, 200, start=15_000)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loopml.cli",
+            "serve",
+            "--port",
+            str(port),
+            "-p",
+            str(tmp_path / "p"),
+        ],
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(
+                "the server did not become ready: " + server.stderr.read().decode()[-2000:]
+                if server.stderr
+                else ""
+            )
+        statuses: Counter[int] = Counter()
+        versions: Counter[Any] = Counter()
+        stop = threading.Event()
+
+        def load(i: int) -> None:
+            with httpx.Client(base_url=base, timeout=10) as c:
+                n = i
+                while not stop.is_set():
+                    r = c.post("/predict", json=bodies[n % len(bodies)])
+                    statuses[r.status_code] += 1
+                    if r.status_code == 200:
+                        versions[r.json()["version"]] += 1
+                    n += 8
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        project.models.promote(second.version, force=True, reason="swap under load")
+        time.sleep(3.0)
+        # A version whose artifact was changed after registration is never served.
+        third = project.models.train(note="third").version
+        assert third is not None
+        digest = third.files["model.txt"]
+        blob = Path(project.artifacts.files.path(f"sha256/{digest[:2]}/{digest}"))
+        blob.write_bytes(blob.read_bytes().replace(b"tree", b"TREE", 1))
+        project.models.promote(third.version, force=True, reason="tampered on purpose")
+        time.sleep(2.0)
+        stop.set()
+        for t in threads:
+            t.join()
+        status = httpx.get(f"{base}/status").json()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    total = sum(statuses.values())
+    assert statuses == Counter({200: total}), statuses  # zero failed requests
+    assert total > 1000
+    assert versions[1] > 0 and versions[second.version] > 0 and versions.get(third.version, 0) == 0
+    assert status["serving"]["version"] == second.version
+    assert "failed to load" in (status["serving"]["last_error"] or "")

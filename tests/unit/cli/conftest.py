@@ -1,0 +1,3 @@
+from tests.unit.serving.conftest import served
+
+__all__ = ["served"]
