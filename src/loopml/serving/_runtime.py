@@ -96,6 +96,9 @@ class Runtime:
             self.logger.stop()
         if self._own:
             self.project.close()
+        # Hand the frozen objects back to the collector: a worker stopped inside a longer-lived
+        # process (the demo, tests) must not keep them, nor its native handles, to the end.
+        gc.unfreeze()
 
     def record(self, pred: Prediction, seconds: float) -> None:
         children = self._children.get((pred.mode, pred.version))
