@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,ray,bench]"
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/monitoring.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,7 @@ from loopml.storage import (
 
 if TYPE_CHECKING:
     from loopml.features import Features
+    from loopml.monitoring import Monitoring
     from loopml.registry import Registry
     from loopml.serving import Serving
     from loopml.training import Models
@@ -49,6 +50,16 @@ class Project:
         self._registry: Registry | None = None
         self._models: Models | None = None
         self._serving: Serving | None = None
+        self._monitoring: Monitoring | None = None
+
+    @property
+    def monitoring(self) -> Monitoring:
+        """Feedback, the monitored log, drift, performance over time, alerts and reports."""
+        if self._monitoring is None:
+            from loopml.monitoring import Monitoring
+
+            self._monitoring = Monitoring(self)
+        return self._monitoring
 
     @property
     def serving(self) -> Serving:

@@ -28,6 +28,17 @@ def test_demo_finds_every_planted_defect_and_reconciles(
     model = summary["model"]
     assert model["gate_passed"] and model["champion"] == model["version"] == 1
     assert model["metrics"]["pr_auc"] > model["prior_pr_auc"] + 0.1
+    serving = summary["serving"]
+    assert serving is not None
+    monitoring = summary["monitoring"]
+    # every flight of March–December predicted, and every flown one labelled
+    assert monitoring["predictions"] > 270_000
+    labels = monitoring["labels"]
+    assert labels["matched"] > 0.95 * monitoring["predictions"]
+    assert labels["unknown"] > 0  # labels of January–February flights, never predicted here
+    assert monitoring["windows"] >= 43  # weekly, March to December
+    assert monitoring["first_detected"]["covariate"] is not None
+    assert Path(monitoring["report"]).stat().st_size > 100_000
     # A second run needs --fresh, and refuses to delete a folder that is not a demo.
     assert main(["demo", "--project", str(tmp_path / "demo")]) == 1
     other = tmp_path / "mine"

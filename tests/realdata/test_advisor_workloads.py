@@ -84,7 +84,9 @@ def consistent(a: Advice) -> None:
 
 @pytest.fixture(scope="module")
 def flights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    p = flights_project(tmp_path_factory.mktemp("flights-advice"), spec=DEMO_SPEC)  # keyed by origin, dest, carrier, hour
+    p = flights_project(
+        tmp_path_factory.mktemp("flights-advice"), spec=DEMO_SPEC
+    )  # keyed by origin, dest, carrier, hour
     version = p.models.train().version
     assert version is not None and p.models.evaluate(version.version).passed
     p.models.promote(version.version, reason="advisor test")

@@ -13,6 +13,7 @@ from loopml.cli.advise import advise_serving
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
 from loopml.cli.init import init
+from loopml.cli.monitor import alerts_app, feedback, monitor
 from loopml.cli.predict import predict
 from loopml.errors import LoopmlError
 
@@ -32,6 +33,9 @@ app.command()(serve.serve)
 app.command()(serve.precompute)
 app.command("advise-serving")(advise_serving)
 app.command()(predict)
+app.command()(monitor)
+app.command()(feedback)
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(schema.app, name="schema")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(data.app, name="data")

@@ -134,6 +134,34 @@ serving:
   latency_budget: 50ms
   fallback: {kind: precomputed}
 
+# How the champion is watched: weekly windows (a daily one holds a single weekday and a single
+# day's weather), a four-week sliding window, and alerts somebody would act on.
+monitoring:
+  window: 7d
+  sliding: 28d
+  alerts:
+    inputs_moved:                   # a quarter of the features beyond their natural variation
+      metric: drift.share
+      threshold: 0.25
+      for: 2
+      cooldown: 28d
+      sinks: [log, file]
+    concept_drift:                  # the model's probabilities no longer match the outcomes
+      metric: shift.concept
+      op: ">="
+      threshold: 1
+      window: sliding
+      cooldown: 28d
+      sinks: [log, file]
+    decay:                          # PR AUC down by more than its natural variation and 0.05
+      metric: performance.decayed
+      op: ">="
+      threshold: 1
+      window: sliding
+      for: 2
+      severity: critical
+      sinks: [log, file]
+
 # What a challenger must show against the champion before it may serve.
 gate:
   metrics:

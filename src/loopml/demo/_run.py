@@ -17,6 +17,7 @@ from loopml.data import IngestResult
 from loopml.demo._features import run_features
 from loopml.demo._ingest import BROKEN_WEEK, DEMO_SPEC, expected_damage, write_incoming
 from loopml.demo._model import run_model
+from loopml.demo._monitoring import run_monitoring
 from loopml.demo._serving import run_serving
 from loopml.errors import ConflictError, UsageError
 
@@ -111,6 +112,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         model = run_model(console, project)
         project.features.materialize()
         serving = run_serving(console, project)
+        monitoring = run_monitoring(console, project, directory)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
     return {
@@ -122,6 +124,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         "features": features,
         "model": model,
         "serving": serving,
+        "monitoring": monitoring,
         "seconds": round(seconds, 2),
     }
 

@@ -47,9 +47,9 @@ from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features import Features, FeatureSet, OnlineFeatures, arrow_type, encode_key
 from loopml.features._offline import _event_time, _with_expressions
+from loopml.monitoring._log import predictions_stream
 from loopml.serving._engine import Engine, static_table
 from loopml.serving._holder import Served
-from loopml.serving._log import predictions_stream
 from loopml.serving._precompute import precompute
 from loopml.spec import FallbackSpec, LogSpec, StaticSpec
 

@@ -201,6 +201,38 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         n = rt.publish(source, rows)
         return _json({"source": source, "events": n}, 202)
 
+    @app.post(
+        "/feedback",
+        summary="Send labels for predictions, by prediction id or by the event's keys (needs the token)",
+        status_code=202,
+    )
+    async def feedback(request: Request) -> Response:
+        _authorize(request)
+        rt: Runtime = request.app.state.rt
+        from loopml.monitoring._log import require_rows
+
+        rows = require_rows(parse_json(await read_body(request, rt.spec.max_body_bytes)))
+        if len(rows) > rt.spec.max_batch:
+            raise HttpError(
+                413,
+                "too_many_rows",
+                f"{len(rows)} feedback rows; the limit is {rt.spec.max_batch}",
+                {"limit": rt.spec.max_batch},
+            )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            request.app.state.pool, lambda: rt.project.monitoring.feedback(rows, source="http")
+        )
+        if not result["accepted"]:
+            first = result["rejected"][0]
+            raise HttpError(
+                422,
+                "bad_feedback",
+                f"row {first['row']}: {first['error']}",
+                {"rejected": result["rejected"][:100]},
+            )
+        return _json({"accepted": result["accepted"], "rejected": result["rejected"][:100]}, 202)
+
     @app.post("/admin/reload", summary="Check the served alias now (needs the token)")
     async def reload(request: Request) -> Response:
         _authorize(request)

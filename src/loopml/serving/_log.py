@@ -17,10 +17,6 @@ from loopml.storage import EventLog
 log = logging.getLogger("loopml.serving")
 
 
-def predictions_stream(model: str) -> str:
-    return f"predictions.{model}"
-
-
 class PredictionLogger:
     """Batches predictions to an event stream. ``log`` is safe from any thread and never blocks;
     past ``max_queue`` unwritten entries, new ones are dropped and counted (serving matters more

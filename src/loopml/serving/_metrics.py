@@ -63,10 +63,19 @@ class ServingMetrics:
             "loopml_prediction_log_dropped", "Predictions not written to the log.", registry=r
         )
 
+        self._extra: list[Any] = []
+
+    def add_collector(self, collector: Any) -> None:
+        """A collector exported beside the serving metrics (the monitor's drift gauges)."""
+        self.registry.register(collector)
+        self._extra.append(collector)
+
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)
+            for c in self._extra:
+                merged.register(c)
             return generate_latest(merged)
         return generate_latest(self.registry)
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from loopml._project import Project
 from loopml.features import OnlineFeatures
+from loopml.monitoring._log import predictions_stream
 from loopml.serving._engine import Engine, Prediction
 from loopml.serving._holder import ModelHolder, Served
-from loopml.serving._log import PredictionLogger, predictions_stream
+from loopml.serving._log import PredictionLogger
 from loopml.serving._metrics import ServingMetrics
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
@@ -70,8 +71,18 @@ class Runtime:
             if self.spec.log.enabled
             else None
         )
+        self._drift_gauges(project)
         self.started_at = time.time()
         self._children: dict[tuple[str, int | None], tuple[Any, Any]] = {}
+
+    def _drift_gauges(self, project: Project) -> None:
+        """The monitor's latest drift scores, exported with the serving metrics."""
+        from loopml.monitoring._prometheus import DriftCollector
+        from loopml.monitoring._service import latest_path
+
+        path = project.lake_files.path(latest_path(self.name))
+        if "://" not in path:  # a local lake; remote ones are read by the monitor's own export
+            self.metrics.add_collector(DriftCollector(path))
 
     @classmethod
     def open(cls, root: str | Path) -> Runtime:

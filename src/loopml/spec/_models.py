@@ -16,6 +16,7 @@ from pydantic import (
 
 from loopml.spec._features import EntitySpec, FeaturesSpec
 from loopml.spec._model import GateSpec, ModelSpec
+from loopml.spec._monitoring import MonitoringSpec
 from loopml.spec._serving import ServingSpec
 from loopml.spec._storage import StorageSpec
 from loopml.spec._types import NAME_PATTERN, SOURCE_PATTERN, Duration, UtcDatetime
@@ -178,6 +179,7 @@ class ProjectSpec(_Model):
     model: ModelSpec | None = None
     gate: GateSpec = Field(default_factory=GateSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
     @field_validator("entities", mode="before")
     @classmethod

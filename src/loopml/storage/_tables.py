@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -225,4 +226,42 @@ evaluations = Table(
     Column("created_by", String(128), nullable=False),
     ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
     Index("ix_evaluations_model_version", "model", "version", "id"),
+)
+
+# ---------------------------------------------------------------------------------- monitoring
+
+alerts = Table(
+    "alerts",
+    metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128)),  # None: a project-wide rule
+    Column("rule", String(64), nullable=False),
+    Column("metric", String(200), nullable=False),
+    Column("severity", String(16), nullable=False),  # info | warning | critical
+    Column("status", String(16), nullable=False),  # firing | resolved
+    Column("value", Float),  # the latest value that held the condition
+    Column("threshold", Float, nullable=False),
+    Column("window", String(16), nullable=False),  # current | sliding | cumulative
+    Column("window_start", UtcDateTime),
+    Column("window_end", UtcDateTime),
+    Column("first_at", UtcDateTime, nullable=False),
+    Column("last_at", UtcDateTime, nullable=False),
+    Column("occurrences", Integer, nullable=False),  # evaluations folded into this alert
+    Column("notified_at", UtcDateTime),  # None: suppressed by the cooldown
+    Column("resolved_at", UtcDateTime),
+    Column("details", Json, nullable=False),
+    Index("ix_alerts_model_status", "model", "status"),
+    Index("ix_alerts_rule_id", "rule", "id"),
+)
+
+alert_state = Table(
+    "alert_state",
+    metadata_obj,
+    Column("rule", String(64), primary_key=True),
+    Column("model", String(128), primary_key=True),  # "" for a project-wide rule
+    Column("consecutive", Integer, nullable=False),  # evaluations in a row the condition held
+    Column("last_value", Float),
+    Column("last_at", UtcDateTime),
+    Column("last_notified_at", UtcDateTime),
+    Column("open_alert_id", Integer),  # the firing alert new occurrences fold into
 )

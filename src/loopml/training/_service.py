@@ -82,7 +82,14 @@ class Models:
             end = mv.lineage.get("data_end")
             since = datetime.fromisoformat(end) if end else None
         ts = self.features.build(snapshot=snapshot, as_of=as_of)
-        trained = fit(spec, ts, parent=parent, parent_ref=parent_ref, since=since)
+        trained = fit(
+            spec,
+            ts,
+            parent=parent,
+            parent_ref=parent_ref,
+            since=since,
+            drift=self.project_spec.monitoring.drift,
+        )
         version = None
         if register:
             version = self.registry.register(

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from loopml.errors import UsageError
 from loopml.features import TrainingSet
-from loopml.spec import ModelSpec
+from loopml.spec import DriftSpec, ModelSpec
 from loopml.training._encoding import Encoding
 from loopml.training._model import LIGHTGBM, SKLEARN, Model, fit_lightgbm, make_sklearn
 from loopml.training._report import build_report
@@ -104,6 +104,7 @@ def fit(
     parent: Model | None = None,
     parent_ref: str | None = None,
     since: datetime | None = None,
+    drift: DriftSpec | None = None,
 ) -> Trained:
     """Fit, evaluate and describe a model on a training set (nothing is registered here)."""
     started = time.perf_counter()
@@ -176,7 +177,45 @@ def fit(
     buffer = io.BytesIO()
     pq.write_table(test, buffer)
     files["test.parquet"] = buffer.getvalue()
+    files[PROFILE_FILE] = _profile(
+        spec, model, train, test, scores, label, report, drift or DriftSpec()
+    )
     return Trained(model, report, lineage, test, parts.sizes(), elapsed, files, trusted)
+
+
+PROFILE_FILE = "profile.json.gz"
+
+
+def _profile(
+    spec: ModelSpec,
+    model: Model,
+    train: pa.Table,
+    test: pa.Table,
+    scores: np.ndarray,
+    label: str,
+    report: dict[str, Any],
+    drift: DriftSpec,
+) -> bytes:
+    """The reference profile monitoring compares live traffic with (drift, label shift,
+    performance), fitted once per version and stored with it."""
+    from loopml.monitoring._profile import dumps_profile, model_profile
+
+    enc = model.encoding
+    profile = model_profile(
+        train,
+        test,
+        features=enc.features,
+        categorical=list(enc.categorical),
+        label=label,
+        task=spec.task,
+        test_scores=scores,
+        classes=model.classes,
+        reference={
+            k: v for k, v in report.get("metrics", {}).items() if isinstance(v, int | float)
+        },
+        spec=drift,
+    )
+    return dumps_profile(profile)
 
 
 def _fit(

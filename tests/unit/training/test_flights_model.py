@@ -57,7 +57,7 @@ def test_lineage_is_recorded(project: Project, first: object) -> None:
     assert lin["snapshot"] and len(lin["features_hash"]) == 64 and lin["parent"] is None
     assert lin["data_end"] < MARCH.isoformat() and lin["rows"]["test"] > 5000
     assert {"lightgbm", "numpy", "python"} <= set(lin["packages"]) and lin["code_version"]
-    assert set(v.files) == {"model.json", "model.txt", "test.parquet"}
+    assert set(v.files) == {"model.json", "model.txt", "test.parquet", "profile.json.gz"}
     assert project.models.load(v.version).predict(first.trained.test.slice(0, 5)).shape == (5,)  # type: ignore[attr-defined]
 
 

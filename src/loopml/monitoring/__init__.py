@@ -1,0 +1,34 @@
+"""Monitoring: the prediction log joined with late labels, drift of every kind, performance over
+time, alerts and reports.
+
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(1)
+>>> ref = pd.DataFrame({"x": rng.normal(size=4000)})
+>>> detect_drift(ref, pd.DataFrame({"x": rng.normal(size=4000)})).drifted
+[]
+"""
+
+from loopml.monitoring._alerts import Alert, Alerts
+from loopml.monitoring._drift import ColumnDrift, DriftResult, detect_drift, drift_of
+from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
+from loopml.monitoring._profile import ColumnProfile, Profile, fit_profile
+from loopml.monitoring._service import Monitoring
+from loopml.monitoring._shift import Shift, classify
+
+__all__ = [
+    "Alert",
+    "Alerts",
+    "ColumnDrift",
+    "ColumnProfile",
+    "DriftResult",
+    "MonitorLog",
+    "Monitoring",
+    "Profile",
+    "Shift",
+    "classify",
+    "detect_drift",
+    "drift_of",
+    "feedback_stream",
+    "fit_profile",
+    "predictions_stream",
+]

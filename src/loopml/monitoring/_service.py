@@ -1,0 +1,522 @@
+"""The monitoring side of a project (``project.monitoring``): feedback in, the log landed and
+joined, windows judged, alerts raised, reports written."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+
+from loopml.errors import NotFoundError, UsageError
+from loopml.monitoring._log import (
+    FeedbackRows,
+    Landed,
+    MonitorLog,
+    check_feedback,
+    feedback_stream,
+    micros,
+)
+from loopml.monitoring._monitor import WINDOWS, WindowedLog, first_detected, iso, settings
+from loopml.monitoring._profile import PREDICTION, Profile, fit_profile, loads_profile
+from loopml.spec import MonitoringSpec
+from loopml.storage import tables as t
+
+if TYPE_CHECKING:
+    from loopml._project import Project
+    from loopml.monitoring._alerts import Alerts
+    from loopml.registry import ModelVersion
+
+PROFILE_FILE = "profile.json.gz"
+
+
+class Monitoring:
+    """Feedback, the monitored log, drift and performance over time, alerts and reports."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.spec: MonitoringSpec = project.spec.monitoring
+        self._profiles: dict[int, Profile] = {}
+        self._alerts: Alerts | None = None
+
+    # ------------------------------------------------------------------------------ names
+
+    @property
+    def model(self) -> str:
+        if self.project.spec.model is None:
+            raise UsageError("loopml.yaml has no model section: there is nothing to monitor")
+        return self.project.spec.model.name
+
+    @property
+    def log(self) -> MonitorLog:
+        return MonitorLog(self.project.lake_files, self.model)
+
+    def label_name(self) -> str:
+        if self.spec.label:
+            return self.spec.label
+        model = self.project.spec.model
+        if model is not None and model.label:
+            return model.label
+        features = self.project.spec.features
+        if features is not None and features.label is not None:
+            return features.label.name
+        return "label"
+
+    def join_keys(self) -> list[str]:
+        if self.spec.join_keys is not None:
+            return list(self.spec.join_keys)
+        features = self.project.spec.features
+        if features is not None and features.event is not None:
+            source = self.project.spec.sources.get(features.event.source)
+            if source is not None and source.primary_key:
+                return list(source.primary_key)
+        return []
+
+    @property
+    def alerts(self) -> Alerts:
+        if self._alerts is None:
+            from loopml.monitoring._alerts import Alerts
+
+            self._alerts = Alerts(
+                self.project.store,  # type: ignore[arg-type]  # a MetadataStore, structurally
+                self.spec,
+                root=self.project.root,
+                model=self.model,
+            )
+        return self._alerts
+
+    # --------------------------------------------------------------------------- feedback
+
+    def feedback(self, rows: Any, *, source: str = "api") -> dict[str, Any]:
+        """Check feedback rows and send the good ones to the feedback stream; the refused ones
+        come back with the row number and the reason (nothing is sent twice or lost)."""
+        if isinstance(rows, pa.Table):
+            rows = rows.to_pylist()
+        checked: FeedbackRows = check_feedback(
+            rows,
+            label=self.label_name(),
+            join_keys=self.join_keys(),
+            source=source,
+            now=int(time.time() * 1_000_000),
+        )
+        if checked.payloads:
+            events = self.project.events
+            for i in range(0, len(checked.payloads), 10_000):
+                events.append(feedback_stream(self.model), checked.payloads[i : i + 10_000])
+        return {"accepted": len(checked.payloads), "rejected": checked.rejected}
+
+    def feedback_file(self, path: str | Path) -> dict[str, Any]:
+        """Feedback from a CSV, JSON Lines or Parquet file; refused rows name their line."""
+        from loopml.monitoring._files import read_rows
+
+        rows, first_line = read_rows(Path(path))
+        result = self.feedback(rows, source=f"file:{Path(path).name}")
+        for r in result["rejected"]:
+            r["line"] = r.pop("row") + first_line
+        return result
+
+    def natural_labels(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, Any]:
+        """Labels computed from ingested data by the label definition (for flights: from the
+        actual arrival), sent as feedback keyed by the event and known at their availability
+        time."""
+        fs = self.project.spec.features
+        if fs is None or fs.label is None:
+            raise UsageError("features.label is not defined: there are no natural labels")
+        keys = self.join_keys()
+        if not keys:
+            raise UsageError(
+                "natural labels need the event's keys: set monitoring.join_keys or the event source's primary_key"
+            )
+        ts = self.project.features.build(as_of=until)
+        table = ts.table
+        if since is not None:
+            table = table.filter(
+                pc.greater_equal(
+                    table["_label_available_at"],
+                    pa.scalar(since, table["_label_available_at"].type),
+                )
+            )
+        return self.send_labels(
+            table, label=fs.label.name, keys=keys, observed="_label_available_at"
+        )
+
+    def send_labels(
+        self, table: pa.Table, *, label: str, keys: list[str], observed: str | None
+    ) -> dict[str, Any]:
+        """Send labels held in a table's columns (``keys``, ``label``, when they became known)."""
+        cols = {k: table[k].to_pylist() for k in keys}
+        labels = table[label].to_pylist()
+        seen = table[observed].to_pylist() if observed else [None] * table.num_rows
+        rows = [
+            {"keys": {k: cols[k][i] for k in keys}, "label": labels[i], "observed_at": seen[i]}
+            for i in range(table.num_rows)
+            if labels[i] is not None
+        ]
+        if not rows:
+            return {"accepted": 0, "rejected": []}
+        result = self.feedback(rows, source="natural")
+        return result
+
+    # ------------------------------------------------------------------------ batch records
+
+    def record_batch(
+        self,
+        table: pa.Table,
+        *,
+        ref: str | int = "champion",
+        at: str = "_event_time",
+        id_prefix: str = "batch",
+        chunk: int = 20_000,
+    ) -> dict[str, Any]:
+        """Predict a table of complete feature rows with a registered version (the batch path,
+        bit-identical to the row path) and log every prediction like a served one, at the time
+        in column ``at``: batch predictions are monitored the same way as online ones."""
+        from loopml.monitoring._log import predictions_stream
+
+        mv = self.project.registry.get(self.model, ref)
+        model = self.project.models.load(mv)
+        if at not in table.column_names:
+            raise UsageError(f"the table has no column {at!r} holding each row's time")
+        features = list(model.encoding.features)
+        logged = features + [
+            k for k in self.join_keys() if k in table.column_names and k not in features
+        ]
+        missing = [f for f in features if f not in table.column_names]
+        if missing:
+            raise UsageError(
+                f"the table lacks the model's feature {missing[0]!r}", details={"field": missing[0]}
+            )
+        times = (
+            pc.cast(table[at], pa.int64()) if pa.types.is_timestamp(table[at].type) else table[at]
+        )
+        events = self.project.events
+        stream = predictions_stream(self.model)
+        written = 0
+        for start in range(0, table.num_rows, chunk):
+            part = table.slice(start, chunk)
+            started = time.perf_counter()
+            scores = model.predict(part)
+            per_row = (time.perf_counter() - started) * 1e6 / max(part.num_rows, 1)
+            cols = {f: part[f].to_pylist() for f in logged}
+            when = times.slice(start, chunk).to_pylist()
+            payloads = []
+            for i in range(part.num_rows):
+                output = scores[i].tolist() if scores.ndim == 2 else float(scores[i])
+                payloads.append(
+                    orjson.dumps(
+                        {
+                            "id": f"{id_prefix}-{mv.version}-{start + i}",
+                            "at": int(when[i]),
+                            "model": self.model,
+                            "version": mv.version,
+                            "mode": "batch",
+                            "fallback": None,
+                            "output": output,
+                            "latency_us": round(per_row, 2),
+                            "features": {f: _plain(cols[f][i]) for f in logged},
+                        }
+                    )
+                )
+            events.append(stream, payloads)
+            written += len(payloads)
+        return {"model": self.model, "version": mv.version, "predictions": written}
+
+    # ----------------------------------------------------------------------------- landing
+
+    def land(self) -> Landed:
+        """Land what the prediction and feedback streams hold now."""
+        return self.log.land(self.project.events)
+
+    # ---------------------------------------------------------------------------- profiles
+
+    def profile(self, version: ModelVersion) -> Profile:
+        """The version's reference profile (fitted at training; for a version trained before
+        profiles existed, fitted now from its stored test rows)."""
+        cached = self._profiles.get(version.version)
+        if cached is not None:
+            return cached
+        files = self.project.registry.load_files(version)
+        if PROFILE_FILE in files:
+            profile = loads_profile(files[PROFILE_FILE])
+        else:
+            profile = self._fit_from_test(version, files)
+        self._profiles[version.version] = profile
+        return profile
+
+    def _fit_from_test(self, version: ModelVersion, files: dict[str, bytes]) -> Profile:
+        import io
+
+        import pyarrow.parquet as pq
+
+        from loopml.training._model import Model
+
+        if "test.parquet" not in files:
+            raise NotFoundError(
+                f"{version.ref} has neither a profile nor test rows to fit one from"
+            )
+        model = Model.from_files(files, version.trusted_types)
+        test = pq.read_table(io.BytesIO(files["test.parquet"]))
+        enc = model.encoding
+        return fit_profile(
+            test,
+            enc.features,
+            self.spec.drift,
+            categorical=list(enc.categorical),
+            labels=test[model.label] if model.label in test.column_names else None,
+            predictions=model.predict(test),
+            task=model.task,
+            classes=model.classes or (),
+            reference={k: v for k, v in version.metrics.items() if isinstance(v, int | float)},
+        )
+
+    # ------------------------------------------------------------------------------ report
+
+    def windows(
+        self,
+        *,
+        version: int | str | None = None,
+        window: timedelta | None = None,
+        land: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[WindowedLog, ModelVersion, dict[str, Any]] | None:
+        """The joined, binned log of one version (default: the latest version in the log),
+        predictions made in [since, until) only when given."""
+        if land:
+            self.land()
+        preds = self.log.predictions()
+        if preds is None or preds.num_rows == 0:
+            return None
+        if since is not None:
+            preds = preds.filter(pc.greater_equal(preds["at"], micros(since)))
+        if until is not None:
+            preds = preds.filter(pc.less(preds["at"], micros(until)))
+        if preds.num_rows == 0:
+            return None
+        registry = self.project.registry
+        if version is None:
+            versions = preds["version"].drop_null()
+            if len(versions) == 0:
+                raise UsageError("the prediction log has no model version to monitor")
+            last = preds.sort_by([("at", "descending")]).filter(
+                pc.is_valid(preds.sort_by([("at", "descending")])["version"])
+            )
+            mv = registry.get(self.model, int(last["version"][0].as_py()))
+        else:
+            mv = registry.get(self.model, version)
+        preds = preds.filter(pc.equal(preds["version"], mv.version))
+        if preds.num_rows == 0:
+            return None
+        profile = self.profile(mv)
+        kind = "number" if profile.task in ("binary", "regression", None) else "text"
+        joined, label_stats = self.log.joined(preds, self.join_keys(), kind)
+        threshold = None
+        if profile.task == "binary":
+            from loopml.training._model import Model
+
+            threshold = Model.from_files(
+                self.project.registry.load_files(mv), mv.trusted_types
+            ).threshold
+        wl = WindowedLog(
+            joined,
+            profile,
+            self.spec,
+            task=profile.task or "binary",
+            threshold=threshold,
+            window=window,
+            quarantine=self._quarantine(),
+        )
+        return wl, mv, label_stats
+
+    def report(
+        self,
+        *,
+        version: int | str | None = None,
+        window: timedelta | None = None,
+        alerts: bool = True,
+        land: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Judge every window of the log, raise alerts for the windows not judged before, and
+        return the report (the same numbers the HTML report draws)."""
+        found = self.windows(version=version, window=window, land=land, since=since, until=until)
+        if found is None:
+            return {"model": self.model, "rows": 0, "message": "no predictions logged yet"}
+        wl, mv, label_stats = found
+        timeline: list[dict[str, Any]] = []
+        current: dict[str, Any] = {}
+        fired: list[dict[str, Any]] = []
+        state = self._state()
+        done_until = state.get(f"alerts_until.{mv.version}", 0)
+        last = wl.n_buckets - 1
+        for b in range(wl.n_buckets):
+            lo, hi = wl.rows_of("current", b)
+            if hi == lo and b != last:
+                continue
+            evals = {kind: wl.evaluate(kind, b) for kind in WINDOWS}
+            item = evals["current"].to_dict(columns=False)
+            item["sliding"] = {
+                "drifted": evals["sliding"].features.drifted,
+                "shift": evals["sliding"].shift.kinds,
+                "performance": evals["sliding"].performance,
+            }
+            item["performance_final"] = self._final(wl, lo, hi)
+            if alerts and self.spec.alerts and evals["current"].end > done_until and b != last:
+                values = {kind: evals[kind].values("") for kind in WINDOWS}
+                raised = self.alerts.evaluate(
+                    values,
+                    at=datetime.fromtimestamp(evals["current"].end / 1e6, UTC),
+                    window_start=datetime.fromtimestamp(evals["current"].start / 1e6, UTC),
+                    window_end=datetime.fromtimestamp(evals["current"].end / 1e6, UTC),
+                    details={"version": mv.version, "shift": evals["current"].shift.kinds},
+                )
+                done_until = evals["current"].end
+                item["alerts"] = [a.rule for a in raised if a.status == "firing"]
+                fired.extend(a.to_dict() for a in raised)
+            timeline.append(item)
+            if b == last:
+                current = {kind: evals[kind].to_dict() for kind in WINDOWS}
+                current["metrics"] = {kind: _clean(evals[kind].values("")) for kind in WINDOWS}
+                lo_c, hi_c = wl.rows_of("current", b)
+                current["distributions"] = wl.distributions(lo_c, hi_c)
+                lo_all, hi_all = wl.rows_of("cumulative", b)
+                current["distributions_cumulative"] = wl.distributions(lo_all, hi_all)
+        state[f"alerts_until.{mv.version}"] = done_until
+        self._save_state(state)
+        report = {
+            "model": self.model,
+            "version": mv.version,
+            "generated_at": datetime.now(UTC).isoformat(),
+            "rows": len(wl.at),
+            "period": {"start": iso(int(wl.at[0])), "end": iso(int(wl.at[-1]))},
+            "settings": settings(self.spec, wl.window),
+            "reference": {
+                "metrics": wl.profile.reference,
+                "features": wl.profile.features,
+                "rows": {n: c.rows for n, c in wl.profile.columns.items()},
+            },
+            "labels": label_stats,
+            "current": current,
+            "timeline": timeline,
+            "first_detected": first_detected(timeline),
+            "alerts": fired,
+            "active_alerts": [a.to_dict() for a in self.alerts.active()]
+            if self.spec.alerts
+            else [],
+        }
+        self._publish(report)
+        return report
+
+    def _final(self, wl: WindowedLog, lo: int, hi: int) -> dict[str, float]:
+        """Realized performance of a bucket with every label known by now."""
+        from loopml.monitoring._performance import realized
+
+        rows = np.flatnonzero(wl.has_label[lo:hi]) + lo
+        if not len(rows):
+            return {}
+        out = realized(
+            wl.task,
+            wl._y(rows),
+            wl._scores(rows),
+            threshold=wl.threshold,
+            classes=wl.profile.classes or None,
+        )
+        return {
+            k: v
+            for k, v in out.items()
+            if k
+            in (
+                "roc_auc",
+                "pr_auc",
+                "log_loss",
+                "brier",
+                "f1",
+                "accuracy",
+                "macro_f1",
+                "rmse",
+                "mae",
+                "positive_rate",
+                "n",
+            )
+        }
+
+    def _quarantine(self) -> list[tuple[int, int, int]]:
+        with self.project.store.read() as conn:
+            rows = conn.execute(
+                select(
+                    t.batches.c.committed_at, t.batches.c.rows_read, t.batches.c.rows_quarantined
+                ).where(t.batches.c.status == "committed")
+            ).all()
+        return [
+            (int(r[0].timestamp() * 1_000_000), int(r[1] or 0), int(r[2] or 0))
+            for r in rows
+            if r[0] is not None
+        ]
+
+    # ------------------------------------------------------------------------------- state
+
+    def _state_path(self) -> str:
+        return f"monitoring/{self.model}/state.json"
+
+    def _state(self) -> dict[str, Any]:
+        files = self.project.lake_files
+        rel = self._state_path()
+        return dict(orjson.loads(files.read_bytes(rel))) if files.exists(rel) else {}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.project.lake_files.write_bytes(self._state_path(), orjson.dumps(state))
+
+    def _publish(self, report: dict[str, Any]) -> None:
+        """The latest drift scores, where the serving app's /metrics reads them."""
+        cur = report.get("current", {}).get("current")
+        if not cur:
+            return
+        latest = {
+            "model": report["model"],
+            "version": report["version"],
+            "window_end": cur["end"],
+            "features": {c["name"]: c.get("score") for c in cur["features"]["columns"]},
+            "pvalues": {c["name"]: c.get("p_adjusted") for c in cur["features"]["columns"]},
+            "prediction": (cur.get("prediction") or {}).get("score"),
+            "label": (cur.get("label") or {}).get("score"),
+            "share": cur["features"]["share"],
+            "shift": cur["shift"]["kinds"],
+            "performance": cur.get("performance", {}),
+            "estimated": cur.get("estimated", {}),
+        }
+        self.project.lake_files.write_bytes(latest_path(report["model"]), orjson.dumps(latest))
+
+    def latest(self) -> dict[str, Any] | None:
+        rel = latest_path(self.model)
+        files = self.project.lake_files
+        return dict(orjson.loads(files.read_bytes(rel))) if files.exists(rel) else None
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return micros(v)
+    return v
+
+
+def latest_path(model: str) -> str:
+    return f"monitoring/{model}/latest.json"
+
+
+def _clean(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: (float(v) if v is not None and np.isfinite(v) else None) for k, v in values.items()}
+
+
+def parse_since(value: str | None) -> int | None:
+    return micros(value) if value else None
+
+
+__all__ = ["PREDICTION", "Monitoring", "latest_path"]
