@@ -17,7 +17,7 @@ import html
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ TEMPLATE = go.layout.Template(
             "yaxis": AXIS, "legend": LEGEND, "hovermode": "closest"}
 )  # fmt: skip
 NA = '<span class="na">–</span>'
+Words = int | tuple[int, ...]  # a table's columns of words: the first n, or these
 TD_TEXT = '<td class="text">'
 NOSCRIPT = '<noscript><p class="note">No JavaScript: the charts are not drawn.</p></noscript>'
 NO_LABELS = "No labels yet: only covariate shift and prediction drift can be seen."
@@ -236,8 +237,7 @@ def _name(name: Any) -> str:
 
 
 def _score(col: Mapping[str, Any]) -> float:
-    v = _num(col.get("score"))
-    return v if v is not None else -1.0
+    return _num(col.get("score")) or 0.0
 
 
 def _columns(window: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -276,7 +276,7 @@ def _transpose(*columns: list[str]) -> list[list[str]]:
 # ----------------------------------------------------------------------------------- markup
 
 
-def _table(head: str, rows: list[list[str]], *, cls: list[str] | None = None, text: Any = 1) -> str:
+def _table(head: str, rows: list[list[str]], *, cls: Sequence[str] = (), text: Words = 1) -> str:
     """A table: ``head`` is the column titles split on ``|`` (plain text), cells are HTML; the
     columns in ``text`` (for a number, the first ones) hold words and align left."""
     left = set(range(text)) if isinstance(text, int) else set(text)
@@ -285,7 +285,7 @@ def _table(head: str, rows: list[list[str]], *, cls: list[str] | None = None, te
     out = []
     for i, row in enumerate(rows):
         tds = "".join((TD_TEXT if j in left else "<td>") + c + "</td>" for j, c in enumerate(row))
-        tr = f'<tr class="{cls[i]}">' if cls and i < len(cls) and cls[i] else "<tr>"
+        tr = f'<tr class="{cls[i]}">' if i < len(cls) and cls[i] else "<tr>"
         out.append(f"{tr}{tds}</tr>")
     body = "".join(out)
     return f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -295,7 +295,7 @@ def _fold(title: str, inner: str, *, open_: bool) -> str:
     return f"<details{' open' if open_ else ''}><summary>{_e(title)}</summary>{inner}</details>"
 
 
-def _per_window(timeline: list[Any], head: str, rows: list[list[str]], text: Any = 1) -> str:
+def _per_window(timeline: list[Any], head: str, rows: list[list[str]], text: Words = 1) -> str:
     table = _table(head, rows, text=text)
     return _fold(f"Every window ({len(timeline)})", table, open_=len(timeline) <= OPEN_ROWS)
 
@@ -625,10 +625,8 @@ def _distributions(r: Mapping[str, Any]) -> str:
     pred = _d(cur.get("prediction"))
     cols[PREDICTION] = pred
     drifted = set(_drifted_names(cur)) | ({PREDICTION} if pred.get("drifted") is True else set())
-    names = sorted(
-        (str(n) for n in dists if n != PREDICTION), key=lambda n: -_score(cols.get(n, {}))
-    )
-    names = ([PREDICTION] if PREDICTION in dists else []) + names
+    ranked = sorted(dists, key=lambda n: _score(cols.get(str(n), {})), reverse=True)
+    names = [PREDICTION] * (PREDICTION in dists) + [str(n) for n in ranked if n != PREDICTION]
     charts = [
         _distribution(
             i, n, dists[n], cumulative.get(n), _num(cols.get(n, {}).get("score")), n in drifted
@@ -692,23 +690,25 @@ def _performance(r: Mapping[str, Any]) -> str:
     ref = _num(_d(_d(r.get("reference")).get("metrics")).get(metric))
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_bar(x=x, y=labelled, name="labelled share", marker_color="#d9e2ec", secondary_y=True)
-    fig.add_trace(_line(x, realized, "realized at window end", STABLE), secondary_y=False)
-    fig.add_trace(_line(x, final, "realized, all labels", "#2f7a32", "dot"), secondary_y=False)
-    fig.add_trace(_line(x, est, "label-free estimate", "#f58518", "dash"), secondary_y=False)
-    if any(v is not None for v in limit):
-        step = {"color": DRIFTED, "dash": "dot", "shape": "hv"}
-        fig.add_scatter(x=x, y=limit, mode="lines", name="limit", line=step, secondary_y=False)
+    # plotly draws the second y axis over the first: the bars go on the first, under the lines
+    fig.add_bar(x=x, y=labelled, name="labelled share", marker_color="#d9e2ec")
+    lines: list[tuple[list[Any], str, str, str]] = [
+        (realized, "realized at window end", STABLE, "solid"),
+        (final, "realized, all labels", "#2f7a32", "dot"),
+        (est, "label-free estimate", "#f58518", "dash"),
+        ([ref] * len(x) if ref is not None else [], f"reference {_fmt(ref)}", GREY, "longdash"),
+        (limit, "decay limit", DRIFTED, "dot"),
+    ]
+    for y, name, color, dash in lines:
+        fig.add_trace(_line(x, y, name, color, dash), secondary_y=True)
     decayed = [i for i, t in enumerate(timeline) if _d(t.get("decay")).get("decayed") is True]
     if decayed:
         dx, dy = [x[i] for i in decayed], [realized[i] for i in decayed]
         mark = {"symbol": "x", "size": 12, "color": DRIFTED}
-        fig.add_scatter(x=dx, y=dy, mode="markers", name="decayed", marker=mark, secondary_y=False)
-    if ref is not None:
-        label = {"annotation_text": f"reference {ref:.4g}", "annotation_position": "top left"}
-        fig.add_hline(y=ref, line_dash="dash", line_color=GREY, **label)
+        fig.add_scatter(x=dx, y=dy, mode="markers", name="decayed", marker=mark, secondary_y=True)
     share_axis = {"title": {"text": "labelled share"}, "tickformat": ".0%", "range": [0, 1]}
-    axes = {"yaxis": {"title": {"text": _e(metric)}}, "yaxis2": {**share_axis, "showgrid": False}}
+    axes = {"yaxis": {**share_axis, "side": "right", "showgrid": False}}
+    axes["yaxis2"] = {"title": {"text": _e(metric)}, "side": "left", "showgrid": True}
     fig.update_layout(_layout(f"{_e(metric)} per window", 420, **axes))
 
     starts = [_when(t.get("start")) for t in timeline]

@@ -33,6 +33,7 @@ from loopml.spec import MonitoringSpec, format_duration
 
 WINDOWS = ("current", "sliding", "cumulative")
 ERROR_REASONS = frozenset({"model_error", "breaker_open"})
+POSITIVE = ("1", "true", "yes", "1.0")
 
 
 @dataclass
@@ -196,8 +197,14 @@ class WindowedLog:
             lp = self.profile.columns[LABEL]
             truthy = pc.greater(pc.cast(label, pa.float64()), 0.5)
             names = lp.categories or ["0", "1"]
-            one = next((c for c in names if c.lower() in ("1", "true", "1.0", "yes")), names[-1])
-            zero = next((c for c in names if c.lower() in ("0", "false", "0.0", "no")), names[0])
+            classes = self.profile.classes
+            if len(classes) == 2:  # the model's own order: the second class is the positive
+                zero, one = classes
+            else:
+                one = next((c for c in names if c.lower() in POSITIVE), names[-1])
+                zero = next(
+                    (c for c in names if c.lower() in ("0", "false", "0.0", "no")), names[0]
+                )
             return pc.if_else(truthy, one, zero)
         return label
 
@@ -206,9 +213,10 @@ class WindowedLog:
         if self.task == "binary":
             if pa.types.is_string(values.type):
                 text = pc.utf8_lower(values)
-                return pc.is_in(text, value_set=pa.array(["1", "true", "yes", "1.0"])).to_numpy(
-                    zero_copy_only=False
-                )
+                positive = sorted(POSITIVE)
+                if len(self.profile.classes) == 2:
+                    positive = [self.profile.classes[1].lower()]
+                return pc.is_in(text, value_set=pa.array(positive)).to_numpy(zero_copy_only=False)
             return to_float(values) > 0.5
         if self.task == "multiclass":
             return np.asarray(values.to_pylist(), dtype=object)

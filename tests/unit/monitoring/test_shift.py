@@ -339,11 +339,6 @@ def _worded_profile(up_share: float) -> tuple[Profile, MonitoringSpec, np.ndarra
     return profile, spec, np.column_stack([x2, p2]), y2
 
 
-@pytest.mark.xfail(
-    reason="binary labels spelled as words ('UP'/'DOWN') are read as all negative: "
-    "WindowedLog._y only takes 1/true/yes/1.0 as positive, not profile.classes[-1]",
-    strict=True,
-)
 def test_worded_labels_give_the_realized_performance() -> None:
     profile, spec, xp, y = _worded_profile(0.4)
     e = evaluate_window(
@@ -358,12 +353,6 @@ def test_worded_labels_give_the_realized_performance() -> None:
     assert e.shift.kinds == []
 
 
-@pytest.mark.xfail(
-    reason="1.0/0.0 labels against a profile of 'UP'/'DOWN' map 1.0 to the least frequent "
-    "category (WindowedLog._label_values uses the frequency-ordered categories, not "
-    "profile.classes): with UP the majority, 1.0 becomes 'DOWN' and the label 'drifts'",
-    strict=True,
-)
 def test_numeric_labels_against_worded_reference_labels() -> None:
     profile, spec, xp, y = _worded_profile(0.65)
     e = evaluate_window(
