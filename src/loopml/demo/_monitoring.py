@@ -51,7 +51,7 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
     console.print(
         f"monitored {report['rows']:,} predictions in {len(report['timeline'])} windows of "
         f"{report['settings']['window']} in {report_s:.1f} s; labels: {labels['matched']:,} "
-        f"joined, {labels['unknown']:,} for flights not predicted (January–February), "
+        f"joined, {labels['unknown']:,} for unknown predictions, "
         f"{labels['pending']:,} flights without one (cancelled), median delay "
         f"{labels.get('delay_p50_s', 0) / 3600:.1f} h"
     )

@@ -26,6 +26,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from loopml.evaluation import higher_is_better
+
 WINDOWS = {"current": "Current window", "sliding": "Sliding window", "cumulative": "All windows"}
 PREDICTION = "__prediction__"
 TOP_DISTRIBUTIONS = 12
@@ -330,10 +332,8 @@ def _header(r: Mapping[str, Any]) -> str:
     title = _e(r.get("model") if r.get("model") is not None else "unknown model")
     span = f"{_when(period.get('start'))} to {_when(period.get('end'))}"
     facts = f"version {_fmt(r.get('version'))} · {_fmt(r.get('rows'))} predictions · {span}"
-    out = [f"<header><h1>Monitoring report: {title}</h1>"]
-    out.append(
-        f'<p class="meta">{facts} · generated {_when(r.get("generated_at"))} (times in UTC)</p>'
-    )
+    facts += f" · generated {_when(r.get('generated_at'))} (times in UTC)"
+    out = [f'<header><h1>Monitoring report: {title}</h1><p class="meta">{facts}</p>']
     if settings:
         drop = _fmt(perf.get("max_drop")) + (" (relative)" if perf.get("relative") else "")
         out.append(
@@ -347,9 +347,8 @@ def _header(r: Mapping[str, Any]) -> str:
         out.append(f'<p class="message">{_e(r.get("message"))}</p>')
     elif not _windows(r)["current"] and not _timeline(r):
         out.append('<p class="message">This report holds no evaluated window.</p>')
-    cur = _windows(r)["current"]
-    if cur:
-        out.append(_verdict(cur))
+    if _windows(r)["current"]:
+        out.append(_verdict(_windows(r)["current"]))
     first = _d(r.get("first_detected"))
     if first:
         never = '<span class="na">not seen</span>'
@@ -422,7 +421,7 @@ def _decay_cell(w: Mapping[str, Any], metric: str | None, min_labels: Any) -> st
         return NA
     ref, drop, limit = dec.get("reference"), _fmt(dec.get("drop"), 3), _fmt(dec.get("limit"))
     verdict = _verdict_cell(dec.get("decayed"), min_labels)
-    return f"{_fmt(value)} vs reference {_fmt(ref)} (drop {drop}, limit {limit}): {verdict}"
+    return f"{_fmt(value)} vs reference {_fmt(ref)} (drop {drop}, allowed {limit}): {verdict}"
 
 
 def _summary(r: Mapping[str, Any]) -> str:
@@ -685,7 +684,11 @@ def _performance(r: Mapping[str, Any]) -> str:
     realized = [_num(_d(t.get("performance")).get(metric)) for t in timeline]
     final = [_num(_d(t.get("performance_final")).get(metric)) for t in timeline]
     est = [_num(_d(t.get("estimated")).get(metric)) for t in timeline]
-    limit = [_num(_d(t.get("decay")).get("limit")) for t in timeline]
+    decays = [_d(t.get("decay")) for t in timeline]
+    # the verdict's limit is the drop allowed: drawn, it is the worst value allowed
+    allowed = [(_num(d.get("reference")), _num(d.get("limit"))) for d in decays]
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    limit = [b + sign * a if b is not None and a is not None else None for b, a in allowed]
     labelled = [_share(t.get("labelled"), t.get("rows")) for t in timeline]
     ref = _num(_d(_d(r.get("reference")).get("metrics")).get(metric))
 
@@ -697,26 +700,26 @@ def _performance(r: Mapping[str, Any]) -> str:
         (final, "realized, all labels", "#2f7a32", "dot"),
         (est, "label-free estimate", "#f58518", "dash"),
         ([ref] * len(x) if ref is not None else [], f"reference {_fmt(ref)}", GREY, "longdash"),
-        (limit, "decay limit", DRIFTED, "dot"),
+        (limit, "worst allowed", DRIFTED, "dot"),
     ]
     for y, name, color, dash in lines:
         fig.add_trace(_line(x, y, name, color, dash), secondary_y=True)
-    decayed = [i for i, t in enumerate(timeline) if _d(t.get("decay")).get("decayed") is True]
+    decayed = [i for i, d in enumerate(decays) if d.get("decayed") is True]
     if decayed:
         dx, dy = [x[i] for i in decayed], [realized[i] for i in decayed]
         mark = {"symbol": "x", "size": 12, "color": DRIFTED}
         fig.add_scatter(x=dx, y=dy, mode="markers", name="decayed", marker=mark, secondary_y=True)
     share_axis = {"title": {"text": "labelled share"}, "tickformat": ".0%", "range": [0, 1]}
     axes = {"yaxis": {**share_axis, "side": "right", "showgrid": False}}
-    axes["yaxis2"] = {"title": {"text": _e(metric)}, "side": "left", "showgrid": True}
+    axes["yaxis2"] = {"title": {"text": _e(metric)}, "side": "left", "tickmode": "auto"}
     fig.update_layout(_layout(f"{_e(metric)} per window", 420, **axes))
 
     starts = [_when(t.get("start")) for t in timeline]
     counts = [_fmt(t.get("labelled")) for t in timeline]
     numbers = [[_fmt(v) for v in values] for values in (realized, final, est, limit)]
-    verdicts = [_verdict_cell(_d(t.get("decay")).get("decayed")) for t in timeline]
+    verdicts = [_verdict_cell(d.get("decayed")) for d in decays]
     rows = _transpose(starts, counts, [_pct(v) for v in labelled], *numbers, verdicts)
-    head = "Window start|Labelled|Share|Realized at end|Realized now|Estimate|Limit|Verdict"
+    head = "Window start|Labelled|Share|Realized at end|Realized now|Estimate|Worst allowed|Verdict"
     note = (
         f'<p class="note">Reference {_e(metric)}: {_fmt(ref)}. "Realized at end" counts the '
         'labels known when the window closed; "realized now" every label received since.</p>'

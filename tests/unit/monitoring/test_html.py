@@ -71,11 +71,11 @@ def test_sample_has_every_section_and_the_header(page: str, sample: dict[str, An
     text = _text(page)
     assert "Monitoring report: flights_delay" in text
     assert "59,067 predictions" in text
-    assert "2013-01-26 00:00 UTC to 2013-04-01 03:59 UTC" in text
+    assert "2013-01-26 to 2013-04-01 03:59" in text and "(times in UTC)" in text
     assert "window 1w, sliding 1w" in text
-    assert "Current window (2013-03-28 00:00 UTC to 2013-04-04 00:00 UTC): no shift" in text
+    assert "Current window (2013-03-28 to 2013-04-04): no shift" in text
     # first detected: covariate shift in the week of 7 February, nothing else
-    assert re.search(r"Covariate shift</td><td[^>]*>2013-02-07 00:00 UTC", text)
+    assert re.search(r"Covariate shift</td><td[^>]*>2013-02-07<", text)
     assert text.count("not seen") == 4
 
 
