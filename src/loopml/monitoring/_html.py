@@ -488,17 +488,9 @@ DRIFT_HEAD = (
     "Feature|Kind|Test|Statistic|p|p adj.|Effect|Value|Threshold|Score|PSI|JS|Missing ref|"
     "Missing cur|Mean ref|Mean cur|Drifted"
 )
-DRIFT_KEYS: tuple[str, ...] = (
-    "kind",
-    "test",
-    "statistic",
-    "p_value",
-    "p_adjusted",
-    "effect",
-    "value",
-    "threshold",
-)
-DRIFT_KEYS += ("score", "psi", "js", "missing_ref", "missing_cur", "mean_ref", "mean_cur")
+TEST_KEYS = ("kind", "test", "statistic", "p_value", "p_adjusted")
+EFFECT_KEYS = ("effect", "value", "threshold", "score", "psi", "js")
+DRIFT_KEYS = (*TEST_KEYS, *EFFECT_KEYS, "missing_ref", "missing_cur", "mean_ref", "mean_cur")
 SHORT = {"p_value", "p_adjusted", "score"}  # three significant digits are enough for these
 
 
