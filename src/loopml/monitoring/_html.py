@@ -69,9 +69,9 @@ SECTIONS = (
 SHIFT_WORDS = {
     "covariate": ("Covariate shift", "the inputs changed: features drifted from the reference"),
     "label": ("Label shift", "the mix of outcomes changed, the features within each class did not"),
-    "concept": ("Concept drift", "the link from inputs to outcome changed: predictions miss"),
+    "concept": ("Concept drift", "P(y | x) changed: the predicted probabilities miss the outcomes"),
     "prediction": ("Prediction drift", "the model's outputs are spread unlike the reference's"),
-    "decay": ("Performance decay", "the realized metric fell further than allowed"),
+    "decay": ("Performance decay", "the realized metric is worse than the reference allows"),
 }
 
 LABEL_ROWS = (
@@ -96,7 +96,7 @@ section, header { background: #fff; border: 1px solid #e4e7eb; border-radius: 6p
 nav { margin-top: 12px; } nav a { margin-right: 14px; color: #2563eb; text-decoration: none; }
 .meta { color: #52606d; margin: 2px 0; } .message { font-size: 16px; color: #52606d; } .note { color: #52606d; font-size: 13px; }
 .verdict { border-left: 4px solid #3f9142; background: #f0f9f0; padding: 8px 12px; margin: 12px 0; }
-.verdict.bad { border-color: #d62728; background: #fdf0f0; } .verdict ul { margin: 4px 0; }
+.verdict.shifted { border-color: #d62728; background: #fdf0f0; } .verdict ul { margin: 4px 0; }
 .verdict.unknown { border-color: #d69e2e; background: #fdf8ec; }
 table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid #e4e7eb; padding: 4px 10px; text-align: right; vertical-align: top; }
@@ -330,10 +330,14 @@ def _header(r: Mapping[str, Any]) -> str:
     period, settings = _d(r.get("period")), _d(r.get("settings"))
     drift, perf = _d(settings.get("drift")), _d(settings.get("performance"))
     title = _e(r.get("model") if r.get("model") is not None else "unknown model")
-    span = f"{_when(period.get('start'))} to {_when(period.get('end'))}"
-    facts = f"version {_fmt(r.get('version'))} · {_fmt(r.get('rows'))} predictions · {span}"
-    facts += f" · generated {_when(r.get('generated_at'))} (times in UTC)"
-    out = [f'<header><h1>Monitoring report: {title}</h1><p class="meta">{facts}</p>']
+    facts = [
+        f"version {_fmt(r.get('version'))}" if r.get("version") is not None else "",
+        f"{_fmt(r.get('rows'))} predictions" if r.get("rows") is not None else "",
+        f"{_when(period.get('start'))} to {_when(period.get('end'))}" if period else "",
+        f"generated {_when(r.get('generated_at'))} (times in UTC)" if r.get("generated_at") else "",
+    ]
+    meta = " · ".join(f for f in facts if f)
+    out = [f'<header><h1>Monitoring report: {title}</h1><p class="meta">{meta}</p>']
     if settings:
         drop = _fmt(perf.get("max_drop")) + (" (relative)" if perf.get("relative") else "")
         out.append(
@@ -386,7 +390,7 @@ def _verdict(cur: Mapping[str, Any]) -> str:
         items.append(f"<li>{NO_LABELS}</li>")
     elif not flagged and shift:
         items.append("<li>Inputs, predictions, labels and performance match the reference.</li>")
-    cls = "bad" if flagged else ("unknown" if known is False else "")
+    cls = "shifted" if flagged else ("unknown" if known is False else "ok")
     span = f"{_when(cur.get('start'))} to {_when(cur.get('end'))}"
     head = f"Current window ({span}): {_e(summary)}"
     return f'<div class="verdict {cls}"><strong>{head}</strong><ul>{"".join(items)}</ul></div>'
@@ -691,7 +695,7 @@ def _performance(r: Mapping[str, Any]) -> str:
         (realized, "realized at window end", STABLE, "solid"),
         (final, "realized, all labels", "#2f7a32", "dot"),
         (est, "label-free estimate", "#f58518", "dash"),
-        ([ref] * len(x) if ref is not None else [], f"reference {_fmt(ref)}", GREY, "longdash"),
+        ([ref] * len(x), "reference" if ref is None else f"reference {ref:.4g}", GREY, "longdash"),
         (limit, "worst allowed", DRIFTED, "dot"),
     ]
     for y, name, color, dash in lines:

@@ -7,6 +7,7 @@ import copy
 import doctest
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from loopml.monitoring import _html
+from loopml.monitoring._alerts import Alert
 from loopml.monitoring._html import render_html, write_html
 
 SAMPLE = Path(__file__).parent / "data" / "report_sample.json"
@@ -66,7 +68,7 @@ def test_sample_is_one_file_with_plotly_inside(page: str) -> None:
     assert {"fig-performance", "fig-ops"} <= set(ids)
 
 
-def test_sample_has_every_section_and_the_header(page: str, sample: dict[str, Any]) -> None:
+def test_sample_has_every_section_and_the_header(page: str) -> None:
     _assert_complete(page)
     text = _text(page)
     assert "Monitoring report: flights_delay" in text
@@ -74,6 +76,7 @@ def test_sample_has_every_section_and_the_header(page: str, sample: dict[str, An
     assert "2013-01-26 to 2013-04-01 03:59" in text and "(times in UTC)" in text
     assert "window 1w, sliding 1w" in text
     assert "Current window (2013-03-28 to 2013-04-04): no shift" in text
+    assert '<div class="verdict ok">' in text
     # first detected: covariate shift in the week of 7 February, nothing else
     assert re.search(r"Covariate shift</td><td[^>]*>2013-02-07<", text)
     assert text.count("not seen") == 4
@@ -111,7 +114,7 @@ def test_a_drifted_feature_is_highlighted(sample: dict[str, Any]) -> None:
     text = _text(render_html(report))
     assert '<tr class="drifted"><td class="text">route</td>' in text
     assert '1 of 23: <span class="bad">route</span>' in text
-    assert '<div class="verdict bad">' in text
+    assert '<div class="verdict shifted">' in text
     assert "Covariate shift</strong>: the inputs changed" in text
 
 
@@ -137,6 +140,28 @@ def test_sample_summary_has_performance_against_reference(page: str) -> None:
     assert "No alert was raised." in text and "No alert is active." in text
 
 
+def test_alerts_are_tabled(sample: dict[str, Any]) -> None:
+    at = datetime(2013, 3, 28, tzinfo=UTC)
+    fired = Alert(
+        id=7, model="flights_delay", rule="drift_share", metric="drift.share", severity="critical",
+        status="firing", value=0.13, threshold=0.1, window="current", window_start=at,
+        window_end=at + timedelta(days=7), first_at=at, last_at=at, occurrences=2,
+        notified_at=None, resolved_at=None, details={"op": ">"},
+    )  # fmt: skip
+    report = copy.deepcopy(sample)
+    report["alerts"] = [fired.to_dict()]
+    report["active_alerts"] = [fired.to_dict()]
+    report["timeline"][2]["alerts"] = ["drift_share"]
+    text = _text(render_html(report))
+    section = text[text.index('<section id="alerts">') :]
+    row = '<tr class="drifted"><td class="text">drift_share</td><td class="text"><span class="bad">firing'
+    assert section.count(row) == 2
+    assert "<td>&gt; 0.1</td>" in section and "<td>0.13</td>" in section
+    assert '<td class="text">2013-03-28</td>' in section
+    assert "No alert" not in section
+    assert '<td class="text">drift_share</td></tr>' in text  # the window it fired in
+
+
 # ------------------------------------------------------------------------------- partials
 
 
@@ -144,6 +169,7 @@ def test_minimal_report_renders_its_message() -> None:
     page = render_html({"model": "m", "rows": 0, "message": "no predictions logged yet"})
     _assert_complete(page)
     assert '<p class="message">no predictions logged yet</p>' in page
+    assert '<p class="meta">0 predictions</p>' in page  # no empty version or period
     assert "Plotly.newPlot(" not in page
 
 
