@@ -97,23 +97,16 @@ def show(r: dict[str, Any]) -> None:
         f"{labels['pending']:,} predictions still waiting"
     )
     cols = sorted(cur["features"]["columns"], key=lambda c: -(c.get("score") or 0))
+    rows = [(c["name"], c) for c in cols[:15]]
+    rows += [
+        (n, d)
+        for n, d in (("(prediction)", cur.get("prediction")), ("(label)", cur.get("label")))
+        if d
+    ]
     table(
         f"drift in the current window ({cur['start'][:16]} to {cur['end'][:16]}, {cur['rows']:,} rows)",
         ["column", "test", "p (adjusted)", "effect", "value", "threshold", "PSI", "drifted"],
         [
-            [
-                c["name"],
-                c["test"],
-                _num(c["p_adjusted"]),
-                c["effect"],
-                _num(c["value"]),
-                _num(c["threshold"]),
-                _num(c["psi"]),
-                "yes" if c["drifted"] else "",
-            ]
-            for c in cols[:15]
-        ]
-        + [
             [
                 name,
                 d["test"],
@@ -124,8 +117,7 @@ def show(r: dict[str, Any]) -> None:
                 _num(d["psi"]),
                 "yes" if d["drifted"] else "",
             ]
-            for name, d in (("(prediction)", cur.get("prediction")), ("(label)", cur.get("label")))
-            if d
+            for name, d in rows
         ],
     )
     perf, est, dec = (

@@ -20,23 +20,19 @@ def read_rows(path: Path) -> tuple[list[Any], int]:
         if name.endswith(".parquet"):
             import pyarrow.parquet as pq
 
-            return _pylist(pq.read_table(path)), 1
+            return pq.read_table(path).to_pylist(), 1
         if name.endswith((".jsonl", ".ndjson", ".json")):
             return _json_lines(path), 1
         if name.endswith((".csv", ".csv.gz")):
             import pyarrow.csv as pcsv
 
-            return _pylist(pcsv.read_csv(path)), 2
+            return pcsv.read_csv(path).to_pylist(), 2
     except (pa.ArrowInvalid, OSError) as exc:
         raise ReadError(f"{path}: cannot read it: {exc}", details={"file": str(path)}) from exc
     raise UsageError(
         f"{path}: unknown format; feedback files are .csv, .csv.gz, .jsonl or .parquet",
         details={"file": str(path)},
     )
-
-
-def _pylist(table: pa.Table) -> list[Any]:
-    return table.to_pylist()
 
 
 def _json_lines(path: Path) -> list[Any]:

@@ -27,9 +27,9 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from loopml.evaluation import higher_is_better
+from loopml.monitoring._profile import LABEL, PREDICTION
 
 WINDOWS = {"current": "Current window", "sliding": "Sliding window", "cumulative": "All windows"}
-PREDICTION = "__prediction__"
 TOP_DISTRIBUTIONS = 12
 # Scores are effect / threshold: 1 is the line, and one score in the hundreds would flatten the rest.
 SCORE_CAP = 5.0
@@ -235,7 +235,7 @@ def _duration(x: Any) -> str:
 
 
 def _name(name: Any) -> str:
-    return {PREDICTION: "prediction (model output)", "__label__": "label"}.get(str(name), str(name))
+    return {PREDICTION: "prediction (model output)", LABEL: "label"}.get(str(name), str(name))
 
 
 def _score(col: Mapping[str, Any]) -> float:

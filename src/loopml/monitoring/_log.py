@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
+from loopml.features import to_micros
 from loopml.storage import Event, EventLog, FileStore, id_order
 
 GROUP = "loopml-monitor"
@@ -44,29 +45,6 @@ def feedback_stream(model: str) -> str:
     return f"feedback.{model}"
 
 
-def micros(value: Any) -> int | None:
-    """A time as microseconds since the epoch (UTC): ints are taken as microseconds,
-    ISO strings and datetimes converted; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a time")
-        return int(value)
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(dt.timestamp() * 1_000_000)
-    if isinstance(value, date):
-        return micros(datetime(value.year, value.month, value.day, tzinfo=UTC))
-    if isinstance(value, str) and _DATETIME.match(value.strip()):
-        return micros(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-    raise ValueError(f"{value!r} is not a time (send an ISO 8601 string or microseconds)")
-
-
 def canonical(value: Any) -> str:
     """One spelling per key value, so that a label sent as ``"2013-03-01T06:00:00"`` finds the
     prediction whose feature holds the same time as microseconds."""
@@ -79,9 +57,9 @@ def canonical(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if math.isfinite(value) and value == int(value) else repr(value)
     if isinstance(value, datetime | date):
-        return str(micros(value))
+        return str(to_micros(value))
     if isinstance(value, str) and _DATETIME.match(value.strip()) and len(value.strip()) > 10:
-        return str(micros(value))
+        return str(to_micros(value))
     return str(value)
 
 
@@ -161,11 +139,11 @@ def _feedback_payload(
             raise ValueError(f"field 'keys' lacks {missing[0]!r} (keys: {', '.join(join_keys)})")
         key = key_of([keys[k] for k in join_keys] if join_keys else [keys[k] for k in sorted(keys)])
     try:
-        at = micros(row.get("time"))
+        at = to_micros(row.get("time"))
     except ValueError as exc:
         raise ValueError(f"field 'time': {exc}") from None
     try:
-        observed = micros(row.get("observed_at")) or now
+        observed = to_micros(row.get("observed_at")) or now
     except ValueError as exc:
         raise ValueError(f"field 'observed_at': {exc}") from None
     return orjson.dumps(

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.monitoring._drift import DriftResult, compare, scaled_threshold
+from loopml.monitoring._drift import DriftResult, compare
 from loopml.monitoring._log import FEATURE_PREFIX
 from loopml.monitoring._performance import (
     calibration_gap,
@@ -56,7 +56,7 @@ class Evaluation:
     shift: Any
     quarantine_rate: float | None = None
 
-    def values(self, metric: str) -> dict[str, float | None]:
+    def values(self) -> dict[str, float | None]:
         """The flat metrics alert rules are written against."""
         f = self.features
         out: dict[str, float | None] = {
@@ -174,6 +174,9 @@ class WindowedLog:
         self.has_label = pc.is_valid(label).to_numpy(zero_copy_only=False)
         self.label_at = pc.fill_null(table["label_at"], 2**62).to_numpy(zero_copy_only=False)
         self.labels = label
+        if task == "binary":
+            self.truthy = self._truthy()
+            self.positive = pc.fill_null(self.truthy, False).to_numpy(zero_copy_only=False)
         lp = profile.columns.get(LABEL)
         self.label_idx = lp.index(self._label_values()) if lp is not None else None
         pp = profile.columns.get(PREDICTION)
@@ -190,52 +193,52 @@ class WindowedLog:
             return self.table[col]
         return pa.chunked_array([pa.nulls(self.table.num_rows, pa.float64())])
 
-    def _label_values(self) -> Any:
+    def _truthy(self) -> Any:
+        """Which binary labels are the positive class (null where there is no label), however
+        the feedback spelled them: 1/0, true/false, or the model's own class names."""
         label = self.labels
-        if self.task == "binary" and not pa.types.is_string(label.type):
-            # 1.0 / 0.0 from the feedback, profiled as the training labels' spelling
-            lp = self.profile.columns[LABEL]
-            truthy = pc.greater(pc.cast(label, pa.float64()), 0.5)
-            names = lp.categories or ["0", "1"]
-            classes = self.profile.classes
-            if len(classes) == 2:  # the model's own order: the second class is the positive
-                zero, one = classes
-            else:
-                one = next((c for c in names if c.lower() in POSITIVE), names[-1])
-                zero = next(
-                    (c for c in names if c.lower() in ("0", "false", "0.0", "no")), names[0]
-                )
-            return pc.if_else(truthy, one, zero)
-        return label
+        classes = self.profile.classes
+        if not pa.types.is_string(label.type):
+            return pc.greater(pc.cast(label, pa.float64()), 0.5)
+        # the model's own order: the second class is the positive
+        positive = [classes[1].lower()] if len(classes) == 2 else sorted(POSITIVE)
+        truthy = pc.is_in(pc.utf8_lower(label), value_set=pa.array(positive))
+        return pc.if_else(pc.is_valid(label), truthy, pa.scalar(None, pa.bool_()))
+
+    def _label_values(self) -> Any:
+        """The labels as the profile spells them (binary ones as the training labels were)."""
+        if self.task != "binary":
+            return self.labels
+        names = self.profile.columns[LABEL].categories or ["0", "1"]
+        classes = self.profile.classes
+        if len(classes) == 2:
+            zero, one = classes
+        else:
+            one = next((c for c in names if c.lower() in POSITIVE), names[-1])
+            zero = next((c for c in names if c.lower() in ("0", "false", "0.0", "no")), names[0])
+        return pc.if_else(self.truthy, one, zero)
 
     def _y(self, rows: np.ndarray) -> np.ndarray:
-        values = self.labels.take(pa.array(rows))
         if self.task == "binary":
-            if pa.types.is_string(values.type):
-                text = pc.utf8_lower(values)
-                positive = sorted(POSITIVE)
-                if len(self.profile.classes) == 2:
-                    positive = [self.profile.classes[1].lower()]
-                return pc.is_in(text, value_set=pa.array(positive)).to_numpy(zero_copy_only=False)
-            return to_float(values) > 0.5
+            return self.positive[rows]
+        values = self.labels.take(pa.array(rows))
         if self.task == "multiclass":
             return np.asarray(values.to_pylist(), dtype=object)
         return to_float(values)
 
     # ----------------------------------------------------------------------------- windows
 
+    def first_bucket(self, kind: str, b: int) -> int:
+        """The first bucket of the window of ``kind`` that ends with bucket ``b``."""
+        return {"current": b, "sliding": max(0, b - self.k_sliding + 1), "cumulative": 0}[kind]
+
     def rows_of(self, kind: str, b: int) -> tuple[int, int]:
-        lo = {"current": b, "sliding": max(0, b - self.k_sliding + 1), "cumulative": 0}[kind]
-        return int(self.bounds[lo]), int(self.bounds[b + 1])
+        return int(self.bounds[self.first_bucket(kind, b)]), int(self.bounds[b + 1])
 
     def evaluate(self, kind: str, b: int) -> Evaluation:
         lo, hi = self.rows_of(kind, b)
         end = self.origin + (b + 1) * self.width
-        start = (
-            self.origin
-            + {"current": b, "sliding": max(0, b - self.k_sliding + 1), "cumulative": 0}[kind]
-            * self.width
-        )
+        start = self.origin + self.first_bucket(kind, b) * self.width
         spec = self.spec.drift
         n = hi - lo
         counts = [
@@ -375,11 +378,6 @@ class WindowedLog:
                 read += r
                 quarantined += q
         return quarantined / read if read else None
-
-    def reference_threshold(self, name: str, n: int) -> float:
-        p = self.profile.columns[name]
-        effect = "wasserstein" if p.kind == "numeric" and (p.std or 0.0) > 0 else "js"
-        return scaled_threshold(p, effect, n)
 
     def distributions(self, lo: int, hi: int) -> dict[str, Any]:
         """Reference and window proportions per bin, for the report's charts."""

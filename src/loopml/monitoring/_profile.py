@@ -127,6 +127,7 @@ class Profile:
     classes: list[str] = field(default_factory=list)
     reference: dict[str, Any] = field(default_factory=dict)  # performance on held-out rows
     settings: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None  # a binary model's decision threshold
 
     @property
     def features(self) -> list[str]:
@@ -139,6 +140,7 @@ class Profile:
             "classes": self.classes,
             "reference": self.reference,
             "settings": self.settings,
+            "threshold": self.threshold,
         }
 
     @classmethod
@@ -149,6 +151,7 @@ class Profile:
             classes=list(data.get("classes") or []),
             reference=dict(data.get("reference") or {}),
             settings=dict(data.get("settings") or {}),
+            threshold=data.get("threshold"),
         )
 
 
@@ -282,7 +285,7 @@ def _calibrate(profile: ColumnProfile, idx: np.ndarray, spec: DriftSpec) -> None
         profile.chunk_rows = n
         profile.thresholds = {}
         return
-    chunk = np.minimum(np.arange(n) * k // n, k - 1)
+    chunk = chunk_ids(n, k)
     counts = (
         np.bincount(chunk * profile.bins + idx, minlength=k * profile.bins)
         .reshape(k, -1)
@@ -371,41 +374,44 @@ def model_profile(
     classes: Sequence[Any] | None,
     reference: dict[str, Any],
     spec: DriftSpec,
+    threshold: float | None = None,
 ) -> Profile:
     """The reference profile of a freshly trained model: its features and labels as in its
     training rows, its predictions as on its held-out test rows (predictions on training rows
     would be overconfident), the test metrics, and how much the calibration gap varies between
     chunks of the test rows."""
     ref = dict(reference)
-    if task == "binary" and test.num_rows >= 2 * spec.chunks:
-        y = to_float(test[label]) > 0.5
-        p = np.asarray(test_scores, dtype=float)
-        chunk = np.minimum(np.arange(len(p)) * spec.chunks // len(p), spec.chunks - 1)
-        gaps = [abs(float(y[chunk == c].mean() - p[chunk == c].mean())) for c in range(spec.chunks)]
-        ref["calibration_limit"] = max(gaps)
-        ref["calibration_chunk_rows"] = len(p) // spec.chunks
     if task in ("binary", "regression") and test.num_rows >= 2 * spec.chunks:
-        # How much the metrics vary between chunks of the held-out rows: a window doing worse
-        # than the reference by less than that is not decay.
+        # How much the calibration gap and the metrics vary between chunks of the held-out
+        # rows: a window doing worse than the reference by less than that is neither concept
+        # drift nor decay.
         from loopml.evaluation import metrics
 
-        y_all = to_float(test[label])
-        p_all = np.asarray(test_scores, dtype=float)
-        chunk = np.minimum(np.arange(len(p_all)) * spec.chunks // len(p_all), spec.chunks - 1)
+        y = to_float(test[label])
+        p = np.asarray(test_scores, dtype=float)
+        chunk = chunk_ids(len(p), spec.chunks)
+        if task == "binary":
+            y = y > 0.5
+            gaps = [
+                abs(float(y[chunk == c].mean() - p[chunk == c].mean())) for c in range(spec.chunks)
+            ]
+            ref["calibration_limit"] = max(gaps)
+            ref["calibration_chunk_rows"] = len(p) // spec.chunks
         found: dict[str, list[float]] = {}
         for c in range(spec.chunks):
             m = chunk == c
-            y_c = y_all[m] > 0.5 if task == "binary" else y_all[m]
             try:
-                values = metrics(task, y_c, p_all[m], threshold=0.5)
+                values = metrics(
+                    task, y[m], p[m], threshold=0.5 if threshold is None else threshold
+                )
             except Exception:  # noqa: BLE001 - a chunk with one class has no AUC; skip it
                 continue
             for k, v in values.items():
                 if isinstance(v, float) and np.isfinite(v):
                     found.setdefault(k, []).append(v)
         ref["chunk_metrics"] = found
-        ref["metric_chunk_rows"] = len(p_all) // spec.chunks
-    return fit_profile(
+        ref["metric_chunk_rows"] = len(p) // spec.chunks
+    profile = fit_profile(
         train,
         features,
         spec,
@@ -416,6 +422,13 @@ def model_profile(
         classes=classes or (),
         reference=ref,
     )
+    profile.threshold = threshold
+    return profile
+
+
+def chunk_ids(n: int, k: int) -> np.ndarray:
+    """The chunk (0 to k-1) of each of n rows in order: k contiguous chunks of equal size."""
+    return np.minimum(np.arange(n) * k // n, k - 1)
 
 
 def dumps_profile(profile: Profile) -> bytes:

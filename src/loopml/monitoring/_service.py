@@ -15,16 +15,16 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from loopml.errors import NotFoundError, UsageError
+from loopml.features import to_micros
 from loopml.monitoring._log import (
     FeedbackRows,
     Landed,
     MonitorLog,
     check_feedback,
     feedback_stream,
-    micros,
 )
 from loopml.monitoring._monitor import WINDOWS, WindowedLog, first_detected, iso, settings
-from loopml.monitoring._profile import PREDICTION, Profile, fit_profile, loads_profile
+from loopml.monitoring._profile import Profile, fit_profile, loads_profile
 from loopml.spec import MonitoringSpec
 from loopml.storage import tables as t
 
@@ -162,8 +162,7 @@ class Monitoring:
         ]
         if not rows:
             return {"accepted": 0, "rejected": []}
-        result = self.feedback(rows, source="natural")
-        return result
+        return self.feedback(rows, source="natural")
 
     # ------------------------------------------------------------------------ batch records
 
@@ -248,6 +247,11 @@ class Monitoring:
             profile = loads_profile(files[PROFILE_FILE])
         else:
             profile = self._fit_from_test(version, files)
+        if profile.threshold is None and profile.task == "binary":
+            # a profile from before thresholds were kept: read it from the files at hand
+            from loopml.training._model import Model
+
+            profile.threshold = Model.from_files(files, version.trusted_types).threshold
         self._profiles[version.version] = profile
         return profile
 
@@ -265,7 +269,7 @@ class Monitoring:
         model = Model.from_files(files, version.trusted_types)
         test = pq.read_table(io.BytesIO(files["test.parquet"]))
         enc = model.encoding
-        return fit_profile(
+        profile = fit_profile(
             test,
             enc.features,
             self.spec.drift,
@@ -276,6 +280,8 @@ class Monitoring:
             classes=model.classes or (),
             reference={k: v for k, v in version.metrics.items() if isinstance(v, int | float)},
         )
+        profile.threshold = model.threshold if model.task == "binary" else None
+        return profile
 
     # ------------------------------------------------------------------------------ report
 
@@ -296,20 +302,18 @@ class Monitoring:
         if preds is None or preds.num_rows == 0:
             return None
         if since is not None:
-            preds = preds.filter(pc.greater_equal(preds["at"], micros(since)))
+            preds = preds.filter(pc.greater_equal(preds["at"], to_micros(since)))
         if until is not None:
-            preds = preds.filter(pc.less(preds["at"], micros(until)))
+            preds = preds.filter(pc.less(preds["at"], to_micros(until)))
         if preds.num_rows == 0:
             return None
         registry = self.project.registry
         if version is None:
-            versions = preds["version"].drop_null()
-            if len(versions) == 0:
+            versioned = preds.filter(pc.is_valid(preds["version"]))
+            if versioned.num_rows == 0:
                 raise UsageError("the prediction log has no model version to monitor")
-            last = preds.sort_by([("at", "descending")]).filter(
-                pc.is_valid(preds.sort_by([("at", "descending")])["version"])
-            )
-            mv = registry.get(self.model, int(last["version"][0].as_py()))
+            latest = pc.index(versioned["at"], pc.max(versioned["at"])).as_py()
+            mv = registry.get(self.model, int(versioned["version"][latest].as_py()))
         else:
             mv = registry.get(self.model, version)
         preds = preds.filter(pc.equal(preds["version"], mv.version))
@@ -318,19 +322,12 @@ class Monitoring:
         profile = self.profile(mv)
         kind = "number" if profile.task in ("binary", "regression", None) else "text"
         joined, label_stats = self.log.joined(preds, self.join_keys(), kind)
-        threshold = None
-        if profile.task == "binary":
-            from loopml.training._model import Model
-
-            threshold = Model.from_files(
-                self.project.registry.load_files(mv), mv.trusted_types
-            ).threshold
         wl = WindowedLog(
             joined,
             profile,
             self.spec,
             task=profile.task or "binary",
-            threshold=threshold,
+            threshold=profile.threshold,
             window=window,
             quarantine=self._quarantine(),
         )
@@ -371,7 +368,7 @@ class Monitoring:
             }
             item["performance_final"] = self._final(wl, lo, hi)
             if alerts and self.spec.alerts and evals["current"].end > done_until and b != last:
-                values = {kind: evals[kind].values("") for kind in WINDOWS}
+                values = {kind: evals[kind].values() for kind in WINDOWS}
                 raised = self.alerts.evaluate(
                     values,
                     at=datetime.fromtimestamp(evals["current"].end / 1e6, UTC),
@@ -385,7 +382,7 @@ class Monitoring:
             timeline.append(item)
             if b == last:
                 current = {kind: evals[kind].to_dict() for kind in WINDOWS}
-                current["metrics"] = {kind: _clean(evals[kind].values("")) for kind in WINDOWS}
+                current["metrics"] = {kind: _clean(evals[kind].values()) for kind in WINDOWS}
                 lo_c, hi_c = wl.rows_of("current", b)
                 current["distributions"] = wl.distributions(lo_c, hi_c)
                 lo_all, hi_all = wl.rows_of("cumulative", b)
@@ -503,7 +500,7 @@ class Monitoring:
 
 def _plain(v: Any) -> Any:
     if isinstance(v, datetime):
-        return micros(v)
+        return to_micros(v)
     return v
 
 
@@ -515,8 +512,4 @@ def _clean(values: dict[str, float | None]) -> dict[str, float | None]:
     return {k: (float(v) if v is not None and np.isfinite(v) else None) for k, v in values.items()}
 
 
-def parse_since(value: str | None) -> int | None:
-    return micros(value) if value else None
-
-
-__all__ = ["PREDICTION", "Monitoring", "latest_path"]
+__all__ = ["Monitoring", "latest_path"]

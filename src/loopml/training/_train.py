@@ -214,6 +214,7 @@ def _profile(
             k: v for k, v in report.get("metrics", {}).items() if isinstance(v, int | float)
         },
         spec=drift,
+        threshold=model.threshold if spec.task == "binary" else None,
     )
     return dumps_profile(profile)
 

@@ -27,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loopml import Project
 from loopml.cli import main
+from loopml.features import to_micros
 from loopml.monitoring import feedback_stream, predictions_stream
-from loopml.monitoring._log import GROUP, micros
+from loopml.monitoring._log import GROUP
 from loopml.serving import Runtime, create_app
 from loopml.spec import ServingSpec, format_duration
 from tests.unit.serving.conftest import champion_project, requests_of
@@ -207,7 +208,7 @@ def test_labels_by_the_events_keys_and_natural_labels(built: Built, tmp_path: Pa
         # The natural labels are the flights' arrival delays over 15 minutes.
         flights = pcsv.read_csv(p.root / "flights.csv")
         arr_delay = {
-            (micros(h), c, f): d
+            (to_micros(h), c, f): d
             for h, c, f, d in zip(
                 flights["time_hour"].to_pylist(),
                 flights["carrier"].to_pylist(),
@@ -219,7 +220,7 @@ def test_labels_by_the_events_keys_and_natural_labels(built: Built, tmp_path: Pa
         others = [i for i in range(rows.num_rows) if i not in set(keyed)]
         for i in others:
             r = rows.slice(i, 1).to_pylist()[0]
-            delay = arr_delay[(micros(r["time_hour"]), r["carrier"], r["flight"])]
+            delay = arr_delay[(to_micros(r["time_hour"]), r["carrier"], r["flight"])]
             assert joined[ids[i]] == (None if delay is None else float(delay > 15)), ids[i]
         assert any(joined[ids[i]] == 1.0 for i in others)
         assert any(joined[ids[i]] == 0.0 for i in others)
