@@ -416,6 +416,8 @@ def _prediction_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str,
         "at": pa.array([int(r["at"]) for r in rows], pa.int64()),
         "version": pa.array([r.get("version") for r in rows], pa.int64()),
         "mode": pa.array([r.get("mode") for r in rows], pa.string()),
+        # a shadow prediction names the served prediction it shadows (labels join to that one)
+        "of": pa.array([r.get("of") for r in rows], pa.string()),
         "fallback": pa.array([r.get("fallback") for r in rows], pa.string()),
         "latency_us": pa.array([_num(r.get("latency_us")) for r in rows], pa.float64()),
         "_order": pa.array(order, pa.int64()),

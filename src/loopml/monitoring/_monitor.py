@@ -36,6 +36,17 @@ ERROR_REASONS = frozenset({"model_error", "breaker_open"})
 POSITIVE = ("1", "true", "yes", "1.0")
 
 
+def binary_truth(label: Any, classes: list[Any]) -> Any:
+    """Which binary labels are the positive class (null where there is no label), however
+    the feedback spelled them: 1/0, true/false, or the model's own class names."""
+    if not pa.types.is_string(label.type):
+        return pc.greater(pc.cast(label, pa.float64()), 0.5)
+    # the model's own order: the second class is the positive
+    positive = [str(classes[1]).lower()] if len(classes) == 2 else sorted(POSITIVE)
+    truthy = pc.is_in(pc.utf8_lower(label), value_set=pa.array(positive))
+    return pc.if_else(pc.is_valid(label), truthy, pa.scalar(None, pa.bool_()))
+
+
 @dataclass
 class Evaluation:
     """Everything measured over one window."""
@@ -194,16 +205,7 @@ class WindowedLog:
         return pa.chunked_array([pa.nulls(self.table.num_rows, pa.float64())])
 
     def _truthy(self) -> Any:
-        """Which binary labels are the positive class (null where there is no label), however
-        the feedback spelled them: 1/0, true/false, or the model's own class names."""
-        label = self.labels
-        classes = self.profile.classes
-        if not pa.types.is_string(label.type):
-            return pc.greater(pc.cast(label, pa.float64()), 0.5)
-        # the model's own order: the second class is the positive
-        positive = [classes[1].lower()] if len(classes) == 2 else sorted(POSITIVE)
-        truthy = pc.is_in(pc.utf8_lower(label), value_set=pa.array(positive))
-        return pc.if_else(pc.is_valid(label), truthy, pa.scalar(None, pa.bool_()))
+        return binary_truth(self.labels, self.profile.classes)
 
     def _label_values(self) -> Any:
         """The labels as the profile spells them (binary ones as the training labels were)."""

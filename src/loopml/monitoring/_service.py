@@ -178,55 +178,78 @@ class Monitoring:
         """Predict a table of complete feature rows with a registered version (the batch path,
         bit-identical to the row path) and log every prediction like a served one, at the time
         in column ``at``: batch predictions are monitored the same way as online ones."""
-        from loopml.monitoring._log import predictions_stream
-
         mv = self.project.registry.get(self.model, ref)
         model = self.project.models.load(mv)
-        if at not in table.column_names:
-            raise UsageError(f"the table has no column {at!r} holding each row's time")
-        features = list(model.encoding.features)
-        logged = features + [
-            k for k in self.join_keys() if k in table.column_names and k not in features
-        ]
-        missing = [f for f in features if f not in table.column_names]
-        if missing:
-            raise UsageError(
-                f"the table lacks the model's feature {missing[0]!r}", details={"field": missing[0]}
-            )
-        times = (
-            pc.cast(table[at], pa.int64()) if pa.types.is_timestamp(table[at].type) else table[at]
-        )
-        events = self.project.events
-        stream = predictions_stream(self.model)
         written = 0
         for start in range(0, table.num_rows, chunk):
             part = table.slice(start, chunk)
             started = time.perf_counter()
             scores = model.predict(part)
             per_row = (time.perf_counter() - started) * 1e6 / max(part.num_rows, 1)
-            cols = {f: part[f].to_pylist() for f in logged}
-            when = times.slice(start, chunk).to_pylist()
-            payloads = []
-            for i in range(part.num_rows):
-                output = scores[i].tolist() if scores.ndim == 2 else float(scores[i])
-                payloads.append(
-                    orjson.dumps(
-                        {
-                            "id": f"{id_prefix}-{mv.version}-{start + i}",
-                            "at": int(when[i]),
-                            "model": self.model,
-                            "version": mv.version,
-                            "mode": "batch",
-                            "fallback": None,
-                            "output": output,
-                            "latency_us": round(per_row, 2),
-                            "features": {f: _plain(cols[f][i]) for f in logged},
-                        }
-                    )
-                )
-            events.append(stream, payloads)
-            written += len(payloads)
+            ids = [f"{id_prefix}-{mv.version}-{start + i}" for i in range(part.num_rows)]
+            written += self.log_scored(
+                part,
+                scores,
+                version=mv.version,
+                ids=ids,
+                at=at,
+                latency_us=per_row,
+                features=model.encoding.features,
+            )
         return {"model": self.model, "version": mv.version, "predictions": written}
+
+    def log_scored(
+        self,
+        table: pa.Table,
+        scores: np.ndarray,
+        *,
+        version: int,
+        ids: list[str],
+        at: str = "_event_time",
+        latency_us: float = 0.0,
+        features: list[str] | tuple[str, ...],
+        mode: str = "batch",
+        of: list[str] | None = None,
+    ) -> int:
+        """Log predictions already made (one per row of ``table``) to the prediction stream,
+        each at the time in column ``at``; ``of`` names the served prediction a shadow one
+        shadows."""
+        from loopml.monitoring._log import predictions_stream
+
+        if at not in table.column_names:
+            raise UsageError(f"the table has no column {at!r} holding each row's time")
+        features = list(features)
+        missing = [f for f in features if f not in table.column_names]
+        if missing:
+            raise UsageError(
+                f"the table lacks the model's feature {missing[0]!r}", details={"field": missing[0]}
+            )
+        logged = features + [
+            k for k in self.join_keys() if k in table.column_names and k not in features
+        ]
+        col = table[at]
+        times = pc.cast(col, pa.int64()) if pa.types.is_timestamp(col.type) else col
+        cols = {f: table[f].to_pylist() for f in logged}
+        when = times.to_pylist()
+        payloads = []
+        for i in range(table.num_rows):
+            entry = {
+                "id": ids[i],
+                "at": int(when[i]),
+                "model": self.model,
+                "version": version,
+                "mode": mode,
+                "fallback": None,
+                "output": scores[i].tolist() if scores.ndim == 2 else float(scores[i]),
+                "latency_us": round(latency_us, 2),
+                "features": {f: _plain(cols[f][i]) for f in logged},
+            }
+            if of is not None:
+                entry["of"] = of[i]
+            payloads.append(orjson.dumps(entry))
+        if payloads:
+            self.project.events.append(predictions_stream(self.model), payloads)
+        return len(payloads)
 
     # ----------------------------------------------------------------------------- landing
 
@@ -301,6 +324,8 @@ class Monitoring:
         preds = self.log.predictions()
         if preds is None or preds.num_rows == 0:
             return None
+        if "mode" in preds.column_names:  # shadow answers were never served: judged by rollouts
+            preds = preds.filter(pc.fill_null(pc.not_equal(preds["mode"], "shadow"), True))
         if since is not None:
             preds = preds.filter(pc.greater_equal(preds["at"], to_micros(since)))
         if until is not None:

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from loopml.spec._features import EntitySpec, FeaturesSpec
+from loopml.spec._loop import LoopSpec
 from loopml.spec._model import GateSpec, ModelSpec
 from loopml.spec._monitoring import MonitoringSpec
 from loopml.spec._serving import ServingSpec
@@ -180,6 +181,7 @@ class ProjectSpec(_Model):
     gate: GateSpec = Field(default_factory=GateSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    loop: LoopSpec = Field(default_factory=LoopSpec)
 
     @field_validator("entities", mode="before")
     @classmethod

@@ -265,3 +265,71 @@ alert_state = Table(
     Column("last_notified_at", UtcDateTime),
     Column("open_alert_id", Integer),  # the firing alert new occurrences fold into
 )
+
+# ------------------------------------------------------------------------ the loop and rollouts
+
+leases = Table(
+    "leases",
+    metadata_obj,
+    Column("name", String(200), primary_key=True),  # what is leased, e.g. "loop:<model>"
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+loop_state = Table(
+    "loop_state",
+    metadata_obj,
+    Column("model", String(128), primary_key=True),
+    Column(
+        "phase", String(32), nullable=False
+    ),  # idle | training | gating | shadow | canary | paused
+    Column("cycle", Integer, nullable=False),  # the current (or last) cycle number
+    Column("data", Json, nullable=False),  # the phase's working state
+    Column("revision", Integer, nullable=False),  # bumped by every change (compare-and-set)
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+loop_events = Table(
+    "loop_events",
+    metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("cycle", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),  # triggered | trained | gate | canary_step | ...
+    Column("at", UtcDateTime, nullable=False),  # the loop's clock (replays run on their own)
+    Column("recorded_at", UtcDateTime, nullable=False),  # the wall clock
+    Column("detail", Json, nullable=False),
+    Index("ix_loop_events_model_id", "model", "id"),
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("strategy", String(16), nullable=False),  # shadow | canary
+    Column("champion", Integer, nullable=False),
+    Column("challenger", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # active | promoted | rolled_back | stopped
+    Column("step", Integer, nullable=False),  # index into the steps
+    Column("share", Float, nullable=False),  # the challenger's share of answers now
+    Column("shadow", Float, nullable=False),  # the share of requests shadowed
+    Column("unit", String(128)),  # request field assigning units to arms; None: each request
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("step_started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Column("data", Json, nullable=False),  # steps, decisions with their numbers, the reason
+    Index("ix_rollouts_model_status", "model", "status"),
+)
+
+rollout_counters = Table(
+    "rollout_counters",
+    metadata_obj,
+    Column("rollout_id", Integer, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(64), primary_key=True),  # requests | errors | latency_us | ...
+    Column("n", Float, nullable=False),
+    Column("total", Float, nullable=False),
+    Column("total_sq", Float, nullable=False),
+)

@@ -1,17 +1,22 @@
 """Fakes and contract suites for loopml's backends (like scikit-learn's ``check_estimator``).
 
 Every storage backend must pass the contract of its role; a new backend's test module subclasses
-the contract class and provides the fixtures it names.
+the contract class and provides the fixtures it names. ``write_stream`` and ``stream_spec`` generate
+a small project whose concept drifts, for tests of the loop and the rollouts.
 """
 
 from loopml.testing._events import EventLogContract
 from loopml.testing._metadata import MetadataStoreContract
 from loopml.testing._online import OnlineStoreContract
 from loopml.testing._registry import RegistryContract
+from loopml.testing._stream import STREAM_START, stream_spec, write_stream
 
 __all__ = [
+    "STREAM_START",
     "EventLogContract",
     "MetadataStoreContract",
     "OnlineStoreContract",
     "RegistryContract",
+    "stream_spec",
+    "write_stream",
 ]

@@ -4,7 +4,7 @@ roll back, and load verified artifacts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -68,13 +68,18 @@ class Models:
         register: bool = True,
         by: str | None = None,
         note: str = "",
+        window: timedelta | None = None,
+        min_rows: int = 10,
     ) -> TrainResult:
         """Train the project's model on a point-in-time training set and register it.
 
         With ``warm_start`` (a version or alias), continue that version on the rows newer than
-        the data it was trained on (stateful training); the parent is recorded.
+        the data it was trained on (stateful training); the parent is recorded. ``window``
+        overrides the model's training window (the latest labelled data only).
         """
         spec = self.spec
+        if window is not None:
+            spec = spec.model_copy(update={"window": window})
         parent = parent_ref = since = None
         if warm_start is not None:
             mv = self.registry.get(self.name, warm_start)
@@ -89,6 +94,7 @@ class Models:
             parent_ref=parent_ref,
             since=since,
             drift=self.project_spec.monitoring.drift,
+            min_rows=min_rows,
         )
         version = None
         if register:

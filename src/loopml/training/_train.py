@@ -105,6 +105,7 @@ def fit(
     parent_ref: str | None = None,
     since: datetime | None = None,
     drift: DriftSpec | None = None,
+    min_rows: int = 10,
 ) -> Trained:
     """Fit, evaluate and describe a model on a training set (nothing is registered here)."""
     started = time.perf_counter()
@@ -124,11 +125,15 @@ def fit(
         table = table.filter(
             pc.greater(table["_event_time"], pa.scalar(since, table["_event_time"].type))
         )
-        if table.num_rows < 10:
+        if table.num_rows < min_rows:
             raise UsageError(
                 f"only {table.num_rows} labelled rows are newer than the parent's data ({since:%Y-%m-%d %H:%M}); nothing to warm-start on"
             )
     table = table.filter(pc.is_valid(table[label]))
+    if table.num_rows < min_rows:
+        raise UsageError(
+            f"only {table.num_rows} labelled rows to train on; at least {min_rows} are needed"
+        )
     parts = split(table, spec.split, label=label)
     encoding = (
         parent.encoding

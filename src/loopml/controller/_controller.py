@@ -1,0 +1,828 @@
+"""The continual-learning loop: triggers, retraining, the gate, the rollout, promotion or
+rollback, as a state machine in the metadata store.
+
+``step(now)`` does what is due at ``now`` and returns; ``run()`` steps forever. Each phase's
+work is idempotent: a version trained for a cycle carries the cycle in its note, an evaluation
+against the current champion is reused, an active rollout for the challenger is adopted, and a
+canary step moves by compare-and-set. A controller killed at any point therefore resumes where
+it was, and a lease keeps a second controller from acting at the same time.
+
+Phases::
+
+    idle ──trigger──▶ training ──▶ gating ──pass──▶ canary | shadow | (direct) ──▶ idle
+      ▲                  │ too few rows │ refused          │ worse, errors, timeout: rollback
+      └──────────────────┴──────────────┴──────────────────┘
+    idle ◀──▶ paused  (too much of the recent data in quarantine)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import and_, select
+
+from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
+from loopml.errors import ConflictError, LoopmlError, UsageError
+from loopml.features import to_micros
+from loopml.rollout import Rollout, Rollouts, arm_losses, compare_losses, default_metric
+from loopml.rollout._decide import Decision, ops_checks
+from loopml.spec import LoopSpec, MonitoringSpec
+from loopml.storage import _tables as t
+
+if TYPE_CHECKING:
+    from loopml._project import Project
+
+log = logging.getLogger("loopml.loop")
+
+CHALLENGER = "challenger"
+BY = "loop"
+
+
+@dataclass
+class StepResult:
+    """What one step did."""
+
+    acted: bool
+    phase: str
+    cycle: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "acted": self.acted,
+            "phase": self.phase,
+            "cycle": self.cycle,
+            "events": self.events,
+            "note": self.note,
+        }
+
+
+class Controller:
+    """The loop of a project's model."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        spec: LoopSpec | None = None,
+        holder: str | None = None,
+        hooks: dict[str, Callable[[], None]] | None = None,
+    ) -> None:
+        self.project = project
+        self.spec = spec or project.spec.loop
+        self.name = project.models.name
+        self.states = LoopStore(project.store)
+        self.rollouts = Rollouts(project.store)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(project.store, f"loop:{self.name}", self.holder, self.spec.lease)
+        # Test seams: called at named points of a step (to kill or slow a controller there).
+        self.hooks = hooks or {}
+        self._events: list[dict[str, Any]] = []
+
+    # ----------------------------------------------------------------------------- driving
+
+    def step(self, now: datetime | None = None, *, max_transitions: int = 8) -> StepResult:
+        """Do what is due at ``now`` (default: the wall clock)."""
+        now = now or utcnow()
+        if now.tzinfo is None:
+            raise UsageError("the loop's clock must be timezone-aware (UTC)")
+        try:
+            taken = self.lease.acquire()
+        except ConflictError:
+            taken = False
+        if not taken:
+            state = self.states.load(self.name)
+            holder = self.lease.current() or {}
+            return StepResult(
+                False,
+                state.phase,
+                state.cycle,
+                note=f"the loop is held by {holder.get('holder')} until {holder.get('expires_at')}",
+            )
+        self._events = []
+        state = self.states.load(self.name)
+        for _ in range(max_transitions):
+            handler = getattr(self, f"_{state.phase}")
+            nxt = handler(state, now)
+            if nxt is None:
+                break
+            state = nxt
+            if not self.lease.acquire():
+                break  # lost the lease while working (a very long training): stop here
+        return StepResult(True, state.phase, state.cycle, self._events)
+
+    def run(
+        self,
+        *,
+        interval: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        on_step: Callable[[StepResult], None] | None = None,
+    ) -> None:
+        """Step until ``stop()`` says so, sleeping ``interval`` seconds between steps."""
+        wait = interval if interval is not None else self.spec.interval.total_seconds()
+        try:
+            while not (stop and stop()):
+                try:
+                    result = self.step()
+                except LoopmlError as exc:
+                    log.error("loop step failed: %s", exc)
+                else:
+                    if on_step is not None:
+                        on_step(result)
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline and not (stop and stop()):
+                    time.sleep(min(0.5, wait))
+        finally:
+            with contextlib.suppress(LoopmlError):
+                self.lease.release()
+
+    def trigger(self, reason: str = "by hand", *, by: str | None = None) -> LoopState:
+        """Ask for a retrain at the next step (a trigger by hand)."""
+        for _ in range(5):
+            state = self.states.load(self.name)
+            data = dict(state.data)
+            data["manual"] = {"reason": reason, "by": by or BY, "at": utcnow().isoformat()}
+            try:
+                return self.states.save(state, phase=state.phase, data=data)
+            except ConflictError:
+                continue
+        raise ConflictError("the loop state kept changing; try again")
+
+    def status(self) -> dict[str, Any]:
+        state = self.states.load(self.name)
+        rollout = self.rollouts.active(self.name)
+        aliases = self.project.registry.aliases(self.name) if self._has_model() else {}
+        return {
+            "model": self.name,
+            **state.to_dict(),
+            "aliases": aliases,
+            "rollout": rollout.to_dict() if rollout else None,
+            "counts": _counts(self.rollouts.counts(rollout.id)) if rollout else None,
+            "lease": self.lease.current(),
+            "events": [e.to_dict() for e in self.states.events(self.name)][-20:],
+        }
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.states.events(self.name)]
+
+    # ------------------------------------------------------------------------------ phases
+
+    def _save(
+        self,
+        state: LoopState,
+        phase: str,
+        now: datetime,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        cycle: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> LoopState:
+        saved = self.states.save(
+            state,
+            phase=phase,
+            cycle=cycle,
+            data=data,
+            events=[(kind, now, detail) for kind, detail in events],
+        )
+        for kind, detail in events:
+            entry = {"kind": kind, "at": now.isoformat(), "cycle": saved.cycle, **detail}
+            self._events.append(entry)
+            log.info("loop %s cycle %d: %s %s", self.name, saved.cycle, kind, detail)
+        return saved
+
+    def _idle(self, state: LoopState, now: datetime) -> LoopState | None:
+        data = dict(state.data)
+        events: list[tuple[str, dict[str, Any]]] = []
+        if self.spec.monitor_every is not None and self._has_champion():
+            last = data.get("monitored_at")
+            if last is None or now - datetime.fromisoformat(last) >= self.spec.monitor_every:
+                found = self._monitor(now, data)
+                data["monitored_at"] = now.isoformat()
+                if found.get("rolled_back"):
+                    events.append(("rollback", found["rolled_back"]))
+                    return self._save(state, "idle", now, events, data=data)
+        rate = self._quarantine_rate(now)
+        if rate is not None and rate > self.spec.quarantine.max_rate:
+            self._quarantine_alert(rate, now)
+            events.append(
+                (
+                    "paused",
+                    {
+                        "quarantine_rate": round(rate, 4),
+                        "limit": self.spec.quarantine.max_rate,
+                        "reason": f"{rate:.1%} of the rows read in the last "
+                        f"{self.spec.quarantine.window} were quarantined (limit "
+                        f"{self.spec.quarantine.max_rate:.1%}): retraining waits",
+                    },
+                )
+            )
+            return self._save(state, "paused", now, events, data=data)
+        fired = self._triggers(state, now, data)
+        if not fired:
+            if data != state.data:
+                self._save(state, "idle", now, events, data=data)
+            return None
+        data.pop("manual", None)
+        data["cycle_started_at"] = now.isoformat()
+        data["triggers"] = fired
+        for key in ("version", "verdict", "rollout"):
+            data.pop(key, None)
+        events.append(("triggered", {"triggers": fired}))
+        return self._save(state, "training", now, events, cycle=state.cycle + 1, data=data)
+
+    def _paused(self, state: LoopState, now: datetime) -> LoopState | None:
+        rate = self._quarantine_rate(now)
+        if rate is not None and rate > self.spec.quarantine.max_rate:
+            return None
+        self._quarantine_alert(rate or 0.0, now)
+        return self._save(
+            state, "idle", now, [("resumed", {"quarantine_rate": round(rate or 0.0, 4)})]
+        )
+
+    def _training(self, state: LoopState, now: datetime) -> LoopState | None:
+        data = dict(state.data)
+        marker = f"loop cycle {state.cycle}"
+        versions = self.project.models.versions() if self._has_model() else []
+        found = [v for v in versions if v.note.startswith(marker + ":")]
+        events: list[tuple[str, dict[str, Any]]]
+        if found:
+            version = found[-1]
+            events = [("trained", {"version": version.version, "resumed": True})]
+        else:
+            self._hook("before_train")
+            mode = self._mode(state)
+            try:
+                result = self.project.models.train(
+                    as_of=now,
+                    warm_start="champion" if mode == "stateful" else None,
+                    window=self.spec.retrain.window if mode == "stateless" else None,
+                    min_rows=self.spec.retrain.min_rows,
+                    by=BY,
+                    note=f"{marker}: {mode}, triggered by "
+                    + ", ".join(f["kind"] for f in data.get("triggers", [])),
+                )
+            except UsageError as exc:
+                return self._save(
+                    state, "idle", now, [("training_skipped", {"reason": exc.message})], data=data
+                )
+            self._hook("after_train")
+            assert result.version is not None
+            version = result.version
+            events = [
+                (
+                    "trained",
+                    {
+                        "version": version.version,
+                        "mode": mode,
+                        "rows": result.trained.sizes,
+                        "seconds": round(result.trained.seconds, 2),
+                        "metrics": _pick(result.trained.metrics),
+                    },
+                )
+            ]
+        data["version"] = version.version
+        return self._save(state, "gating", now, events, data=data)
+
+    def _gating(self, state: LoopState, now: datetime) -> LoopState | None:
+        data = dict(state.data)
+        version = int(data["version"])
+        models = self.project.models
+        champion = self._champion_version()
+        verdict = self._reuse_verdict(version, champion)
+        if verdict is None:
+            self._hook("before_gate")
+            v = models.evaluate(version, as_of=now, by=BY) if champion != version else None
+            verdict = (
+                {"passed": v.passed, "failed": [c.detail for c in v.failed()], "numbers": v.numbers}
+                if v is not None
+                else {"passed": False, "failed": ["it is the champion already"]}
+            )
+        event = {"version": version, "against": champion, **_gate_summary(verdict)}
+        if not verdict["passed"]:
+            return self._save(state, "idle", now, [("gate_refused", event)], data=data)
+        problem = self._smoke(version)
+        if problem is not None:
+            return self._save(
+                state,
+                "idle",
+                now,
+                [("gate_passed", event), ("load_failed", {"version": version, "error": problem})],
+                data=data,
+            )
+        strategy = self.spec.rollout.strategy
+        if champion is None or strategy == "direct":
+            moved = self._promote(version, now, "passed the gate")
+            return self._save(
+                state, "idle", now, [("gate_passed", event), *moved], data=self._promoted(data, now)
+            )
+        rollout = self._start_rollout(strategy, champion, version, now)
+        data["rollout"] = rollout.id
+        return self._save(
+            state,
+            strategy,
+            now,
+            [
+                ("gate_passed", event),
+                (
+                    f"{strategy}_started",
+                    {
+                        "rollout": rollout.id,
+                        "version": version,
+                        "share": rollout.share,
+                        "shadow": rollout.shadow,
+                    },
+                ),
+            ],
+            data=data,
+        )
+
+    def _canary(self, state: LoopState, now: datetime) -> LoopState | None:
+        return self._judge_rollout(state, now)
+
+    def _shadow(self, state: LoopState, now: datetime) -> LoopState | None:
+        return self._judge_rollout(state, now)
+
+    def _judge_rollout(self, state: LoopState, now: datetime) -> LoopState | None:
+        data = dict(state.data)
+        rollout = self.rollouts.get(int(data["rollout"]))
+        if not rollout.active:
+            # Ended from outside (`loopml rollout stop`) or by an earlier, interrupted step.
+            return self._finish_ended(state, rollout, now)
+        decision = self._decide(rollout, now, data.get("looks", {}))
+        if decision.action == "hold":
+            if decision.numbers.get("looked") is not None:
+                data.setdefault("looks", {}).setdefault(_look_key(rollout), []).append(
+                    decision.numbers["looked"]
+                )
+                return self._save(
+                    state,
+                    state.phase,
+                    now,
+                    [(f"{rollout.strategy}_hold", {"rollout": rollout.id, **decision.to_dict()})],
+                    data=data,
+                )
+            return None
+        self._hook("before_rollout_change")
+        if decision.action == "rollback":
+            self.rollouts.end(
+                rollout,
+                "rolled_back",
+                at=now,
+                reason="; ".join(decision.reasons),
+                decision=decision.to_dict(),
+            )
+            self._free_challenger()
+            return self._save(
+                state,
+                "idle",
+                now,
+                [
+                    (
+                        "rolled_back",
+                        {
+                            "rollout": rollout.id,
+                            "version": rollout.challenger,
+                            "step": rollout.step,
+                            "share": rollout.share,
+                            **decision.to_dict(),
+                        },
+                    )
+                ],
+                data=data,
+            )
+        # A step to the whole traffic is the promotion itself: a champion arm must remain to
+        # compare against until then.
+        last = (
+            rollout.strategy == "shadow"
+            or rollout.step + 1 >= len(rollout.steps)
+            or rollout.steps[rollout.step + 1] >= 1.0
+        )
+        if not last:
+            moved = self.rollouts.advance(rollout, at=now, decision=decision.to_dict())
+            return self._save(
+                state,
+                state.phase,
+                now,
+                [
+                    (
+                        "canary_step",
+                        {
+                            "rollout": rollout.id,
+                            "version": rollout.challenger,
+                            "from": rollout.share,
+                            "to": moved.share,
+                            **decision.to_dict(),
+                        },
+                    )
+                ],
+                data=data,
+            )
+        if rollout.strategy == "shadow" and self.spec.rollout.shadow.then == "canary":
+            self.rollouts.end(
+                rollout,
+                "stopped",
+                at=now,
+                reason="passed in shadow; on to a canary",
+                decision=decision.to_dict(),
+            )
+            canary = self._start_rollout("canary", rollout.champion, rollout.challenger, now)
+            data["rollout"] = canary.id
+            return self._save(
+                state,
+                "canary",
+                now,
+                [
+                    ("shadow_passed", {"rollout": rollout.id, **decision.to_dict()}),
+                    ("canary_started", {"rollout": canary.id, "share": canary.share}),
+                ],
+                data=data,
+            )
+        events = self._promote(
+            rollout.challenger, now, f"{rollout.strategy} {rollout.id} passed", decision
+        )
+        self.rollouts.end(
+            rollout,
+            "promoted",
+            at=now,
+            reason="not worse than the champion",
+            decision=decision.to_dict(),
+        )
+        self._free_challenger()
+        return self._save(state, "idle", now, events, data=self._promoted(data, now))
+
+    def _finish_ended(self, state: LoopState, rollout: Rollout, now: datetime) -> LoopState:
+        """The rollout ended without this step (resumed, or stopped by hand): finish the
+        phase consistently with how it ended."""
+        data = dict(state.data)
+        events: list[tuple[str, dict[str, Any]]] = []
+        champion = self._champion_version()
+        if rollout.status == "promoted" and champion != rollout.challenger:
+            events = self._promote(rollout.challenger, now, f"rollout {rollout.id} passed")
+        elif (
+            rollout.status == "stopped"
+            and rollout.strategy == "shadow"
+            and (self.spec.rollout.shadow.then == "canary")
+        ):
+            active = self.rollouts.active(self.name)
+            if active is not None and active.challenger == rollout.challenger:
+                data["rollout"] = active.id
+                return self._save(state, "canary", now, [], data=data)
+        self._free_challenger()
+        events.append(("rollout_ended", {"rollout": rollout.id, "status": rollout.status}))
+        if rollout.status == "promoted":
+            data = self._promoted(data, now)
+        return self._save(state, "idle", now, events, data=data)
+
+    # ----------------------------------------------------------------------------- pieces
+
+    def _decide(self, rollout: Rollout, now: datetime, looks: dict[str, list[int]]) -> Decision:
+        """Advance, roll back or hold, from the shared counters and the labelled log.
+        ``looks``: the looks already spent at each step (an undecided look is not repeated)."""
+        spec = self.spec.rollout
+        canary = spec.canary
+        counts = self.rollouts.counts(rollout.id)
+        reasons, ops = ops_checks(
+            counts.get(rollout.champion, {}),
+            counts.get(rollout.challenger, {}),
+            max_error_rate=canary.max_error_rate,
+            max_latency_ratio=canary.max_latency_ratio,
+            alpha=canary.alpha,
+        )
+        if reasons:
+            return Decision("rollback", reasons, {"ops": ops})
+        task = self.project.models.spec.task
+        metric = canary.metric or default_metric(task)
+        since = rollout.step_started_at if rollout.strategy == "canary" else rollout.started_at
+        arms = arm_losses(self.project, rollout, metric=metric, since=since, until=now)
+        min_labels = spec.shadow.min_labels if rollout.strategy == "shadow" else canary.min_labels
+        cmp = compare_losses(
+            arms["champion"],
+            arms["challenger"],
+            margin=canary.margin,
+            alpha=canary.alpha,
+            min_labels=min_labels,
+            paired=arms["paired"],
+        )
+        numbers = {"metric": metric, **cmp.to_dict(), "ops": ops}
+        timed_out = now - rollout.step_started_at > canary.step_timeout
+        if cmp.look is None or cmp.look in looks.get(_look_key(rollout), []):
+            # Too few labels, or this look was spent undecided: wait for the next doubling.
+            if timed_out:
+                return Decision(
+                    "rollback",
+                    [
+                        f"undecided after {canary.step_timeout} at step {rollout.step} (inconclusive)"
+                    ],
+                    numbers,
+                )
+            return Decision("hold", [f"{cmp.verdict}: waiting for more labels"], numbers)
+        if cmp.verdict == "worse":
+            return Decision(
+                "rollback",
+                [
+                    f"{metric} {cmp.challenger_mean:.4f} against the champion's "
+                    f"{cmp.champion_mean:.4f}: worse with confidence (extra loss at least "
+                    f"{cmp.lower:.4f})"
+                ],
+                numbers,
+            )
+        if cmp.verdict == "not_worse":
+            return Decision(
+                "advance",
+                [
+                    f"{metric} {cmp.challenger_mean:.4f} against {cmp.champion_mean:.4f}: extra "
+                    f"loss at most {cmp.upper:.4f} < margin {cmp.margin:.4f}"
+                ],
+                numbers,
+            )
+        numbers["looked"] = cmp.look  # an undecided look is spent: recorded, not repeated
+        return Decision("hold", ["undecided: waiting for more labels"], numbers)
+
+    def _start_rollout(self, strategy: str, champion: int, version: int, now: datetime) -> Rollout:
+        active = self.rollouts.active(self.name)
+        if active is not None and active.challenger == version and active.strategy == strategy:
+            return active  # started by an interrupted step
+        if active is not None:
+            self.rollouts.end(active, "stopped", at=now, reason=f"superseded by version {version}")
+        aliases = self.project.registry.aliases(self.name)
+        if aliases.get(CHALLENGER) != version:
+            self.project.registry.set_alias(
+                self.name, CHALLENGER, version, by=BY, reason=f"{strategy} rollout"
+            )
+        spec = self.spec.rollout
+        return self.rollouts.start(
+            self.name,
+            strategy=strategy,
+            champion=champion,
+            challenger=version,
+            steps=spec.canary.steps if strategy == "canary" else [],
+            shadow=spec.shadow.fraction if strategy == "shadow" else 0.0,
+            unit=spec.unit,
+            at=now,
+        )
+
+    def _promote(
+        self, version: int, now: datetime, reason: str, decision: Decision | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Promote through the registry (idempotent), then make sure the new champion loads;
+        a champion that does not load is rolled back at once."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        previous = self._champion_version()
+        if previous != version:
+            self.project.models.promote(version, "champion", by=BY, reason=reason)
+        detail: dict[str, Any] = {"version": version, "previous": previous, "reason": reason}
+        if decision is not None:
+            detail["decision"] = decision.to_dict()
+        events.append(("promoted", detail))
+        problem = self._smoke(version)
+        if problem is not None and previous is not None:
+            self.project.models.rollback(
+                by=BY, reason=f"the new champion failed to load: {problem}"
+            )
+            events.append(("rollback", {"version": version, "to": previous, "reason": problem}))
+        return events
+
+    def _promoted(self, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+        data = dict(data)
+        data["champion_since"] = now.isoformat()
+        data["last_trained_at"] = data.get("cycle_started_at")
+        data.pop("looks", None)
+        return data
+
+    def _free_challenger(self) -> None:
+        if CHALLENGER in self.project.registry.aliases(self.name):
+            self.project.registry.remove_alias(self.name, CHALLENGER, by=BY, reason="rollout ended")
+
+    def _smoke(self, version: int) -> str | None:
+        """None when the version loads (every file checked) and predicts finite values on its
+        own test rows; otherwise what went wrong."""
+        from loopml.training._gate import test_table
+
+        try:
+            mv = self.project.registry.get(self.name, version)
+            files = self.project.registry.load_files(mv)
+            from loopml.training import Model
+
+            model = Model.from_files(files, mv.trusted_types)
+            if "test.parquet" in files:
+                out = model.predict(test_table(files).slice(0, 50))
+                if not np.all(np.isfinite(np.asarray(out, dtype=float))):
+                    return "it predicts values that are not finite"
+        except Exception as exc:  # noqa: BLE001 - any failure means it must not serve
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _reuse_verdict(self, version: int, champion: int | None) -> dict[str, Any] | None:
+        for e in reversed(self.project.registry.evaluations(self.name, version)):
+            if e.against_version == champion:
+                report = e.report or {}
+                failed = [c["detail"] for c in report.get("checks", []) if not c.get("passed")]
+                return {"passed": e.passed, "failed": failed, "numbers": report.get("numbers", {})}
+        return None
+
+    def _mode(self, state: LoopState) -> str:
+        retrain = self.spec.retrain
+        if retrain.mode == "stateless" or not self._has_champion():
+            return "stateless"
+        if retrain.full_every and state.cycle % retrain.full_every == 0:
+            return "stateless"
+        return "stateful"
+
+    def _triggers(
+        self, state: LoopState, now: datetime, data: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        spec = self.spec.triggers
+        last = data.get("cycle_started_at")
+        last_at = datetime.fromisoformat(last) if last else None
+        fired: list[dict[str, Any]] = []
+        manual = data.get("manual")
+        if manual:
+            fired.append({"kind": "manual", **manual})
+        if last_at is not None and now - last_at < spec.min_interval and not manual:
+            return []
+        if not self._has_champion():
+            return fired or ([{"kind": "no_champion"}] if self._has_data() else [])
+        if spec.schedule is not None:
+            since = last_at or self._champion_created()
+            if since is None or now - since >= spec.schedule:
+                fired.append({"kind": "schedule", "every": str(spec.schedule)})
+        if spec.new_rows is not None:
+            n = self._new_rows(now)
+            if n >= spec.new_rows:
+                fired.append({"kind": "new_data", "rows": n, "limit": spec.new_rows})
+        if spec.alerts:
+            horizon = last_at or datetime.min.replace(tzinfo=now.tzinfo)
+            for a in self.project.monitoring.alerts.list(status="firing", limit=None):
+                if a.rule in spec.alerts and a.last_at > horizon and a.last_at <= now:
+                    fired.append(
+                        {
+                            "kind": "alert",
+                            "rule": a.rule,
+                            "alert": a.id,
+                            "metric": a.metric,
+                            "value": a.value,
+                        }
+                    )
+        return fired
+
+    def _monitor(self, now: datetime, data: dict[str, Any]) -> dict[str, Any]:
+        """Judge the champion's windows up to ``now`` (raising alerts); roll a champion back
+        when its answers fail too often."""
+        mon = self.project.monitoring
+        champion = self._champion_version()
+        since_s = data.get("champion_since")
+        since = datetime.fromisoformat(since_s) if since_s else None
+        if since is not None:
+            since = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            report = mon.report(version=champion, since=since, until=now)
+        except LoopmlError as exc:
+            log.warning("monitoring the champion failed: %s", exc)
+            return {}
+        if not report.get("rows"):
+            return {}
+        errors = (report.get("current", {}).get("metrics", {}).get("current") or {}).get(
+            "error_rate"
+        )
+        if errors is not None and errors > self.spec.max_error_rate:
+            aliases_moved = self.project.registry.history(self.name, "champion")
+            if len(aliases_moved) > 1:
+                move = self.project.models.rollback(
+                    by=BY,
+                    reason=f"error rate {errors:.1%} above {self.spec.max_error_rate:.1%}",
+                )
+                return {
+                    "rolled_back": {
+                        "version": move.from_version,
+                        "to": move.to_version,
+                        "reason": f"error rate {errors:.1%} above the limit "
+                        f"{self.spec.max_error_rate:.1%}",
+                    }
+                }
+        return {}
+
+    def _quarantine_rate(self, now: datetime) -> float | None:
+        source = self._event_source()
+        lo = now - self.spec.quarantine.window
+        with self.project.store.read() as conn:
+            rows = conn.execute(
+                select(t.batches.c.rows_read, t.batches.c.rows_quarantined).where(
+                    and_(
+                        t.batches.c.status == "committed",
+                        t.batches.c.committed_at >= lo,
+                        t.batches.c.committed_at <= now,
+                        *([t.batches.c.source == source] if source else []),
+                    )
+                )
+            ).all()
+        read = sum(int(r[0] or 0) for r in rows)
+        if read == 0:
+            return None
+        return sum(int(r[1] or 0) for r in rows) / read
+
+    def _quarantine_alert(self, rate: float, now: datetime) -> None:
+        from loopml.monitoring._alerts import Alerts
+
+        spec = MonitoringSpec.model_validate(
+            {
+                "alerts": {
+                    "loop_quarantine": {
+                        "metric": "quarantine_rate",
+                        "threshold": self.spec.quarantine.max_rate,
+                        "op": ">",
+                        "severity": "critical",
+                        "sinks": ["log"],
+                    }
+                }
+            }
+        )
+        store: Any = self.project.store  # a MetadataStore, structurally
+        alerts = Alerts(store, spec, root=self.project.root, model=self.name)
+        alerts.evaluate({"current": {"quarantine_rate": rate}}, at=now, details={"source": "loop"})
+
+    def _new_rows(self, now: datetime) -> int:
+        mv = self.project.registry.get(self.name, "champion")
+        end = mv.lineage.get("data_end")
+        source = self._event_source()
+        if source is None:
+            return 0
+        time_col = self.project.spec.sources[source].timestamp
+        if time_col is None:
+            return 0
+        where = [f'epoch_us("{time_col}") <= {to_micros(now)}']
+        if end:
+            where.append(f'epoch_us("{time_col}") > {to_micros(datetime.fromisoformat(end))}')
+        got = self.project.data.query(
+            f'SELECT count(*) AS n FROM "{source}" WHERE ' + " AND ".join(where)
+        )
+        return int(got.to_pylist()[0]["n"])
+
+    def _event_source(self) -> str | None:
+        f = self.project.spec.features
+        return f.event.source if f is not None else None
+
+    def _champion_version(self) -> int | None:
+        return self.project.registry.aliases(self.name).get("champion")
+
+    def _champion_created(self) -> datetime | None:
+        mv = self.project.registry.get(self.name, "champion")
+        end = mv.lineage.get("data_end")
+        return datetime.fromisoformat(end) if end else None
+
+    def _has_model(self) -> bool:
+        try:
+            return any(m.name == self.name for m in self.project.registry.models())
+        except LoopmlError:
+            return False
+
+    def _has_champion(self) -> bool:
+        return self._has_model() and self._champion_version() is not None
+
+    def _has_data(self) -> bool:
+        source = self._event_source()
+        return source is not None and any(
+            b.source == source for b in self.project.data.lake.batches()
+        )
+
+    def _hook(self, name: str) -> None:
+        hook = self.hooks.get(name)
+        if hook is not None:
+            hook()
+
+
+def _look_key(rollout: Rollout) -> str:
+    return f"{rollout.id}:{rollout.step}"
+
+
+def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = ("pr_auc", "roc_auc", "log_loss", "rmse", "macro_f1", "accuracy")
+    return {k: round(v, 4) for k, v in metrics.items() if k in keep and isinstance(v, float)}
+
+
+def _gate_summary(verdict: dict[str, Any]) -> dict[str, Any]:
+    numbers = verdict.get("numbers") or {}
+    out: dict[str, Any] = {"passed": verdict["passed"]}
+    if verdict.get("failed"):
+        out["failed"] = verdict["failed"][:5]
+    test = numbers.get("test") if isinstance(numbers, dict) else None
+    if isinstance(test, dict):
+        out["test"] = {k: v for k, v in test.items() if isinstance(v, (int | float, dict))}
+    return out
+
+
+def _counts(counts: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        str(v): {name: {"n": c.n, "mean": c.mean} for name, c in names.items()}
+        for v, names in counts.items()
+    }

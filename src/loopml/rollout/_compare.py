@@ -1,0 +1,96 @@
+"""A rollout's two arms from the landed prediction log and their labels: the per-prediction
+losses of the champion and the challenger over a period, counting only labels known by its end.
+A canary's arms are different requests; a shadow's are the same requests (a shadow prediction
+names the served one it shadows, and takes its label)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loopml.features import to_micros
+from loopml.monitoring._monitor import binary_truth
+from loopml.rollout._decide import per_row_loss
+from loopml.rollout._store import Rollout
+
+if TYPE_CHECKING:
+    from loopml._project import Project
+
+
+def arm_losses(
+    project: Project,
+    rollout: Rollout,
+    *,
+    metric: str,
+    since: datetime,
+    until: datetime,
+    land: bool = True,
+) -> dict[str, Any]:
+    """``{"champion": losses, "challenger": losses, "paired": bool}`` for predictions made in
+    [since, until) whose label was known by ``until``."""
+    mon = project.monitoring
+    if land:
+        mon.land()
+    empty = {"champion": np.zeros(0), "challenger": np.zeros(0), "paired": False}
+    preds = mon.log.predictions()
+    if preds is None or preds.num_rows == 0:
+        return empty
+    lo, hi = to_micros(since), to_micros(until)
+    keep = pc.and_(
+        pc.and_(pc.greater_equal(preds["at"], lo), pc.less(preds["at"], hi)),
+        pc.is_in(preds["version"], value_set=pa.array([rollout.champion, rollout.challenger])),
+    )
+    preds = preds.filter(keep)
+    if preds.num_rows == 0:
+        return empty
+    mode = pc.fill_null(preds["mode"], "")
+    served = preds.filter(pc.not_equal(mode, "shadow"))
+    champion_mv = project.registry.get(rollout.model, rollout.champion)
+    profile = mon.profile(champion_mv)
+    task = profile.task or "binary"
+    kind = "number" if task in ("binary", "regression") else "text"
+    joined, _ = mon.log.joined(served, mon.join_keys(), kind)
+    known = pc.and_(
+        pc.is_valid(joined["label"]), pc.less_equal(pc.fill_null(joined["label_at"], 2**62), hi)
+    )
+    joined = joined.filter(known)
+
+    def losses(table: pa.Table) -> np.ndarray:
+        if table.num_rows == 0:
+            return np.zeros(0)
+        scores = table["score"].to_numpy(zero_copy_only=False).astype(float)
+        if task == "binary":
+            y = pc.fill_null(binary_truth(table["label"], profile.classes), False)
+            yv = y.to_numpy(zero_copy_only=False)
+        else:
+            yv = pc.cast(table["label"], pa.float64()).to_numpy(zero_copy_only=False)
+        ok = np.isfinite(scores)
+        return per_row_loss(metric, scores[ok], yv[ok], threshold=profile.threshold)
+
+    if rollout.strategy == "shadow":
+        shadow = preds.filter(pc.equal(mode, "shadow"))
+        champion_rows = joined.filter(pc.equal(joined["version"], rollout.champion))
+        if shadow.num_rows == 0 or champion_rows.num_rows == 0:
+            return {**empty, "paired": True}
+        index = {pid: i for i, pid in enumerate(champion_rows["id"].to_pylist())}
+        pairs = [
+            (index[of], j)
+            for j, of in enumerate(shadow["of"].to_pylist())
+            if of is not None and of in index
+        ]
+        if not pairs:
+            return {**empty, "paired": True}
+        hi_idx = pa.array([p[0] for p in pairs])
+        sh_idx = pa.array([p[1] for p in pairs])
+        base = champion_rows.take(hi_idx)
+        other = shadow.take(sh_idx).select(["score"]).append_column("label", base["label"])
+        return {"champion": losses(base), "challenger": losses(other), "paired": True}
+    return {
+        "champion": losses(joined.filter(pc.equal(joined["version"], rollout.champion))),
+        "challenger": losses(joined.filter(pc.equal(joined["version"], rollout.challenger))),
+        "paired": False,
+    }

@@ -1,0 +1,332 @@
+"""Rollouts and their counters in the metadata store, shared by every serving worker and the
+controller. Every change is one transaction; step changes and endings are compare-and-set, so a
+controller that resumes after a crash cannot apply a step twice, and counters are added with an
+atomic ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`` (no lost updates between
+workers)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from loopml.errors import ConflictError, NotFoundError, UsageError
+from loopml.storage import SqlMetadataStore
+from loopml.storage import _tables as t
+
+ACTIVE = "active"
+ENDED = ("promoted", "rolled_back", "stopped")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One challenger's way to traffic: shadow (scored beside the champion, never answering) or
+    canary (answering a stepped share of requests)."""
+
+    id: int
+    model: str
+    strategy: str
+    champion: int
+    challenger: int
+    status: str
+    step: int
+    share: float
+    shadow: float
+    unit: str | None
+    started_at: datetime
+    step_started_at: datetime
+    ended_at: datetime | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[float]:
+        return list(self.data.get("steps") or [])
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "strategy": self.strategy,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "status": self.status,
+            "step": self.step,
+            "share": self.share,
+            "shadow": self.shadow,
+            "unit": self.unit,
+            "started_at": self.started_at.isoformat(),
+            "step_started_at": self.step_started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            **{k: v for k, v in self.data.items() if k in ("steps", "decisions", "reason")},
+        }
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A shared counter: how many observations, their sum and their sum of squares."""
+
+    n: float = 0.0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+
+Counts = dict[int, dict[str, Counter]]  # version -> name -> counter
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Rollouts:
+    """The rollouts of a project's models."""
+
+    def __init__(self, store: SqlMetadataStore) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------------------------ reading
+
+    def active(self, model: str) -> Rollout | None:
+        """The model's active rollout, if any (at most one at a time)."""
+        with self.store.read() as conn:
+            row = (
+                conn.execute(
+                    select(t.rollouts).where(
+                        and_(t.rollouts.c.model == model, t.rollouts.c.status == ACTIVE)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return _rollout(row) if row is not None else None
+
+    def get(self, rollout_id: int) -> Rollout:
+        with self.store.read() as conn:
+            row = conn.execute(select(t.rollouts).where(t.rollouts.c.id == rollout_id)).mappings()
+            found = row.first()
+        if found is None:
+            raise NotFoundError(f"no rollout {rollout_id}", details={"rollout": rollout_id})
+        return _rollout(found)
+
+    def list(self, model: str, *, limit: int = 50) -> builtins.list[Rollout]:
+        """The model's rollouts, newest first."""
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(t.rollouts)
+                .where(t.rollouts.c.model == model)
+                .order_by(t.rollouts.c.id.desc())
+                .limit(limit)
+            ).mappings()
+            return [_rollout(r) for r in rows]
+
+    # ------------------------------------------------------------------------------ changes
+
+    def start(
+        self,
+        model: str,
+        *,
+        strategy: str,
+        champion: int,
+        challenger: int,
+        steps: builtins.list[float] | None = None,
+        shadow: float = 0.0,
+        unit: str | None = None,
+        at: datetime | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Rollout:
+        """Start a rollout; refused while the model has another active one."""
+        if strategy not in ("shadow", "canary"):
+            raise UsageError(f"unknown rollout strategy {strategy!r}: shadow or canary")
+        if champion == challenger:
+            raise UsageError(f"{model}:{challenger} is the champion already; nothing to roll out")
+        steps = list(steps or [])
+        if strategy == "canary" and not steps:
+            raise UsageError("a canary needs its steps (shares of traffic), e.g. [0.05, 0.25, 1]")
+        at = at or utcnow()
+        with self.store.write() as conn:
+            row = _active_row(conn, model)
+            if row is not None:
+                current = _rollout(row)
+                raise ConflictError(
+                    f"model {model!r} has an active {current.strategy} rollout ({current.id}: "
+                    f"version {current.challenger}); end it first",
+                    details={"model": model, "rollout": current.id},
+                )
+            result = conn.execute(
+                t.rollouts.insert().values(
+                    model=model,
+                    strategy=strategy,
+                    champion=champion,
+                    challenger=challenger,
+                    status=ACTIVE,
+                    step=0,
+                    share=steps[0] if strategy == "canary" else 0.0,
+                    shadow=shadow,
+                    unit=unit,
+                    started_at=at,
+                    step_started_at=at,
+                    ended_at=None,
+                    data={"steps": steps, "decisions": [], **(data or {})},
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            rollout_id = int(key[0])
+        return self.get(rollout_id)
+
+    def advance(
+        self, rollout: Rollout, *, at: datetime, decision: Mapping[str, Any] | None = None
+    ) -> Rollout:
+        """Move a canary to its next step (compare-and-set on the step it was at)."""
+        nxt = rollout.step + 1
+        if nxt >= len(rollout.steps):
+            raise UsageError(f"rollout {rollout.id} is at its last step; promote or end it")
+        data = _with_decision(rollout, decision, at)
+        with self.store.write() as conn:
+            done = conn.execute(
+                update(t.rollouts)
+                .where(
+                    and_(
+                        t.rollouts.c.id == rollout.id,
+                        t.rollouts.c.status == ACTIVE,
+                        t.rollouts.c.step == rollout.step,
+                    )
+                )
+                .values(step=nxt, share=rollout.steps[nxt], step_started_at=at, data=data)
+            ).rowcount
+        if not done:
+            raise ConflictError(
+                f"rollout {rollout.id} moved on meanwhile (it is no longer at step {rollout.step})",
+                details={"rollout": rollout.id},
+            )
+        return self.get(rollout.id)
+
+    def end(
+        self,
+        rollout: Rollout,
+        status: str,
+        *,
+        at: datetime,
+        reason: str,
+        decision: Mapping[str, Any] | None = None,
+    ) -> Rollout:
+        """End an active rollout as ``promoted``, ``rolled_back`` or ``stopped``."""
+        if status not in ENDED:
+            raise UsageError(f"a rollout ends as one of {', '.join(ENDED)}, not {status!r}")
+        data = _with_decision(rollout, decision, at)
+        data["reason"] = reason
+        with self.store.write() as conn:
+            done = conn.execute(
+                update(t.rollouts)
+                .where(and_(t.rollouts.c.id == rollout.id, t.rollouts.c.status == ACTIVE))
+                .values(status=status, share=0.0, shadow=0.0, ended_at=at, data=data)
+            ).rowcount
+        if not done:
+            raise ConflictError(
+                f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
+            )
+        return self.get(rollout.id)
+
+    # ----------------------------------------------------------------------------- counters
+
+    def add_counts(self, rollout_id: int, counts: Mapping[tuple[int, str], Counter]) -> None:
+        """Add to the shared counters in one transaction (atomic increments)."""
+        if not counts:
+            return
+        with self.store.write() as conn:
+            insert = _upsert(conn)
+            rows = [
+                {
+                    "rollout_id": rollout_id,
+                    "version": version,
+                    "name": name,
+                    "n": c.n,
+                    "total": c.total,
+                    "total_sq": c.total_sq,
+                }
+                for (version, name), c in counts.items()
+            ]
+            stmt = insert(t.rollout_counters)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["rollout_id", "version", "name"],
+                set_={
+                    "n": t.rollout_counters.c.n + stmt.excluded.n,
+                    "total": t.rollout_counters.c.total + stmt.excluded.total,
+                    "total_sq": t.rollout_counters.c.total_sq + stmt.excluded.total_sq,
+                },
+            )
+            conn.execute(stmt, rows)
+
+    def counts(self, rollout_id: int) -> Counts:
+        """The shared counters of a rollout: version -> name -> counter."""
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(t.rollout_counters).where(t.rollout_counters.c.rollout_id == rollout_id)
+            ).mappings()
+            out: Counts = {}
+            for r in rows:
+                out.setdefault(int(r["version"]), {})[r["name"]] = Counter(
+                    float(r["n"]), float(r["total"]), float(r["total_sq"])
+                )
+        return out
+
+
+def _upsert(conn: Connection) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _active_row(conn: Connection, model: str) -> RowMapping | None:
+    return (
+        conn.execute(
+            select(t.rollouts).where(
+                and_(t.rollouts.c.model == model, t.rollouts.c.status == ACTIVE)
+            )
+        )
+        .mappings()
+        .first()
+    )
+
+
+def _with_decision(
+    rollout: Rollout, decision: Mapping[str, Any] | None, at: datetime
+) -> dict[str, Any]:
+    data = dict(rollout.data)
+    if decision is not None:
+        data["decisions"] = [
+            *data.get("decisions", []),
+            {"at": at.isoformat(), "step": rollout.step, **decision},
+        ]
+    return data
+
+
+def _rollout(row: RowMapping) -> Rollout:
+    return Rollout(
+        id=int(row["id"]),
+        model=row["model"],
+        strategy=row["strategy"],
+        champion=int(row["champion"]),
+        challenger=int(row["challenger"]),
+        status=row["status"],
+        step=int(row["step"]),
+        share=float(row["share"]),
+        shadow=float(row["shadow"]),
+        unit=row["unit"],
+        started_at=row["started_at"],
+        step_started_at=row["step_started_at"],
+        ended_at=row["ended_at"],
+        data=dict(row["data"] or {}),
+    )
