@@ -124,11 +124,25 @@ class PredictHandler:
             )
         engine: Engine = rt.engine
         parsed = engine.parse(rows)  # client errors: 422 naming the field, before any model work
-        preds = await self._model_or_fallback(engine, parsed, served)
+        groups, shadowed, rollout_id = rt.split(parsed, served)
+        if len(groups) == 1:
+            preds = await self._model_or_fallback(engine, parsed, served)
+        else:  # a canary: each version answers its own rows
+            answered: list[Prediction | None] = [None] * len(parsed)
+            for version, idx in groups:
+                out = await self._model_or_fallback(engine, [parsed[i] for i in idx], version)
+                for i, p in zip(idx, out, strict=True):
+                    answered[i] = p
+            preds = [p for p in answered if p is not None]
         elapsed = time.perf_counter() - started
+        each = elapsed / len(preds)
         for p in preds:
-            p.latency_us = elapsed * 1e6 / len(preds)
-            rt.record(p, elapsed / len(preds))
+            p.latency_us = each * 1e6
+            rt.record(p, each)
+            if rollout_id is not None:
+                rt.count(rollout_id, p, each)
+        if shadowed:
+            rt.shadow([preds[i] for i in shadowed if preds[i].fallback is None])
         return preds, elapsed
 
     async def _model_or_fallback(

@@ -4,19 +4,27 @@ the prediction log and the metrics."""
 from __future__ import annotations
 
 import gc
+import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from loopml._project import Project
 from loopml.features import OnlineFeatures
 from loopml.monitoring._log import predictions_stream
+from loopml.monitoring._monitor import ERROR_REASONS
+from loopml.rollout import CounterBuffer, Rollouts, Router
 from loopml.serving._engine import Engine, Prediction
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._log import PredictionLogger
 from loopml.serving._metrics import ServingMetrics
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
+from loopml.storage import new_id
+
+log = logging.getLogger("loopml.serving")
 
 
 class Runtime:
@@ -74,6 +82,24 @@ class Runtime:
         self._drift_gauges(project)
         self.started_at = time.time()
         self._children: dict[tuple[str, int | None], tuple[Any, Any]] = {}
+        # Rollouts: the router reads the model's active rollout in the background; the
+        # challenger is loaded (and hot-swapped) like the champion; counters are summed here and
+        # added to the shared ones on each refresh, never written per request.
+        rollouts = Rollouts(project.store)
+        self.router = Router(rollouts, self.name, unit=project.spec.loop.rollout.unit)
+        self.counters = CounterBuffer(rollouts)
+        self.challenger = ModelHolder(
+            project.models,
+            lambda: self.online,
+            alias="challenger",
+            interval=self.spec.watch_interval.total_seconds(),
+        )
+        self.rollout_interval = min(1.0, self.spec.watch_interval.total_seconds())
+        self._shadow_pool: ThreadPoolExecutor | None = None
+        self._rollout_stop = threading.Event()
+        self._rollout_thread: threading.Thread | None = None
+        self.shadowed = 0
+        self.shadow_errors = 0
 
     def _drift_gauges(self, project: Project) -> None:
         """The monitor's latest drift scores, exported with the serving metrics."""
@@ -96,12 +122,25 @@ class Runtime:
         self.holder.start()
         if self.logger is not None:
             self.logger.start()
+        self.refresh_rollout()
+        self._rollout_thread = threading.Thread(
+            target=self._watch_rollout, name="loopml-rollout", daemon=True
+        )
+        self._rollout_thread.start()
         # Everything loaded so far lives as long as the worker: keep it out of the collector's
         # full passes, which would otherwise pause requests for milliseconds.
         gc.collect()
         gc.freeze()
 
     def stop(self) -> None:
+        self._rollout_stop.set()
+        if self._rollout_thread is not None:
+            self._rollout_thread.join(timeout=10)
+            self._rollout_thread = None
+        if self._shadow_pool is not None:
+            self._shadow_pool.shutdown(wait=True)
+            self._shadow_pool = None
+        self.counters.flush()
         self.holder.stop()
         if self.logger is not None:
             self.logger.stop()
@@ -127,6 +166,105 @@ class Runtime:
         if self.logger is not None:
             self.logger.log(pred.log_entry())
 
+    # ------------------------------------------------------------------------------ rollouts
+
+    def refresh_rollout(self) -> None:
+        """Read the active rollout, load its challenger, flush the counters."""
+        rollout = self.router.refresh()
+        if rollout is not None and rollout.active:
+            current = self.challenger.current
+            if current is None or current.number != rollout.challenger:
+                self.challenger.check()
+        self.counters.flush()
+
+    def _watch_rollout(self) -> None:
+        while not self._rollout_stop.wait(self.rollout_interval):
+            try:
+                self.refresh_rollout()
+            except Exception:
+                log.exception("refreshing the rollout failed")
+
+    def split(
+        self, rows: list[dict[str, Any]], served: Served
+    ) -> tuple[list[tuple[Served, list[int]]], list[int], int | None]:
+        """Which rows each version answers (the champion's first), which the challenger
+        shadows, and the rollout they belong to. Without an active rollout, every row goes to
+        the champion and nothing else happens."""
+        rollout = self.router.current
+        if rollout is None or not rollout.active:
+            return [(served, list(range(len(rows))))], [], None
+        challenger = self.challenger.current
+        ready = challenger is not None and challenger.number == rollout.challenger
+        mine: list[int] = []
+        theirs: list[int] = []
+        shadow: list[int] = []
+        for i, row in enumerate(rows):
+            if not row.get("_id"):
+                row["_id"] = new_id("p")
+            route = self.router.route(row["_id"], row)
+            if route.arm == "challenger" and ready:
+                theirs.append(i)
+            else:
+                mine.append(i)
+                if route.shadow and ready:
+                    shadow.append(i)
+        groups = [(served, mine)]
+        if theirs and challenger is not None:
+            groups.append((challenger, theirs))
+        return groups, shadow, rollout.id
+
+    def count(self, rollout_id: int, pred: Prediction, seconds: float) -> None:
+        if pred.version is None:
+            return
+        self.counters.add(rollout_id, pred.version, "requests")
+        if pred.fallback in ERROR_REASONS:
+            self.counters.add(rollout_id, pred.version, "errors")
+        self.counters.add(rollout_id, pred.version, "latency_us", seconds * 1e6)
+
+    def shadow(self, preds: list[Prediction]) -> None:
+        """Score the challenger on these answered requests in the background and log its
+        predictions beside the champion's (never answering with them)."""
+        challenger = self.challenger.current
+        if challenger is None or not preds or self.logger is None:
+            return
+        if self._shadow_pool is None:
+            self._shadow_pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="loopml-shadow"
+            )
+        rollout = self.router.current
+        rollout_id = rollout.id if rollout is not None else None
+        self._shadow_pool.submit(self._score_shadow, challenger, preds, rollout_id)
+
+    def _score_shadow(
+        self, served: Served, preds: list[Prediction], rollout_id: int | None
+    ) -> None:
+        for pred in preds:
+            started = time.perf_counter()
+            try:
+                output = served.predictor.score(pred.features)
+            except Exception as exc:  # noqa: BLE001 - a failing shadow never affects serving
+                self.shadow_errors += 1
+                log.warning("the shadow %s failed: %r", served.version.ref, exc)
+                if rollout_id is not None:
+                    self.counters.add(rollout_id, served.number, "errors")
+                continue
+            seconds = time.perf_counter() - started
+            entry = pred.log_entry()
+            entry.update(
+                id=f"{pred.id}:shadow",
+                of=pred.id,
+                version=served.number,
+                mode="shadow",
+                fallback=None,
+                output=output.tolist() if hasattr(output, "tolist") else output,
+                latency_us=round(seconds * 1e6, 1),
+            )
+            assert self.logger is not None
+            self.logger.log(entry)
+            self.shadowed += 1
+            if rollout_id is not None:
+                self.counters.add(rollout_id, served.number, "shadowed")
+
     def refresh_gauges(self) -> None:
         if self.logger is not None:
             dropped = self.logger.dropped - getattr(self, "_dropped_seen", 0)
@@ -144,6 +282,7 @@ class Runtime:
             "model": self.name,
             "mode": self.spec.mode,
             "serving": self.holder.status(),
+            "rollout": self._rollout_status(),
             "breaker_open": self.engine.breaker.open,
             "log": {
                 "written": self.logger.written if self.logger else 0,
@@ -151,4 +290,20 @@ class Runtime:
                 "queued": len(self.logger._queue) if self.logger else 0,
             },
             "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+    def _rollout_status(self) -> dict[str, Any] | None:
+        r = self.router.current
+        if r is None or not r.active:
+            return None
+        return {
+            "id": r.id,
+            "strategy": r.strategy,
+            "challenger": r.challenger,
+            "share": r.share,
+            "shadow": r.shadow,
+            "challenger_loaded": self.challenger.current.number
+            if self.challenger.current
+            else None,
+            "shadowed": self.shadowed,
         }
