@@ -7,7 +7,18 @@ import sys
 import click
 import typer
 
-from loopml.cli import data, events, features, models, quarantine, schema, serve, spec
+from loopml.cli import (
+    data,
+    events,
+    features,
+    loop,
+    models,
+    quarantine,
+    rollout,
+    schema,
+    serve,
+    spec,
+)
 from loopml.cli._common import EXIT_FAILURE, EXIT_USAGE, err, exit_code_for, print_json
 from loopml.cli.advise import advise_serving
 from loopml.cli.demo import demo
@@ -43,6 +54,8 @@ app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(events.app, name="events")
 app.add_typer(spec.app, name="spec")
+app.add_typer(loop.app, name="loop")
+app.add_typer(rollout.app, name="rollout")
 
 
 # Typer may vendor its own copy of click; accept the exceptions of either.

@@ -12,28 +12,28 @@ from loopml.cli._common import JsonOpt, ProjectOpt, open_project, out, print_jso
 from loopml.errors import NotFoundError
 
 if TYPE_CHECKING:
-    from loopml.rollout import Counter, Rollout
+    pass
 
 app = typer.Typer(
     help="The active shadow or canary rollout: its step, decisions and counters.",
     no_args_is_help=True,
 )
 
-CHALLENGER = "challenger"  # the alias a rollout's challenger holds (as the loop sets it)
 RECENT = 5
 
 
 @app.command("status")
 def status(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
-    """The active rollout of the project's model (its step, share, decisions and the counters
-    every serving worker adds to), or the last ended ones when none is active."""
-    from loopml.rollout import Rollouts
+    """The active rollout of the project's model, or the last ended ones.
+
+    Shows its step, share, decisions and the counters every serving worker adds to."""
+    from loopml.rollout import Rollouts, counts_summary
 
     with open_project(project) as p:
         model = p.models.name
         rollouts = Rollouts(p.store)
         active = rollouts.active(model)
-        counts = counts_dict(rollouts.counts(active.id)) if active else None
+        counts = counts_summary(rollouts.counts(active.id)) if active else None
         recent = [r for r in rollouts.list(model, limit=RECENT + 1) if not r.active][:RECENT]
     if json:
         print_json(
@@ -45,24 +45,12 @@ def status(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
         )
         return 0
     if active is None:
-        out.print(f"{model}: no active rollout")
-        if recent:
-            table(
-                "last rollouts",
-                ["id", "strategy", "version", "champion", "status", "started", "ended", "reason"],
-                [
-                    [
-                        r.id,
-                        r.strategy,
-                        r.challenger,
-                        r.champion,
-                        r.status,
-                        when(r.started_at),
-                        when(r.ended_at),
-                        r.data.get("reason", ""),
-                    ]
-                    for r in recent
-                ],
+        out.print(f"{model}: no active rollout" + ("; the last ones:" if recent else ""))
+        for r in recent:
+            out.print(
+                f"  rollout {r.id}: {r.strategy} of version {r.challenger} against "
+                f"{r.champion}, {r.status} {when(r.ended_at)} (started {when(r.started_at)})"
+                + (f": {r.data['reason']}" if r.data.get("reason") else "")
             )
         return 0
     show_rollout(active.to_dict(), counts or {})
@@ -75,10 +63,12 @@ def stop(
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
-    """End the active rollout as `stopped` (the champion takes all traffic again) and free the
-    `challenger` alias. The loop sees it at its next step and returns to idle."""
+    """End the active rollout as stopped and free the challenger alias.
+
+    The champion takes all the traffic again; the loop sees it at its next step and returns
+    to idle."""
     from loopml.data import default_user
-    from loopml.rollout import Rollouts
+    from loopml.rollout import CHALLENGER_ALIAS, Rollouts
 
     by = default_user()
     with open_project(project) as p:
@@ -93,10 +83,10 @@ def stop(
             )
         # Rollouts.end records no author: keep who stopped it in the reason.
         ended = rollouts.end(active, "stopped", at=datetime.now(UTC), reason=f"{reason} (by {by})")
-        freed = p.registry.aliases(model).get(CHALLENGER) == active.challenger
+        freed = p.registry.aliases(model).get(CHALLENGER_ALIAS) == active.challenger
         if freed:
             p.registry.remove_alias(
-                model, CHALLENGER, by=by, reason=f"rollout {active.id} stopped: {reason}"
+                model, CHALLENGER_ALIAS, by=by, reason=f"rollout {active.id} stopped: {reason}"
             )
     if json:
         print_json({**ended.to_dict(), "challenger_alias_freed": freed})
@@ -104,18 +94,9 @@ def stop(
         out.print(
             f"rollout {ended.id} ({ended.strategy} of version {ended.challenger}) stopped; "
             f"version {ended.champion} takes all traffic"
-            + (f"; alias {CHALLENGER} freed" if freed else "")
+            + (f"; alias {CHALLENGER_ALIAS} freed" if freed else "")
         )
     return 0
-
-
-def counts_dict(counts: dict[int, dict[str, Counter]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The shared counters as ``{version: {name: {"n", "mean"}}}`` (the shape of
-    ``Controller.status()["counts"]``)."""
-    return {
-        str(version): {name: {"n": c.n, "mean": c.mean} for name, c in names.items()}
-        for version, names in counts.items()
-    }
 
 
 def show_rollout(r: dict[str, Any], counts: dict[str, dict[str, dict[str, Any]]]) -> None:
@@ -133,7 +114,7 @@ def show_rollout(r: dict[str, Any], counts: dict[str, dict[str, dict[str, Any]]]
         f"{r['champion']}, {r['status']}; {where}"
     )
     out.print(
-        f"  started {r['started_at'][:19]}, this step since {r['step_started_at'][:19]}"
+        f"  started {_t(r['started_at'])}, this step since {_t(r['step_started_at'])}"
         + (f", unit {r['unit']}" if r.get("unit") else "")
     )
     for d in r.get("decisions") or []:
@@ -156,3 +137,6 @@ def show_rollout(r: dict[str, Any], counts: dict[str, dict[str, dict[str, Any]]]
 def _mean(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}"
 
+
+def _t(iso: str) -> str:
+    return iso[:19].replace("T", " ")

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,8 +33,16 @@ from sqlalchemy import and_, select
 
 from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
 from loopml.errors import ConflictError, LoopmlError, UsageError
-from loopml.features import to_micros
-from loopml.rollout import Rollout, Rollouts, arm_losses, compare_losses, default_metric
+from loopml.features import TrainingSet, to_micros
+from loopml.rollout import (
+    CHALLENGER_ALIAS,
+    Rollout,
+    Rollouts,
+    arm_losses,
+    compare_losses,
+    counts_summary,
+    default_metric,
+)
 from loopml.rollout._decide import Decision, ops_checks
 from loopml.spec import LoopSpec, MonitoringSpec
 from loopml.storage import _tables as t
@@ -44,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loopml.loop")
 
-CHALLENGER = "challenger"
+CHALLENGER = CHALLENGER_ALIAS
 BY = "loop"
 
 
@@ -89,6 +97,7 @@ class Controller:
         # Test seams: called at named points of a step (to kill or slow a controller there).
         self.hooks = hooks or {}
         self._events: list[dict[str, Any]] = []
+        self._built: tuple[int, datetime, TrainingSet] | None = None
 
     # ----------------------------------------------------------------------------- driving
 
@@ -147,6 +156,10 @@ class Controller:
             with contextlib.suppress(LoopmlError):
                 self.lease.release()
 
+    def release(self) -> None:
+        """Give up the lease now (after one-off steps; `run` releases it when it stops)."""
+        self.lease.release()
+
     def trigger(self, reason: str = "by hand", *, by: str | None = None) -> LoopState:
         """Ask for a retrain at the next step (a trigger by hand)."""
         for _ in range(5):
@@ -168,7 +181,7 @@ class Controller:
             **state.to_dict(),
             "aliases": aliases,
             "rollout": rollout.to_dict() if rollout else None,
-            "counts": _counts(self.rollouts.counts(rollout.id)) if rollout else None,
+            "counts": counts_summary(self.rollouts.counts(rollout.id)) if rollout else None,
             "lease": self.lease.current(),
             "events": [e.to_dict() for e in self.states.events(self.name)][-20:],
         }
@@ -204,6 +217,8 @@ class Controller:
     def _idle(self, state: LoopState, now: datetime) -> LoopState | None:
         data = dict(state.data)
         events: list[tuple[str, dict[str, Any]]] = []
+        # The loop watches a champion it did not promote from its first step on.
+        data.setdefault("watching_since", now.isoformat())
         if self.spec.monitor_every is not None and self._has_champion():
             last = data.get("monitored_at")
             if last is None or now - datetime.fromisoformat(last) >= self.spec.monitor_every:
@@ -263,7 +278,10 @@ class Controller:
             self._hook("before_train")
             mode = self._mode(state)
             try:
+                ts = self.project.features.build(as_of=now)
+                self._built = (state.cycle, now, ts)  # the gate's backtest reads it too
                 result = self.project.models.train(
+                    training_set=ts,
                     as_of=now,
                     warm_start="champion" if mode == "stateful" else None,
                     window=self.spec.retrain.window if mode == "stateless" else None,
@@ -302,7 +320,13 @@ class Controller:
         verdict = self._reuse_verdict(version, champion)
         if verdict is None:
             self._hook("before_gate")
-            v = models.evaluate(version, as_of=now, by=BY) if champion != version else None
+            built = self._built
+            ts = built[2] if built is not None and built[:2] == (state.cycle, now) else None
+            v = (
+                models.evaluate(version, as_of=now, by=BY, training_set=ts)
+                if champion != version
+                else None
+            )
             verdict = (
                 {"passed": v.passed, "failed": [c.detail for c in v.failed()], "numbers": v.numbers}
                 if v is not None
@@ -359,6 +383,9 @@ class Controller:
         if not rollout.active:
             # Ended from outside (`loopml rollout stop`) or by an earlier, interrupted step.
             return self._finish_ended(state, rollout, now)
+        missed = self._unrecorded_steps(rollout)
+        if missed:
+            return self._save(state, state.phase, now, missed, data=data)
         decision = self._decide(rollout, now, data.get("looks", {}))
         if decision.action == "hold":
             if decision.numbers.get("looked") is not None:
@@ -448,15 +475,18 @@ class Controller:
                 ],
                 data=data,
             )
-        events = self._promote(
-            rollout.challenger, now, f"{rollout.strategy} {rollout.id} passed", decision
-        )
+        # The rollout ends first: a step that dies after it finishes the promotion on resume
+        # (_finish_ended), where a champion moved under a still active rollout would be judged
+        # again, against itself.
         self.rollouts.end(
             rollout,
             "promoted",
             at=now,
             reason="not worse than the champion",
             decision=decision.to_dict(),
+        )
+        events = self._promote(
+            rollout.challenger, now, f"{rollout.strategy} {rollout.id} passed", decision
         )
         self._free_challenger()
         return self._save(state, "idle", now, events, data=self._promoted(data, now))
@@ -467,8 +497,15 @@ class Controller:
         data = dict(state.data)
         events: list[tuple[str, dict[str, Any]]] = []
         champion = self._champion_version()
-        if rollout.status == "promoted" and champion != rollout.challenger:
-            events = self._promote(rollout.challenger, now, f"rollout {rollout.id} passed")
+        if rollout.status == "promoted":
+            # Ended by a step that died before moving the champion, or after but before
+            # recording it: finish (the move is idempotent) and record the promotion.
+            last = (rollout.data.get("decisions") or [None])[-1]
+            decided = Decision(last["action"], last["reasons"], last["numbers"]) if last else None
+            events = self._promote(rollout.challenger, now, f"rollout {rollout.id} passed", decided)
+            events[0][1]["resumed"] = True
+            if champion == rollout.challenger:
+                events[0][1]["previous"] = rollout.champion
         elif (
             rollout.status == "stopped"
             and rollout.strategy == "shadow"
@@ -600,6 +637,37 @@ class Controller:
         data.pop("looks", None)
         return data
 
+    def _unrecorded_steps(self, rollout: Rollout) -> list[tuple[str, dict[str, Any]]]:
+        """The canary steps the rollout took that the loop's timeline lacks: a step that died
+        between moving the rollout (compare-and-set) and saving the loop state. Recorded as
+        they were decided."""
+        if rollout.step == 0:
+            return []
+        recorded = sum(
+            1
+            for e in self.states.events(self.name, kind="canary_step")
+            if e.detail.get("rollout") == rollout.id
+        )
+        decided = {
+            d["step"]: d for d in rollout.data.get("decisions", []) if d.get("action") == "advance"
+        }
+        steps = rollout.steps
+        return [
+            (
+                "canary_step",
+                {
+                    "rollout": rollout.id,
+                    "version": rollout.challenger,
+                    "from": steps[s],
+                    "to": steps[s + 1],
+                    **{k: v for k, v in decided.get(s, {}).items() if k not in ("at", "step")},
+                    "decided_at": decided.get(s, {}).get("at"),
+                    "resumed": True,
+                },
+            )
+            for s in range(recorded, rollout.step)
+        ]
+
     def _free_challenger(self) -> None:
         if CHALLENGER in self.project.registry.aliases(self.name):
             self.project.registry.remove_alias(self.name, CHALLENGER, by=BY, reason="rollout ended")
@@ -681,10 +749,16 @@ class Controller:
         when its answers fail too often."""
         mon = self.project.monitoring
         champion = self._champion_version()
-        since_s = data.get("champion_since")
+        since_s = data.get("champion_since") or data.get("watching_since")
         since = datetime.fromisoformat(since_s) if since_s else None
         if since is not None:
             since = since.replace(hour=0, minute=0, second=0, microsecond=0)
+            # Only the recent windows: those not judged yet and the sliding window behind them.
+            # Whole windows after the promotion keep the windows' boundaries where they were.
+            spec = self.project.spec.monitoring
+            back = now - spec.sliding - 2 * spec.window - since
+            if back > timedelta(0):
+                since += (back // spec.window) * spec.window
         try:
             report = mon.report(version=champion, since=since, until=now)
         except LoopmlError as exc:
@@ -819,10 +893,3 @@ def _gate_summary(verdict: dict[str, Any]) -> dict[str, Any]:
     if isinstance(test, dict):
         out["test"] = {k: v for k, v in test.items() if isinstance(v, (int | float, dict))}
     return out
-
-
-def _counts(counts: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        str(v): {name: {"n": c.n, "mean": c.mean} for name, c in names.items()}
-        for v, names in counts.items()
-    }

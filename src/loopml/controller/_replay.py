@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from loopml.controller._controller import Controller, StepResult
 from loopml.errors import UsageError
 from loopml.rollout import BatchServer
+from loopml.storage import new_id
 
 if TYPE_CHECKING:
     from loopml._project import Project
@@ -81,6 +82,10 @@ def replay(
     table = table.filter(pc.greater_equal(et, pa.scalar(start, et.type)))
     et, la = table[at], table[label_at]
     result = ReplayResult()
+    # Prediction ids unique to this replay: the monitored log keeps the first prediction of an
+    # id, so a second replay on the project (resumed, or in chunks) reusing "r0-1-0"... would
+    # have its predictions dropped as redeliveries of the first one's.
+    run = new_id("r")[:16]
     lo = start
     n = 0
     while lo < until:
@@ -90,7 +95,7 @@ def replay(
                 pc.greater_equal(et, pa.scalar(lo, et.type)), pc.less(et, pa.scalar(hi, et.type))
             )
         )
-        served = server.serve(events, id_prefix=f"r{n}") if events.num_rows else {}
+        served = server.serve(events, id_prefix=f"{run}-{n}") if events.num_rows else {}
         known = table.filter(
             pc.and_(
                 pc.and_(

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from loopml.errors import ConflictError
+from loopml.errors import ConflictError, UsageError
 from loopml.storage import SqlMetadataStore
 from loopml.storage import _tables as t
 
@@ -105,7 +105,7 @@ class LoopStore:
         """Move to ``phase`` (and ``cycle``/``data``) and append ``events`` (kind, loop time,
         detail) in one transaction, if nobody changed the state since ``state`` was read."""
         if phase not in PHASES:
-            raise ValueError(f"unknown loop phase {phase!r}")
+            raise UsageError(f"unknown loop phase {phase!r}: one of {', '.join(PHASES)}")
         cycle = state.cycle if cycle is None else cycle
         data = dict(state.data if data is None else data)
         now = utcnow()

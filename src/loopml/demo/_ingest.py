@@ -169,6 +169,20 @@ gate:
     log_loss: {max_change_rel: 0.02}
   max_slice_regression: 0.05
   backtest: 7d
+
+# The continual-learning loop: retrain monthly, or when the inputs move, the concept drifts or
+# the performance decays (at most every two weeks); from scratch on the latest 90 days; then a
+# canary (10 % of requests, then half) that must show the new model not worse on log loss.
+loop:
+  triggers:
+    schedule: 30d
+    alerts: [inputs_moved, concept_drift, decay]
+    min_interval: 14d
+  retrain: {mode: stateless, window: 90d, min_rows: 2000}
+  rollout:
+    strategy: canary
+    canary: {steps: [0.1, 0.5, 1.0], min_labels: 400, margin: 0.02, step_timeout: 21d}
+  monitor_every: 7d
 """
 
 # The week whose file arrives with a renamed column (the producer's bug), and is later sent again.

@@ -16,6 +16,7 @@ from loopml._project import Project
 from loopml.data import IngestResult
 from loopml.demo._features import run_features
 from loopml.demo._ingest import BROKEN_WEEK, DEMO_SPEC, expected_damage, write_incoming
+from loopml.demo._loop import copy_for_loop, run_loop, start_loops
 from loopml.demo._model import run_model
 from loopml.demo._monitoring import run_monitoring
 from loopml.demo._serving import run_serving
@@ -112,7 +113,12 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         model = run_model(console, project)
         project.features.materialize()
         serving = run_serving(console, project)
+    # The loop runs in two copies of the project as it is now (one per retraining mode), in
+    # their own processes, while this one monitors the static model.
+    pool, futures = start_loops(copy_for_loop(directory))
+    with Project.open(directory) as project:
         monitoring = run_monitoring(console, project, directory)
+        loop = run_loop(console, project, directory, pool, futures, serving)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
     return {
@@ -125,6 +131,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         "model": model,
         "serving": serving,
         "monitoring": monitoring,
+        "loop": loop,
         "seconds": round(seconds, 2),
     }
 

@@ -189,6 +189,7 @@ class MonitorLog:
         self.files = files
         self.model = model
         self.root = f"monitoring/{model}"
+        self._cache: dict[str, tuple[tuple[str, ...], pa.Table | None]] = {}
 
     def land(self, events: EventLog, *, consumer: str = "monitor", batch: int = 50_000) -> Landed:
         """Move everything the streams hold now into Parquet segments."""
@@ -225,24 +226,34 @@ class MonitorLog:
             return []
         return [f"{folder}/{p}" for p in self.files.list(folder) if p.endswith(".parquet")]
 
-    def _read(self, kind: str) -> pa.Table | None:
-        parts = [pq.read_table(self.files.path(p)) for p in self._segments(kind)]
-        if not parts:
+    def _read(self, kind: str, key: str) -> pa.Table | None:
+        """Every landed row of ``kind`` once by ``key`` (the first landing wins).
+
+        A segment never changes once landed (written whole, under a new name), so each is read
+        once per process and the deduplicated table is extended with the new segments only:
+        a loop stepping every day does not re-read and re-sort the whole log.
+        """
+        segments = self._segments(kind)
+        if not segments:
             return None
-        return pa.concat_tables(parts, promote_options="permissive")
+        done, table = self._cache.get(kind, ((), None))
+        if table is not None and tuple(segments[: len(done)]) == done:
+            fresh = segments[len(done) :]
+            if not fresh:
+                return table
+            parts = [table, *(pq.read_table(self.files.path(p)) for p in fresh)]
+        else:
+            parts = [pq.read_table(self.files.path(p)) for p in segments]
+        merged = _first_by(pa.concat_tables(parts, promote_options="permissive"), key, "_order")
+        self._cache[kind] = (tuple(segments), merged)
+        return merged
 
     def predictions(self) -> pa.Table | None:
         """Every landed prediction once (the first landing of a redelivered one wins)."""
-        table = self._read("predictions")
-        if table is None:
-            return None
-        return _first_by(table, "id", "_order")
+        return self._read("predictions", "id")
 
     def feedback(self) -> pa.Table | None:
-        table = self._read("feedback")
-        if table is None:
-            return None
-        return _first_by(table, "event_id", "_order")
+        return self._read("feedback", "event_id")
 
     def joined(
         self, predictions: pa.Table, join_keys: Sequence[str], label_kind: str

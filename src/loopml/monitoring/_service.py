@@ -44,6 +44,7 @@ class Monitoring:
         self.spec: MonitoringSpec = project.spec.monitoring
         self._profiles: dict[int, Profile] = {}
         self._alerts: Alerts | None = None
+        self._log: MonitorLog | None = None
 
     # ------------------------------------------------------------------------------ names
 
@@ -55,7 +56,9 @@ class Monitoring:
 
     @property
     def log(self) -> MonitorLog:
-        return MonitorLog(self.project.lake_files, self.model)
+        if self._log is None:
+            self._log = MonitorLog(self.project.lake_files, self.model)
+        return self._log
 
     def label_name(self) -> str:
         if self.spec.label:

@@ -3,8 +3,8 @@ requests, never answering) and canary (answering a stepped share), with assignme
 hash, the decision statistics of each step, and state and counters shared by every worker in
 the metadata store."""
 
-from loopml.rollout._batch import BatchServer
-from loopml.rollout._compare import arm_losses
+from typing import Any
+
 from loopml.rollout._decide import (
     Comparison,
     Decision,
@@ -16,9 +16,30 @@ from loopml.rollout._decide import (
     wilson,
 )
 from loopml.rollout._router import CounterBuffer, Route, Router, positions, unit_position
-from loopml.rollout._store import Counter, Rollout, Rollouts
+from loopml.rollout._store import (
+    CHALLENGER_ALIAS,
+    Counter,
+    Rollout,
+    Rollouts,
+    counts_summary,
+)
+
+# The batch server and the log comparison need training and monitoring (and scipy): loaded on
+# first use, so that a serving worker reading its router pays nothing for them.
+_LAZY = {"BatchServer": "loopml.rollout._batch", "arm_losses": "loopml.rollout._compare"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml.rollout' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
+    "CHALLENGER_ALIAS",
     "BatchServer",
     "Comparison",
     "Counter",
@@ -30,6 +51,7 @@ __all__ = [
     "Router",
     "arm_losses",
     "compare_losses",
+    "counts_summary",
     "default_metric",
     "look_of",
     "ops_checks",

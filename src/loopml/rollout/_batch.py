@@ -87,25 +87,33 @@ class BatchServer:
             counts[(version, "errors")] = Counter(0.0, 0.0, 0.0)
             # No latency counter: a batch's time per row says nothing of a served request's.
         n_shadow = int(shadowed.sum())
-        if rollout is not None and n_shadow:
-            rows = np.flatnonzero(shadowed)
-            part = table.take(pa.array(rows))
-            model = self.model(rollout.challenger)
-            started = time.perf_counter()
-            scores = model.predict(part)
-            per_row = (time.perf_counter() - started) * 1e6 / len(rows)
-            mon.log_scored(
-                part,
-                scores,
-                version=rollout.challenger,
-                ids=[ids[i] + ":shadow" for i in rows],
-                at=self.at,
-                latency_us=per_row,
-                features=model.encoding.features,
-                mode="shadow",
-                of=[ids[i] for i in rows],
-            )
-            counts[(rollout.challenger, "shadowed")] = Counter(float(n_shadow), 0.0, 0.0)
+        if rollout is not None:
+            # The other model scores the same requests in the background: the challenger those
+            # the champion answered (shadow), the champion those the challenger answered (a
+            # canary), so that every step compares the two on the same requests.
+            for version, rows in (
+                (rollout.challenger, np.flatnonzero(shadowed)),
+                (champion, np.flatnonzero(arm)),
+            ):
+                if len(rows) == 0:
+                    continue
+                part = table.take(pa.array(rows))
+                model = self.model(version)
+                started = time.perf_counter()
+                scores = model.predict(part)
+                per_row = (time.perf_counter() - started) * 1e6 / len(rows)
+                mon.log_scored(
+                    part,
+                    scores,
+                    version=version,
+                    ids=[ids[i] + ":shadow" for i in rows],
+                    at=self.at,
+                    latency_us=per_row,
+                    features=model.encoding.features,
+                    mode="shadow",
+                    of=[ids[i] for i in rows],
+                )
+                counts[(version, "shadowed")] = Counter(float(len(rows)), 0.0, 0.0)
         if rollout is not None:
             self.rollouts.add_counts(rollout.id, counts)
         return {

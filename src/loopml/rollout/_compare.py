@@ -1,7 +1,12 @@
 """A rollout's two arms from the landed prediction log and their labels: the per-prediction
 losses of the champion and the challenger over a period, counting only labels known by its end.
-A canary's arms are different requests; a shadow's are the same requests (a shadow prediction
-names the served one it shadows, and takes its label)."""
+
+The comparison is paired whenever it can be: in a shadow, the challenger scores requests the
+champion answered; in a canary, the champion scores (in the background) the requests the
+challenger answered. A shadow prediction names the served one it shadows and takes its label;
+the difference of two models' losses on the same request varies far less than either loss, so
+a step is decided with a fraction of the labels an unpaired comparison needs. Without shadow
+scores, a canary compares its two groups of requests unpaired."""
 
 from __future__ import annotations
 
@@ -71,26 +76,38 @@ def arm_losses(
         ok = np.isfinite(scores)
         return per_row_loss(metric, scores[ok], yv[ok], threshold=profile.threshold)
 
+    # Paired when the other model scored the same requests in the background: a shadow's
+    # challenger beside the champion's answers, or a canary's champion beside the challenger's.
     if rollout.strategy == "shadow":
-        shadow = preds.filter(pc.equal(mode, "shadow"))
-        champion_rows = joined.filter(pc.equal(joined["version"], rollout.champion))
-        if shadow.num_rows == 0 or champion_rows.num_rows == 0:
-            return {**empty, "paired": True}
-        index = {pid: i for i, pid in enumerate(champion_rows["id"].to_pylist())}
+        answered_by, shadowed_by = rollout.champion, rollout.challenger
+    else:
+        answered_by, shadowed_by = rollout.challenger, rollout.champion
+    shadow = preds.filter(
+        pc.and_(pc.equal(mode, "shadow"), pc.equal(preds["version"], shadowed_by))
+    )
+    answered = joined.filter(pc.equal(joined["version"], answered_by))
+    if shadow.num_rows and answered.num_rows:
+        index = {pid: i for i, pid in enumerate(answered["id"].to_pylist())}
         pairs = [
             (index[of], j)
             for j, of in enumerate(shadow["of"].to_pylist())
             if of is not None and of in index
         ]
-        if not pairs:
-            return {**empty, "paired": True}
-        hi_idx = pa.array([p[0] for p in pairs])
-        sh_idx = pa.array([p[1] for p in pairs])
-        base = champion_rows.take(hi_idx)
-        other = shadow.take(sh_idx).select(["score"]).append_column("label", base["label"])
-        return {"champion": losses(base), "challenger": losses(other), "paired": True}
+        if pairs:
+            base = answered.take(pa.array([p[0] for p in pairs]))
+            other = (
+                shadow.take(pa.array([p[1] for p in pairs]))
+                .select(["score"])
+                .append_column("label", base["label"])
+            )
+            mine, theirs = losses(base), losses(other)
+            if rollout.strategy == "shadow":
+                return {"champion": mine, "challenger": theirs, "paired": True}
+            return {"champion": theirs, "challenger": mine, "paired": True}
+    if rollout.strategy == "shadow":
+        return {**empty, "paired": True}
     return {
         "champion": losses(joined.filter(pc.equal(joined["version"], rollout.champion))),
-        "challenger": losses(joined.filter(pc.equal(joined["version"], rollout.challenger))),
+        "challenger": losses(answered),
         "paired": False,
     }

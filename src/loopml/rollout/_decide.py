@@ -59,9 +59,10 @@ def default_metric(task: str) -> str:
 def look_of(n: int, min_labels: int) -> int | None:
     """Which look ``n`` labels reach: None below ``min_labels``, then 0, 1, 2, ... at each
     doubling."""
-    if n < min_labels:
+    floor = max(min_labels, 1)
+    if n < floor:
         return None
-    return math.floor(math.log2(n / min_labels))
+    return math.floor(math.log2(n / floor))
 
 
 @dataclass
@@ -115,7 +116,7 @@ def compare_losses(
         )
     m = margin * abs(mh)
     lower, upper = diff - z * se, diff + z * se
-    if upper < m:
+    if upper < m or (m == 0 and upper <= 0):  # a perfect champion: matching it is enough
         verdict = "not_worse"
     elif lower > 0:
         verdict = "worse"

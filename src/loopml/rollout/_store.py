@@ -20,6 +20,7 @@ from loopml.storage import SqlMetadataStore
 from loopml.storage import _tables as t
 
 ACTIVE = "active"
+CHALLENGER_ALIAS = "challenger"  # the registry alias a rollout's challenger holds
 ENDED = ("promoted", "rolled_back", "stopped")
 
 
@@ -84,6 +85,14 @@ class Counter:
 
 
 Counts = dict[int, dict[str, Counter]]  # version -> name -> counter
+
+
+def counts_summary(counts: Counts) -> dict[str, dict[str, dict[str, float | None]]]:
+    """The shared counters as ``{version: {name: {"n", "mean"}}}`` (JSON-ready)."""
+    return {
+        str(version): {name: {"n": c.n, "mean": c.mean} for name, c in names.items()}
+        for version, names in counts.items()
+    }
 
 
 def utcnow() -> datetime:
@@ -225,17 +234,25 @@ class Rollouts:
         """End an active rollout as ``promoted``, ``rolled_back`` or ``stopped``."""
         if status not in ENDED:
             raise UsageError(f"a rollout ends as one of {', '.join(ENDED)}, not {status!r}")
-        data = _with_decision(rollout, decision, at)
-        data["reason"] = reason
         with self.store.write() as conn:
-            done = conn.execute(
+            # The stored data, not the caller's copy: a decision recorded since it was read
+            # (an advance racing a stop) must survive the ending.
+            row = (
+                conn.execute(select(t.rollouts).where(t.rollouts.c.id == rollout.id))
+                .mappings()
+                .first()
+            )
+            if row is None or row["status"] != ACTIVE:
+                raise ConflictError(
+                    f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
+                )
+            current = _rollout(row)
+            data = _with_decision(current, decision, at)
+            data["reason"] = reason
+            conn.execute(
                 update(t.rollouts)
                 .where(and_(t.rollouts.c.id == rollout.id, t.rollouts.c.status == ACTIVE))
                 .values(status=status, share=0.0, shadow=0.0, ended_at=at, data=data)
-            ).rowcount
-        if not done:
-            raise ConflictError(
-                f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
             )
         return self.get(rollout.id)
 

@@ -142,7 +142,12 @@ class PredictHandler:
             if rollout_id is not None:
                 rt.count(rollout_id, p, each)
         if shadowed:
-            rt.shadow([preds[i] for i in shadowed if preds[i].fallback is None])
+            rt.shadow(
+                [preds[i] for i in shadowed if preds[i].fallback is None], rt.challenger.current
+            )
+        if len(groups) > 1:  # a canary: the champion scores the challenger's answers too
+            theirs = groups[1][0].number
+            rt.shadow([p for p in preds if p.version == theirs and p.fallback is None], served)
         return preds, elapsed
 
     async def _model_or_fallback(

@@ -221,11 +221,12 @@ class Runtime:
             self.counters.add(rollout_id, pred.version, "errors")
         self.counters.add(rollout_id, pred.version, "latency_us", seconds * 1e6)
 
-    def shadow(self, preds: list[Prediction]) -> None:
-        """Score the challenger on these answered requests in the background and log its
-        predictions beside the champion's (never answering with them)."""
-        challenger = self.challenger.current
-        if challenger is None or not preds or self.logger is None:
+    def shadow(self, preds: list[Prediction], served: Served | None) -> None:
+        """Score ``served`` on these answered requests in the background and log its
+        predictions beside the answers (never answering with them): the challenger on the
+        champion's answers (a shadow), the champion on the challenger's (a canary), so that the
+        rollout compares the two on the same requests."""
+        if served is None or not preds or self.logger is None:
             return
         if self._shadow_pool is None:
             self._shadow_pool = ThreadPoolExecutor(
@@ -233,7 +234,7 @@ class Runtime:
             )
         rollout = self.router.current
         rollout_id = rollout.id if rollout is not None else None
-        self._shadow_pool.submit(self._score_shadow, challenger, preds, rollout_id)
+        self._shadow_pool.submit(self._score_shadow, served, preds, rollout_id)
 
     def _score_shadow(
         self, served: Served, preds: list[Prediction], rollout_id: int | None

@@ -118,8 +118,8 @@ def _importance(spec: ModelSpec, model: Model, test: pa.Table, y: np.ndarray) ->
 
     out: dict[str, Any] = {}
     gain = model.gain_importance()
-    # SHAP values cost a tree walk per feature: a few hundred rows give the picture.
-    sample = test.slice(0, min(test.num_rows, 500))
+    # SHAP values cost a tree walk per feature: a couple of hundred rows give the picture.
+    sample = test.slice(0, min(test.num_rows, 200))
     if gain is not None:
         total = sum(gain.values()) or 1.0
         out["gain"] = dict(sorted(((f, g / total) for f, g in gain.items()), key=lambda kv: -kv[1]))

@@ -11,7 +11,7 @@ import orjson
 
 from loopml.data import default_user
 from loopml.errors import UsageError
-from loopml.features import Features
+from loopml.features import Features, TrainingSet
 from loopml.registry import AliasMove, ModelVersion, Registry
 from loopml.spec import ModelSpec, ProjectSpec
 from loopml.training._gate import Verdict, recent_rows, run_gate, test_table
@@ -70,12 +70,14 @@ class Models:
         note: str = "",
         window: timedelta | None = None,
         min_rows: int = 10,
+        training_set: TrainingSet | None = None,
     ) -> TrainResult:
         """Train the project's model on a point-in-time training set and register it.
 
         With ``warm_start`` (a version or alias), continue that version on the rows newer than
         the data it was trained on (stateful training); the parent is recorded. ``window``
-        overrides the model's training window (the latest labelled data only).
+        overrides the model's training window (the latest labelled data only);
+        ``training_set`` is one already built as of ``as_of`` (not built again).
         """
         spec = self.spec
         if window is not None:
@@ -84,9 +86,10 @@ class Models:
         if warm_start is not None:
             mv = self.registry.get(self.name, warm_start)
             parent, parent_ref = self.load(mv), mv.ref
-            end = mv.lineage.get("data_end")
+            # After the last row it learned from (its held-out rows are new data to it).
+            end = mv.lineage.get("trained_until") or mv.lineage.get("data_end")
             since = datetime.fromisoformat(end) if end else None
-        ts = self.features.build(snapshot=snapshot, as_of=as_of)
+        ts = training_set or self.features.build(snapshot=snapshot, as_of=as_of)
         trained = fit(
             spec,
             ts,
@@ -144,9 +147,11 @@ class Models:
         against: str | None = "champion",
         as_of: datetime | None = None,
         by: str | None = None,
+        training_set: TrainingSet | None = None,
     ) -> Verdict:
         """Run the gate for a version against the alias ``against`` (or against nothing), and
-        record the verdict on the version."""
+        record the verdict on the version. ``training_set``: one already built as of
+        ``as_of``, for the backtest's recent rows."""
         spec, gate = self.spec, self.project_spec.gate
         mv = self.registry.get(self.name, ref)
         holder: ModelVersion | None = None
@@ -167,7 +172,7 @@ class Models:
             label = spec.label or (
                 self.features.feature_set.label.name if self.features.feature_set.label else None
             )
-            ts = self.features.build(as_of=as_of)
+            ts = training_set or self.features.build(as_of=as_of)
             return recent_rows(ts.table, label or "", gate.backtest, as_of)
 
         champion = (holder.version, lambda: self.load(holder)) if holder is not None else None

@@ -158,12 +158,16 @@ def fit(
         y_train=y[parts.train],
     )
     start, end = pc.min(table["_event_time"]).as_py(), pc.max(table["_event_time"]).as_py()
+    # The newest row the trees learned from: the next warm start continues after it, so the rows
+    # held out here (validation, test) are learned then instead of never.
+    learned = pc.max(train["_event_time"]).as_py() if train.num_rows else None
     lineage = {
         "snapshot": ts.snapshot,
         "features_hash": ts.definitions_hash,
         "as_of": ts.as_of.isoformat() if ts.as_of else None,
         "data_start": start.isoformat() if start else None,  # None: events without a time
         "data_end": end.isoformat() if end else None,
+        "trained_until": learned.isoformat() if learned else None,
         "rows": parts.sizes(),
         "parent": parent_ref,
         "stateful": parent is not None,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from fastapi.testclient import TestClient
@@ -62,6 +63,8 @@ def test_canary_splits_requests_and_counts_them(project: Project) -> None:
     assert counts[2]["requests"].n == versions.count(2)
     assert counts[2]["latency_us"].n == versions.count(2)
     assert "errors" not in counts.get(2, {})
+    # The champion scored the challenger's answers in the background (a paired comparison).
+    assert counts[1]["shadowed"].n == versions.count(2)
 
 
 def test_the_same_unit_stays_on_its_arm(project: Project) -> None:
@@ -106,6 +109,7 @@ def test_shadow_is_logged_not_answered(project: Project) -> None:
     assert preds is not None
     shadow = preds.filter(pc.equal(preds["mode"], "shadow"))
     assert set(shadow["of"].to_pylist()) >= set(ids)
+    shadow = shadow.filter(pc.is_in(shadow["of"], value_set=pa.array(ids)))
     assert set(shadow["version"].to_pylist()) == {2}
     # The challenger's own score of the same features, not a copy of the champion's.
     served = preds.filter(pc.is_in(preds["id"], value_set=shadow["of"]))
