@@ -25,15 +25,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import and_, select
 
+from loopml.controller._signals import BY, Signals
 from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
 from loopml.errors import ConflictError, LoopmlError, UsageError
-from loopml.features import TrainingSet, to_micros
+from loopml.features import TrainingSet
 from loopml.rollout import (
     CHALLENGER_ALIAS,
     Rollout,
@@ -44,8 +44,7 @@ from loopml.rollout import (
     default_metric,
 )
 from loopml.rollout._decide import Decision, ops_checks
-from loopml.spec import LoopSpec, MonitoringSpec
-from loopml.storage import _tables as t
+from loopml.spec import LoopSpec
 
 if TYPE_CHECKING:
     from loopml._project import Project
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("loopml.loop")
 
 CHALLENGER = CHALLENGER_ALIAS
-BY = "loop"
 
 
 @dataclass
@@ -93,6 +91,7 @@ class Controller:
         self.states = LoopStore(project.store)
         self.rollouts = Rollouts(project.store)
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.signals = Signals(project, self.spec, self.name)
         self.lease = Lease(project.store, f"loop:{self.name}", self.holder, self.spec.lease)
         # Test seams: called at named points of a step (to kill or slow a controller there).
         self.hooks = hooks or {}
@@ -175,7 +174,7 @@ class Controller:
     def status(self) -> dict[str, Any]:
         state = self.states.load(self.name)
         rollout = self.rollouts.active(self.name)
-        aliases = self.project.registry.aliases(self.name) if self._has_model() else {}
+        aliases = self.project.registry.aliases(self.name) if self.signals.has_model() else {}
         return {
             "model": self.name,
             **state.to_dict(),
@@ -219,17 +218,17 @@ class Controller:
         events: list[tuple[str, dict[str, Any]]] = []
         # The loop watches a champion it did not promote from its first step on.
         data.setdefault("watching_since", now.isoformat())
-        if self.spec.monitor_every is not None and self._has_champion():
+        if self.spec.monitor_every is not None and self.signals.has_champion():
             last = data.get("monitored_at")
             if last is None or now - datetime.fromisoformat(last) >= self.spec.monitor_every:
-                found = self._monitor(now, data)
+                found = self.signals.monitor(now, data)
                 data["monitored_at"] = now.isoformat()
                 if found.get("rolled_back"):
                     events.append(("rollback", found["rolled_back"]))
                     return self._save(state, "idle", now, events, data=data)
-        rate = self._quarantine_rate(now)
+        rate = self.signals.quarantine_rate(now)
         if rate is not None and rate > self.spec.quarantine.max_rate:
-            self._quarantine_alert(rate, now)
+            self.signals.quarantine_alert(rate, now)
             events.append(
                 (
                     "paused",
@@ -243,7 +242,7 @@ class Controller:
                 )
             )
             return self._save(state, "paused", now, events, data=data)
-        fired = self._triggers(state, now, data)
+        fired = self.signals.triggers(state, now, data)
         if not fired:
             if data != state.data:
                 self._save(state, "idle", now, events, data=data)
@@ -257,10 +256,10 @@ class Controller:
         return self._save(state, "training", now, events, cycle=state.cycle + 1, data=data)
 
     def _paused(self, state: LoopState, now: datetime) -> LoopState | None:
-        rate = self._quarantine_rate(now)
+        rate = self.signals.quarantine_rate(now)
         if rate is not None and rate > self.spec.quarantine.max_rate:
             return None
-        self._quarantine_alert(rate or 0.0, now)
+        self.signals.quarantine_alert(rate or 0.0, now)
         return self._save(
             state, "idle", now, [("resumed", {"quarantine_rate": round(rate or 0.0, 4)})]
         )
@@ -268,7 +267,7 @@ class Controller:
     def _training(self, state: LoopState, now: datetime) -> LoopState | None:
         data = dict(state.data)
         marker = f"loop cycle {state.cycle}"
-        versions = self.project.models.versions() if self._has_model() else []
+        versions = self.project.models.versions() if self.signals.has_model() else []
         found = [v for v in versions if v.note.startswith(marker + ":")]
         events: list[tuple[str, dict[str, Any]]]
         if found:
@@ -316,7 +315,7 @@ class Controller:
         data = dict(state.data)
         version = int(data["version"])
         models = self.project.models
-        champion = self._champion_version()
+        champion = self.signals.champion_version()
         verdict = self._reuse_verdict(version, champion)
         if verdict is None:
             self._hook("before_gate")
@@ -496,7 +495,7 @@ class Controller:
         phase consistently with how it ended."""
         data = dict(state.data)
         events: list[tuple[str, dict[str, Any]]] = []
-        champion = self._champion_version()
+        champion = self.signals.champion_version()
         if rollout.status == "promoted":
             # Ended by a step that died before moving the champion, or after but before
             # recording it: finish (the move is idempotent) and record the promotion.
@@ -615,7 +614,7 @@ class Controller:
         """Promote through the registry (idempotent), then make sure the new champion loads;
         a champion that does not load is rolled back at once."""
         events: list[tuple[str, dict[str, Any]]] = []
-        previous = self._champion_version()
+        previous = self.signals.champion_version()
         if previous != version:
             self.project.models.promote(version, "champion", by=BY, reason=reason)
         detail: dict[str, Any] = {"version": version, "previous": previous, "reason": reason}
@@ -701,173 +700,11 @@ class Controller:
 
     def _mode(self, state: LoopState) -> str:
         retrain = self.spec.retrain
-        if retrain.mode == "stateless" or not self._has_champion():
+        if retrain.mode == "stateless" or not self.signals.has_champion():
             return "stateless"
         if retrain.full_every and state.cycle % retrain.full_every == 0:
             return "stateless"
         return "stateful"
-
-    def _triggers(
-        self, state: LoopState, now: datetime, data: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        spec = self.spec.triggers
-        last = data.get("cycle_started_at")
-        last_at = datetime.fromisoformat(last) if last else None
-        fired: list[dict[str, Any]] = []
-        manual = data.get("manual")
-        if manual:
-            fired.append({"kind": "manual", **manual})
-        if last_at is not None and now - last_at < spec.min_interval and not manual:
-            return []
-        if not self._has_champion():
-            return fired or ([{"kind": "no_champion"}] if self._has_data() else [])
-        if spec.schedule is not None:
-            since = last_at or self._champion_created()
-            if since is None or now - since >= spec.schedule:
-                fired.append({"kind": "schedule", "every": str(spec.schedule)})
-        if spec.new_rows is not None:
-            n = self._new_rows(now)
-            if n >= spec.new_rows:
-                fired.append({"kind": "new_data", "rows": n, "limit": spec.new_rows})
-        if spec.alerts:
-            horizon = last_at or datetime.min.replace(tzinfo=now.tzinfo)
-            for a in self.project.monitoring.alerts.list(status="firing", limit=None):
-                if a.rule in spec.alerts and a.last_at > horizon and a.last_at <= now:
-                    fired.append(
-                        {
-                            "kind": "alert",
-                            "rule": a.rule,
-                            "alert": a.id,
-                            "metric": a.metric,
-                            "value": a.value,
-                        }
-                    )
-        return fired
-
-    def _monitor(self, now: datetime, data: dict[str, Any]) -> dict[str, Any]:
-        """Judge the champion's windows up to ``now`` (raising alerts); roll a champion back
-        when its answers fail too often."""
-        mon = self.project.monitoring
-        champion = self._champion_version()
-        since_s = data.get("champion_since") or data.get("watching_since")
-        since = datetime.fromisoformat(since_s) if since_s else None
-        if since is not None:
-            since = since.replace(hour=0, minute=0, second=0, microsecond=0)
-            # Only the recent windows: those not judged yet and the sliding window behind them.
-            # Whole windows after the promotion keep the windows' boundaries where they were.
-            spec = self.project.spec.monitoring
-            back = now - spec.sliding - 2 * spec.window - since
-            if back > timedelta(0):
-                since += (back // spec.window) * spec.window
-        try:
-            report = mon.report(version=champion, since=since, until=now)
-        except LoopmlError as exc:
-            log.warning("monitoring the champion failed: %s", exc)
-            return {}
-        if not report.get("rows"):
-            return {}
-        errors = (report.get("current", {}).get("metrics", {}).get("current") or {}).get(
-            "error_rate"
-        )
-        if errors is not None and errors > self.spec.max_error_rate:
-            aliases_moved = self.project.registry.history(self.name, "champion")
-            if len(aliases_moved) > 1:
-                move = self.project.models.rollback(
-                    by=BY,
-                    reason=f"error rate {errors:.1%} above {self.spec.max_error_rate:.1%}",
-                )
-                return {
-                    "rolled_back": {
-                        "version": move.from_version,
-                        "to": move.to_version,
-                        "reason": f"error rate {errors:.1%} above the limit "
-                        f"{self.spec.max_error_rate:.1%}",
-                    }
-                }
-        return {}
-
-    def _quarantine_rate(self, now: datetime) -> float | None:
-        source = self._event_source()
-        lo = now - self.spec.quarantine.window
-        with self.project.store.read() as conn:
-            rows = conn.execute(
-                select(t.batches.c.rows_read, t.batches.c.rows_quarantined).where(
-                    and_(
-                        t.batches.c.status == "committed",
-                        t.batches.c.committed_at >= lo,
-                        t.batches.c.committed_at <= now,
-                        *([t.batches.c.source == source] if source else []),
-                    )
-                )
-            ).all()
-        read = sum(int(r[0] or 0) for r in rows)
-        if read == 0:
-            return None
-        return sum(int(r[1] or 0) for r in rows) / read
-
-    def _quarantine_alert(self, rate: float, now: datetime) -> None:
-        from loopml.monitoring._alerts import Alerts
-
-        spec = MonitoringSpec.model_validate(
-            {
-                "alerts": {
-                    "loop_quarantine": {
-                        "metric": "quarantine_rate",
-                        "threshold": self.spec.quarantine.max_rate,
-                        "op": ">",
-                        "severity": "critical",
-                        "sinks": ["log"],
-                    }
-                }
-            }
-        )
-        store: Any = self.project.store  # a MetadataStore, structurally
-        alerts = Alerts(store, spec, root=self.project.root, model=self.name)
-        alerts.evaluate({"current": {"quarantine_rate": rate}}, at=now, details={"source": "loop"})
-
-    def _new_rows(self, now: datetime) -> int:
-        mv = self.project.registry.get(self.name, "champion")
-        end = mv.lineage.get("data_end")
-        source = self._event_source()
-        if source is None:
-            return 0
-        time_col = self.project.spec.sources[source].timestamp
-        if time_col is None:
-            return 0
-        where = [f'epoch_us("{time_col}") <= {to_micros(now)}']
-        if end:
-            where.append(f'epoch_us("{time_col}") > {to_micros(datetime.fromisoformat(end))}')
-        got = self.project.data.query(
-            f'SELECT count(*) AS n FROM "{source}" WHERE ' + " AND ".join(where)
-        )
-        return int(got.to_pylist()[0]["n"])
-
-    def _event_source(self) -> str | None:
-        f = self.project.spec.features
-        return f.event.source if f is not None else None
-
-    def _champion_version(self) -> int | None:
-        return self.project.registry.aliases(self.name).get("champion")
-
-    def _champion_created(self) -> datetime | None:
-        mv = self.project.registry.get(self.name, "champion")
-        end = mv.lineage.get("data_end")
-        return datetime.fromisoformat(end) if end else None
-
-    def _has_model(self) -> bool:
-        try:
-            return any(m.name == self.name for m in self.project.registry.models())
-        except LoopmlError:
-            return False
-
-    def _has_champion(self) -> bool:
-        return self._has_model() and self._champion_version() is not None
-
-    def _has_data(self) -> bool:
-        source = self._event_source()
-        return source is not None and any(
-            b.source == source for b in self.project.data.lake.batches()
-        )
 
     def _hook(self, name: str) -> None:
         hook = self.hooks.get(name)

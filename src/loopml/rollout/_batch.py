@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from loopml.rollout._router import positions
 from loopml.rollout._store import Counter, Rollouts
+from loopml.storage import new_id
 from loopml.training import Model
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class BatchServer:
         self.at = at
         self.rollouts = Rollouts(project.store)
         self._models: dict[int, Model] = {}
+        # Prediction ids unique to this server: the monitored log keeps the first of an id.
+        self._run = new_id("b")[:12]
         self._sequence = 0
 
     def model(self, version: int) -> Model:
@@ -46,7 +49,7 @@ class BatchServer:
         champion = self.project.registry.get(name, "champion").version
         rollout = self.rollouts.active(name)
         self._sequence += 1
-        ids = [f"{id_prefix}-{self._sequence}-{i}" for i in range(table.num_rows)]
+        ids = [f"{id_prefix}-{self._run}-{self._sequence}-{i}" for i in range(table.num_rows)]
         arm = np.zeros(table.num_rows, dtype=bool)  # True: the challenger answers
         shadowed = np.zeros(table.num_rows, dtype=bool)
         if rollout is not None:

@@ -42,7 +42,7 @@ def test_canary_splits_requests_and_counts_them(project: Project) -> None:
         project.models.name, strategy="canary", champion=1, challenger=2, steps=[0.3, 0.6]
     )
     reqs = requests_of(project, 300, start=1_000)
-    client, rt = _client(project)
+    client, _ = _client(project)
     try:
         with client:
             versions: list[int] = []
@@ -70,7 +70,12 @@ def test_canary_splits_requests_and_counts_them(project: Project) -> None:
 def test_the_same_unit_stays_on_its_arm(project: Project) -> None:
     rollouts = Rollouts(project.store)
     r = rollouts.start(
-        project.models.name, strategy="canary", champion=1, challenger=2, steps=[0.5], unit="tailnum"
+        project.models.name,
+        strategy="canary",
+        champion=1,
+        challenger=2,
+        steps=[0.5],
+        unit="tailnum",
     )
     reqs = requests_of(project, 60, start=3_000)
     client, _ = _client(project)
@@ -89,9 +94,7 @@ def test_the_same_unit_stays_on_its_arm(project: Project) -> None:
 
 def test_shadow_is_logged_not_answered(project: Project) -> None:
     rollouts = Rollouts(project.store)
-    r = rollouts.start(
-        project.models.name, strategy="shadow", champion=1, challenger=2, shadow=1.0
-    )
+    r = rollouts.start(project.models.name, strategy="shadow", champion=1, challenger=2, shadow=1.0)
     reqs = requests_of(project, 40, start=5_000)
     client, rt = _client(project)
     try:
