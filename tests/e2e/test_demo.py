@@ -1,4 +1,5 @@
-"""The demo, part 1: the flights year ingested week by week; every planted defect is found."""
+"""The whole demo: the flights year ingested week by week (every planted defect found), the
+features, the first model, serving, monitoring and the loop against static training."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ def test_demo_finds_every_planted_defect_and_reconciles(
     assert monitoring["windows"] >= 43  # weekly, March to December
     assert monitoring["first_detected"]["covariate"] is not None
     assert Path(monitoring["report"]).stat().st_size > 100_000
+    # The loop: both retraining modes replayed March–December, retrained on their triggers,
+    # through the gate and a canary; dynamic training beats static after the summer shift.
+    loop = summary["loop"]
+    for variant in ("stateless", "stateful"):
+        v = loop["variants"][variant]
+        assert v["days"] == 306
+        kinds = [e["kind"] for e in v["timeline"]]
+        assert "triggered" in kinds and "trained" in kinds and "canary_started" in kinds
+        s = loop["summary"][variant]
+        assert s["promotions"] >= 1
+        assert s["after_summer"] == 5 and s["after_summer_wins"] >= 4
+        assert s["pr_auc"] > loop["summary"]["static"]["pr_auc"]
+    assert Path(loop["report"]).stat().st_size > 50_000
     # A second run needs --fresh, and refuses to delete a folder that is not a demo.
     assert main(["demo", "--project", str(tmp_path / "demo")]) == 1
     other = tmp_path / "mine"

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 
 from loopml.controller._controller import Controller, StepResult
 from loopml.errors import UsageError
+from loopml.features import to_micros
 from loopml.rollout import BatchServer
-from loopml.storage import new_id
 
 if TYPE_CHECKING:
     from loopml._project import Project
@@ -82,10 +82,9 @@ def replay(
     table = table.filter(pc.greater_equal(et, pa.scalar(start, et.type)))
     et, la = table[at], table[label_at]
     result = ReplayResult()
-    # Prediction ids unique to this replay: the monitored log keeps the first prediction of an
-    # id, so a second replay on the project (resumed, or in chunks) reusing "r0-1-0"... would
-    # have its predictions dropped as redeliveries of the first one's.
-    run = new_id("r")[:16]
+    # Ids unique to this replay and reproducible (the canary's assignment hashes them): the
+    # monitored log keeps the first prediction of an id, so two replays must not share them.
+    run = f"r{to_micros(start)}"
     lo = start
     n = 0
     while lo < until:

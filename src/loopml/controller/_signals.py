@@ -13,7 +13,7 @@ from sqlalchemy import and_, select
 from loopml.controller._state import LoopState
 from loopml.errors import LoopmlError
 from loopml.features import to_micros
-from loopml.spec import LoopSpec, MonitoringSpec
+from loopml.spec import LoopSpec, MonitoringSpec, format_duration
 from loopml.storage import _tables as t
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Signals:
         if spec.schedule is not None:
             since = last_at or self.champion_created()
             if since is None or now - since >= spec.schedule:
-                fired.append({"kind": "schedule", "every": str(spec.schedule)})
+                fired.append({"kind": "schedule", "every": format_duration(spec.schedule)})
         if spec.new_rows is not None:
             n = self.new_rows(now)
             if n >= spec.new_rows:

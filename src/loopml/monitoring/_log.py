@@ -189,7 +189,7 @@ class MonitorLog:
         self.files = files
         self.model = model
         self.root = f"monitoring/{model}"
-        self._cache: dict[str, tuple[tuple[str, ...], pa.Table | None]] = {}
+        self._cache: dict[str, tuple[frozenset[str], pa.Table | None]] = {}
 
     def land(self, events: EventLog, *, consumer: str = "monitor", batch: int = 50_000) -> Landed:
         """Move everything the streams hold now into Parquet segments."""
@@ -236,16 +236,17 @@ class MonitorLog:
         segments = self._segments(kind)
         if not segments:
             return None
-        done, table = self._cache.get(kind, ((), None))
-        if table is not None and tuple(segments[: len(done)]) == done:
-            fresh = segments[len(done) :]
+        done, table = self._cache.get(kind, (frozenset(), None))
+        if table is not None and done.issubset(segments):
+            fresh = [p for p in segments if p not in done]
             if not fresh:
                 return table
             parts = [table, *(pq.read_table(self.files.path(p)) for p in fresh)]
         else:
             parts = [pq.read_table(self.files.path(p)) for p in segments]
+        # Sorted by arrival (the _order column), whatever the files' names sort as.
         merged = _first_by(pa.concat_tables(parts, promote_options="permissive"), key, "_order")
-        self._cache[kind] = (tuple(segments), merged)
+        self._cache[kind] = (frozenset(segments), merged)
         return merged
 
     def predictions(self) -> pa.Table | None:
@@ -256,11 +257,20 @@ class MonitorLog:
         return self._read("feedback", "event_id")
 
     def joined(
-        self, predictions: pa.Table, join_keys: Sequence[str], label_kind: str
+        self,
+        predictions: pa.Table,
+        join_keys: Sequence[str],
+        label_kind: str,
+        *,
+        observed_since: int | None = None,
     ) -> tuple[pa.Table, dict[str, Any]]:
         """Predictions with their label and when it became known (the first label received for
         a prediction wins), and the feedback's accounting."""
         fb = self.feedback()
+        if fb is not None and observed_since is not None:
+            # Labels of predictions made since then were observed since then: the rest of the
+            # feedback cannot match (their accounting then covers these labels only).
+            fb = fb.filter(pc.greater_equal(fb["observed_at"], observed_since))
         n = predictions.num_rows
         stats: dict[str, Any] = {
             "received": 0,

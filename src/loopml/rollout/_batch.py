@@ -40,7 +40,7 @@ class BatchServer:
             found = self._models[version] = self.project.models.load(mv)
         return found
 
-    def serve(self, table: pa.Table, *, id_prefix: str = "req") -> dict[str, Any]:
+    def serve(self, table: pa.Table, *, id_prefix: str | None = None) -> dict[str, Any]:
         """Predict and log every row; returns how many rows each version answered (and how
         many the challenger shadowed)."""
         name = self.project.models.name
@@ -49,7 +49,10 @@ class BatchServer:
         champion = self.project.registry.get(name, "champion").version
         rollout = self.rollouts.active(name)
         self._sequence += 1
-        ids = [f"{id_prefix}-{self._run}-{self._sequence}-{i}" for i in range(table.num_rows)]
+        # Given a prefix, the caller keeps it unique (a replay: by its start and period, so
+        # that a replay is reproducible); without one, this server's own run and sequence.
+        prefix = id_prefix or f"req-{self._run}-{self._sequence}"
+        ids = [f"{prefix}-{i}" for i in range(table.num_rows)]
         arm = np.zeros(table.num_rows, dtype=bool)  # True: the challenger answers
         shadowed = np.zeros(table.num_rows, dtype=bool)
         if rollout is not None:

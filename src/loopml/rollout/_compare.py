@@ -58,7 +58,7 @@ def arm_losses(
     profile = mon.profile(champion_mv)
     task = profile.task or "binary"
     kind = "number" if task in ("binary", "regression") else "text"
-    joined, _ = mon.log.joined(served, mon.join_keys(), kind)
+    joined, _ = mon.log.joined(served, mon.join_keys(), kind, observed_since=lo)
     known = pc.and_(
         pc.is_valid(joined["label"]), pc.less_equal(pc.fill_null(joined["label_at"], 2**62), hi)
     )
