@@ -116,3 +116,45 @@ def test_a_canary_failing_too_often_is_rolled_back(project: Project) -> None:
     assert rollouts.get(r.id).status == "rolled_back"
     assert "challenger" not in project.registry.aliases(project.models.name)
     assert project.registry.aliases(project.models.name)["champion"] == 1
+
+
+def test_a_shadow_rollout_is_judged_on_the_same_requests(tmp_path: Path) -> None:
+    from loopml.controller import replay
+
+    loop_spec = """\
+  triggers: {min_interval: 1d}
+  retrain: {mode: stateless, window: 10d, min_rows: 200}
+  rollout:
+    strategy: shadow
+    shadow: {fraction: 0.5, min_labels: 200}
+  monitor_every: null
+"""
+    root = tmp_path / "shadow"
+    root.mkdir()
+    (root / "loopml.yaml").write_text(stream_spec(loop=loop_spec))
+    with Project.open(root) as p:
+        for path in write_stream(root / "incoming", days=16, per_hour=12, drift_day=None):
+            p.data.ingest("events", [path])
+        loop = Controller(p)
+        assert "promoted" in kinds(loop.step(STREAM_START + timedelta(days=8)).events)
+        loop.trigger("test")
+        started = loop.step(STREAM_START + timedelta(days=9))
+        assert "shadow_started" in kinds(started.events)
+        result = replay(
+            p,
+            p.features.build(labelled_only=False).table,
+            start=STREAM_START + timedelta(days=9),
+            until=STREAM_START + timedelta(days=16),
+            controller=loop,
+        )
+        # The champion answered everything; the challenger only scored half of it.
+        answered = {v for period in result.periods for v in period.answered}
+        first = result.periods[0]  # a whole day in shadow
+        assert 0.4 * first.rows < first.shadowed < 0.6 * first.rows
+        ended = [e for e in result.events if e["kind"] in ("promoted", "rolled_back")]
+        assert ended, [e["kind"] for e in result.events]
+        decision = ended[0].get("decision") or ended[0]
+        numbers = decision["numbers"]
+        assert numbers["paired"] is True and numbers["n_champion"] == numbers["n_challenger"]
+        assert numbers["n_challenger"] >= 200
+        assert answered <= {1, 2} and 1 in answered
