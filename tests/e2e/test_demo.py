@@ -12,6 +12,7 @@ from loopml.cli import main
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the whole year, twice through the loop: minutes, on two cores
 def test_demo_finds_every_planted_defect_and_reconciles(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -149,7 +149,10 @@ def test_warm_start_continues_the_parent(project: Project, first: object) -> Non
     child = project.models.train(warm_start=str(parent.version))
     lin = child.version.lineage  # type: ignore[union-attr]
     assert lin["parent"] == parent.ref and lin["stateful"] is True
-    assert lin["data_start"] > parent.lineage["data_end"]  # new rows only
+    # New rows only: those after the last one the parent learned from (its held-out
+    # validation and test rows are new to its trees).
+    assert parent.lineage["trained_until"] < parent.lineage["data_end"]
+    assert lin["data_start"] > parent.lineage["trained_until"]
     parent_model = project.models.load(parent.version)
     child_model: Model = child.trained.model
     assert (
