@@ -100,7 +100,7 @@ def main() -> int:
                 label = (
                     "stateless (from scratch, Jan-Dec 24)"
                     if name == "stateless"
-                    else "stateful (warm start, Dec 1-24)"
+                    else "stateful (warm start, new rows)"
                 )
                 print(
                     f"{label:<36}{r['train_rows']:>12,}{r['fit_seconds']:>8.2f}{r['total_seconds']:>9.2f}{r['pr_auc']:>9.4f}{r['log_loss']:>10.4f}"
