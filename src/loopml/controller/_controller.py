@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from loopml.controller._signals import BY, Signals
 from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
 from loopml.errors import ConflictError, LoopmlError, UsageError
@@ -242,7 +240,7 @@ class Controller:
                 )
             )
             return self._save(state, "paused", now, events, data=data)
-        fired = self.signals.triggers(state, now, data)
+        fired = self.signals.triggers(now, data)
         if not fired:
             if data != state.data:
                 self._save(state, "idle", now, events, data=data)
@@ -334,15 +332,7 @@ class Controller:
         event = {"version": version, "against": champion, **_gate_summary(verdict)}
         if not verdict["passed"]:
             return self._save(state, "idle", now, [("gate_refused", event)], data=data)
-        problem = self._smoke(version)
-        if problem is not None:
-            return self._save(
-                state,
-                "idle",
-                now,
-                [("gate_passed", event), ("load_failed", {"version": version, "error": problem})],
-                data=data,
-            )
+        # The gate's smoke check loaded the artifact (its SHA-256 checked) and predicted.
         strategy = self.spec.rollout.strategy
         if champion is None or strategy == "direct":
             moved = self._promote(version, now, "passed the gate")
@@ -621,7 +611,7 @@ class Controller:
         if decision is not None:
             detail["decision"] = decision.to_dict()
         events.append(("promoted", detail))
-        problem = self._smoke(version)
+        problem = self.project.models.smoke(version)
         if problem is not None and previous is not None:
             self.project.models.rollback(
                 by=BY, reason=f"the new champion failed to load: {problem}"
@@ -670,25 +660,6 @@ class Controller:
     def _free_challenger(self) -> None:
         if CHALLENGER in self.project.registry.aliases(self.name):
             self.project.registry.remove_alias(self.name, CHALLENGER, by=BY, reason="rollout ended")
-
-    def _smoke(self, version: int) -> str | None:
-        """None when the version loads (every file checked) and predicts finite values on its
-        own test rows; otherwise what went wrong."""
-        from loopml.training._gate import test_table
-
-        try:
-            mv = self.project.registry.get(self.name, version)
-            files = self.project.registry.load_files(mv)
-            from loopml.training import Model
-
-            model = Model.from_files(files, mv.trusted_types)
-            if "test.parquet" in files:
-                out = model.predict(test_table(files).slice(0, 50))
-                if not np.all(np.isfinite(np.asarray(out, dtype=float))):
-                    return "it predicts values that are not finite"
-        except Exception as exc:  # noqa: BLE001 - any failure means it must not serve
-            return f"{type(exc).__name__}: {exc}"
-        return None
 
     def _reuse_verdict(self, version: int, champion: int | None) -> dict[str, Any] | None:
         for e in reversed(self.project.registry.evaluations(self.name, version)):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select
 
-from loopml.controller._state import LoopState
 from loopml.errors import LoopmlError
 from loopml.features import to_micros
 from loopml.spec import LoopSpec, MonitoringSpec, format_duration
@@ -32,9 +31,7 @@ class Signals:
         self.spec = spec
         self.name = name
 
-    def triggers(
-        self, state: LoopState, now: datetime, data: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+    def triggers(self, now: datetime, data: dict[str, Any]) -> list[dict[str, Any]]:
         spec = self.spec.triggers
         last = data.get("cycle_started_at")
         last_at = datetime.fromisoformat(last) if last else None

@@ -110,15 +110,7 @@ class Rollouts:
     def active(self, model: str) -> Rollout | None:
         """The model's active rollout, if any (at most one at a time)."""
         with self.store.read() as conn:
-            row = (
-                conn.execute(
-                    select(t.rollouts).where(
-                        and_(t.rollouts.c.model == model, t.rollouts.c.status == ACTIVE)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = _active_row(conn, model)
         return _rollout(row) if row is not None else None
 
     def get(self, rollout_id: int) -> Rollout:

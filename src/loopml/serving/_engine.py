@@ -268,7 +268,7 @@ class Engine:
     ) -> Prediction:
         model = served.model if served is not None else None
         return Prediction(
-            id=row.get("_id") or f"{self._id_prefix}{next(self._ids):012x}",
+            id=row.get("_id") or self.new_id(),
             model=self.name,
             version=version,
             mode=mode,
@@ -279,6 +279,10 @@ class Engine:
             features={k: v for k, v in values.items() if k not in RESERVED},
             at=int(time.time() * 1_000_000),
         )
+
+    def new_id(self) -> str:
+        """A fresh prediction id."""
+        return f"{self._id_prefix}{next(self._ids):012x}"
 
     def key_of(self, row: Mapping[str, Any]) -> str | None:
         return encode_key([row.get(k) for k in self.static_key])

@@ -22,7 +22,6 @@ from loopml.serving._log import PredictionLogger
 from loopml.serving._metrics import ServingMetrics
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
-from loopml.storage import new_id
 
 log = logging.getLogger("loopml.serving")
 
@@ -200,7 +199,7 @@ class Runtime:
         shadow: list[int] = []
         for i, row in enumerate(rows):
             if not row.get("_id"):
-                row["_id"] = new_id("p")
+                row["_id"] = self.engine.new_id()  # routed by it, and answered under it
             route = self.router.route(row["_id"], row)
             if route.arm == "challenger" and ready:
                 theirs.append(i)

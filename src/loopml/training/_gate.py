@@ -73,6 +73,15 @@ def default_bounds(task: str) -> dict[str, MetricBound]:
     return {metric: MetricBound(max_change_rel=0.01)}
 
 
+def smoke(model: Model, test: pa.Table, rows: int) -> int:
+    """Predict the first ``rows`` test rows; :class:`UsageError` when a prediction is not
+    finite. Returns how many rows were predicted."""
+    sample = test.slice(0, min(rows, test.num_rows))
+    if not np.all(np.isfinite(np.asarray(model.predict(sample), dtype=float))):
+        raise UsageError("the model predicted NaN or infinity on the smoke rows")
+    return sample.num_rows
+
+
 def test_table(files: dict[str, bytes]) -> pa.Table:
     if "test.parquet" not in files:
         raise UsageError(
@@ -95,12 +104,9 @@ def run_gate(
     verdict = Verdict(name, version, champion[0] if champion else None)
     try:
         challenger, test = load_challenger()
-        sample = test.slice(0, min(gate.smoke_rows, test.num_rows))
-        scores = challenger.predict(sample)
-        if not np.all(np.isfinite(scores)):
-            raise UsageError("the model predicted NaN or infinity on the smoke rows")
+        n = smoke(challenger, test, gate.smoke_rows)
         verdict.checks.append(
-            Check("smoke", True, f"loaded from the registry and predicted {sample.num_rows} rows")
+            Check("smoke", True, f"loaded from the registry and predicted {n} rows")
         )
     except LoopmlError as exc:
         verdict.checks.append(

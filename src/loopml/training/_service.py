@@ -14,7 +14,7 @@ from loopml.errors import UsageError
 from loopml.features import Features, TrainingSet
 from loopml.registry import AliasMove, ModelVersion, Registry
 from loopml.spec import ModelSpec, ProjectSpec
-from loopml.training._gate import Verdict, recent_rows, run_gate, test_table
+from loopml.training._gate import Verdict, recent_rows, run_gate, smoke, test_table
 from loopml.training._model import Model
 from loopml.training._train import Trained, fit
 
@@ -131,6 +131,19 @@ class Models:
         mv = ref if isinstance(ref, ModelVersion) else self.registry.get(self.name, ref)
         files = self.registry.load_files(mv)
         return Model.from_files(files, mv.trusted_types)
+
+    def smoke(self, ref: str | int | ModelVersion) -> str | None:
+        """None when the version loads (every file checked against its SHA-256) and predicts
+        finite values on its own test rows; otherwise what went wrong."""
+        try:
+            mv = ref if isinstance(ref, ModelVersion) else self.registry.get(self.name, ref)
+            files = self.registry.load_files(mv)
+            model = Model.from_files(files, mv.trusted_types)
+            if "test.parquet" in files:
+                smoke(model, test_table(files), self.project_spec.gate.smoke_rows)
+        except Exception as exc:  # noqa: BLE001 - any failure means it must not serve
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def get(self, ref: str | int = "champion") -> ModelVersion:
         return self.registry.get(self.name, ref)
