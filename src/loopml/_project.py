@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from loopml.features import Features
     from loopml.monitoring import Monitoring
     from loopml.registry import Registry
+    from loopml.rollout import Rollouts
     from loopml.serving import Serving
     from loopml.training import Models
 
@@ -51,6 +52,7 @@ class Project:
         self._models: Models | None = None
         self._serving: Serving | None = None
         self._monitoring: Monitoring | None = None
+        self._rollouts: Rollouts | None = None
 
     @property
     def monitoring(self) -> Monitoring:
@@ -87,6 +89,18 @@ class Project:
 
             self._models = Models(self.spec, self.features, self.registry)
         return self._models
+
+    @property
+    def rollouts(self) -> Rollouts:
+        """Rollouts and experiments, with their counters (the metadata store, or Redis)."""
+        if self._rollouts is None:
+            from loopml.rollout import Rollouts
+            from loopml.rollout._counters import open_counters
+
+            self._rollouts = Rollouts(
+                self.store, open_counters(self.spec.storage.counters, self.store)
+            )
+        return self._rollouts
 
     @property
     def online(self) -> OnlineStore:
@@ -141,6 +155,9 @@ class Project:
         for backend in (self._online, self._events):
             if backend is not None:
                 backend.close()
+        close = getattr(self._rollouts.counters if self._rollouts else None, "close", None)
+        if close is not None:
+            close()
         self.store.close()
 
     def __enter__(self) -> Project:

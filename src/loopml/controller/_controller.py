@@ -35,7 +35,6 @@ from loopml.features import TrainingSet
 from loopml.rollout import (
     CHALLENGER_ALIAS,
     Rollout,
-    Rollouts,
     arm_losses,
     compare_losses,
     counts_summary,
@@ -87,7 +86,7 @@ class Controller:
         self.spec = spec or project.spec.loop
         self.name = project.models.name
         self.states = LoopStore(project.store)
-        self.rollouts = Rollouts(project.store)
+        self.rollouts = project.rollouts
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.signals = Signals(project, self.spec, self.name)
         self.lease = Lease(project.store, f"loop:{self.name}", self.holder, self.spec.lease)
@@ -240,6 +239,16 @@ class Controller:
                 )
             )
             return self._save(state, "paused", now, events, data=data)
+        experiment = self.rollouts.active(self.name)
+        if experiment is not None and experiment.experiment:
+            # An experiment owns the traffic until someone ends it: the loop keeps its
+            # numbers current (a bandit's rewards) and starts no cycle meanwhile.
+            from loopml.rollout import Experiments
+
+            Experiments(self.project).evaluate(experiment, until=now)
+            if data != state.data:
+                self._save(state, "idle", now, events, data=data)
+            return None
         fired = self.signals.triggers(now, data)
         if not fired:
             if data != state.data:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from loopml._project import Project
 from loopml.data import IngestResult
+from loopml.demo._experiments import run_experiments
 from loopml.demo._features import run_features
 from loopml.demo._ingest import BROKEN_WEEK, DEMO_SPEC, expected_damage, write_incoming
 from loopml.demo._loop import copy_for_loop, run_loop, start_loops
@@ -119,6 +120,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
     with Project.open(directory) as project:
         monitoring = run_monitoring(console, project, directory)
         loop = run_loop(console, project, directory, pool, futures, serving)
+        experiments = run_experiments(console, project)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
     return {
@@ -132,6 +134,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         "serving": serving,
         "monitoring": monitoring,
         "loop": loop,
+        "experiments": experiments,
         "seconds": round(seconds, 2),
     }
 

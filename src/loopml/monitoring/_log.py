@@ -439,6 +439,9 @@ def _prediction_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str,
         "mode": pa.array([r.get("mode") for r in rows], pa.string()),
         # a shadow prediction names the served prediction it shadows (labels join to that one)
         "of": pa.array([r.get("of") for r in rows], pa.string()),
+        # an experiment's answers: which one, and the probability the arm had of being chosen
+        "rollout": pa.array([r.get("rollout") for r in rows], pa.int64()),
+        "propensity": pa.array([_num(r.get("propensity")) for r in rows], pa.float64()),
         "fallback": pa.array([r.get("fallback") for r in rows], pa.string()),
         "latency_us": pa.array([_num(r.get("latency_us")) for r in rows], pa.float64()),
         "_order": pa.array(order, pa.int64()),

@@ -4,6 +4,7 @@ joined, windows judged, alerts raised, reports written."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,10 +214,12 @@ class Monitoring:
         features: list[str] | tuple[str, ...],
         mode: str = "batch",
         of: list[str] | None = None,
+        rollout: int | None = None,
+        propensity: Sequence[float] | None = None,
     ) -> int:
         """Log predictions already made (one per row of ``table``) to the prediction stream,
         each at the time in column ``at``; ``of`` names the served prediction a shadow one
-        shadows."""
+        shadows; ``rollout`` and ``propensity`` mark an experiment's answers."""
         from loopml.monitoring._log import predictions_stream
 
         if at not in table.column_names:
@@ -249,6 +252,10 @@ class Monitoring:
             }
             if of is not None:
                 entry["of"] = of[i]
+            if rollout is not None:
+                entry["rollout"] = rollout
+            if propensity is not None:
+                entry["propensity"] = float(propensity[i])
             payloads.append(orjson.dumps(entry))
         if payloads:
             self.project.events.append(predictions_stream(self.model), payloads)

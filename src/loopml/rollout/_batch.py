@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from loopml.rollout._router import positions
-from loopml.rollout._store import Counter, Rollouts
+from loopml.rollout._router import Router, positions
+from loopml.rollout._store import Counter, Rollout
 from loopml.storage import new_id
 from loopml.training import Model
 
@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 class BatchServer:
     """Answers tables of requests for a project's model, under its active rollout."""
 
-    def __init__(self, project: Project, *, at: str = "_event_time") -> None:
+    def __init__(
+        self, project: Project, *, at: str = "_event_time", seed: int | None = None
+    ) -> None:
         self.project = project
         self.at = at
-        self.rollouts = Rollouts(project.store)
+        self.rollouts = project.rollouts
         self._models: dict[int, Model] = {}
         # Prediction ids unique to this server: the monitored log keeps the first of an id.
         self._run = new_id("b")[:12]
         self._sequence = 0
+        self._rng = np.random.default_rng(seed)
 
     def model(self, version: int) -> Model:
         found = self._models.get(version)
@@ -53,6 +56,8 @@ class BatchServer:
         # that a replay is reproducible); without one, this server's own run and sequence.
         prefix = id_prefix or f"req-{self._run}-{self._sequence}"
         ids = [f"{prefix}-{i}" for i in range(table.num_rows)]
+        if rollout is not None and rollout.strategy in ("ab", "bandit"):
+            return self._serve_arms(table, rollout, ids)
         arm = np.zeros(table.num_rows, dtype=bool)  # True: the challenger answers
         shadowed = np.zeros(table.num_rows, dtype=bool)
         if rollout is not None:
@@ -127,4 +132,57 @@ class BatchServer:
             "answered": answered,
             "shadowed": n_shadow,
             "rollout": rollout.id if rollout else None,
+        }
+
+    def _serve_arms(self, table: pa.Table, rollout: Rollout, ids: list[str]) -> dict[str, Any]:
+        """An A/B test's or a bandit's batch: each row goes to one arm (the unit's stable place
+        in the shares, or a draw from the bandit's probabilities, read once per batch as a
+        worker reads them once per refresh), logged with the arm's propensity."""
+        router = Router(self.rollouts, rollout.model)
+        router._rng = self._rng
+        router._arms(rollout)
+        assert router.arms is not None
+        _, arms, probs, cumulative = router.arms
+        if rollout.strategy == "ab":
+            units = table[rollout.unit].to_pylist() if rollout.unit else ids
+            u = positions(rollout.id, units)
+        else:
+            u = self._rng.random(table.num_rows)
+        chosen = np.minimum(
+            np.searchsorted(np.asarray(cumulative), u * cumulative[-1], side="right"),
+            len(arms) - 1,
+        )
+        mon = self.project.monitoring
+        answered: dict[int, int] = {}
+        counts: dict[tuple[int, str], Counter] = {}
+        for i, version in enumerate(arms):
+            rows = np.flatnonzero(chosen == i)
+            if len(rows) == 0:
+                continue
+            part = table.take(pa.array(rows))
+            model = self.model(version)
+            started = time.perf_counter()
+            scores = model.predict(part)
+            per_row = (time.perf_counter() - started) * 1e6 / len(rows)
+            mon.log_scored(
+                part,
+                scores,
+                version=version,
+                ids=[ids[j] for j in rows],
+                at=self.at,
+                latency_us=per_row,
+                features=model.encoding.features,
+                rollout=rollout.id,
+                propensity=[probs[i]] * len(rows),
+            )
+            answered[version] = len(rows)
+            n = float(len(rows))
+            counts[(version, "requests")] = Counter(n, n, n)
+        self.rollouts.add_counts(rollout.id, counts)
+        return {
+            "rows": table.num_rows,
+            "answered": answered,
+            "shadowed": 0,
+            "rollout": rollout.id,
+            "probabilities": dict(zip(arms, probs, strict=True)),
         }

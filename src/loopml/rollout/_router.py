@@ -9,8 +9,10 @@ counters are summed in memory and added to the shared ones in one transaction pe
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
+import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,9 +58,10 @@ class Route:
     """Where one request goes: the version that answers, and whether it is shadowed."""
 
     version: int | None  # None: the champion (whatever the worker serves)
-    arm: str  # champion | challenger
+    arm: str  # champion | challenger | arm (an experiment's)
     shadow: bool
     rollout: int | None
+    propensity: float | None = None  # an experiment's: the chance this arm had
 
 
 CHAMPION = Route(None, "champion", False, None)
@@ -73,22 +76,66 @@ class Router:
         self.unit = unit
         self.current: Rollout | None = None
         self.last_error: str | None = None
+        # (rollout id, arms, probabilities, cumulative probabilities) of an A/B test or bandit
+        self.arms: tuple[int, list[int], list[float], list[float]] | None = None
+        self._rng = np.random.default_rng()
 
     def refresh(self) -> Rollout | None:
-        """Read the active rollout (called from a background thread)."""
+        """Read the active rollout and, for a bandit, its arms' probabilities from the shared
+        reward snapshot (called from a background thread)."""
         try:
-            self.current = self.rollouts.active(self.model)
+            current = self.rollouts.active(self.model)
+            if current is not None and current.active and current.strategy in ("ab", "bandit"):
+                self._arms(current)
+            self.current = current
             self.last_error = None
         except Exception as exc:  # noqa: BLE001 - keep the last known rollout
             self.last_error = str(exc)
             log.warning("could not read the rollout of %s: %s", self.model, exc)
         return self.current
 
+    def _arms(self, r: Rollout) -> None:
+        """The experiment's arms and their probabilities: the declared shares of an A/B test,
+        the policy's choice probabilities of a bandit (recomputed at each refresh)."""
+        if r.strategy == "ab":
+            shares = [float(s) for s in r.data.get("shares") or []] or [1.0 / len(r.arms)] * len(
+                r.arms
+            )
+        else:
+            from loopml.rollout._bandit import make_policy
+
+            cfg = r.data.get("experiment", {})
+            policy = make_policy(cfg.get("policy", "thompson"), **cfg.get("options", {}))
+            _, snap = self.rollouts.counters.snapshot(r.id, "rewards")
+            # rewards are stored higher-is-better (a loss negated)
+            stats = [snap.get(v, Counter()) for v in r.arms]
+            shares = [float(p) for p in policy.probabilities(stats, self._rng)]
+        cumulative: list[float] = []
+        total = 0.0
+        for p in shares:
+            total += p
+            cumulative.append(total)
+        self.arms = (r.id, list(r.arms), shares, cumulative)
+
     def route(self, request_id: str, row: dict[str, Any] | None = None) -> Route:
         r = self.current
         if r is None or not r.active:
             return CHAMPION
         unit = row.get(r.unit) if r.unit and row is not None else None
+        if r.strategy in ("ab", "bandit"):
+            arms = self.arms
+            if arms is None or arms[0] != r.id:
+                return CHAMPION
+            # A/B: the unit's stable place; a bandit: a fresh draw per request.
+            u = (
+                unit_position(r.id, request_id if unit is None else unit)
+                if r.strategy == "ab"
+                else random.random()
+            )
+            i = min(bisect.bisect_right(arms[3], u * arms[3][-1]), len(arms[1]) - 1)
+            return Route(arms[1][i], "arm", False, r.id, arms[2][i])
+        if r.strategy == "interleave":
+            return CHAMPION  # /rank interleaves; single predictions stay with the champion
         u = unit_position(r.id, request_id if unit is None else unit)
         if r.strategy == "canary" and u < r.share:
             return Route(r.challenger, "challenger", False, r.id)

@@ -10,18 +10,23 @@ import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from loopml.errors import ConflictError, NotFoundError, UsageError
 from loopml.storage import SqlMetadataStore
+
+if TYPE_CHECKING:
+    from loopml.rollout._counters import CounterStore
 from loopml.storage import _tables as t
 
 ACTIVE = "active"
 CHALLENGER_ALIAS = "challenger"  # the registry alias a rollout's challenger holds
 ENDED = ("promoted", "rolled_back", "stopped")
+STRATEGIES = ("shadow", "canary", "ab", "bandit", "interleave")
+EXPERIMENTS = ("ab", "bandit", "interleave")  # arms compared on their own traffic, ended by hand
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,17 @@ class Rollout:
     def active(self) -> bool:
         return self.status == ACTIVE
 
+    @property
+    def arms(self) -> list[int]:
+        """The versions compared: an experiment's arms (the control first), else the champion
+        and the challenger."""
+        arms = self.data.get("arms")
+        return [int(a) for a in arms] if arms else [self.champion, self.challenger]
+
+    @property
+    def experiment(self) -> bool:
+        return self.strategy in EXPERIMENTS
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -67,8 +83,11 @@ class Rollout:
             "started_at": self.started_at.isoformat(),
             "step_started_at": self.step_started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            **{k: v for k, v in self.data.items() if k in ("steps", "decisions", "reason")},
+            **{k: v for k, v in self.data.items() if k in _SHOWN},
         }
+
+
+_SHOWN = ("steps", "decisions", "reason", "arms", "shares", "experiment", "result")
 
 
 @dataclass(frozen=True)
@@ -102,8 +121,13 @@ def utcnow() -> datetime:
 class Rollouts:
     """The rollouts of a project's models."""
 
-    def __init__(self, store: SqlMetadataStore) -> None:
+    def __init__(self, store: SqlMetadataStore, counters: CounterStore | None = None) -> None:
         self.store = store
+        if counters is None:
+            from loopml.rollout._counters import SqlCounters
+
+            counters = SqlCounters(store)
+        self.counters: CounterStore = counters
 
     # ------------------------------------------------------------------------------ reading
 
@@ -148,8 +172,11 @@ class Rollouts:
         data: Mapping[str, Any] | None = None,
     ) -> Rollout:
         """Start a rollout; refused while the model has another active one."""
-        if strategy not in ("shadow", "canary"):
-            raise UsageError(f"unknown rollout strategy {strategy!r}: shadow or canary")
+        if strategy not in STRATEGIES:
+            raise UsageError(
+                f"unknown rollout strategy {strategy!r}: one of {', '.join(STRATEGIES)}",
+                details={"strategy": strategy},
+            )
         if champion == challenger:
             raise UsageError(f"{model}:{challenger} is the champion already; nothing to roll out")
         steps = list(steps or [])
@@ -214,6 +241,27 @@ class Rollouts:
             )
         return self.get(rollout.id)
 
+    def update_data(self, rollout: Rollout, patch: Mapping[str, Any]) -> Rollout:
+        """Merge ``patch`` into an active rollout's stored data (one transaction; the stored
+        data, not the caller's copy, is what is merged into)."""
+        with self.store.write() as conn:
+            row = (
+                conn.execute(select(t.rollouts).where(t.rollouts.c.id == rollout.id))
+                .mappings()
+                .first()
+            )
+            if row is None or row["status"] != ACTIVE:
+                raise ConflictError(
+                    f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
+                )
+            data = {**dict(row["data"] or {}), **patch}
+            conn.execute(
+                update(t.rollouts)
+                .where(and_(t.rollouts.c.id == rollout.id, t.rollouts.c.status == ACTIVE))
+                .values(data=data)
+            )
+        return self.get(rollout.id)
+
     def end(
         self,
         rollout: Rollout,
@@ -251,51 +299,12 @@ class Rollouts:
     # ----------------------------------------------------------------------------- counters
 
     def add_counts(self, rollout_id: int, counts: Mapping[tuple[int, str], Counter]) -> None:
-        """Add to the shared counters in one transaction (atomic increments)."""
-        if not counts:
-            return
-        with self.store.write() as conn:
-            insert = _upsert(conn)
-            rows = [
-                {
-                    "rollout_id": rollout_id,
-                    "version": version,
-                    "name": name,
-                    "n": c.n,
-                    "total": c.total,
-                    "total_sq": c.total_sq,
-                }
-                for (version, name), c in counts.items()
-            ]
-            stmt = insert(t.rollout_counters)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["rollout_id", "version", "name"],
-                set_={
-                    "n": t.rollout_counters.c.n + stmt.excluded.n,
-                    "total": t.rollout_counters.c.total + stmt.excluded.total,
-                    "total_sq": t.rollout_counters.c.total_sq + stmt.excluded.total_sq,
-                },
-            )
-            conn.execute(stmt, rows)
+        """Add to the shared counters atomically (no update lost between workers)."""
+        self.counters.add(rollout_id, counts)
 
     def counts(self, rollout_id: int) -> Counts:
         """The shared counters of a rollout: version -> name -> counter."""
-        with self.store.read() as conn:
-            rows = conn.execute(
-                select(t.rollout_counters).where(t.rollout_counters.c.rollout_id == rollout_id)
-            ).mappings()
-            out: Counts = {}
-            for r in rows:
-                out.setdefault(int(r["version"]), {})[r["name"]] = Counter(
-                    float(r["n"]), float(r["total"]), float(r["total_sq"])
-                )
-        return out
-
-
-def _upsert(conn: Connection) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        return self.counters.counts(rollout_id)
 
 
 def _active_row(conn: Connection, model: str) -> RowMapping | None:

@@ -149,6 +149,22 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         status, data = await handler.handle(body)
         return Response(data, status_code=status, media_type=JSON)
 
+    @app.post(
+        "/rank",
+        summary="Rank candidates with the model; interleave two rankers during an experiment",
+    )
+    async def rank(request: Request) -> Response:
+        rt: Runtime = request.app.state.rt
+        payload = parse_json(await read_body(request, rt.spec.max_body_bytes))
+        handler = getattr(request.app.state, "rank", None)
+        if handler is None:
+            from loopml.serving._rank import RankHandler
+
+            handler = request.app.state.rank = RankHandler(rt)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(request.app.state.pool, handler.rank, payload)
+        return _json(result)
+
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> Response:
         return _json({"status": "ok"})

@@ -48,6 +48,8 @@ class Prediction:
     latency_us: float = 0.0
     features: dict[str, Any] = field(default_factory=dict)
     at: int = 0
+    rollout: int | None = None  # the experiment or rollout that routed it
+    propensity: float | None = None  # the probability its arm had of being chosen
 
     def body(self, top_k: int = 3) -> dict[str, Any]:
         """The prediction as the API returns it."""
@@ -73,6 +75,8 @@ class Prediction:
             "output": self.output.tolist() if isinstance(self.output, np.ndarray) else self.output,
             "latency_us": round(self.latency_us, 1),
             "features": self.features,
+            "rollout": self.rollout,
+            "propensity": self.propensity,
         }
 
 

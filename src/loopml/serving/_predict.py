@@ -124,9 +124,9 @@ class PredictHandler:
             )
         engine: Engine = rt.engine
         parsed = engine.parse(rows)  # client errors: 422 naming the field, before any model work
-        groups, shadowed, rollout_id = rt.split(parsed, served)
+        groups, shadowed, rollout_id, propensity = rt.split(parsed, served)
         if len(groups) == 1:
-            preds = await self._model_or_fallback(engine, parsed, served)
+            preds = await self._model_or_fallback(engine, parsed, groups[0][0])
         else:  # a canary: each version answers its own rows
             answered: list[Prediction | None] = [None] * len(parsed)
             for version, idx in groups:
@@ -136,6 +136,9 @@ class PredictHandler:
             preds = [p for p in answered if p is not None]
         elapsed = time.perf_counter() - started
         each = elapsed / len(preds)
+        if propensity is not None:  # an experiment's answers: logged with their arm's chance
+            for p, chance in zip(preds, propensity, strict=True):
+                p.rollout, p.propensity = rollout_id, chance
         for p in preds:
             p.latency_us = each * 1e6
             rt.record(p, each)
@@ -145,7 +148,8 @@ class PredictHandler:
             rt.shadow(
                 [preds[i] for i in shadowed if preds[i].fallback is None], rt.challenger.current
             )
-        if len(groups) > 1:  # a canary: the champion scores the challenger's answers too
+        if len(groups) > 1 and propensity is None:
+            # a canary: the champion scores the challenger's answers too
             theirs = groups[1][0].number
             rt.shadow([p for p in preds if p.version == theirs and p.fallback is None], served)
         return preds, elapsed

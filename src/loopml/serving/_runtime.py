@@ -15,7 +15,7 @@ from loopml._project import Project
 from loopml.features import OnlineFeatures
 from loopml.monitoring._log import predictions_stream
 from loopml.monitoring._monitor import ERROR_REASONS
-from loopml.rollout import CounterBuffer, Rollouts, Router
+from loopml.rollout import CounterBuffer, Router
 from loopml.serving._engine import Engine, Prediction
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._log import PredictionLogger
@@ -84,7 +84,7 @@ class Runtime:
         # Rollouts: the router reads the model's active rollout in the background; the
         # challenger is loaded (and hot-swapped) like the champion; counters are summed here and
         # added to the shared ones on each refresh, never written per request.
-        rollouts = Rollouts(project.store)
+        rollouts = project.rollouts
         self.router = Router(rollouts, self.name, unit=project.spec.loop.rollout.unit)
         self.counters = CounterBuffer(rollouts)
         self.challenger = ModelHolder(
@@ -99,6 +99,9 @@ class Runtime:
         self._rollout_thread: threading.Thread | None = None
         self.shadowed = 0
         self.shadow_errors = 0
+        # An experiment's arms, loaded by version (the champion's own Served is reused).
+        self.arm_models: dict[int, Served] = {}
+        self.arm_errors: dict[int, str] = {}
 
     def _drift_gauges(self, project: Project) -> None:
         """The monitor's latest drift scores, exported with the serving metrics."""
@@ -171,10 +174,39 @@ class Runtime:
         """Read the active rollout, load its challenger, flush the counters."""
         rollout = self.router.refresh()
         if rollout is not None and rollout.active:
-            current = self.challenger.current
-            if current is None or current.number != rollout.challenger:
-                self.challenger.check()
+            if rollout.experiment:
+                self._load_arms(rollout.arms)
+            else:
+                current = self.challenger.current
+                if current is None or current.number != rollout.challenger:
+                    self.challenger.check()
+        elif self.arm_models:
+            self.arm_models = {}
         self.counters.flush()
+
+    def _load_arms(self, arms: list[int]) -> None:
+        """Load the experiment's versions not held yet (each checked and smoke-tested like the
+        champion); one that fails keeps the experiment off this worker (all to the champion)."""
+        loaded = {v: s for v, s in self.arm_models.items() if v in arms}
+        champion = self.holder.current
+        for v in arms:
+            if v in loaded:
+                continue
+            if champion is not None and champion.number == v:
+                loaded[v] = champion
+                continue
+            try:
+                mv = self.project.registry.get(self.name, v)
+                loaded[v] = self.holder.load_version(mv)
+                self.arm_errors.pop(v, None)
+            except Exception as exc:  # noqa: BLE001 - the experiment waits; serving goes on
+                self.arm_errors[v] = str(exc)
+                log.error("experiment arm %s:%s failed to load: %s", self.name, v, exc)
+        self.arm_models = loaded
+
+    def arms_ready(self, arms: list[int]) -> bool:
+        held = self.arm_models
+        return all(v in held for v in arms)
 
     def _watch_rollout(self) -> None:
         while not self._rollout_stop.wait(self.rollout_interval):
@@ -185,13 +217,18 @@ class Runtime:
 
     def split(
         self, rows: list[dict[str, Any]], served: Served
-    ) -> tuple[list[tuple[Served, list[int]]], list[int], int | None]:
+    ) -> tuple[list[tuple[Served, list[int]]], list[int], int | None, list[float | None] | None]:
         """Which rows each version answers (the champion's first), which the challenger
-        shadows, and the rollout they belong to. Without an active rollout, every row goes to
-        the champion and nothing else happens."""
+        shadows, the rollout they belong to, and (an experiment's) each row's propensity.
+        Without an active rollout, every row goes to the champion and nothing else happens."""
         rollout = self.router.current
+        everything = [(served, list(range(len(rows))))]
         if rollout is None or not rollout.active:
-            return [(served, list(range(len(rows))))], [], None
+            return everything, [], None, None
+        if rollout.experiment:
+            if rollout.strategy == "interleave" or not self.arms_ready(rollout.arms):
+                return everything, [], None, None
+            return self._split_arms(rows, served, rollout.id)
         challenger = self.challenger.current
         ready = challenger is not None and challenger.number == rollout.challenger
         mine: list[int] = []
@@ -210,7 +247,25 @@ class Runtime:
         groups = [(served, mine)]
         if theirs and challenger is not None:
             groups.append((challenger, theirs))
-        return groups, shadow, rollout.id
+        return groups, shadow, rollout.id, None
+
+    def _split_arms(
+        self, rows: list[dict[str, Any]], served: Served, rollout_id: int
+    ) -> tuple[list[tuple[Served, list[int]]], list[int], int | None, list[float | None] | None]:
+        by_version: dict[int, list[int]] = {}
+        propensity: list[float | None] = []
+        for i, row in enumerate(rows):
+            if not row.get("_id"):
+                row["_id"] = self.engine.new_id()
+            route = self.router.route(row["_id"], row)
+            version = route.version if route.version is not None else served.number
+            by_version.setdefault(version, []).append(i)
+            propensity.append(route.propensity)
+        groups = [
+            (served if v == served.number else self.arm_models[v], idx)
+            for v, idx in by_version.items()
+        ]
+        return groups, [], rollout_id, propensity
 
     def count(self, rollout_id: int, pred: Prediction, seconds: float) -> None:
         if pred.version is None:
@@ -300,6 +355,8 @@ class Runtime:
             "id": r.id,
             "strategy": r.strategy,
             "challenger": r.challenger,
+            "arms": r.arms if r.experiment else None,
+            "arms_loaded": sorted(self.arm_models) if r.experiment else None,
             "share": r.share,
             "shadow": r.shadow,
             "challenger_loaded": self.challenger.current.number

@@ -127,6 +127,11 @@ class StorageSpec(_Config):
         default_factory=lambda: SQLiteConfig(path=".loopml/events.db"),
         description="Event transport: events, predictions, feedback.",
     )
+    counters: RedisConfig | None = Field(
+        None,
+        description="Rollout and experiment counters shared by the serving workers (A/B "
+        "assignments, bandit pulls and rewards): the metadata store when unset, or Redis.",
+    )
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -137,6 +142,11 @@ class StorageSpec(_Config):
     @classmethod
     def _kv_url(cls, v: Any) -> Any:
         return _from_url(v, allowed=("sqlite", "redis"))
+
+    @field_validator("counters", mode="before")
+    @classmethod
+    def _counters_url(cls, v: Any) -> Any:
+        return None if v is None else _from_url(v, allowed=("redis",))
 
     @field_validator("lake", "artifacts", mode="before")
     @classmethod

@@ -333,3 +333,14 @@ rollout_counters = Table(
     Column("total", Float, nullable=False),
     Column("total_sq", Float, nullable=False),
 )
+
+# A snapshot replaced as a whole by a newer one (a bandit's rewards per arm, recomputed from the
+# feedback log); ``stamp`` orders them (compare-and-set on it).
+rollout_snapshots = Table(
+    "rollout_snapshots",
+    metadata_obj,
+    Column("rollout_id", Integer, primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("stamp", Float, nullable=False),
+    Column("data", Text, nullable=False),
+)

@@ -146,7 +146,12 @@ def test_a_fresh_project(empty: str, capsys: pytest.CaptureFixture[str]) -> None
     code, out, _ = run(capsys, "rollout", "status", "-p", empty)
     assert code == 0 and "no active rollout" in out
     code, out, _ = run(capsys, "rollout", "status", "-p", empty, "--json")
-    assert json.loads(out) == {"model": "stream_model", "active": None, "recent": []}
+    assert json.loads(out) == {
+        "model": "stream_model",
+        "active": None,
+        "experiment": None,
+        "recent": [],
+    }
     code, out, err = run(capsys, "rollout", "stop", "-p", empty)
     assert code == 2 and "no active rollout to stop" in err
     code, out, _ = run(capsys, "rollout", "stop", "-p", empty, "--json")

@@ -1,0 +1,632 @@
+"""Experiments in production: A/B tests, bandits and interleaving over model versions.
+
+An experiment is a rollout (strategy ``ab``, ``bandit`` or ``interleave``) whose arms are model
+versions, the first one the control. Serving workers route requests to the arms (``ab``: a
+stable hash of the unit into the declared shares; ``bandit``: a draw from the policy's
+probabilities, logged with its propensity; ``interleave``: ``POST /rank`` merges two rankers'
+lists by team draft) and log every answer with the experiment's id. The outcome of each arm is
+read from the feedback log: the landed predictions joined with their labels, so that the metric
+is the one users live with, never the model's own opinion.
+
+- ``ab``: the per-unit metric of each arm against the control with always-valid (sequential)
+  inference; the minimum sample size is computed when the test starts.
+- ``bandit``: each arm's rewards are recomputed from the log and stored as one snapshot (a
+  compare-and-set on the number of labels it counts) that every worker reads to choose arms.
+- ``interleave``: each ranking shown is credited to the ranker whose items got more clicks; a
+  sign test says which ranker users prefer.
+
+Ending an experiment promotes the winner through the registry (an evaluation recording the
+experiment's numbers, then the gated alias move) or stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loopml.errors import ConflictError, UsageError
+from loopml.features import to_micros
+from loopml.rollout._decide import per_row_loss
+from loopml.rollout._store import EXPERIMENTS, Counter, Rollout
+
+if TYPE_CHECKING:
+    from loopml._project import Project
+
+# metric -> (kind of the per-prediction value, higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "accuracy": ("proportion", True),
+    "error": ("proportion", False),
+    "label": ("proportion", True),  # the outcome itself (a click, a conversion)
+    "log_loss": ("mean", False),
+    "brier": ("mean", False),
+    "squared_error": ("mean", False),
+    "absolute_error": ("mean", False),
+}
+REWARDS = "rewards"  # the bandit snapshot's name
+PROBABLY_BEST = 0.95  # a bandit's arm is declared the winner at this posterior probability
+
+
+def metric_values(
+    metric: str, scores: np.ndarray, y: np.ndarray, *, task: str, threshold: float | None
+) -> np.ndarray:
+    """The metric of each prediction (``accuracy``: 1 when the decision was right)."""
+    if metric not in METRICS:
+        raise UsageError(
+            f"unknown experiment metric {metric!r}: one of {', '.join(METRICS)}",
+            details={"metric": metric},
+        )
+    if metric == "label":
+        return np.asarray(y, dtype=float)
+    if metric in ("accuracy", "error"):
+        if task == "binary":
+            wrong = per_row_loss("error", scores, y, threshold=threshold)
+        else:
+            wrong = (np.asarray(scores, dtype=float) != np.asarray(y, dtype=float)).astype(float)
+        return 1.0 - wrong if metric == "accuracy" else wrong
+    return per_row_loss(metric, scores, y, threshold=threshold)
+
+
+def _counter(values: np.ndarray) -> Counter:
+    v = np.asarray(values, dtype=float)
+    return Counter(float(len(v)), float(v.sum()), float((v * v).sum()))
+
+
+class Experiments:
+    """Start, read and end a project's experiments."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.rollouts = project.rollouts
+        self.name = project.models.name
+
+    # ------------------------------------------------------------------------------- start
+
+    def start(
+        self,
+        strategy: str,
+        arms: Sequence[int],
+        *,
+        shares: Sequence[float] | None = None,
+        unit: str | None = None,
+        metric: str | None = None,
+        effect: float | None = None,
+        alpha: float = 0.05,
+        power: float = 0.8,
+        policy: str = "thompson",
+        options: Mapping[str, Any] | None = None,
+        k: int = 10,
+        at: datetime | None = None,
+        by: str | None = None,
+    ) -> Rollout:
+        """Start an experiment over ``arms`` (versions; the first is the control)."""
+        from loopml.rollout._bandit import make_policy
+        from loopml.rollout._sequential import sample_size
+
+        if strategy not in EXPERIMENTS:
+            raise UsageError(
+                f"unknown experiment {strategy!r}: one of {', '.join(EXPERIMENTS)}",
+                details={"strategy": strategy},
+            )
+        arms = [int(a) for a in arms]
+        if len(arms) < 2 or len(set(arms)) != len(arms):
+            raise UsageError(
+                f"an experiment needs two or more different versions, got {arms}",
+                details={"arms": arms},
+            )
+        if strategy == "interleave" and len(arms) != 2:
+            raise UsageError(
+                f"interleaving compares exactly two rankers, got {len(arms)} versions",
+                details={"arms": arms},
+            )
+        models = self.project.models
+        control = models.get(arms[0])
+        for version in arms:
+            problem = models.smoke(version)  # every file checked, its own test rows predicted
+            if problem is not None:
+                raise UsageError(
+                    f"version {version} cannot serve, so it cannot be an arm: {problem}",
+                    details={"version": version},
+                )
+        profile = self.project.monitoring.profile(control)
+        task = profile.task or "binary"
+        if task not in ("binary", "regression"):
+            raise UsageError(
+                f"experiments read binary or regression outcomes; {self.name} is {task}",
+                details={"task": task},
+            )
+        metric = metric or ("accuracy" if task == "binary" else "squared_error")
+        if metric not in METRICS:
+            raise UsageError(
+                f"unknown experiment metric {metric!r}: one of {', '.join(METRICS)}",
+                details={"metric": metric},
+            )
+        kind, higher = METRICS[metric]
+        if task == "regression" and metric in ("accuracy", "error", "label"):
+            kind = "mean"
+        config: dict[str, Any] = {
+            "metric": metric,
+            "kind": kind,
+            "higher_is_better": higher,
+            "alpha": alpha,
+            "task": task,
+        }
+        share_list: list[float] = []
+        if strategy == "ab":
+            share_list = _shares(shares, len(arms))
+            if effect is None:
+                effect = 0.02 if kind == "proportion" else None
+            if effect is None or effect <= 0:
+                raise UsageError(
+                    f"an A/B test of {metric} needs the smallest difference worth detecting "
+                    "(--effect, in the metric's units)",
+                    details={"field": "effect"},
+                )
+            baseline, sd = self._baseline(control, metric, task, profile)
+            size = sample_size(
+                effect=effect,
+                kind=kind,
+                baseline=baseline if kind == "proportion" else None,
+                sd=sd if kind == "mean" else None,
+                alpha=alpha,
+                power=power,
+                arms=len(arms),
+            )
+            config.update(
+                effect=effect,
+                power=power,
+                baseline=baseline,
+                sd=sd,
+                sample_size=size.to_dict(),
+            )
+        elif strategy == "bandit":
+            made = make_policy(policy, **dict(options or {}))
+            config.update(policy=made.name, options=dict(options or {}))
+        else:
+            if k < 1:
+                raise UsageError(f"k must be at least 1, got {k}", details={"field": "k"})
+            config.update(k=k, metric="label", kind="proportion", higher_is_better=True)
+        champion = self.project.registry.aliases(self.name).get("champion")
+        data = {
+            "arms": arms,
+            "shares": share_list,
+            "experiment": {**config, "champion_at_start": champion, "by": by},
+        }
+        return self.rollouts.start(
+            self.name,
+            strategy=strategy,
+            champion=arms[0],
+            challenger=arms[1],
+            unit=unit,
+            at=at,
+            data=data,
+        )
+
+    def _baseline(
+        self, control: Any, metric: str, task: str, profile: Any
+    ) -> tuple[float | None, float | None]:
+        """The control's metric on its own held-out rows: the baseline proportion, or the
+        standard deviation of the per-prediction metric."""
+        files = self.project.registry.load_files(control)
+        from loopml.training._gate import test_table
+        from loopml.training._model import Model
+
+        if "test.parquet" not in files:
+            return None, None
+        model = Model.from_files(files, control.trusted_types)
+        test = test_table(files)
+        label = model.label or self.project.monitoring.label_name()
+        if not label or label not in test.column_names:
+            return None, None
+        if task == "binary":
+            from loopml.monitoring._monitor import binary_truth
+
+            y = pc.fill_null(binary_truth(test[label], profile.classes), False).to_numpy(
+                zero_copy_only=False
+            )
+        else:
+            y = pc.cast(test[label], pa.float64()).to_numpy(zero_copy_only=False)
+        values = metric_values(
+            metric, model.predict(test), y, task=task, threshold=profile.threshold
+        )
+        if len(values) == 0:
+            return None, None
+        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
+
+    # ------------------------------------------------------------------------------- read
+
+    def outcomes(
+        self, rollout: Rollout, *, until: datetime | None = None, land: bool = True
+    ) -> pa.Table:
+        """The experiment's answers (shadows excluded) with their labels known by ``until``."""
+        mon = self.project.monitoring
+        if land:
+            mon.land()
+        preds = mon.log.predictions()
+        if preds is None or preds.num_rows == 0 or "rollout" not in preds.column_names:
+            return pa.table({"id": pa.array([], pa.string())})
+        keep = pc.and_(
+            pc.equal(pc.fill_null(preds["rollout"], -1), rollout.id),
+            pc.not_equal(pc.fill_null(preds["mode"], ""), "shadow"),
+        )
+        preds = preds.filter(keep)
+        kind = "number" if rollout.data.get("experiment", {}).get("task") != "text" else "text"
+        joined, _ = mon.log.joined(
+            preds, mon.join_keys(), kind, observed_since=to_micros(rollout.started_at)
+        )
+        hi = to_micros(until) if until is not None else 2**62
+        known = pc.and_(
+            pc.is_valid(joined["label"]),
+            pc.less_equal(pc.fill_null(joined["label_at"], 2**62), hi),
+        )
+        return joined.append_column("known", pc.fill_null(known, False))
+
+    def evaluate(
+        self, rollout: Rollout | int, *, until: datetime | None = None, record: bool = True
+    ) -> dict[str, Any]:
+        """Where the experiment stands: each arm's outcome and the decision. ``record``
+        keeps what must survive between looks (running always-valid p-values, the bandit's
+        reward snapshot)."""
+        r = self.rollouts.get(rollout) if isinstance(rollout, int) else rollout
+        if not r.experiment:
+            raise UsageError(
+                f"rollout {r.id} is a {r.strategy}, not an experiment",
+                details={"rollout": r.id},
+            )
+        table = self.outcomes(r, until=until)
+        assigned = {
+            v: names["requests"].n
+            for v, names in self.rollouts.counts(r.id).items()
+            if "requests" in names
+        }
+        if r.strategy == "interleave":
+            result = self._interleave(r, table)
+        else:
+            values, units = self._values(r, table)
+            if r.strategy == "ab":
+                result = self._ab(r, values, units, record=record)
+            else:
+                result = self._bandit(r, values, table, record=record)
+        result.update(
+            rollout=r.id,
+            strategy=r.strategy,
+            versions=r.arms,
+            assigned={str(v): assigned.get(v, 0.0) for v in r.arms},
+            logged=int(table.num_rows),
+            labelled=int(pc.sum(table["known"]).as_py() or 0) if table.num_rows else 0,
+        )
+        return result
+
+    def _values(
+        self, r: Rollout, table: pa.Table
+    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray | None]]:
+        """Each arm's per-prediction metric (labelled answers only) and, when the unit was
+        logged, each value's unit."""
+        cfg = r.data.get("experiment", {})
+        out: dict[int, np.ndarray] = {v: np.zeros(0) for v in r.arms}
+        units: dict[int, np.ndarray | None] = {v: None for v in r.arms}
+        if table.num_rows == 0:
+            return out, units
+        table = table.filter(table["known"])
+        task = cfg.get("task", "binary")
+        from loopml.monitoring._log import FEATURE_PREFIX
+
+        unit_col = FEATURE_PREFIX + r.unit if r.unit else None
+        for v in r.arms:
+            part = table.filter(pc.equal(table["version"], v))
+            if part.num_rows == 0:
+                continue
+            # each arm's own decision threshold and class names
+            profile = self.project.monitoring.profile(self.project.registry.get(self.name, v))
+            scores = part["score"].to_numpy(zero_copy_only=False).astype(float)
+            if task == "binary":
+                from loopml.monitoring._monitor import binary_truth
+
+                y = pc.fill_null(binary_truth(part["label"], profile.classes), False)
+                yv = y.to_numpy(zero_copy_only=False)
+            else:
+                yv = pc.cast(part["label"], pa.float64()).to_numpy(zero_copy_only=False)
+            ok = np.isfinite(scores)
+            out[v] = metric_values(
+                cfg.get("metric", "accuracy"),
+                scores[ok],
+                yv[ok],
+                task=task,
+                threshold=profile.threshold,
+            )
+            if unit_col and unit_col in part.column_names:
+                units[v] = np.asarray(part[unit_col].to_pylist(), dtype=object)[ok]
+        return out, units
+
+    def _ab(
+        self,
+        r: Rollout,
+        values: dict[int, np.ndarray],
+        units: dict[int, np.ndarray | None],
+        *,
+        record: bool,
+    ) -> dict[str, Any]:
+        from loopml.rollout._sequential import compare_arms
+
+        cfg = r.data["experiment"]
+        counts: dict[int, Counter] = {}
+        per_unit = False
+        kind = cfg["kind"]
+        for v, vals in values.items():
+            u = units.get(v)
+            if u is not None and len(vals):
+                # The unit is what was randomized: its observations are averaged first, so
+                # that a busy user counts once (and the test is Welch's on unit means).
+                _, inverse, sizes = np.unique(
+                    u.astype(str), return_inverse=True, return_counts=True
+                )
+                means = np.bincount(inverse, weights=vals) / sizes
+                per_unit = per_unit or bool((sizes > 1).any())
+                counts[v] = _counter(means)
+            else:
+                counts[v] = _counter(vals)
+        if per_unit:
+            kind = "mean"
+        previous = {int(k): float(p) for k, p in (r.data.get("p_values") or {}).items()}
+        size = cfg.get("sample_size") or {}
+        result = compare_arms(
+            counts,
+            control=r.arms[0],
+            kind=kind,
+            effect=float(cfg["effect"]),
+            alpha=float(cfg["alpha"]),
+            higher_is_better=bool(cfg["higher_is_better"]),
+            previous=previous,
+            min_n=min(100, int(size.get("per_arm_fixed") or 100)),
+        )
+        out = result.to_dict()
+        out.update(
+            metric=cfg["metric"],
+            kind=kind,
+            per_unit=per_unit,
+            sample_size=size,
+            effect=cfg["effect"],
+        )
+        if record:
+            self._record(
+                r,
+                {
+                    "p_values": {str(a.version): a.p_value for a in result.arms},
+                    "result": _brief(out),
+                },
+            )
+        return out
+
+    def _bandit(
+        self, r: Rollout, values: dict[int, np.ndarray], table: pa.Table, *, record: bool
+    ) -> dict[str, Any]:
+        from loopml.rollout._bandit import make_policy
+
+        cfg = r.data["experiment"]
+        higher = bool(cfg["higher_is_better"])
+        rewards = {v: (vals if higher else -vals) for v, vals in values.items()}
+        stats = {v: _counter(rewards[v]) for v in r.arms}
+        labelled = float(sum(s.n for s in stats.values()))
+        stored = labelled
+        if record:
+            self.rollouts.counters.put_snapshot(r.id, REWARDS, labelled, stats)
+            stored, stats = self.rollouts.counters.snapshot(r.id, REWARDS)
+            stats = {v: stats.get(v, Counter()) for v in r.arms}
+        policy = make_policy(cfg["policy"], **cfg.get("options", {}))
+        rng = np.random.default_rng(r.id)
+        probs = policy.probabilities([stats[v] for v in r.arms], rng)
+        best = max(r.arms, key=lambda v: stats[v].total / stats[v].n if stats[v].n else -math.inf)
+        from loopml.rollout._bandit import Thompson
+
+        belief = Thompson(reward="binary" if cfg["kind"] == "proportion" else "gaussian")
+        p_best = belief.probabilities([stats[v] for v in r.arms], rng)
+        winner = best if float(p_best[r.arms.index(best)]) >= PROBABLY_BEST else None
+        arms_out = []
+        for i, v in enumerate(r.arms):
+            s = stats[v]
+            arms_out.append(
+                {
+                    "version": v,
+                    "rewards": s.n,
+                    "mean_reward": None if s.mean is None else (s.mean if higher else -s.mean),
+                    "probability": float(probs[i]),
+                    "probability_best": float(p_best[i]),
+                    "off_policy_value": _ips(table, values, v),
+                }
+            )
+        return {
+            "metric": cfg["metric"],
+            "policy": cfg["policy"],
+            "snapshot_labels": stored,
+            "arms_detail": arms_out,
+            "decision": "winner" if winner is not None else "continue",
+            "winner": winner,
+            "reasons": [
+                f"version {best} has the best mean reward; probability it is the best "
+                f"{float(p_best[r.arms.index(best)]):.1%} (a winner needs {PROBABLY_BEST:.0%})"
+            ]
+            if any(s.n for s in stats.values())
+            else ["no rewards yet: no labelled answers"],
+        }
+
+    def _interleave(self, r: Rollout, table: pa.Table) -> dict[str, Any]:
+        from loopml.rollout._interleave import preference
+
+        cfg = r.data["experiment"]
+        a, b = r.arms
+        wins_a = wins_b = ties = 0
+        if table.num_rows:
+            ids = table["of"].to_pylist()
+            teams = table["version"].to_pylist()
+            labels = table["label"].to_pylist()
+            known = table["known"].to_pylist()
+            clicks: dict[str, list[int]] = {}
+            for rank_id, team, label, ok in zip(ids, teams, labels, known, strict=True):
+                slot = clicks.setdefault(rank_id or "", [0, 0])
+                if ok and label is not None and float(label) > 0:
+                    slot[0 if team == a else 1] += 1
+            for ca, cb in clicks.values():
+                if ca > cb:
+                    wins_a += 1
+                elif cb > ca:
+                    wins_b += 1
+                else:
+                    ties += 1
+        pref = preference(wins_a, wins_b, ties, alpha=float(cfg["alpha"]))
+        winner = {"a": a, "b": b}.get(pref.preferred or "")
+        return {
+            **pref.to_dict(),
+            "metric": "clicks",
+            "rankings": wins_a + wins_b + ties,
+            "decision": "winner" if winner is not None else "continue",
+            "winner": winner,
+            "reasons": [
+                f"version {a} won {wins_a} rankings, version {b} won {wins_b}, {ties} tied; "
+                f"sign test p = {pref.p_value:.3g}"
+            ],
+        }
+
+    def _record(self, r: Rollout, patch: Mapping[str, Any]) -> None:
+        with contextlib.suppress(ConflictError):  # ended meanwhile: nothing more to keep
+            self.rollouts.update_data(r, patch)
+
+    # -------------------------------------------------------------------------------- end
+
+    def end(
+        self,
+        rollout: Rollout | int,
+        *,
+        promote: int | str | None = "winner",
+        reason: str = "",
+        by: str,
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """End the experiment: promote ``"winner"`` (the decided one), a chosen version, or
+        nothing (``None``: stopped). The promotion goes through the registry's gate with an
+        evaluation that records the experiment's numbers."""
+        r = self.rollouts.get(rollout) if isinstance(rollout, int) else rollout
+        if not r.active:
+            raise ConflictError(f"rollout {r.id} has already ended", details={"rollout": r.id})
+        at = at or datetime.now(UTC)
+        result = self.evaluate(r)
+        numbers = _brief(result)
+        if promote is None:
+            ended = self.rollouts.end(
+                r, "stopped", at=at, reason=reason or f"stopped by {by}", decision=numbers
+            )
+            return {"rollout": ended.to_dict(), "promoted": None, "result": result}
+        if promote == "winner":
+            version = result.get("winner")
+            if version is None:
+                raise UsageError(
+                    f"experiment {r.id} has no winner yet (decision: {result.get('decision')}); "
+                    "keep it running, promote a version by hand, or stop it",
+                    details={"rollout": r.id, "decision": result.get("decision")},
+                )
+        else:
+            version = int(promote)
+            if version not in r.arms:
+                raise UsageError(
+                    f"version {version} is not an arm of experiment {r.id} ({r.arms})",
+                    details={"version": version},
+                )
+        models = self.project.models
+        champion = self.project.registry.aliases(self.name).get("champion")
+        why = reason or f"{r.strategy} experiment {r.id}: version {version} won"
+        if champion == version:
+            ended = self.rollouts.end(
+                r, "stopped", at=at, reason=f"{why}; it is the champion already", decision=numbers
+            )
+            return {"rollout": ended.to_dict(), "promoted": None, "result": result}
+        problem = models.smoke(version)
+        if problem is not None:
+            raise UsageError(
+                f"version {version} fails to load, so it is not promoted: {problem}",
+                details={"version": version},
+            )
+        self.project.registry.record_evaluation(
+            self.name,
+            version,
+            against_version=champion,
+            passed=True,
+            report={"experiment": r.id, "strategy": r.strategy, "result": numbers},
+            by=by,
+        )
+        move = models.promote(version, "champion", by=by, reason=why)
+        ended = self.rollouts.end(r, "promoted", at=at, reason=why, decision=numbers)
+        return {
+            "rollout": ended.to_dict(),
+            "promoted": version,
+            "previous": champion,
+            "move": move.id if hasattr(move, "id") else None,
+            "result": result,
+        }
+
+
+def _shares(shares: Sequence[float] | None, n: int) -> list[float]:
+    if shares is None or len(shares) == 0:
+        return [1.0 / n] * n
+    out = [float(s) for s in shares]
+    if len(out) != n:
+        raise UsageError(
+            f"{len(out)} shares for {n} arms: give one share per arm", details={"field": "shares"}
+        )
+    if any(not (s > 0) for s in out) or abs(sum(out) - 1.0) > 1e-6:
+        raise UsageError(
+            f"shares must be positive and sum to 1, got {out}", details={"field": "shares"}
+        )
+    return out
+
+
+def _ips(table: pa.Table, values: dict[int, np.ndarray], arm: int) -> float | None:
+    """The inverse-propensity estimate of the mean metric had every request gone to ``arm``:
+    the logged propensities make off-policy evaluation possible."""
+    if table.num_rows == 0 or "propensity" not in table.column_names:
+        return None
+    t = table.filter(table["known"])
+    version = t["version"].to_numpy(zero_copy_only=False)
+    prop = pc.fill_null(t["propensity"], 0.0).to_numpy(zero_copy_only=False).astype(float)
+    chosen = (version == arm) & (prop > 0)
+    n = len(version)
+    vals = values.get(arm)
+    if n == 0 or vals is None or len(vals) != int((version == arm).sum()):
+        return None
+    scores = t["score"].to_numpy(zero_copy_only=False).astype(float)
+    own = np.isfinite(scores[version == arm])
+    if not own.all():
+        return None
+    weight = np.zeros(n)
+    weight[chosen] = 1.0 / prop[chosen]
+    reward = np.zeros(n)
+    reward[version == arm] = vals
+    return float((weight * reward).sum() / n)
+
+
+def _brief(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers kept on the rollout and in the registry: small and JSON-ready."""
+    keep = (
+        "decision",
+        "winner",
+        "reasons",
+        "control",
+        "control_n",
+        "control_mean",
+        "arms",
+        "arms_detail",
+        "metric",
+        "effect",
+        "alpha",
+        "wins_a",
+        "wins_b",
+        "ties",
+        "p_value",
+        "delta",
+        "sample_size",
+    )
+    return {k: result[k] for k in keep if k in result}
