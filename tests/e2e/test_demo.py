@@ -57,7 +57,7 @@ def test_demo_finds_every_planted_defect_and_reconciles(
     # Experiments: a bandit over three versions replayed through the batch server, every
     # flight answered by one arm; interleaving on MovieLens (where the data set is).
     bandit = summary["experiments"]["bandit"]
-    assert len(bandit["arms"]) == 3 and bandit["total"] > 30_000
+    assert len(bandit["arms"]) == 3 and bandit["total"] > 20_000
     assert sum(bandit["answered"].values()) == bandit["total"]
     assert bandit["status"] == "stopped"
     # the bandit does at least as well as a uniform split of the three versions

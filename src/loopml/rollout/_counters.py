@@ -25,6 +25,8 @@ from loopml.errors import BackendUnavailable, StorageError
 from loopml.rollout._store import Counter, Counts
 from loopml.storage import _tables as t
 
+REWARDS = "rewards"  # the snapshot of a bandit's rewards per arm
+
 if TYPE_CHECKING:
     from loopml.spec import RedisConfig
     from loopml.storage import SqlMetadataStore

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from loopml.errors import ConflictError, UsageError
 from loopml.features import to_micros
+from loopml.rollout._counters import REWARDS
 from loopml.rollout._decide import per_row_loss
 from loopml.rollout._store import EXPERIMENTS, Counter, Rollout
 
@@ -49,7 +50,6 @@ METRICS: dict[str, tuple[str, bool]] = {
     "squared_error": ("mean", False),
     "absolute_error": ("mean", False),
 }
-REWARDS = "rewards"  # the bandit snapshot's name
 PROBABLY_BEST = 0.95  # a bandit's arm is declared the winner at this posterior probability
 
 
@@ -186,8 +186,12 @@ class Experiments:
                 sample_size=size.to_dict(),
             )
         elif strategy == "bandit":
-            made = make_policy(policy, **dict(options or {}))
-            config.update(policy=made.name, options=dict(options or {}))
+            opts = dict(options or {})
+            if policy == "thompson" and "reward" not in opts:
+                # Beta-Bernoulli for 0/1 rewards, Gaussian for a continuous metric
+                opts["reward"] = "binary" if kind == "proportion" else "gaussian"
+            made = make_policy(policy, **opts)
+            config.update(policy=made.name, options=opts)
         else:
             if k < 1:
                 raise UsageError(f"k must be at least 1, got {k}", details={"field": "k"})
@@ -585,8 +589,9 @@ def _shares(shares: Sequence[float] | None, n: int) -> list[float]:
 
 
 def _ips(table: pa.Table, values: dict[int, np.ndarray], arm: int) -> float | None:
-    """The inverse-propensity estimate of the mean metric had every request gone to ``arm``:
-    the logged propensities make off-policy evaluation possible."""
+    """The self-normalized inverse-propensity estimate of the mean metric had every request
+    gone to ``arm``: the logged propensities make off-policy evaluation possible (each answer
+    weighs 1/propensity, so the days an arm was rarely chosen count as much as the rest)."""
     if table.num_rows == 0 or "propensity" not in table.column_names:
         return None
     t = table.filter(table["known"])
@@ -605,7 +610,10 @@ def _ips(table: pa.Table, values: dict[int, np.ndarray], arm: int) -> float | No
     weight[chosen] = 1.0 / prop[chosen]
     reward = np.zeros(n)
     reward[version == arm] = vals
-    return float((weight * reward).sum() / n)
+    # Self-normalized (divided by the weights' sum, not by n): the plain estimate's variance
+    # explodes when an arm was chosen at a propensity of 1e-4, as a settled bandit does.
+    total = weight.sum()
+    return float((weight * reward).sum() / total) if total > 0 else None
 
 
 def _brief(result: Mapping[str, Any]) -> dict[str, Any]:

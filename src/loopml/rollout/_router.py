@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from loopml.rollout._counters import REWARDS
 from loopml.rollout._store import Counter, Rollout, Rollouts
 
 log = logging.getLogger("loopml.rollout")
@@ -106,7 +107,7 @@ class Router:
 
             cfg = r.data.get("experiment", {})
             policy = make_policy(cfg.get("policy", "thompson"), **cfg.get("options", {}))
-            _, snap = self.rollouts.counters.snapshot(r.id, "rewards")
+            _, snap = self.rollouts.counters.snapshot(r.id, REWARDS)
             # rewards are stored higher-is-better (a loss negated)
             stats = [snap.get(v, Counter()) for v in r.arms]
             shares = [float(p) for p in policy.probabilities(stats, self._rng)]
