@@ -155,6 +155,8 @@ class BatchServer:
         mon = self.project.monitoring
         answered: dict[int, int] = {}
         counts: dict[tuple[int, str], Counter] = {}
+        # the unit is logged with the features, so that the test averages per unit
+        unit = [rollout.unit] if rollout.unit and rollout.unit in table.column_names else []
         for i, version in enumerate(arms):
             rows = np.flatnonzero(chosen == i)
             if len(rows) == 0:
@@ -171,7 +173,7 @@ class BatchServer:
                 ids=[ids[j] for j in rows],
                 at=self.at,
                 latency_us=per_row,
-                features=model.encoding.features,
+                features=[*model.encoding.features, *unit],
                 rollout=rollout.id,
                 propensity=[probs[i]] * len(rows),
             )

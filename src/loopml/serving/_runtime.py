@@ -25,6 +25,8 @@ from loopml.spec import ServingSpec
 
 log = logging.getLogger("loopml.serving")
 
+ARM_RETRY_S = 30.0  # an experiment arm that failed to load is tried again after this long
+
 
 class Runtime:
     """One worker's serving state."""
@@ -102,6 +104,7 @@ class Runtime:
         # An experiment's arms, loaded by version (the champion's own Served is reused).
         self.arm_models: dict[int, Served] = {}
         self.arm_errors: dict[int, str] = {}
+        self._arm_failed_at: dict[int, float] = {}
 
     def _drift_gauges(self, project: Project) -> None:
         """The monitor's latest drift scores, exported with the serving metrics."""
@@ -189,9 +192,12 @@ class Runtime:
         champion); one that fails keeps the experiment off this worker (all to the champion)."""
         loaded = {v: s for v, s in self.arm_models.items() if v in arms}
         champion = self.holder.current
+        now = time.monotonic()
         for v in arms:
             if v in loaded:
                 continue
+            if now - self._arm_failed_at.get(v, -ARM_RETRY_S) < ARM_RETRY_S:
+                continue  # failed a moment ago: retried later, not on every refresh
             if champion is not None and champion.number == v:
                 loaded[v] = champion
                 continue
@@ -201,6 +207,7 @@ class Runtime:
                 self.arm_errors.pop(v, None)
             except Exception as exc:  # noqa: BLE001 - the experiment waits; serving goes on
                 self.arm_errors[v] = str(exc)
+                self._arm_failed_at[v] = now
                 log.error("experiment arm %s:%s failed to load: %s", self.name, v, exc)
         self.arm_models = loaded
 
@@ -357,6 +364,9 @@ class Runtime:
             "challenger": r.challenger,
             "arms": r.arms if r.experiment else None,
             "arms_loaded": sorted(self.arm_models) if r.experiment else None,
+            "arm_errors": {str(v): e for v, e in self.arm_errors.items() if v in r.arms}
+            if r.experiment
+            else None,
             "share": r.share,
             "shadow": r.shadow,
             "challenger_loaded": self.challenger.current.number

@@ -284,3 +284,47 @@ def test_the_loop_waits_while_an_experiment_runs(project: Project) -> None:
     finally:
         loop.release()
         _end(project)
+
+
+def test_an_arm_that_does_not_load_keeps_the_experiment_off_the_worker(
+    project: Project, reqs: list[dict[str, Any]]
+) -> None:
+    v = project.models.train(as_of=datetime(2013, 1, 27, tzinfo=UTC), note="to corrupt").version
+    assert v is not None
+    r = Experiments(project).start("ab", [1, v.version], effect=0.05, by="tests")
+    try:
+        # The artifact changes on disk after the experiment started: its SHA-256 fails.
+        digest = next(iter(v.files.values()))
+        path = Path(project.artifacts.files.path(project.artifacts._rel(digest)))
+        path.write_bytes(path.read_bytes()[:-100] + b"x" * 100)
+        rt = Runtime(project)
+        with TestClient(create_app(runtime=rt)) as client:
+            answers = [client.post("/predict", json=b).json() for b in reqs[:50]]
+            status = client.get("/status").json()["rollout"]
+        assert {a["version"] for a in answers} == {1}  # everything to the champion
+        assert status["arms_loaded"] == [1]
+        assert "does not match the SHA-256" in status["arm_errors"][str(v.version)]
+        assert project.rollouts.counts(r.id) == {}  # nothing counted for the experiment
+    finally:
+        _end(project)
+
+
+def test_the_batch_server_routes_an_ab_test_like_a_worker(project: Project) -> None:
+    from loopml.rollout import BatchServer, unit_position
+
+    table = project.features.build(labelled_only=False).table.slice(2000, 300)
+    r = Experiments(project).start("ab", [1, 2], shares=[0.3, 0.7], unit="tailnum", effect=0.05)
+    try:
+        out = BatchServer(project).serve(table, id_prefix="batch-ab")
+    finally:
+        _end(project)
+    assert out["rollout"] == r.id and sum(out["answered"].values()) == 300
+    project.monitoring.land()
+    log = project.monitoring.log.predictions()
+    assert log is not None
+    mine = log.filter(pc.equal(log["rollout"], r.id)).to_pylist()
+    assert len(mine) == 300
+    for row in mine:  # the arm a worker would pick for the unit, logged with its share
+        u = unit_position(r.id, row["f.tailnum"])
+        assert row["version"] == (1 if u < 0.3 else 2)
+        assert row["propensity"] == (0.3 if u < 0.3 else 0.7)
