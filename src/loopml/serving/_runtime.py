@@ -105,6 +105,8 @@ class Runtime:
         self.arm_models: dict[int, Served] = {}
         self.arm_errors: dict[int, str] = {}
         self._arm_failed_at: dict[int, float] = {}
+        self._bandit_updated_at = time.monotonic()  # the first update after one interval
+        self.bandit_updates = 0
 
     def _drift_gauges(self, project: Project) -> None:
         """The monitor's latest drift scores, exported with the serving metrics."""
@@ -221,6 +223,28 @@ class Runtime:
                 self.refresh_rollout()
             except Exception:
                 log.exception("refreshing the rollout failed")
+            self._maybe_update_bandit()
+
+    def _maybe_update_bandit(self) -> None:
+        """A bandit learns while it serves: every ``serving.bandit_update`` this worker lands
+        the prediction and feedback streams and recomputes the arms' rewards (stored only when
+        newer than the shared snapshot, so workers doing it at once are harmless); every worker
+        routes by the result from its next refresh."""
+        every = self.spec.bandit_update
+        rollout = self.router.current
+        if every is None or rollout is None or not rollout.active or rollout.strategy != "bandit":
+            return
+        now = time.monotonic()
+        if now - self._bandit_updated_at < every.total_seconds():
+            return
+        self._bandit_updated_at = now
+        try:
+            from loopml.rollout import Experiments
+
+            Experiments(self.project).evaluate(rollout)
+            self.bandit_updates += 1
+        except Exception as exc:  # noqa: BLE001 - serving goes on with the last snapshot
+            log.warning("updating the bandit's rewards failed: %s", exc)
 
     def split(
         self, rows: list[dict[str, Any]], served: Served

@@ -93,6 +93,13 @@ class ServingSpec(_Model):
     watch_interval: Duration = Field(
         timedelta(seconds=2), description="How often workers check the alias."
     )
+    bandit_update: Duration | None = Field(
+        timedelta(seconds=30),
+        description=(
+            "How often a worker recomputes an active bandit's rewards from the feedback log "
+            "(null: leave it to `loopml loop` and `loopml rollout status`)."
+        ),
+    )
     latency_budget: Duration | None = Field(
         None, description="Answer from the fallback when the model has not answered by then."
     )

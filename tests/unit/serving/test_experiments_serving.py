@@ -328,3 +328,40 @@ def test_the_batch_server_routes_an_ab_test_like_a_worker(project: Project) -> N
         u = unit_position(r.id, row["f.tailnum"])
         assert row["version"] == (1 if u < 0.3 else 2)
         assert row["propensity"] == (0.3 if u < 0.3 else 0.7)
+
+
+def test_a_served_bandit_learns_from_feedback_posted_to_the_app(
+    project: Project, reqs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    from datetime import timedelta
+
+    monkeypatch.setenv(project.spec.serving.token_env, "s3cret")
+    spec = project.spec.serving.model_copy(update={"bandit_update": timedelta(seconds=0.2)})
+    r = Experiments(project).start("bandit", [1, 2, 3], policy="thompson", by="tests")
+    try:
+        rt = Runtime(project, spec=spec)
+        with TestClient(create_app(runtime=rt)) as client:
+            first = [client.post("/predict", json=b).json() for b in reqs[:150]]
+            labels = [
+                {"prediction_id": a["id"], "label": _label_making(a, a["version"] == 2)}
+                for a in first
+            ]
+            posted = client.post(
+                "/feedback", json=labels, headers={"Authorization": "Bearer s3cret"}
+            )
+            assert posted.status_code == 202, posted.text
+            # Nobody calls evaluate: the worker's own update credits the rewards.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                arms = rt.router.arms
+                if arms is not None and dict(zip(arms[1], arms[2], strict=True))[2] > 0.9:
+                    break
+                time.sleep(0.2)
+            later = [client.post("/predict", json=b).json() for b in reqs[150:300]]
+        assert rt.bandit_updates >= 1
+        assert sum(a["version"] == 2 for a in later) / len(later) > 0.85
+        stamp, snap = project.rollouts.counters.snapshot(r.id, "rewards")
+        assert stamp == 150 and snap[2].mean == 1.0
+    finally:
+        _end(project)
