@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/experiments.py
+	$(BIN)/python benchmarks/loop.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
