@@ -285,11 +285,12 @@ def show_experiment(r: dict[str, Any], result: dict[str, Any]) -> None:
     if r["strategy"] == "ab":
         size = cfg.get("sample_size") or {}
         unit = "units" if result.get("per_unit") else "answers"
+        control = str(result["control"])
         rows = [
             [
-                str(result["control"]),
+                control,
                 "control",
-                f"{assigned.get(str(result['control']), 0):,.0f}",
+                f"{assigned.get(control, 0):,.0f}",
                 f"{result['control_n']:,.0f}",
                 _mean(result.get("control_mean")),
                 "",
@@ -299,35 +300,26 @@ def show_experiment(r: dict[str, Any], result: dict[str, Any]) -> None:
         ]
         for a in result.get("arms") or []:
             ci = (
-                f"[{a['low']:+.4f}, {a['high']:+.4f}]"
+                f"{a['low']:+.3f} to {a['high']:+.3f}"
                 if a.get("low") is not None and a.get("high") is not None
                 else "-"
             )
             rows.append(
                 [
                     str(a["version"]),
-                    "treatment",
+                    "test",
                     f"{assigned.get(str(a['version']), 0):,.0f}",
                     f"{a['n']:,.0f}",
                     _mean(a.get("mean")),
-                    "-" if a.get("difference") is None else f"{a['difference']:+.4f}",
+                    "-" if a.get("difference") is None else f"{a['difference']:+.3f}",
                     ci,
-                    f"{a['p_value']:.3g}",
+                    f"{a['p_value']:.2g}",
                 ]
             )
         table(
-            f"{result.get('metric')} per arm ({unit}; always-valid {1 - result['alpha']:.0%} "
-            "intervals of the difference)",
-            [
-                "version",
-                "arm",
-                "assigned",
-                unit,
-                "mean",
-                "difference",
-                "interval",
-                "p (always valid)",
-            ],
+            f"{result.get('metric')} per arm, by {unit[:-1]}; the difference from the control "
+            f"with its always-valid {1 - result['alpha']:.1%} interval and p-value",
+            ["version", "arm", "assigned", unit, "mean", "diff", "interval", "p"],
             rows,
         )
         if size:
@@ -351,7 +343,7 @@ def show_experiment(r: dict[str, Any], result: dict[str, Any]) -> None:
         ]
         table(
             f"bandit ({result.get('policy')}) on {result.get('metric')}",
-            ["version", "pulls", "rewards", "mean", "chosen now", "P(best)", "off-policy value"],
+            ["version", "pulls", "labelled", "mean", "chosen now", "P(best)", "off-policy value"],
             rows,
         )
     else:
