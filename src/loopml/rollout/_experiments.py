@@ -67,6 +67,8 @@ def metric_values(
     if metric in ("accuracy", "error"):
         if task == "binary":
             wrong = per_row_loss("error", scores, y, threshold=threshold)
+        elif task == "multiclass":  # scores: the predicted class names
+            wrong = (np.asarray(scores, dtype=object) != np.asarray(y, dtype=object)).astype(float)
         else:
             wrong = (np.asarray(scores, dtype=float) != np.asarray(y, dtype=float)).astype(float)
         return 1.0 - wrong if metric == "accuracy" else wrong
@@ -136,16 +138,16 @@ class Experiments:
                 )
         profile = self.project.monitoring.profile(control)
         task = profile.task or "binary"
-        if task not in ("binary", "regression"):
-            raise UsageError(
-                f"experiments read binary or regression outcomes; {self.name} is {task}",
-                details={"task": task},
-            )
-        metric = metric or ("accuracy" if task == "binary" else "squared_error")
+        metric = metric or ("squared_error" if task == "regression" else "accuracy")
         if metric not in METRICS:
             raise UsageError(
                 f"unknown experiment metric {metric!r}: one of {', '.join(METRICS)}",
                 details={"metric": metric},
+            )
+        if task == "multiclass" and metric not in ("accuracy", "error"):
+            raise UsageError(
+                f"a multiclass model's experiment reads accuracy or error, not {metric!r}",
+                details={"metric": metric, "task": task},
             )
         kind, higher = METRICS[metric]
         if task == "regression" and metric in ("accuracy", "error", "label"):
@@ -172,7 +174,8 @@ class Experiments:
             size = sample_size(
                 effect=effect,
                 kind=kind,
-                baseline=baseline if kind == "proportion" else None,
+                # near 1 (or 0) the same difference is sized as a step down to the baseline
+                baseline=_sizing_base(baseline, effect) if kind == "proportion" else None,
                 sd=sd if kind == "mean" else None,
                 alpha=alpha,
                 power=power,
@@ -228,17 +231,19 @@ class Experiments:
         label = model.label or self.project.monitoring.label_name()
         if not label or label not in test.column_names:
             return None, None
+        scores = model.predict(test)
         if task == "binary":
             from loopml.monitoring._monitor import binary_truth
 
             y = pc.fill_null(binary_truth(test[label], profile.classes), False).to_numpy(
                 zero_copy_only=False
             )
+        elif task == "multiclass":
+            y = np.asarray([None if v is None else str(v) for v in test[label].to_pylist()])
+            scores = _class_names(np.asarray(scores), model.classes or profile.classes)
         else:
             y = pc.cast(test[label], pa.float64()).to_numpy(zero_copy_only=False)
-        values = metric_values(
-            metric, model.predict(test), y, task=task, threshold=profile.threshold
-        )
+        values = metric_values(metric, scores, y, task=task, threshold=profile.threshold)
         if len(values) == 0:
             return None, None
         return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
@@ -260,7 +265,8 @@ class Experiments:
             pc.not_equal(pc.fill_null(preds["mode"], ""), "shadow"),
         )
         preds = preds.filter(keep)
-        kind = "number" if rollout.data.get("experiment", {}).get("task") != "text" else "text"
+        task = rollout.data.get("experiment", {}).get("task", "binary")
+        kind = "text" if task == "multiclass" else "number"
         joined, _ = mon.log.joined(
             preds, mon.join_keys(), kind, observed_since=to_micros(rollout.started_at)
         )
@@ -329,17 +335,27 @@ class Experiments:
             # each arm's own decision threshold and class names
             profile = self.project.monitoring.profile(self.project.registry.get(self.name, v))
             scores = part["score"].to_numpy(zero_copy_only=False).astype(float)
+            ok = np.isfinite(scores)
+            predicted: np.ndarray = scores
             if task == "binary":
                 from loopml.monitoring._monitor import binary_truth
 
                 y = pc.fill_null(binary_truth(part["label"], profile.classes), False)
                 yv = y.to_numpy(zero_copy_only=False)
+            elif task == "multiclass":
+                yv = np.asarray([str(x) for x in part["label"].to_pylist()], dtype=object)
+                probs = part["proba"].to_pylist() if "proba" in part.column_names else []
+                ok = np.asarray([bool(p) for p in probs], dtype=bool)
+                predicted = np.full(part.num_rows, None, dtype=object)
+                if ok.any():
+                    predicted[ok] = _class_names(
+                        np.asarray([p for p in probs if p]), profile.classes
+                    )
             else:
                 yv = pc.cast(part["label"], pa.float64()).to_numpy(zero_copy_only=False)
-            ok = np.isfinite(scores)
             out[v] = metric_values(
                 cfg.get("metric", "accuracy"),
-                scores[ok],
+                predicted[ok],
                 yv[ok],
                 task=task,
                 threshold=profile.threshold,
@@ -571,6 +587,20 @@ class Experiments:
             "move": move.id if hasattr(move, "id") else None,
             "result": result,
         }
+
+
+def _sizing_base(baseline: float | None, effect: float) -> float | None:
+    """The lower of the two proportions a difference of ``effect`` around ``baseline`` spans,
+    kept inside (0, 1) (the sample size of a difference is the same either way)."""
+    if baseline is None:
+        return None
+    return baseline - effect if baseline + effect >= 1 else baseline
+
+
+def _class_names(proba: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """The most probable class of each row of a probability matrix, by name."""
+    names = np.asarray([str(c) for c in classes], dtype=object)
+    return names[np.argmax(proba, axis=1)]
 
 
 def _shares(shares: Sequence[float] | None, n: int) -> list[float]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 from fastapi.testclient import TestClient
@@ -365,3 +367,43 @@ def test_a_served_bandit_learns_from_feedback_posted_to_the_app(
         assert stamp == 150 and snap[2].mean == 1.0
     finally:
         _end(project)
+
+
+def test_an_ab_test_of_a_multiclass_model_reads_accuracy(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    from tests.unit.training.test_tasks import items, project_for
+
+    p = project_for(make_project, tmp_path, LABEL="kind", TASK="multiclass")
+    v1 = p.models.train().version
+    # a second version that saw only the first 600 items
+    v2 = p.models.train(as_of=datetime.fromtimestamp(1_600_000_000 + 600 * 60, UTC)).version
+    assert v1 is not None and v2 is not None
+    p.models.promote(v1.version, force=True, reason="test")
+    ex = Experiments(p)
+    with pytest.raises(UsageError, match="accuracy or error"):
+        ex.start("ab", [1, 2], metric="log_loss")
+    r = ex.start("ab", [1, 2], effect=0.05)
+    assert r.data["experiment"]["baseline"] > 0.8  # the control's accuracy on its test rows
+    rows = items(400, seed=5).to_pylist()
+    rt = Runtime(p)
+    with TestClient(create_app(runtime=rt)) as client:
+        answers = []
+        for row in rows:
+            req = {k: row[k] for k in ("id", "x1", "x2", "cat", "query")}
+            req["t"] = row["t"].isoformat()
+            answers.append(client.post("/predict", json=req).json())
+    p.monitoring.feedback(
+        [
+            {"prediction_id": a["id"], "label": row["kind"]}
+            for a, row in zip(answers, rows, strict=True)
+        ]
+    )
+    result = ex.evaluate(r)
+    right: dict[int, list[bool]] = defaultdict(list)
+    for a, row in zip(answers, rows, strict=True):
+        right[a["version"]].append(a["prediction"]["decision"] == row["kind"])
+    assert result["control_n"] == len(right[1])
+    assert result["control_mean"] == pytest.approx(np.mean(right[1]))
+    (arm,) = result["arms"]
+    assert arm["mean"] == pytest.approx(np.mean(right[2]))
