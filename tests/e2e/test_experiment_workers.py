@@ -45,8 +45,10 @@ def test_two_workers_count_every_request_of_an_ab_test(
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
     (tmp_path / "prom").mkdir()
     server = subprocess.Popen(
-        [sys.executable, "-m", "loopml.cli", "serve", "--port", str(port), "--workers", "2"]
-        + ["-p", str(tmp_path / "p")],
+        [
+            *(sys.executable, "-m", "loopml.cli", "serve"),
+            *("--port", str(port), "--workers", "2", "-p", str(tmp_path / "p")),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
