@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -17,20 +17,18 @@ app = typer.Typer(
 )
 
 RECENT = 5
+T = TypeVar("T", int, float)
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _numbers(text: str, what: str, kind: type[T]) -> list[T]:
+    """A comma-separated option as numbers of ``kind`` (int or float)."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
+        raise typer.BadParameter(
+            f"{what} must be comma-separated {'integers' if kind is int else 'numbers'}, "
+            f"got {text!r}"
+        ) from None
 
 
 @app.command("start")
@@ -70,8 +68,8 @@ def start(
     with open_project(project) as p:
         r = Experiments(p).start(
             strategy,
-            _ints(arms, "--arms"),
-            shares=_floats(shares, "--shares") if shares else None,
+            _numbers(arms, "--arms", int),
+            shares=_numbers(shares, "--shares", float) if shares else None,
             unit=unit,
             metric=metric,
             effect=effect,
@@ -134,7 +132,7 @@ def end(
             )
         target: int | str | None = None
         if promote is not None:
-            target = "winner" if promote == "winner" else _ints(promote, "--promote")[0]
+            target = "winner" if promote == "winner" else _numbers(promote, "--promote", int)[0]
         done = Experiments(p).end(active, promote=target, reason=reason, by=by)
     if json:
         print_json(done)

@@ -171,13 +171,16 @@ def _truth(project: Project, flights: pa.Table, times: Any) -> pa.Table:
 
 
 def _accuracy(project: Project, version: int, table: pa.Table) -> float:
-    mv = project.models.get(version)
-    model = project.models.load(mv)
+    """The version's accuracy on ``table`` at its own threshold, as the bandit's reward."""
+    from loopml.rollout._experiments import metric_values
+
+    model = project.models.load(version)
     label = project.monitoring.label_name()
-    scores = np.asarray(model.predict(table), dtype=float)
-    threshold = model.threshold if model.threshold is not None else 0.5
-    y = np.asarray(pc.cast(table[label], pa.float64()).to_numpy(zero_copy_only=False)) > 0.5
-    return float(((scores >= threshold) == y).mean())
+    y = pc.cast(table[label], pa.float64()).to_numpy(zero_copy_only=False) > 0.5
+    correct = metric_values(
+        "accuracy", model.predict(table), y, task="binary", threshold=model.threshold
+    )
+    return float(correct.mean())
 
 
 def _pct(v: float | None) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from loopml.rollout._router import Router, positions
+from loopml.rollout._router import arm_shares, positions
 from loopml.rollout._store import Counter, Rollout
 from loopml.storage import new_id
 from loopml.training import Model
@@ -66,32 +66,15 @@ class BatchServer:
             if rollout.strategy == "canary":
                 arm = u < rollout.share
             shadowed = ~arm & (u < rollout.shadow)
-        mon = self.project.monitoring
         answered: dict[int, int] = {}
         counts: dict[tuple[int, str], Counter] = {}
-        scored: dict[int, np.ndarray] = {}
         for version, rows in (
             (champion, np.flatnonzero(~arm)),
             (rollout.challenger if rollout else None, np.flatnonzero(arm)),
         ):
             if version is None or len(rows) == 0:
                 continue
-            part = table.take(pa.array(rows))
-            model = self.model(version)
-            started = time.perf_counter()
-            scores = model.predict(part)
-            seconds = time.perf_counter() - started
-            per_row = seconds * 1e6 / len(rows)
-            scored[version] = scores
-            mon.log_scored(
-                part,
-                scores,
-                version=version,
-                ids=[ids[i] for i in rows],
-                at=self.at,
-                latency_us=per_row,
-                features=model.encoding.features,
-            )
+            self._answer(table, rows, version, [ids[i] for i in rows])
             answered[version] = len(rows)
             n = float(len(rows))
             counts[(version, "requests")] = Counter(n, n, n)
@@ -108,19 +91,11 @@ class BatchServer:
             ):
                 if len(rows) == 0:
                     continue
-                part = table.take(pa.array(rows))
-                model = self.model(version)
-                started = time.perf_counter()
-                scores = model.predict(part)
-                per_row = (time.perf_counter() - started) * 1e6 / len(rows)
-                mon.log_scored(
-                    part,
-                    scores,
-                    version=version,
-                    ids=[ids[i] + ":shadow" for i in rows],
-                    at=self.at,
-                    latency_us=per_row,
-                    features=model.encoding.features,
+                self._answer(
+                    table,
+                    rows,
+                    version,
+                    [ids[i] + ":shadow" for i in rows],
                     mode="shadow",
                     of=[ids[i] for i in rows],
                 )
@@ -138,11 +113,7 @@ class BatchServer:
         """An A/B test's or a bandit's batch: each row goes to one arm (the unit's stable place
         in the shares, or a draw from the bandit's probabilities, read once per batch as a
         worker reads them once per refresh), logged with the arm's propensity."""
-        router = Router(self.rollouts, rollout.model)
-        router._rng = self._rng
-        router._arms(rollout)
-        assert router.arms is not None
-        _, arms, probs, cumulative = router.arms
+        arms, probs, cumulative = arm_shares(self.rollouts, rollout, self._rng)
         if rollout.strategy == "ab":
             units = table[rollout.unit].to_pylist() if rollout.unit else ids
             u = positions(rollout.id, units)
@@ -152,7 +123,6 @@ class BatchServer:
             np.searchsorted(np.asarray(cumulative), u * cumulative[-1], side="right"),
             len(arms) - 1,
         )
-        mon = self.project.monitoring
         answered: dict[int, int] = {}
         counts: dict[tuple[int, str], Counter] = {}
         # the unit is logged with the features, so that the test averages per unit
@@ -161,19 +131,12 @@ class BatchServer:
             rows = np.flatnonzero(chosen == i)
             if len(rows) == 0:
                 continue
-            part = table.take(pa.array(rows))
-            model = self.model(version)
-            started = time.perf_counter()
-            scores = model.predict(part)
-            per_row = (time.perf_counter() - started) * 1e6 / len(rows)
-            mon.log_scored(
-                part,
-                scores,
-                version=version,
-                ids=[ids[j] for j in rows],
-                at=self.at,
-                latency_us=per_row,
-                features=[*model.encoding.features, *unit],
+            self._answer(
+                table,
+                rows,
+                version,
+                [ids[j] for j in rows],
+                extra=unit,
                 rollout=rollout.id,
                 propensity=[probs[i]] * len(rows),
             )
@@ -188,3 +151,30 @@ class BatchServer:
             "rollout": rollout.id,
             "probabilities": dict(zip(arms, probs, strict=True)),
         }
+
+    def _answer(
+        self,
+        table: pa.Table,
+        rows: np.ndarray,
+        version: int,
+        ids: list[str],
+        *,
+        extra: list[str] | None = None,
+        **log: Any,
+    ) -> None:
+        """Predict ``rows`` of ``table`` with ``version`` and log them under ``ids`` (``log``:
+        the prediction log's mode, ``of``, rollout and propensity)."""
+        part = table.take(pa.array(rows))
+        model = self.model(version)
+        started = time.perf_counter()
+        scores = model.predict(part)
+        self.project.monitoring.log_scored(
+            part,
+            scores,
+            version=version,
+            ids=ids,
+            at=self.at,
+            latency_us=(time.perf_counter() - started) * 1e6 / len(rows),
+            features=[*model.encoding.features, *(extra or [])],
+            **log,
+        )

@@ -14,14 +14,13 @@ Two kinds of shared state, both atomic on either backend:
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import and_, delete, select
 
-from loopml.errors import BackendUnavailable, StorageError
 from loopml.rollout._store import Counter, Counts
 from loopml.storage import _tables as t
 
@@ -162,27 +161,13 @@ class RedisCounters:
     ``{prefix}:rollout:{id}:snap:{name}`` (stamp, data), replaced by a Lua compare-and-set."""
 
     def __init__(self, config: RedisConfig) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise BackendUnavailable(
-                "Redis counters need redis-py: pip install 'loopml[redis]'",
-                details={"extra": "redis"},
-            ) from exc
-        from loopml.storage._online_redis import safe_url
+        from loopml.storage._online_redis import connect, translate
 
         self.prefix = config.prefix
-        self._description = f"{safe_url(config.url)} (prefix {config.prefix!r})"
-        self._redis = redis
-        try:
-            self._client: Any = redis.Redis.from_url(config.url, socket_connect_timeout=5)
-        except ValueError as exc:
-            raise BackendUnavailable(
-                f"invalid Redis URL {safe_url(config.url)}: {exc}",
-                details={"store": self._description},
-            ) from exc
-        with self._translate():
-            self._client.ping()
+        redis, self._client, self._description = connect(config, "the rollout counters")
+        self._translate = functools.partial(
+            translate, redis, "the rollout counters", self._description
+        )
         self._put = self._client.register_script(_PUT_SNAPSHOT_LUA)
 
     def describe(self) -> str:
@@ -240,23 +225,6 @@ class RedisCounters:
 
     def close(self) -> None:
         self._client.close()
-
-    @contextmanager
-    def _translate(self) -> Iterator[None]:
-        errors = self._redis.exceptions
-        try:
-            yield
-        except (errors.ConnectionError, errors.TimeoutError) as exc:
-            raise BackendUnavailable(
-                f"cannot reach the rollout counters at {self._description}: {exc}; is Redis "
-                "running at that address?",
-                details={"store": self._description},
-            ) from exc
-        except errors.RedisError as exc:
-            raise StorageError(
-                f"the rollout counters at {self._description} failed: {exc}",
-                details={"store": self._description},
-            ) from exc
 
 
 def open_counters(config: Any, store: SqlMetadataStore) -> CounterStore:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 import random
 import threading
@@ -87,36 +88,13 @@ class Router:
         try:
             current = self.rollouts.active(self.model)
             if current is not None and current.active and current.strategy in ("ab", "bandit"):
-                self._arms(current)
+                self.arms = (current.id, *arm_shares(self.rollouts, current, self._rng))
             self.current = current
             self.last_error = None
         except Exception as exc:  # noqa: BLE001 - keep the last known rollout
             self.last_error = str(exc)
             log.warning("could not read the rollout of %s: %s", self.model, exc)
         return self.current
-
-    def _arms(self, r: Rollout) -> None:
-        """The experiment's arms and their probabilities: the declared shares of an A/B test,
-        the policy's choice probabilities of a bandit (recomputed at each refresh)."""
-        if r.strategy == "ab":
-            shares = [float(s) for s in r.data.get("shares") or []] or [1.0 / len(r.arms)] * len(
-                r.arms
-            )
-        else:
-            from loopml.rollout._bandit import make_policy
-
-            cfg = r.data.get("experiment", {})
-            policy = make_policy(cfg.get("policy", "thompson"), **cfg.get("options", {}))
-            _, snap = self.rollouts.counters.snapshot(r.id, REWARDS)
-            # rewards are stored higher-is-better (a loss negated)
-            stats = [snap.get(v, Counter()) for v in r.arms]
-            shares = [float(p) for p in policy.probabilities(stats, self._rng)]
-        cumulative: list[float] = []
-        total = 0.0
-        for p in shares:
-            total += p
-            cumulative.append(total)
-        self.arms = (r.id, list(r.arms), shares, cumulative)
 
     def route(self, request_id: str, row: dict[str, Any] | None = None) -> Route:
         r = self.current
@@ -141,6 +119,26 @@ class Router:
         if r.strategy == "canary" and u < r.share:
             return Route(r.challenger, "challenger", False, r.id)
         return Route(None, "champion", r.shadow > 0 and u < r.shadow, r.id)
+
+
+def arm_shares(
+    rollouts: Rollouts, r: Rollout, rng: np.random.Generator
+) -> tuple[list[int], list[float], list[float]]:
+    """An experiment's arms, the probability of each and their running sum: the declared
+    shares of an A/B test, or the policy's choice probabilities of a bandit from the shared
+    reward snapshot (read each time: a worker calls this once per refresh)."""
+    if r.strategy == "ab":
+        shares = [float(s) for s in r.data.get("shares") or []] or [1.0 / len(r.arms)] * len(r.arms)
+    else:
+        from loopml.rollout._bandit import make_policy
+
+        cfg = r.data.get("experiment", {})
+        policy = make_policy(cfg.get("policy", "thompson"), **cfg.get("options", {}))
+        _, snap = rollouts.counters.snapshot(r.id, REWARDS)
+        # rewards are stored higher-is-better (a loss negated)
+        stats = [snap.get(v, Counter()) for v in r.arms]
+        shares = [float(p) for p in policy.probabilities(stats, rng)]
+    return list(r.arms), shares, list(itertools.accumulate(shares))
 
 
 class CounterBuffer:

@@ -245,16 +245,7 @@ class Rollouts:
         """Merge ``patch`` into an active rollout's stored data (one transaction; the stored
         data, not the caller's copy, is what is merged into)."""
         with self.store.write() as conn:
-            row = (
-                conn.execute(select(t.rollouts).where(t.rollouts.c.id == rollout.id))
-                .mappings()
-                .first()
-            )
-            if row is None or row["status"] != ACTIVE:
-                raise ConflictError(
-                    f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
-                )
-            data = {**dict(row["data"] or {}), **patch}
+            data = {**_still_active(conn, rollout).data, **patch}
             conn.execute(
                 update(t.rollouts)
                 .where(and_(t.rollouts.c.id == rollout.id, t.rollouts.c.status == ACTIVE))
@@ -277,17 +268,7 @@ class Rollouts:
         with self.store.write() as conn:
             # The stored data, not the caller's copy: a decision recorded since it was read
             # (an advance racing a stop) must survive the ending.
-            row = (
-                conn.execute(select(t.rollouts).where(t.rollouts.c.id == rollout.id))
-                .mappings()
-                .first()
-            )
-            if row is None or row["status"] != ACTIVE:
-                raise ConflictError(
-                    f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
-                )
-            current = _rollout(row)
-            data = _with_decision(current, decision, at)
+            data = _with_decision(_still_active(conn, rollout), decision, at)
             data["reason"] = reason
             conn.execute(
                 update(t.rollouts)
@@ -317,6 +298,16 @@ def _active_row(conn: Connection, model: str) -> RowMapping | None:
         .mappings()
         .first()
     )
+
+
+def _still_active(conn: Connection, rollout: Rollout) -> Rollout:
+    """The rollout as stored now; :class:`ConflictError` when it has ended meanwhile."""
+    row = conn.execute(select(t.rollouts).where(t.rollouts.c.id == rollout.id)).mappings().first()
+    if row is None or row["status"] != ACTIVE:
+        raise ConflictError(
+            f"rollout {rollout.id} has already ended", details={"rollout": rollout.id}
+        )
+    return _rollout(row)
 
 
 def _with_decision(

@@ -65,7 +65,7 @@ class Prediction:
         return out
 
     def log_entry(self) -> dict[str, Any]:
-        return {
+        entry = {
             "id": self.id,
             "at": self.at,
             "model": self.model,
@@ -75,9 +75,11 @@ class Prediction:
             "output": self.output.tolist() if isinstance(self.output, np.ndarray) else self.output,
             "latency_us": round(self.latency_us, 1),
             "features": self.features,
-            "rollout": self.rollout,
-            "propensity": self.propensity,
         }
+        if self.rollout is not None:  # an experiment's answer; most entries carry neither
+            entry["rollout"] = self.rollout
+            entry["propensity"] = self.propensity
+        return entry
 
 
 def describe(

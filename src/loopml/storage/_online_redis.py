@@ -69,6 +69,50 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def connect(config: RedisConfig, what: str) -> tuple[Any, Any, str]:
+    """redis-py, a client for ``config`` that answered PING, and where it is (no credentials).
+    :class:`BackendUnavailable` names ``what`` needed it when redis-py is missing, the URL is
+    invalid or the server does not answer."""
+    try:
+        import redis
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"{what} needs redis-py: pip install 'loopml[redis]'", details={"extra": "redis"}
+        ) from exc
+    description = f"{safe_url(config.url)} (prefix {config.prefix!r})"
+    try:
+        # URL query options (socket_connect_timeout=...) override this default.
+        client = redis.Redis.from_url(config.url, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise BackendUnavailable(
+            f"invalid Redis URL {safe_url(config.url)}: {exc}", details={"store": description}
+        ) from exc
+    try:
+        with translate(redis, what, description):
+            client.ping()
+    except BackendUnavailable:
+        client.close()
+        raise
+    return redis, client, description
+
+
+@contextmanager
+def translate(redis: Any, what: str, description: str) -> Iterator[None]:
+    """Redis errors as loopml's: an unreachable server is :class:`BackendUnavailable`, any
+    other failure :class:`StorageError`, both naming ``what`` and where it is."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise BackendUnavailable(
+            f"cannot reach {what} {description}: {exc}; is Redis running at that address?",
+            details={"store": description},
+        ) from exc
+    except redis.exceptions.RedisError as exc:
+        raise StorageError(
+            f"{what} {description} failed: {exc}", details={"store": description}
+        ) from exc
+
+
 class RedisOnlineStore:
     """An :class:`~loopml.storage.OnlineStore` on a Redis server, shared by many processes.
 
@@ -77,36 +121,11 @@ class RedisOnlineStore:
     """
 
     def __init__(self, config: RedisConfig) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise BackendUnavailable(
-                "the Redis online store needs redis-py: pip install 'loopml[redis]'",
-                details={"extra": "redis"},
-            ) from exc
         self.prefix = config.prefix
-        self._description = f"{safe_url(config.url)} (prefix {config.prefix!r})"
-        self._unavailable: tuple[type[Exception], ...] = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        )
-        self._redis_error: type[Exception] = redis.exceptions.RedisError
-        self._watch_error: type[Exception] = redis.exceptions.WatchError
         self._marks = f"{config.prefix}:marks"
-        try:
-            # URL query options (socket_connect_timeout=...) override this default.
-            self._client: Any = redis.Redis.from_url(config.url, socket_connect_timeout=5)
-        except ValueError as exc:
-            raise BackendUnavailable(
-                f"invalid Redis URL {safe_url(config.url)}: {exc}",
-                details={"store": self._description},
-            ) from exc
-        try:
-            with self._translate():
-                self._client.ping()
-        except BackendUnavailable:
-            self._client.close()
-            raise
+        redis, self._client, self._description = connect(config, "the online store")
+        self._watch_error: type[Exception] = redis.exceptions.WatchError
+        self._translate = functools.partial(translate, redis, "the online store", self._description)
         self._put_script = self._client.register_script(_PUT_LATEST_LUA)
 
     def describe(self) -> str:
@@ -278,22 +297,6 @@ class RedisOnlineStore:
 
     def _tiles(self, table: str, key: str) -> str:
         return f"{self.prefix}:tiles:{_enc(table)}:{_enc(key)}"
-
-    @contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except self._unavailable as exc:
-            raise BackendUnavailable(
-                f"cannot reach the online store {self._description}: {exc}; is Redis running "
-                "at that address?",
-                details={"store": self._description},
-            ) from exc
-        except self._redis_error as exc:
-            raise StorageError(
-                f"online store {self._description} failed: {exc}",
-                details={"store": self._description},
-            ) from exc
 
 
 def _unpack(raw: bytes | None) -> tuple[float, bytes] | None:
