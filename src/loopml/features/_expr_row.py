@@ -27,6 +27,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Floats in [FLOAT_INT_MIN, FLOAT_INT_MAX) truncate or round to an int64.
 FLOAT_INT_MIN, FLOAT_INT_MAX = -9.223372036854775808e18, 9.223372036854775808e18
 DAY_US = 86_400_000_000
+HOUR_US = 3_600_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Date parts are defined from 0001-01-02 up to 9999-12-31 UTC (null outside): datetime, which
 # converts time zones, ends at years 1 and 9999, and Arrow's calendar at years +-32767.
@@ -474,9 +475,24 @@ def _date_part(node: Node) -> RowFn:
 
         return _unary(utc, node)
     zone = ZoneInfo(node.value)
+    # The zone's offset for each hour seen (a request path reads the same hours again and
+    # again); an hour with a transition inside it is never cached, but computed per instant.
+    hours: dict[int, int] = {}
 
     def local(us: int) -> int | None:
-        return part(us + utc_offset_us(zone, us)) if lo <= us < hi else None
+        if not lo <= us < hi:
+            return None
+        hour = us // HOUR_US
+        off = hours.get(hour)
+        if off is None:
+            start = hour * HOUR_US
+            off = utc_offset_us(zone, start)
+            if utc_offset_us(zone, start + HOUR_US - 1) != off:
+                return part(us + utc_offset_us(zone, us))
+            if len(hours) >= 100_000:
+                hours.clear()
+            hours[hour] = off
+        return part(us + off)
 
     return _unary(local, node)
 

@@ -29,6 +29,12 @@ def encode_key(values: Sequence[Any]) -> str | None:
     >>> encode_key(["JFK"]), encode_key(["EWR", 3]), encode_key(["EWR", None])
     ('JFK', 'EWR\\x1f3', None)
     """
-    if any(v is None for v in values):
-        return None
-    return _SEP.join(_part(v) for v in values)
+    parts = []
+    for v in values:
+        if type(v) is str:  # most key parts: codes and names
+            parts.append(v)
+        elif v is None:
+            return None
+        else:
+            parts.append(_part(v))
+    return _SEP.join(parts)

@@ -5,8 +5,9 @@ training set.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -62,6 +63,39 @@ def to_micros(value: Any) -> int | None:
     raise ValueError(f"{value!r} is not a timestamp")
 
 
+def _converter(name: str, kind: ExprType) -> Callable[[Any], Any]:
+    """``_convert`` for one request field, with the common well-typed values answered first
+    (a request path converts every field of every request)."""
+    if kind == "string":
+        return lambda v: v if type(v) is str or v is None else _convert(name, kind, v)
+    if kind == "int":
+        lo, hi = -_INT64, _INT64
+        return lambda v: v if type(v) is int and lo <= v < hi else _convert(name, kind, v)
+    if kind == "float":
+        return lambda v: v if type(v) is float and math.isfinite(v) else _convert(name, kind, v)
+    if kind == "timestamp":
+        # The same instants come again and again (the flights of one hour, a user's session):
+        # parsed ISO strings are kept, a few thousand at most.
+        seen: dict[str, int | None] = {}
+
+        def timestamp(v: Any) -> Any:
+            if type(v) is str:
+                got = seen.get(v, _MISSING)
+                if got is _MISSING:
+                    got = _convert(name, kind, v)
+                    if len(seen) >= 4096:
+                        seen.clear()
+                    seen[v] = got
+                return got
+            return _convert(name, kind, v)
+
+        return timestamp
+    return lambda v: _convert(name, kind, v)
+
+
+_MISSING: Any = object()
+
+
 def _convert(name: str, kind: ExprType, value: Any) -> Any:
     if value is None:
         return None
@@ -111,6 +145,7 @@ class OnlineFeatures:
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str, int], tuple[float, Any]] = {}
         self._request_types = {n: fs.features[n].type for n in fs.request}
+        self._converters = [(n, _converter(n, kind)) for n, kind in self._request_types.items()]
         self._lookups = list(fs.lookups.values())
         self._windows = list(fs.windows.values())
 
@@ -129,8 +164,7 @@ class OnlineFeatures:
         """The request features typed (a :class:`UsageError` names a bad field) and the derived
         features that need only them: everything known without the online store."""
         row: dict[str, Any] = {
-            name: _convert(name, kind, request.get(name))
-            for name, kind in self._request_types.items()
+            name: convert(request.get(name)) for name, convert in self._converters
         }
         for name, expr in self.fs.stage1:
             row[name] = expr.row(row)

@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -412,6 +413,32 @@ def test_date_parts_in_a_time_zone_across_daylight_saving() -> None:
     tokyo = "'Asia/Tokyo'"
     assert run(f"year(t, {tokyo}) * 1000 + day_of_year(t, {tokyo})", t=new_year) == [2014001]
     assert run(f"day_of_week(t, {tokyo})", t=new_year) == [2]  # Wednesday 2014-01-01
+
+
+@pytest.mark.parametrize(
+    ("zone", "days"),
+    [
+        ("America/New_York", ["2013-03-10", "2013-11-03"]),
+        ("Australia/Lord_Howe", ["2013-04-06", "2013-10-05"]),  # a half-hour shift
+        ("America/St_Johns", ["2013-03-10", "2013-11-03"]),  # a half-hour zone
+        ("Asia/Kolkata", ["2013-06-01"]),  # no transition
+    ],
+)
+def test_local_date_parts_row_by_row_across_transitions(zone: str, days: list[str]) -> None:
+    # The row path keeps each hour's offset; an hour with a transition inside is never kept.
+    # Every minute of the days around each transition, read twice (the second time from the
+    # kept hours), agrees with the vectorized path.
+    minute = 60 * S
+    instants = [
+        us(f"{day}T00:00:00") + k * minute for day in days for k in range(-12 * 60, 36 * 60)
+    ]
+    t = pa.array(instants, pa.timestamp("us", tz="UTC"))
+    expr = compile_expression(f"hour(t, '{zone}') * 100 + minute(t, '{zone}')", {"t": "timestamp"})
+    vector = expr.evaluate({"t": t}, len(instants)).to_pylist()
+    for _ in range(2):
+        assert [expr.row({"t": x}) for x in instants] == vector
+    local = [datetime.fromtimestamp(x / 1e6, ZoneInfo(zone)) for x in instants]
+    assert vector == [d.hour * 100 + d.minute for d in local]
 
 
 def test_timestamp_columns_of_any_unit_and_zone() -> None:
