@@ -11,6 +11,7 @@ path of every event, and the driver is all they need.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from loopml.errors import BackendUnavailable, ConflictError, StorageError, UsageError
 from loopml.spec import SQLiteConfig
@@ -26,6 +28,17 @@ from loopml.storage._events import Event
 
 # Bumped when the tables change; a file written by a newer layout is refused, not misread.
 _LAYOUT = 1
+
+# Rows per INSERT statement: 4 parameters each, within SQLite's oldest limit of 999.
+_ROWS_PER_INSERT = 240
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_rows(n: int) -> str:
+    return "INSERT INTO events (stream, seq, payload, appended_at) VALUES " + ", ".join(
+        ["(?, ?, ?, ?)"] * n
+    )
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -120,10 +133,14 @@ class SQLiteEventLog:
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE stream = ?", (stream,)
             ).fetchone()[0]
             now = time.time()
-            conn.executemany(
-                "INSERT INTO events (stream, seq, payload, appended_at) VALUES (?, ?, ?, ?)",
-                ((stream, last + i, bytes(p), now) for i, p in enumerate(payloads, start=1)),
-            )
+            # Many rows per INSERT: executemany would step (and release and retake the GIL)
+            # once a row, and a serving worker's log writer doing so stalls its requests.
+            for start in range(0, len(payloads), _ROWS_PER_INSERT):
+                chunk = payloads[start : start + _ROWS_PER_INSERT]
+                params: list[Any] = []
+                for i, p in enumerate(chunk, start=last + start + 1):
+                    params += (stream, i, bytes(p), now)
+                conn.execute(_insert_rows(len(chunk)), params)
         return [f"{seq}-0" for seq in range(last + 1, last + len(payloads) + 1)]
 
     def read(
