@@ -489,7 +489,7 @@ def _date_part(node: Node) -> RowFn:
             off = utc_offset_us(zone, start)
             if utc_offset_us(zone, start + HOUR_US - 1) != off:
                 return part(us + utc_offset_us(zone, us))
-            if len(hours) >= 100_000:
+            if len(hours) >= 20_000:  # over two years of hours
                 hours.clear()
             hours[hour] = off
         return part(us + off)
