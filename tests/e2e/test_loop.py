@@ -35,7 +35,7 @@ from loopml import Project
 from loopml.controller import Controller, Lease, LoopStore, replay
 from loopml.controller._state import PHASES
 from loopml.rollout import Rollouts
-from loopml.testing import STREAM_START, stream_spec, write_stream
+from loopml.testing import DEFAULT_LOOP, STREAM_START, stream_spec, write_stream
 
 # One worker runs the module (make test's --dist loadgroup): its tests share the base project.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("loop_e2e")]
@@ -100,14 +100,8 @@ def kinds(events: list[dict[str, Any]]) -> list[str]:
 
 # The stream's default loop, but retraining on the last 4 days: its default 10 would train
 # mostly on the concept before the drift, a challenger no better than the champion.
-PROMOTE_LOOP = """\
-  triggers: {alerts: [decay], min_interval: 2d}
-  retrain: {mode: stateless, window: 4d, min_rows: 200}
-  rollout:
-    strategy: canary
-    canary: {steps: [0.2, 0.5, 1.0], min_labels: 150, step_timeout: 4d}
-  monitor_every: 1d
-"""
+PROMOTE_LOOP = DEFAULT_LOOP.replace("window: 10d", "window: 4d")
+assert PROMOTE_LOOP != DEFAULT_LOOP
 
 
 def test_a_decay_alert_retrains_and_the_canary_promotes(copy: Path) -> None:

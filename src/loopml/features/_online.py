@@ -63,6 +63,9 @@ def to_micros(value: Any) -> int | None:
     raise ValueError(f"{value!r} is not a timestamp")
 
 
+_MISSING: Any = object()
+
+
 def _converter(name: str, kind: ExprType) -> Callable[[Any], Any]:
     """``_convert`` for one request field, with the common well-typed values answered first
     (a request path converts every field of every request)."""
@@ -91,9 +94,6 @@ def _converter(name: str, kind: ExprType) -> Callable[[Any], Any]:
 
         return timestamp
     return lambda v: _convert(name, kind, v)
-
-
-_MISSING: Any = object()
 
 
 def _convert(name: str, kind: ExprType, value: Any) -> Any:
@@ -144,8 +144,7 @@ class OnlineFeatures:
         self.store = store
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str, int], tuple[float, Any]] = {}
-        self._request_types = {n: fs.features[n].type for n in fs.request}
-        self._converters = [(n, _converter(n, kind)) for n, kind in self._request_types.items()]
+        self._converters = [(n, _converter(n, fs.features[n].type)) for n in fs.request]
         self._lookups = list(fs.lookups.values())
         self._windows = list(fs.windows.values())
 

@@ -9,9 +9,10 @@ from loopml.testing._events import EventLogContract
 from loopml.testing._metadata import MetadataStoreContract
 from loopml.testing._online import OnlineStoreContract
 from loopml.testing._registry import RegistryContract
-from loopml.testing._stream import STREAM_START, stream_spec, write_stream
+from loopml.testing._stream import DEFAULT_LOOP, STREAM_START, stream_spec, write_stream
 
 __all__ = [
+    "DEFAULT_LOOP",
     "STREAM_START",
     "EventLogContract",
     "MetadataStoreContract",
