@@ -105,7 +105,7 @@ EventsConfig = Annotated[SQLiteConfig | RedisConfig, Field(discriminator="type")
 
 
 class StorageSpec(_Config):
-    """Where each storage role lives (see DESIGN.md, "Storage roles")."""
+    """Where each storage role lives: a URL (or a mapping with its `type`) per role."""
 
     metadata: MetadataConfig = Field(
         default_factory=lambda: SQLiteConfig(path=".loopml/metadata.db"),

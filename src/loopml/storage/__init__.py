@@ -1,4 +1,4 @@
-"""Storage roles (DESIGN.md): each a small protocol with an embedded default and a production
+"""Storage roles: each a small protocol with an embedded default and a production
 backend, chosen by the URL in ``loopml.yaml``.
 
 >>> from pathlib import Path; import tempfile
