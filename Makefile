@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= build/demo
 
-.PHONY: demo test lint bench clean install install-dev
+.PHONY: demo test lint bench docs clean install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,postgres,redis,ray]"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -29,13 +29,17 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# The site, served with live reload; `make test` builds it with --strict (tests/docs/test_site.py).
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs serve
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,redis,ray,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,postgres,redis,ray,bench]"
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/monitoring.py
@@ -43,4 +47,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/loop.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build site .pytest_cache .mypy_cache .ruff_cache

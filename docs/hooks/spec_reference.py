@@ -107,7 +107,9 @@ def _format(value: Any) -> str:
 
         return format_duration(value)
     if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
+        return (
+            value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
+        )
     if isinstance(value, Enum):
         return str(value.value)
     if isinstance(value, dict):
@@ -148,11 +150,13 @@ def _key(name: str, field: Any) -> str:
 
 def spec_markdown() -> str:
     """The whole reference page for `loopml.yaml`."""
+    from pydantic import BaseModel
+
     from loopml.spec import ProjectSpec
 
     out = [INTRO]
-    sections: list[tuple[type, str]] = []
-    queue: list[tuple[type, str]] = [(ProjectSpec, "")]
+    sections: list[tuple[type[BaseModel], str]] = []
+    queue: list[tuple[type[BaseModel], str]] = [(ProjectSpec, "")]
     while queue:
         model, path = queue.pop(0)
         if any(model is m for m, _ in sections):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def page(text: str) -> str:
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
+def session(tmp_path: Path) -> Iterator[Session]:
     work = tmp_path / "work"
     work.mkdir()
     with Session(cwd=work, env=reader_env(tmp_path / "home"), page="fake.md", timeout=60) as s:
@@ -123,6 +124,22 @@ def test_commands_continue_on_backslashes_and_cd_and_export_last(session: Sessio
         """
     assert run(text, session) is None
     assert session.cwd.name == "project"
+
+
+def test_continuation_prompts_join_lines_into_one_command(session: Session) -> None:
+    text = """
+        ```console
+        $ for n in 1 2; do
+        >   echo "line $n"
+        > done
+        line 1
+        line 2
+        ```
+        <!-- expect:
+        re: line 1\\nline 2
+        -->
+        """
+    assert run(text, session) is None
 
 
 def test_file_and_update_write_what_the_page_shows(session: Session) -> None:

@@ -3,8 +3,9 @@
 A page marks what is run and what is claimed with conventions that are invisible once rendered
 (docs/development.md describes them for authors):
 
-- A ```` ```console ```` block holds commands after ``$ `` (a line ending in ``\\`` continues on
-  the next); its other lines are the output a reader sees and are not compared.
+- A ```` ```console ```` block holds commands after ``$ `` (continued on the next line after a
+  trailing ``\\``, or on lines starting ``> `` as the shell prompts them); its other lines are
+  the output a reader sees and are not compared.
 - ``<!-- expect: ... -->`` right after a block lists what its output must show, one claim a
   line: plain text must appear, ``re:`` a regular expression is searched, ``not:`` text must not
   appear, ``exit:`` the last command's exit code (default 0), ``ready:`` a URL that answers once
@@ -131,6 +132,8 @@ def _commands(block: Sequence[str], line: int) -> list[str]:
     for text in block:
         if continued:
             commands[-1] += "\n" + text
+        elif text.startswith("> ") and commands:  # the shell's continuation prompt
+            commands[-1] += "\n" + text[2:]
         elif text.startswith("$ "):
             commands.append(text[2:])
         else:
