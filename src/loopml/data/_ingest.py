@@ -31,7 +31,15 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
-from loopml.data._checks import Findings, batch_stats, check_batch, check_rows
+from loopml.data._batch_checks import (
+    ACCEPTABLE,
+    BatchVerdict,
+    CheckNote,
+    batch_stats,
+    check_batch,
+    time_notes,
+)
+from loopml.data._checks import Findings, check_rows
 from loopml.data._lake import Lake, batch_path, quarantine_dir
 from loopml.data._readers import ReadOutcome, Unreadable, read
 from loopml.data._schema import (
@@ -72,6 +80,17 @@ QUARANTINE_SCHEMA = pa.schema(
 
 
 @dataclass
+class OnlineRefresh:
+    """What landing a batch did to the online store (filled in by the project, which knows the
+    features): ``refreshed``, ``not_materialized`` (nothing to keep current yet) or ``failed``."""
+
+    status: str
+    tiles: int = 0
+    lookups: int = 0
+    message: str = ""
+
+
+@dataclass
 class IngestResult:
     """The accounting of one file: ``rows_read == rows_accepted + rows_quarantined``."""
 
@@ -90,9 +109,21 @@ class IngestResult:
     schema_changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     content_hash: str = ""
+    checks: list[CheckNote] = field(default_factory=list)  # what the batch was compared with
+    accepted: dict[str, Any] = field(default_factory=dict)  # checks a release waived
+    online: OnlineRefresh | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What a commit recorded, for the statements a job adds to its transaction."""
+
+    batch_id: str
+    quarantine_id: str | None  # the entry of this batch's quarantined rows, if any
+    accepted: dict[str, Any]
 
 
 @dataclass
@@ -120,8 +151,15 @@ class IngestJob:
     original: Callable[[], bytes] | None = None  # the file's bytes, for a batch held whole
     now: datetime | None = None
     infer_timestamp: bool = False  # an undeclared source: take the first time column
-    # Extra statements for the commit transaction: (conn, batch_id, quarantine entry id).
-    on_commit: Callable[[Any, str, str | None], None] | None = None
+    # A delivered file gets batch checks and joins their history; a stream micro-batch or a
+    # release of rows that were checked as part of their file does neither.
+    delivery: bool = True
+    accept: frozenset[str] = frozenset()  # batch checks a release waives (row_count, null_rate)
+    # A release: the entry it would resolve. Held again, or landing nothing, it leaves that
+    # entry held as it is, and makes no new one.
+    release_of: str | None = None
+    # Extra statements for the commit transaction.
+    on_commit: Callable[[Any, Landed], None] | None = None
 
 
 def ingest_buffer(
@@ -293,11 +331,18 @@ def _process(
             if eager is not None:
                 eager.join()  # before the caller deletes the batch's files
             raise
-    stats = batch_stats(outcome.table, outcome.rows_read)
-    if not findings.batch:
-        check_batch(outcome, stats, history, spec.checks, findings)
-    proposal += _proposals(findings, schema, policy)
     bad = findings.bad_rows()
+    stats = batch_stats(outcome.table, outcome.rows_read, bad, delivery=job.delivery)
+    verdict = BatchVerdict()
+    if not findings.batch:
+        verdict = check_batch(
+            stats, history, spec.checks, findings, delivery=job.delivery, accept=job.accept
+        )
+    if verdict.accepted.get("null_rate"):
+        # The accepted rate is where the column's history starts for later files.
+        stats["baseline"] = {"null_rate": verdict.accepted["null_rate"]}
+    notes = verdict.notes + time_notes(spec.checks, schema)
+    proposal += _proposals(findings, schema, policy)
     if eager is not None:
         eager.wait()
         checkpoint("ingest.lake_written")
@@ -315,7 +360,8 @@ def _process(
             rows_read=outcome.rows_read,
             schema_version=active.version if active else None,
             proposal=(proposal, stored) if proposal and stored else None,
-            row_reasons=findings.counts(),
+            row_reasons=_reason_counts(findings, outcome),
+            notes=notes,
         )
 
     table = outcome.table
@@ -323,8 +369,18 @@ def _process(
         keep = np.ones(table.num_rows, dtype=bool)
         keep[bad] = False
         table = table.filter(pa.array(keep))
-        if table.num_rows:
-            lake.write_parquet(lake_rel, table)
+    if job.release_of is not None and table.num_rows == 0:
+        return _still_held(
+            store,
+            lake,
+            job,
+            batch_id,
+            rows_read=outcome.rows_read,
+            reasons=_reason_counts(findings, outcome),
+            notes=notes,
+        )
+    if len(bad) and table.num_rows:
+        lake.write_parquet(lake_rel, table)
     landed = lake_rel if table.num_rows else None
     q_rows = len(bad) + len(outcome.rejected)
     q_rel = None
@@ -380,7 +436,7 @@ def _process(
                 path=q_rel,
             )
         if job.on_commit is not None:
-            job.on_commit(conn, batch_id, entry_id)
+            job.on_commit(conn, Landed(batch_id, entry_id, verdict.accepted))
     checkpoint("ingest.committed")
     return IngestResult(
         source=job.source,
@@ -396,6 +452,8 @@ def _process(
         schema_version=version,
         schema_changes=[c.describe() for c in changes] if new_schema is not None else [],
         content_hash=job.content_hash,
+        checks=notes,
+        accepted=verdict.accepted,
     )
 
 
@@ -501,13 +559,36 @@ def _hold_whole(
     schema_version: int | None,
     proposal: tuple[list[SchemaChange], Schema] | None = None,
     row_reasons: list[dict[str, Any]] | None = None,
+    notes: list[CheckNote] | None = None,
 ) -> IngestResult:
-    """Quarantine the whole batch, keeping the original file so it can be released later."""
+    """Quarantine the whole batch, keeping the original file so it can be released later.
+
+    A release held again keeps its entry as it is (its records, where they came from, why they
+    were held) and makes no new one: nothing landed, so there is nothing new to record but the
+    reasons, which the result carries."""
+    entry_id = job.release_of or new_id("q")
+    batch_reasons = [_with_remedy(r, entry_id) for r in batch_reasons]
+    if job.release_of is not None:
+        if proposal is not None:
+            with store.write() as conn:
+                _propose(conn, job.source, proposal[1], proposal[0], job)
+        return _still_held(
+            store,
+            lake,
+            job,
+            batch_id,
+            rows_read=rows_read,
+            reasons=[
+                {"code": r["code"], "column": r["column"], "count": rows_read}
+                for r in batch_reasons
+            ],
+            batch_reasons=batch_reasons,
+            notes=notes or [],
+        )
     name = os.path.basename(job.file) or "input"
     rel = f"{quarantine_dir(job.source, batch_id)}/{name}"
     data = job.original() if job.original is not None else buf.to_pybytes()
     lake.files.write_bytes(rel, data)
-    entry_id = new_id("q")
     reasons = [
         {"code": r["code"], "column": r["column"], "count": rows_read, "message": r["message"]}
         for r in batch_reasons
@@ -523,7 +604,7 @@ def _hold_whole(
             rows_quarantined=rows_read,
             schema_version=schema_version,
             lake_path=None,
-            stats={"rows": rows_read, "parsed": 0, "nulls": {}},
+            stats={"rows": rows_read, "parsed": 0, "nulls": {}, "delivery": job.delivery},
             warnings=[],
         )
         cat.add_quarantine(
@@ -537,7 +618,7 @@ def _hold_whole(
             path=rel,
         )
         if job.on_commit is not None:
-            job.on_commit(conn, batch_id, entry_id)
+            job.on_commit(conn, Landed(batch_id, entry_id, {}))
     return IngestResult(
         source=job.source,
         file=job.file,
@@ -553,6 +634,48 @@ def _hold_whole(
         quarantine_id=entry_id,
         schema_version=schema_version,
         content_hash=job.content_hash,
+        checks=notes or [],
+    )
+
+
+def _with_remedy(reason: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    """A check a user may overrule says how (the entry id is known only now)."""
+    flag = ACCEPTABLE.get(reason["code"])
+    if flag is None:
+        return reason
+    remedy = f"; to land it as it is: loopml quarantine release {entry_id} {flag}"
+    return dict(reason, message=reason["message"] + remedy)
+
+
+def _still_held(
+    store: SqlMetadataStore,
+    lake: Lake,
+    job: IngestJob,
+    batch_id: str,
+    *,
+    rows_read: int,
+    reasons: list[dict[str, Any]],
+    batch_reasons: list[dict[str, Any]] | None = None,
+    notes: list[CheckNote],
+) -> IngestResult:
+    """A release that lands nothing: its batch is undone, and its entry stays held as it was."""
+    assert job.release_of is not None
+    lake.remove_batch_files(job.source, batch_id)
+    with store.write() as conn:
+        cat.abort_batch(conn, batch_id)
+    return IngestResult(
+        source=job.source,
+        file=job.file,
+        batch_id=None,
+        status="held",
+        rows_read=rows_read,
+        rows_accepted=0,
+        rows_quarantined=rows_read,
+        reasons=reasons,
+        batch_reasons=batch_reasons or [],
+        quarantine_id=job.release_of,
+        content_hash=job.content_hash,
+        checks=notes,
     )
 
 

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from loopml.data import Data, IngestResult
-from loopml.data._ingest import IngestJob, ingest_buffer
+from loopml.data._ingest import IngestJob, Landed, ingest_buffer
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet
 from loopml.features._online import MARK_TILES, OnlineFeatures, lookup_rows
@@ -206,7 +206,7 @@ class StreamConsumer:
         ).hexdigest()
         stream, group = self.stream, self.group
 
-        def record_offset(conn: Any, batch_id: str, entry: str | None) -> None:
+        def record_offset(conn: Any, landed: Landed) -> None:
             now = datetime.now(UTC)
             updated = conn.execute(
                 t.stream_offsets.update()
@@ -238,6 +238,9 @@ class StreamConsumer:
                 "first": first,
                 "last": last,
             },
+            # A micro-batch is as big as the events that happened to be waiting: batch checks
+            # (row count, null rate) are for delivered files.
+            delivery=False,
             on_commit=record_offset,
         )
         return ingest_buffer(self.data.store, self.data.lake, pa.py_buffer(body), job)
