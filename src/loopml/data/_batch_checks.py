@@ -128,7 +128,10 @@ def _row_count(
             f"{seen} (a median of {median:.0f}); checks.row_count_ratio auto allows "
             f"{_num(low)} to {_num(high)}"
         )
-        text = f"row count: {_num(low)} to {_num(high)} (auto: {AUTO_MARGIN:g}x beyond {seen[4:]})"
+        text = (
+            f"row count: {_num(low)} to {_num(high)} (auto: {AUTO_MARGIN:g}x beyond the "
+            f"{fewest:,} to {most:,} rows of the last {n} files)"
+        )
     else:
         low, high = median / ratio, median * ratio
         basis = (

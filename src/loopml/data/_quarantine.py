@@ -45,10 +45,13 @@ class Quarantine:
         store: SqlMetadataStore,
         lake: Lake,
         source_spec: Callable[[str], SourceSpec],
+        *,
+        after_landing: Callable[[IngestResult], IngestResult] | None = None,
     ) -> None:
         self.store = store
         self.lake = lake
         self._source_spec = source_spec
+        self._after_landing = after_landing
 
     def list(
         self, *, source: str | None = None, status: str | None = "held"
@@ -140,7 +143,8 @@ class Quarantine:
             release_of=entry_id,
             on_commit=resolve,
         )
-        return ingest_buffer(self.store, self.lake, pa.py_buffer(data), job)
+        result = ingest_buffer(self.store, self.lake, pa.py_buffer(data), job)
+        return self._after_landing(result) if self._after_landing is not None else result
 
     def select(
         self, *, source: str | None = None, code: str | None = None
