@@ -94,7 +94,10 @@ def show(
     if e.resolution:
         out.print(f"  resolved by {e.resolved_by} at {when(e.resolved_at)}: {e.resolution}")
     if e.kind == "batch":
-        out.print(f"  the original file is kept; release it with: loopml quarantine release {e.id}")
+        if e.status == "held":
+            out.print(
+                f"  the original file is kept; release it with: loopml quarantine release {e.id}"
+            )
         return 0
     for r in rows:
         where = f"line {r['line']}" if r["line"] is not None else f"row {r['row']}"
@@ -178,7 +181,8 @@ def release(
             out.print(f"  held: {b['code']}: {b['message']}")
         for r in result.reasons if not result.batch_reasons else []:
             out.print(f"  {r['code']}{_col(r)}: {r['count']:,} rows")
-        render_checks(result.checks)
+        if result.batch_reasons:
+            render_checks(result.checks)
     else:
         out.print(
             f"released {entry}: {result.rows_read:,} rows checked again, "
