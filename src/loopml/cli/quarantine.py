@@ -95,8 +95,17 @@ def show(
         out.print(f"  resolved by {e.resolved_by} at {when(e.resolved_at)}: {e.resolution}")
     if e.kind == "batch":
         if e.status == "held":
+            # A batch check would hold the same file again: say how to overrule it.
+            flags = " ".join(
+                dict.fromkeys(
+                    f"--accept-{r['code'].replace('_', '-')}"
+                    for r in e.reasons
+                    if not r.get("also") and r["code"] in ("row_count", "null_rate")
+                )
+            )
             out.print(
-                f"  the original file is kept; release it with: loopml quarantine release {e.id}"
+                "  the original file is kept; release it with: "
+                f"loopml quarantine release {e.id}{' ' + flags if flags else ''}"
             )
         return 0
     for r in rows:

@@ -246,6 +246,8 @@ def test_release_accept_and_drop_a_selection(
         )
         assert code == 3
         held.append(json.loads(out)["batches"][0]["quarantine_id"])
+    code, out, _ = run(capsys, "quarantine", "show", held[0], "-p", p)
+    assert f"release it with: loopml quarantine release {held[0]} --accept-row-count" in out
     code, out, _ = run(capsys, "quarantine", "release", held[0], "-p", p)
     assert code == 3 and f"{held[0]} stays held: 2 rows checked again, none landed" in out
     assert f"loopml quarantine release {held[0]} --accept-row-count" in out
