@@ -41,6 +41,7 @@ from loopml.data._batch_checks import (
 )
 from loopml.data._checks import Findings, check_rows
 from loopml.data._lake import Lake, batch_path, quarantine_dir
+from loopml.data._quarantined import Positions, quarantine_table, reason_counts
 from loopml.data._readers import ReadOutcome, Unreadable, read
 from loopml.data._schema import (
     Schema,
@@ -55,28 +56,6 @@ from loopml.spec import SchemaPolicy, SourceSpec
 from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage._faults import checkpoint
 from loopml.storage._owner import owner_alive, owner_token
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("row", pa.int64()),
-        pa.field("line", pa.int64()),
-        pa.field("file", pa.string()),
-        pa.field(
-            "reasons",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("code", pa.string()),
-                        ("column", pa.string()),
-                        ("value", pa.string()),
-                        ("message", pa.string()),
-                    ]
-                )
-            ),
-        ),
-        pa.field("raw", pa.string()),
-    ]
-)
 
 
 @dataclass
@@ -124,16 +103,6 @@ class Landed:
     batch_id: str
     quarantine_id: str | None  # the entry of this batch's quarantined rows, if any
     accepted: dict[str, Any]
-
-
-@dataclass
-class Positions:
-    """For a release: where each record of the rebuilt input came from originally."""
-
-    files: list[str]
-    lines: list[int | None]
-    rows: list[int]
-    header: str | None = None
 
 
 @dataclass
@@ -360,7 +329,7 @@ def _process(
             rows_read=outcome.rows_read,
             schema_version=active.version if active else None,
             proposal=(proposal, stored) if proposal and stored else None,
-            row_reasons=_reason_counts(findings, outcome),
+            row_reasons=reason_counts(findings, outcome),
             notes=notes,
         )
 
@@ -376,7 +345,7 @@ def _process(
             job,
             batch_id,
             rows_read=outcome.rows_read,
-            reasons=_reason_counts(findings, outcome),
+            reasons=reason_counts(findings, outcome),
             notes=notes,
         )
     if len(bad) and table.num_rows:
@@ -386,9 +355,11 @@ def _process(
     q_rel = None
     if q_rows:
         q_rel = f"{quarantine_dir(job.source, batch_id)}/rows.parquet"
-        lake.write_parquet(q_rel, _quarantine_table(outcome, findings, bad, job))
+        lake.write_parquet(
+            q_rel, quarantine_table(outcome, findings, bad, file=job.file, positions=job.positions)
+        )
         checkpoint("ingest.quarantine_written")
-    reasons = _reason_counts(findings, outcome)
+    reasons = reason_counts(findings, outcome)
 
     entry_id = new_id("q") if q_rows else None
     checkpoint("ingest.before_commit")
@@ -687,67 +658,6 @@ def _count_records(buf: pa.Buffer, job: IngestJob) -> int:
 
     header = 1 if job.fmt == "csv" and job.spec.csv.header else 0
     return len(LineIndex(buf, header_lines=header).data_lines())
-
-
-def _reason_counts(findings: Findings, outcome: ReadOutcome) -> list[dict[str, Any]]:
-    counts = findings.counts()
-    rejected: dict[str, int] = {}
-    for r in outcome.rejected:
-        rejected[r.code] = rejected.get(r.code, 0) + 1
-    counts += [{"code": c, "column": None, "count": n} for c, n in rejected.items()]
-    return sorted(counts, key=lambda c: -c["count"])
-
-
-def _quarantine_table(
-    outcome: ReadOutcome, findings: Findings, bad: np.ndarray, job: IngestJob
-) -> pa.Table:
-    located = outcome.locate(bad)
-    reasons = findings.reasons_for(bad)
-    rows = [int(r) for r in located.records]
-    lines: list[int | None] = (
-        [int(x) for x in located.lines] if located.lines is not None else [None] * len(bad)
-    )
-    files = [job.file] * len(bad)
-    raws = list(located.texts)
-    for rej in outcome.rejected:
-        rows.append(rej.row if rej.row is not None else -1)
-        lines.append(rej.line)
-        files.append(job.file)
-        raws.append(rej.raw)
-        reasons.append(
-            [
-                {
-                    "code": rej.code,
-                    "column": rej.column,
-                    "value": rej.value,
-                    "message": _render_rejected(rej.code, rej.detail),
-                }
-            ]
-        )
-    if job.positions is not None:
-        # A release: report the rows where they were in the file they first came from.
-        p = job.positions
-        idx = [r - 1 for r in rows]
-        files = [
-            p.files[i] if 0 <= i < len(p.files) else f for i, f in zip(idx, files, strict=True)
-        ]
-        lines = [p.lines[i] if 0 <= i < len(p.lines) else None for i in idx]
-        rows = [p.rows[i] if 0 <= i < len(p.rows) else r for i, r in zip(idx, rows, strict=True)]
-    table = pa.table(
-        {"row": rows, "line": lines, "file": files, "reasons": reasons, "raw": raws},
-        schema=QUARANTINE_SCHEMA,
-    )
-    header = outcome.header or (job.positions.header if job.positions else None)
-    if header is not None:
-        # A CSV row's text needs its header to be parsed again on release.
-        table = table.replace_schema_metadata({"loopml.header": header})
-    return table.sort_by([("row", "ascending")])
-
-
-def _render_rejected(code: str, detail: str) -> str:
-    from loopml.data._checks import render
-
-    return render(code, None, None, detail)
 
 
 def _lake_key_lookup(

@@ -14,15 +14,9 @@ import pyarrow as pa
 
 from loopml.data import _catalog as cat
 from loopml.data._batch_checks import ACCEPTABLE
-from loopml.data._ingest import (
-    IngestJob,
-    IngestResult,
-    Landed,
-    Positions,
-    content_hash,
-    ingest_buffer,
-)
+from loopml.data._ingest import IngestJob, IngestResult, Landed, content_hash, ingest_buffer
 from loopml.data._lake import Lake
+from loopml.data._quarantined import Positions
 from loopml.errors import ConflictError, ReadError, UsageError
 from loopml.spec import SourceSpec
 from loopml.storage import SqlMetadataStore
