@@ -143,8 +143,9 @@ class Features:
         if self.spec.features is None:
             return None
         f = self.spec.features
-        if not f.lookups and not f.windows:
-            return None
+        readers = {lk.source for lk in f.lookups.values()} | {w.source for w in f.windows.values()}
+        if landed.source not in readers:
+            return None  # no feature reads this source from the online store
         if self._materialized() is None:
             return OnlineRefresh(
                 "not_materialized",

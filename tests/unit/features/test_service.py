@@ -42,6 +42,10 @@ def test_each_landed_file_refreshes_a_materialized_online_store(
     (u,) = p.data.ingest("users", [tmp_path / "users2.csv"])
     assert u.online is not None and (u.online.status, u.online.lookups) == ("refreshed", 1)
 
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    (o,) = p.data.ingest("other", [tmp_path / "other.csv"])
+    assert o.online is None  # no feature reads it from the online store
+
     after = p.features.vector(REQUEST)  # no `features materialize` in between
     assert (after["n_1h"], after["total_1h"], after["info_country"]) == (2, 10.0, "IT")
     # A later materialize finds nothing left to fold in, and changes no value.
