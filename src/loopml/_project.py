@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loopml.data import Data
+from loopml.data import Data, IngestResult, OnlineRefresh
 from loopml.errors import ConflictError, UsageError
 from loopml.spec import SPEC_FILE, ProjectSpec, example_spec, load_spec
 from loopml.storage import (
@@ -44,7 +44,9 @@ class Project:
         self.store: SqlMetadataStore = open_metadata(spec.storage.metadata, root=root)
         self.lake_files = FileStore(spec.storage.lake, root=root)
         self.artifacts = ArtifactStore(FileStore(spec.storage.artifacts, root=root))
-        self.data = Data(spec, root, self.store, self.lake_files)
+        self.data = Data(
+            spec, root, self.store, self.lake_files, after_landing=self._keep_online_current
+        )
         self._online: OnlineStore | None = None
         self._events: EventLog | None = None
         self._features: Features | None = None
@@ -126,6 +128,13 @@ class Project:
                 self.spec, self.data, lambda: self.online, lambda: self.events
             )
         return self._features
+
+    def _keep_online_current(self, landed: IngestResult) -> OnlineRefresh | None:
+        # Every landed file or release reaches the online store once it has been materialized:
+        # a model promoted after an ingest is not served stale windows and lookups.
+        if self.spec.features is None:
+            return None
+        return self.features.refresh_online(landed)
 
     @classmethod
     def open(cls, path: str | Path = ".") -> Project:

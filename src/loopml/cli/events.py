@@ -48,6 +48,7 @@ def consume(
     with open_project(project) as p:
         consumer = p.features.consumer(source, batch_size=batch_size)
         results = consumer.run(max_idle_steps=None if follow else 1, block_ms=1000 if follow else 0)
+    notes = [n for r in results for n in r.notes]
     summary = {
         "source": source,
         "micro_batches": len(results),
@@ -56,6 +57,11 @@ def consume(
         "rows_accepted": sum(r.landed.rows_accepted for r in results if r.landed),
         "rows_quarantined": sum(r.landed.rows_quarantined for r in results if r.landed),
         "tiles": sum(r.tiles for r in results),
+        "lookups": sum(r.lookups for r in results),
+        "micro_batches_held": sum(
+            1 for r in results if r.landed is not None and r.landed.status == "held"
+        ),
+        "notes": notes,
     }
     if json:
         print_json(summary)
@@ -63,6 +69,9 @@ def consume(
         out.print(
             f"{source}: {summary['events']:,} events in {summary['micro_batches']} micro-batches; "
             f"{summary['rows_accepted']:,} landed, {summary['rows_quarantined']:,} quarantined, "
-            f"{summary['skipped']:,} already landed; {summary['tiles']:,} tiles updated"
+            f"{summary['skipped']:,} already landed; online store: {summary['tiles']:,} tiles "
+            f"updated, {summary['lookups']:,} lookup values written"
         )
+        for note in notes:
+            out.print(note, style="bold red")
     return EXIT_REJECTED if summary["rows_quarantined"] else 0

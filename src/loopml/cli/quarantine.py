@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from loopml.cli._common import (
+    EXIT_FAILURE,
     EXIT_REJECTED,
+    EXIT_USAGE,
     JsonOpt,
     ProjectOpt,
+    err,
     open_project,
     out,
     print_json,
     table,
     when,
 )
+
+if TYPE_CHECKING:
+    from loopml.data import QuarantineRecord
 
 app = typer.Typer(
     help="Inspect, fix, release or drop quarantined rows and batches.", no_args_is_help=True
@@ -46,11 +52,6 @@ def list_(
         return 0
     rows = []
     for e in entries:
-        top = [r for r in e.reasons if not r.get("also")][:3]
-        reasons = "; ".join(
-            f"{r['code']}{'(' + r['column'] + ')' if r.get('column') else ''} x{r['count']}"
-            for r in top
-        )
         b = batches.get(e.batch_id)
         rows.append(
             [
@@ -60,7 +61,7 @@ def list_(
                 e.status,
                 e.rows,
                 Path(b.file).name if b else "",
-                reasons,
+                _reasons(e),
                 when(e.created_at),
             ]
         )
@@ -93,7 +94,19 @@ def show(
     if e.resolution:
         out.print(f"  resolved by {e.resolved_by} at {when(e.resolved_at)}: {e.resolution}")
     if e.kind == "batch":
-        out.print(f"  the original file is kept; release it with: loopml quarantine release {e.id}")
+        if e.status == "held":
+            # A batch check would hold the same file again: say how to overrule it.
+            flags = " ".join(
+                dict.fromkeys(
+                    f"--accept-{r['code'].replace('_', '-')}"
+                    for r in e.reasons
+                    if not r.get("also") and r["code"] in ("row_count", "null_rate")
+                )
+            )
+            out.print(
+                "  the original file is kept; release it with: "
+                f"loopml quarantine release {e.id}{' ' + flags if flags else ''}"
+            )
         return 0
     for r in rows:
         where = f"line {r['line']}" if r["line"] is not None else f"row {r['row']}"
@@ -132,17 +145,53 @@ def release(
     fixed: Annotated[
         Path | None, typer.Option(help="Corrected records (from `export`) to use instead.")
     ] = None,
+    accept_row_count: Annotated[
+        bool,
+        typer.Option(
+            "--accept-row-count",
+            help="The file was held for its row count, and that count is right: land it as it "
+            "is (recorded).",
+        ),
+    ] = False,
+    accept_null_rate: Annotated[
+        bool,
+        typer.Option(
+            "--accept-null-rate",
+            help="The file was held for a column's null rate, and that rate is the new normal: "
+            "land it, and compare later files with it (recorded).",
+        ),
+    ] = False,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
     """Validate an entry again with the current schema and spec; land what passes.
 
-    What still fails goes to a new entry. Exit code 3 when something is still quarantined.
+    What still fails goes to a new entry; when nothing lands, the entry stays held as it is.
+    Exit code 3 when something is still quarantined.
     """
+    from loopml.cli.ingest import online_summary, render_checks, render_online
+
+    accept = [
+        name
+        for name, on in (("row_count", accept_row_count), ("null_rate", accept_null_rate))
+        if on
+    ]
     with open_project(project) as p:
-        result = p.data.quarantine.release(entry, by=_user(), fixed=fixed)
+        result = p.data.quarantine.release(entry, by=_user(), fixed=fixed, accept=accept)
+    online = online_summary([result])
     if json:
         print_json(result)
+    elif result.rows_accepted == 0:
+        out.print(
+            f"{entry} stays held: {result.rows_read:,} rows checked again, none landed",
+            style="bold red",
+        )
+        for b in result.batch_reasons:
+            out.print(f"  held: {b['code']}: {b['message']}")
+        for r in result.reasons if not result.batch_reasons else []:
+            out.print(f"  {r['code']}{_col(r)}: {r['count']:,} rows")
+        if result.batch_reasons:
+            render_checks(result.checks)
     else:
         out.print(
             f"released {entry}: {result.rows_read:,} rows checked again, "
@@ -150,26 +199,115 @@ def release(
             f"(batch {result.batch_id}), {result.rows_quarantined:,} still quarantined"
             + (f" in {result.quarantine_id}" if result.quarantine_id else "")
         )
-        for b in result.batch_reasons:
-            out.print(f"  still held: {b['message']}")
+        if result.accepted.get("row_count"):
+            out.print("  accepted its row count (recorded in the entry)")
+        for column in result.accepted.get("null_rate", []):
+            out.print(
+                f"  accepted the null rate of column '{column}': later files are compared "
+                "with it (recorded in the entry)"
+            )
+        render_online(online)
+    if online is not None and online["status"] == "failed":
+        return EXIT_FAILURE
     return EXIT_REJECTED if result.rows_quarantined else 0
 
 
 @app.command("drop")
 def drop(
-    entry: EntryArg,
-    reason: Annotated[str, typer.Option(help="Why the rows are discarded (recorded).")],
+    entries: Annotated[
+        list[str] | None,
+        typer.Argument(help="Quarantine entry ids (q_...) to drop.", show_default=False),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why the rows are discarded (recorded).")] = "",
+    all_held: Annotated[
+        bool,
+        typer.Option("--all-held", help="Drop every held entry (narrowed by --source and --code)."),
+    ] = False,
+    source: Annotated[str | None, typer.Option(help="With --all-held: only this source.")] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(help="With --all-held: only entries held for this reason (e.g. row_count)."),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask: drop what --all-held selects.")
+    ] = False,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
-    """Discard an entry on purpose; who, when and why are recorded, the files are kept."""
+    """Discard entries on purpose, in one decision; who, when and why are recorded, the files
+    are kept.
+
+    Name the entries, or select them with --all-held (and --source, --code): a selection is
+    listed and needs a confirmation (or --yes).
+    """
+    if not reason.strip():
+        raise typer.BadParameter("say why the rows are discarded", param_hint="--reason")
+    if bool(entries) == all_held:
+        raise typer.BadParameter(
+            "name the entries to drop, or select them with --all-held (not both)",
+            param_hint="ENTRIES / --all-held",
+        )
+    if (source or code) and not all_held:
+        raise typer.BadParameter("--source and --code narrow --all-held", param_hint="--all-held")
     with open_project(project) as p:
-        rec = p.data.quarantine.drop(entry, by=_user(), reason=reason)
+        q = p.data.quarantine
+        if all_held:
+            chosen = q.select(source=source, code=code)
+            selection = " ".join(
+                ["--all-held"]
+                + ([f"--source {source}"] if source else [])
+                + ([f"--code {code}"] if code else [])
+            )
+        else:
+            chosen = [q.show(e).entry for e in dict.fromkeys(entries or [])]
+            selection = None
+        total = sum(e.rows for e in chosen)
+        if not chosen:
+            if json:
+                print_json({"dropped": [], "entries": 0, "rows": 0})
+            else:
+                out.print(f"no held entries match {selection}")
+            return 0
+        if not json:
+            _list_entries(chosen)
+        if all_held and not yes and not _confirmed(len(chosen), total):
+            return EXIT_USAGE
+        dropped = q.drop_many(
+            [e.id for e in chosen], by=_user(), reason=reason, selection=selection
+        )
     if json:
-        print_json(rec)
+        print_json({"dropped": dropped, "entries": len(dropped), "rows": total})
     else:
-        out.print(f"dropped {entry} ({rec.rows:,} rows): {reason}")
+        out.print(
+            f"dropped {len(dropped)} entr{'y' if len(dropped) == 1 else 'ies'} ({total:,} rows): {reason}"
+        )
     return 0
+
+
+def _confirmed(entries: int, rows: int) -> bool:
+    """Whether the user confirms dropping a selection (never, without a terminal to ask on)."""
+    if err.is_terminal and typer.confirm(
+        f"drop these {entries} entries ({rows:,} rows)?", err=True
+    ):
+        return True
+    err.print(f"nothing dropped: confirm, or pass --yes to drop {entries} entries ({rows:,} rows)")
+    return False
+
+
+def _list_entries(entries: list[QuarantineRecord]) -> None:
+    table(
+        None,
+        ["entry", "source", "kind", "status", "rows", "reasons"],
+        [[e.id, e.source, e.kind, e.status, e.rows, _reasons(e)] for e in entries],
+    )
+
+
+def _reasons(e: QuarantineRecord) -> str:
+    top = [r for r in e.reasons if not r.get("also")][:3]
+    return "; ".join(
+        f"{r['code']}{'(' + r['column'] + ')' if r.get('column') else ''} x{r['count']}"
+        for r in top
+    )
 
 
 def _col(reason: dict[str, object]) -> str:

@@ -116,8 +116,15 @@ def accept(
     else:
         out.print(f"{source}: schema version {version} is now active")
         for r in released:
+            if r.rows_accepted == 0:
+                why = "; ".join(
+                    f"{b['code']}: {b['message']}" for b in r.batch_reasons
+                ) or ", ".join(f"{x['code']} x{x['count']}" for x in r.reasons)
+                out.print(f"  {r.quarantine_id} stays held, nothing landed: {why}")
+                continue
             out.print(
-                f"  released batch {r.batch_id}: {r.rows_accepted:,} rows landed, "
+                f"  released into batch {r.batch_id}: {r.rows_accepted:,} rows landed, "
                 f"{r.rows_quarantined:,} still quarantined"
+                + (f" (in {r.quarantine_id})" if r.quarantine_id else "")
             )
     return 0

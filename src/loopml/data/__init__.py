@@ -1,6 +1,7 @@
 """Data: sources (CSV, Parquet, JSON Lines), schema inference and evolution, validation,
 quarantine, the versioned Parquet lake and its snapshots."""
 
+from loopml.data._batch_checks import CheckNote
 from loopml.data._catalog import (
     BatchRecord,
     QuarantineRecord,
@@ -10,7 +11,7 @@ from loopml.data._catalog import (
 )
 from loopml.data._checks import MESSAGES as REASON_MESSAGES
 from loopml.data._data import Data, SchemaDiff, format_of
-from loopml.data._ingest import IngestResult
+from loopml.data._ingest import IngestResult, OnlineRefresh
 from loopml.data._lake import Lake
 from loopml.data._quarantine import Quarantine, QuarantineView, default_user
 from loopml.data._schema import ColumnSchema, Schema, SchemaChange, infer_schema
@@ -18,10 +19,12 @@ from loopml.data._schema import ColumnSchema, Schema, SchemaChange, infer_schema
 __all__ = [
     "REASON_MESSAGES",
     "BatchRecord",
+    "CheckNote",
     "ColumnSchema",
     "Data",
     "IngestResult",
     "Lake",
+    "OnlineRefresh",
     "Quarantine",
     "QuarantineRecord",
     "QuarantineView",

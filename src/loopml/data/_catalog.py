@@ -360,9 +360,11 @@ def abort_batch(conn: Connection, batch_id: str) -> None:
 
 
 def recent_stats(conn: Connection, source: str, limit: int) -> list[dict[str, Any]]:
-    """Stats of the latest committed batches that landed rows (not the ones held whole)."""
+    """Stats of the latest delivered files of a source that landed rows, newest first: not the
+    files held whole, not stream micro-batches, not releases of quarantined rows (batch checks
+    compare a file with files)."""
     rows = conn.execute(
-        select(t.batches.c.stats)
+        select(t.batches.c.stats, t.batches.c.origin)
         .where(
             and_(
                 t.batches.c.source == source,
@@ -371,9 +373,15 @@ def recent_stats(conn: Connection, source: str, limit: int) -> list[dict[str, An
             )
         )
         .order_by(t.batches.c.committed_at.desc())
-        .limit(limit)
-    ).scalars()
-    return [s for s in rows if s]
+    )
+    out: list[dict[str, Any]] = []
+    for stats, origin in rows:
+        # Batches from before the flag was recorded: those ingested from a file.
+        if stats and stats.get("delivery", (origin or {}).get("kind") == "file"):
+            out.append(stats)
+            if len(out) >= limit:
+                break
+    return out
 
 
 # --------------------------------------------------------------------------------- quarantine

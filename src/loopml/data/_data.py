@@ -13,7 +13,13 @@ from typing import Any
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
-from loopml.data._ingest import IngestJob, IngestResult, content_hash, ingest_buffer
+from loopml.data._ingest import (
+    IngestJob,
+    IngestResult,
+    OnlineRefresh,
+    content_hash,
+    ingest_buffer,
+)
 from loopml.data._lake import Lake
 from loopml.data._quarantine import Quarantine, default_user
 from loopml.data._readers import open_buffer
@@ -53,13 +59,28 @@ class Data:
     """Sources, ingestion, schemas, quarantine and the lake of one project."""
 
     def __init__(
-        self, spec: ProjectSpec, root: Path, store: SqlMetadataStore, lake_files: FileStore
+        self,
+        spec: ProjectSpec,
+        root: Path,
+        store: SqlMetadataStore,
+        lake_files: FileStore,
+        *,
+        after_landing: Callable[[IngestResult], OnlineRefresh | None] | None = None,
     ) -> None:
+        """``after_landing`` is called with every file ingest or release that committed a batch
+        (the project keeps the online store current with it); what it returns is the result's
+        ``online``."""
         self.spec = spec
         self.root = root
         self.store = store
         self.lake = Lake(lake_files, store)
-        self.quarantine = Quarantine(store, self.lake, self.source_spec)
+        self._after_landing = after_landing
+        self.quarantine = Quarantine(store, self.lake, self.source_spec, after_landing=self._landed)
+
+    def _landed(self, result: IngestResult) -> IngestResult:
+        if self._after_landing is not None and result.rows_accepted:
+            result.online = self._after_landing(result)
+        return result
 
     # ------------------------------------------------------------------------------- sources
 
@@ -225,7 +246,7 @@ class Data:
             original=raw.to_pybytes,
             infer_timestamp=infer_timestamp,
         )
-        return ingest_buffer(self.store, self.lake, buf, job)
+        return self._landed(ingest_buffer(self.store, self.lake, buf, job))
 
     def recover(self) -> list[str]:
         """Abort the pending batches of dead processes in every source; returns their ids."""

@@ -31,8 +31,17 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
-from loopml.data._checks import Findings, batch_stats, check_batch, check_rows
+from loopml.data._batch_checks import (
+    ACCEPTABLE,
+    BatchVerdict,
+    CheckNote,
+    batch_stats,
+    check_batch,
+    time_notes,
+)
+from loopml.data._checks import Findings, check_rows
 from loopml.data._lake import Lake, batch_path, quarantine_dir
+from loopml.data._quarantined import Positions, quarantine_table, reason_counts
 from loopml.data._readers import ReadOutcome, Unreadable, read
 from loopml.data._schema import (
     Schema,
@@ -48,27 +57,16 @@ from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage._faults import checkpoint
 from loopml.storage._owner import owner_alive, owner_token
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("row", pa.int64()),
-        pa.field("line", pa.int64()),
-        pa.field("file", pa.string()),
-        pa.field(
-            "reasons",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("code", pa.string()),
-                        ("column", pa.string()),
-                        ("value", pa.string()),
-                        ("message", pa.string()),
-                    ]
-                )
-            ),
-        ),
-        pa.field("raw", pa.string()),
-    ]
-)
+
+@dataclass
+class OnlineRefresh:
+    """What landing a batch did to the online store (filled in by the project, which knows the
+    features): ``refreshed``, ``not_materialized`` (nothing to keep current yet) or ``failed``."""
+
+    status: str
+    tiles: int = 0
+    lookups: int = 0
+    message: str = ""
 
 
 @dataclass
@@ -90,19 +88,21 @@ class IngestResult:
     schema_changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     content_hash: str = ""
+    checks: list[CheckNote] = field(default_factory=list)  # what the batch was compared with
+    accepted: dict[str, Any] = field(default_factory=dict)  # checks a release waived
+    online: OnlineRefresh | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-@dataclass
-class Positions:
-    """For a release: where each record of the rebuilt input came from originally."""
+@dataclass(frozen=True)
+class Landed:
+    """What a commit recorded, for the statements a job adds to its transaction."""
 
-    files: list[str]
-    lines: list[int | None]
-    rows: list[int]
-    header: str | None = None
+    batch_id: str
+    quarantine_id: str | None  # the entry of this batch's quarantined rows, if any
+    accepted: dict[str, Any]
 
 
 @dataclass
@@ -120,8 +120,15 @@ class IngestJob:
     original: Callable[[], bytes] | None = None  # the file's bytes, for a batch held whole
     now: datetime | None = None
     infer_timestamp: bool = False  # an undeclared source: take the first time column
-    # Extra statements for the commit transaction: (conn, batch_id, quarantine entry id).
-    on_commit: Callable[[Any, str, str | None], None] | None = None
+    # A delivered file gets batch checks and joins their history; a stream micro-batch or a
+    # release of rows that were checked as part of their file does neither.
+    delivery: bool = True
+    accept: frozenset[str] = frozenset()  # batch checks a release waives (row_count, null_rate)
+    # A release: the entry it would resolve. Held again, or landing nothing, it leaves that
+    # entry held as it is, and makes no new one.
+    release_of: str | None = None
+    # Extra statements for the commit transaction.
+    on_commit: Callable[[Any, Landed], None] | None = None
 
 
 def ingest_buffer(
@@ -293,11 +300,18 @@ def _process(
             if eager is not None:
                 eager.join()  # before the caller deletes the batch's files
             raise
-    stats = batch_stats(outcome.table, outcome.rows_read)
-    if not findings.batch:
-        check_batch(outcome, stats, history, spec.checks, findings)
-    proposal += _proposals(findings, schema, policy)
     bad = findings.bad_rows()
+    stats = batch_stats(outcome.table, outcome.rows_read, bad, delivery=job.delivery)
+    verdict = BatchVerdict()
+    if not findings.batch:
+        verdict = check_batch(
+            stats, history, spec.checks, findings, delivery=job.delivery, accept=job.accept
+        )
+    if verdict.accepted.get("null_rate"):
+        # The accepted rate is where the column's history starts for later files.
+        stats["baseline"] = {"null_rate": verdict.accepted["null_rate"]}
+    notes = verdict.notes + time_notes(spec.checks, schema)
+    proposal += _proposals(findings, schema, policy)
     if eager is not None:
         eager.wait()
         checkpoint("ingest.lake_written")
@@ -315,7 +329,8 @@ def _process(
             rows_read=outcome.rows_read,
             schema_version=active.version if active else None,
             proposal=(proposal, stored) if proposal and stored else None,
-            row_reasons=findings.counts(),
+            row_reasons=reason_counts(findings, outcome),
+            notes=notes,
         )
 
     table = outcome.table
@@ -323,16 +338,28 @@ def _process(
         keep = np.ones(table.num_rows, dtype=bool)
         keep[bad] = False
         table = table.filter(pa.array(keep))
-        if table.num_rows:
-            lake.write_parquet(lake_rel, table)
+    if job.release_of is not None and table.num_rows == 0:
+        return _still_held(
+            store,
+            lake,
+            job,
+            batch_id,
+            rows_read=outcome.rows_read,
+            reasons=reason_counts(findings, outcome),
+            notes=notes,
+        )
+    if len(bad) and table.num_rows:
+        lake.write_parquet(lake_rel, table)
     landed = lake_rel if table.num_rows else None
     q_rows = len(bad) + len(outcome.rejected)
     q_rel = None
     if q_rows:
         q_rel = f"{quarantine_dir(job.source, batch_id)}/rows.parquet"
-        lake.write_parquet(q_rel, _quarantine_table(outcome, findings, bad, job))
+        lake.write_parquet(
+            q_rel, quarantine_table(outcome, findings, bad, file=job.file, positions=job.positions)
+        )
         checkpoint("ingest.quarantine_written")
-    reasons = _reason_counts(findings, outcome)
+    reasons = reason_counts(findings, outcome)
 
     entry_id = new_id("q") if q_rows else None
     checkpoint("ingest.before_commit")
@@ -380,7 +407,7 @@ def _process(
                 path=q_rel,
             )
         if job.on_commit is not None:
-            job.on_commit(conn, batch_id, entry_id)
+            job.on_commit(conn, Landed(batch_id, entry_id, verdict.accepted))
     checkpoint("ingest.committed")
     return IngestResult(
         source=job.source,
@@ -396,6 +423,8 @@ def _process(
         schema_version=version,
         schema_changes=[c.describe() for c in changes] if new_schema is not None else [],
         content_hash=job.content_hash,
+        checks=notes,
+        accepted=verdict.accepted,
     )
 
 
@@ -501,13 +530,36 @@ def _hold_whole(
     schema_version: int | None,
     proposal: tuple[list[SchemaChange], Schema] | None = None,
     row_reasons: list[dict[str, Any]] | None = None,
+    notes: list[CheckNote] | None = None,
 ) -> IngestResult:
-    """Quarantine the whole batch, keeping the original file so it can be released later."""
+    """Quarantine the whole batch, keeping the original file so it can be released later.
+
+    A release held again keeps its entry as it is (its records, where they came from, why they
+    were held) and makes no new one: nothing landed, so there is nothing new to record but the
+    reasons, which the result carries."""
+    entry_id = job.release_of or new_id("q")
+    batch_reasons = [_with_remedy(r, entry_id) for r in batch_reasons]
+    if job.release_of is not None:
+        if proposal is not None:
+            with store.write() as conn:
+                _propose(conn, job.source, proposal[1], proposal[0], job)
+        return _still_held(
+            store,
+            lake,
+            job,
+            batch_id,
+            rows_read=rows_read,
+            reasons=[
+                {"code": r["code"], "column": r["column"], "count": rows_read}
+                for r in batch_reasons
+            ],
+            batch_reasons=batch_reasons,
+            notes=notes or [],
+        )
     name = os.path.basename(job.file) or "input"
     rel = f"{quarantine_dir(job.source, batch_id)}/{name}"
     data = job.original() if job.original is not None else buf.to_pybytes()
     lake.files.write_bytes(rel, data)
-    entry_id = new_id("q")
     reasons = [
         {"code": r["code"], "column": r["column"], "count": rows_read, "message": r["message"]}
         for r in batch_reasons
@@ -523,7 +575,7 @@ def _hold_whole(
             rows_quarantined=rows_read,
             schema_version=schema_version,
             lake_path=None,
-            stats={"rows": rows_read, "parsed": 0, "nulls": {}},
+            stats={"rows": rows_read, "parsed": 0, "nulls": {}, "delivery": job.delivery},
             warnings=[],
         )
         cat.add_quarantine(
@@ -537,7 +589,7 @@ def _hold_whole(
             path=rel,
         )
         if job.on_commit is not None:
-            job.on_commit(conn, batch_id, entry_id)
+            job.on_commit(conn, Landed(batch_id, entry_id, {}))
     return IngestResult(
         source=job.source,
         file=job.file,
@@ -553,6 +605,48 @@ def _hold_whole(
         quarantine_id=entry_id,
         schema_version=schema_version,
         content_hash=job.content_hash,
+        checks=notes or [],
+    )
+
+
+def _with_remedy(reason: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    """A check a user may overrule says how (the entry id is known only now)."""
+    flag = ACCEPTABLE.get(reason["code"])
+    if flag is None:
+        return reason
+    remedy = f"; to land it as it is: loopml quarantine release {entry_id} {flag}"
+    return dict(reason, message=reason["message"] + remedy)
+
+
+def _still_held(
+    store: SqlMetadataStore,
+    lake: Lake,
+    job: IngestJob,
+    batch_id: str,
+    *,
+    rows_read: int,
+    reasons: list[dict[str, Any]],
+    batch_reasons: list[dict[str, Any]] | None = None,
+    notes: list[CheckNote],
+) -> IngestResult:
+    """A release that lands nothing: its batch is undone, and its entry stays held as it was."""
+    assert job.release_of is not None
+    lake.remove_batch_files(job.source, batch_id)
+    with store.write() as conn:
+        cat.abort_batch(conn, batch_id)
+    return IngestResult(
+        source=job.source,
+        file=job.file,
+        batch_id=None,
+        status="held",
+        rows_read=rows_read,
+        rows_accepted=0,
+        rows_quarantined=rows_read,
+        reasons=reasons,
+        batch_reasons=batch_reasons or [],
+        quarantine_id=job.release_of,
+        content_hash=job.content_hash,
+        checks=notes,
     )
 
 
@@ -564,67 +658,6 @@ def _count_records(buf: pa.Buffer, job: IngestJob) -> int:
 
     header = 1 if job.fmt == "csv" and job.spec.csv.header else 0
     return len(LineIndex(buf, header_lines=header).data_lines())
-
-
-def _reason_counts(findings: Findings, outcome: ReadOutcome) -> list[dict[str, Any]]:
-    counts = findings.counts()
-    rejected: dict[str, int] = {}
-    for r in outcome.rejected:
-        rejected[r.code] = rejected.get(r.code, 0) + 1
-    counts += [{"code": c, "column": None, "count": n} for c, n in rejected.items()]
-    return sorted(counts, key=lambda c: -c["count"])
-
-
-def _quarantine_table(
-    outcome: ReadOutcome, findings: Findings, bad: np.ndarray, job: IngestJob
-) -> pa.Table:
-    located = outcome.locate(bad)
-    reasons = findings.reasons_for(bad)
-    rows = [int(r) for r in located.records]
-    lines: list[int | None] = (
-        [int(x) for x in located.lines] if located.lines is not None else [None] * len(bad)
-    )
-    files = [job.file] * len(bad)
-    raws = list(located.texts)
-    for rej in outcome.rejected:
-        rows.append(rej.row if rej.row is not None else -1)
-        lines.append(rej.line)
-        files.append(job.file)
-        raws.append(rej.raw)
-        reasons.append(
-            [
-                {
-                    "code": rej.code,
-                    "column": rej.column,
-                    "value": rej.value,
-                    "message": _render_rejected(rej.code, rej.detail),
-                }
-            ]
-        )
-    if job.positions is not None:
-        # A release: report the rows where they were in the file they first came from.
-        p = job.positions
-        idx = [r - 1 for r in rows]
-        files = [
-            p.files[i] if 0 <= i < len(p.files) else f for i, f in zip(idx, files, strict=True)
-        ]
-        lines = [p.lines[i] if 0 <= i < len(p.lines) else None for i in idx]
-        rows = [p.rows[i] if 0 <= i < len(p.rows) else r for i, r in zip(idx, rows, strict=True)]
-    table = pa.table(
-        {"row": rows, "line": lines, "file": files, "reasons": reasons, "raw": raws},
-        schema=QUARANTINE_SCHEMA,
-    )
-    header = outcome.header or (job.positions.header if job.positions else None)
-    if header is not None:
-        # A CSV row's text needs its header to be parsed again on release.
-        table = table.replace_schema_metadata({"loopml.header": header})
-    return table.sort_by([("row", "ascending")])
-
-
-def _render_rejected(code: str, detail: str) -> str:
-    from loopml.data._checks import render
-
-    return render(code, None, None, detail)
 
 
 def _lake_key_lookup(

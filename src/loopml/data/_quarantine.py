@@ -3,8 +3,9 @@ and drop (discard on purpose, recorded)."""
 
 from __future__ import annotations
 
+import builtins
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
-from loopml.data._ingest import IngestJob, IngestResult, Positions, content_hash, ingest_buffer
+from loopml.data._batch_checks import ACCEPTABLE
+from loopml.data._ingest import IngestJob, IngestResult, Landed, content_hash, ingest_buffer
 from loopml.data._lake import Lake
-from loopml.errors import ConflictError, ReadError
+from loopml.data._quarantined import Positions
+from loopml.errors import ConflictError, ReadError, UsageError
 from loopml.spec import SourceSpec
 from loopml.storage import SqlMetadataStore
 
@@ -36,10 +39,13 @@ class Quarantine:
         store: SqlMetadataStore,
         lake: Lake,
         source_spec: Callable[[str], SourceSpec],
+        *,
+        after_landing: Callable[[IngestResult], IngestResult] | None = None,
     ) -> None:
         self.store = store
         self.lake = lake
         self._source_spec = source_spec
+        self._after_landing = after_landing
 
     def list(
         self, *, source: str | None = None, status: str | None = "held"
@@ -61,16 +67,32 @@ class Quarantine:
         Path(path).write_bytes(data)
         return _count(data, fmt)
 
-    def release(self, entry_id: str, *, by: str, fixed: str | Path | None = None) -> IngestResult:
+    def release(
+        self,
+        entry_id: str,
+        *,
+        by: str,
+        fixed: str | Path | None = None,
+        accept: Collection[str] = (),
+    ) -> IngestResult:
         """Validate an entry's records again with the current schema and spec; what passes lands
         in the lake, what fails becomes a new entry. The entry is marked released in the same
-        transaction as the landing, so a release can never land rows twice."""
+        transaction as the landing, so a release can never land rows twice.
+
+        A release that lands nothing (held again as a whole, or every record still failing)
+        leaves the entry held as it is and makes no new entry; the result says why.
+
+        ``accept`` names batch checks that held the entry (``row_count``, ``null_rate``) whose
+        verdict the user overrules: the file lands as it is, and the acceptance is recorded in
+        the entry's resolution; an accepted null rate is the column's new baseline for later
+        files."""
         view = self.show(entry_id)
         if view.entry.status != "held":
             raise ConflictError(
                 f"quarantine entry {entry_id} is {view.entry.status}, not held",
                 details={"quarantine": entry_id, "status": view.entry.status},
             )
+        waived = _accepted(view.entry, accept)
         data, fmt, positions = self._input(view)
         if fixed is not None:
             try:
@@ -81,19 +103,21 @@ class Quarantine:
                 positions = None  # records were added or removed: number them afresh
         digest = content_hash(f"release:{entry_id}:".encode() + data)
 
-        def resolve(conn: Any, batch_id: str, residual: str | None) -> None:
-            cat.resolve_quarantine(
-                conn,
-                entry_id,
-                status="released",
-                by=by,
-                resolution={
-                    "batch": batch_id,
-                    "residual": residual,
-                    "fixed": str(fixed) if fixed else None,
-                },
-            )
+        def resolve(conn: Any, landed: Landed) -> None:
+            resolution: dict[str, Any] = {
+                "batch": landed.batch_id,
+                "residual": landed.quarantine_id,
+                "fixed": str(fixed) if fixed else None,
+            }
+            if landed.accepted:
+                resolution["accepted"] = landed.accepted
+            cat.resolve_quarantine(conn, entry_id, status="released", by=by, resolution=resolution)
 
+        whole = view.entry.kind == "batch"
+        # A file held whole is still a delivery; rows of a file were checked with it, and a
+        # stream micro-batch never was one.
+        stats = view.batch.stats or {}
+        delivery = whole and bool(stats.get("delivery", view.batch.origin.get("kind") == "file"))
         job = IngestJob(
             source=view.entry.source,
             spec=self._source_spec(view.entry.source),
@@ -101,22 +125,57 @@ class Quarantine:
             file=view.batch.file,
             content_hash=digest,
             by=by,
-            origin={"kind": "release", "quarantine": entry_id, "batch": view.batch.id},
+            origin={
+                "kind": "release",
+                "quarantine": entry_id,
+                "batch": view.batch.id,
+                "whole": whole,
+            },
             positions=positions,
+            delivery=delivery,
+            accept=waived,
+            release_of=entry_id,
             on_commit=resolve,
         )
-        return ingest_buffer(self.store, self.lake, pa.py_buffer(data), job)
+        result = ingest_buffer(self.store, self.lake, pa.py_buffer(data), job)
+        return self._after_landing(result) if self._after_landing is not None else result
+
+    def select(
+        self, *, source: str | None = None, code: str | None = None
+    ) -> builtins.list[cat.QuarantineRecord]:
+        """The held entries of a source (or of all), those held for reason ``code`` only."""
+        entries = self.list(source=source)
+        if code is None:
+            return entries
+        return [e for e in entries if any(r["code"] == code for r in e.reasons)]
 
     def drop(self, entry_id: str, *, by: str, reason: str) -> cat.QuarantineRecord:
         """Discard an entry on purpose. The record of it (who, when, why, how many rows) stays,
         and so do its files."""
+        (dropped,) = self.drop_many([entry_id], by=by, reason=reason)
+        return dropped
+
+    def drop_many(
+        self,
+        entry_ids: Collection[str],
+        *,
+        by: str,
+        reason: str,
+        selection: str | None = None,
+    ) -> builtins.list[cat.QuarantineRecord]:
+        """Discard several entries in one decision: all of them, or none if any is not held.
+        ``selection`` (how they were chosen, e.g. a filter) is recorded beside the reason."""
         if not reason.strip():
             raise ConflictError("dropping quarantined rows needs a reason (--reason)")
+        resolution: dict[str, Any] = {"reason": reason}
+        if selection:
+            resolution["selection"] = selection
         with self.store.write() as conn:
-            cat.resolve_quarantine(
-                conn, entry_id, status="dropped", by=by, resolution={"reason": reason}
-            )
-            return cat.get_quarantine(conn, entry_id)
+            for entry_id in entry_ids:
+                cat.resolve_quarantine(
+                    conn, entry_id, status="dropped", by=by, resolution=resolution
+                )
+            return [cat.get_quarantine(conn, e) for e in entry_ids]
 
     def _input(self, view: QuarantineView) -> tuple[bytes, str, Positions | None]:
         """The entry's records as a file to ingest again, and where each came from."""
@@ -144,6 +203,27 @@ class Quarantine:
             return text.encode(), "csv", positions
         # JSON Lines keep their lines; Parquet rows were kept as JSON objects.
         return ("\n".join(raws) + "\n").encode(), "jsonl", positions
+
+
+def _accepted(entry: cat.QuarantineRecord, accept: Collection[str]) -> frozenset[str]:
+    """The checks a release may waive: those that held this entry."""
+    wanted = frozenset(accept)
+    unknown = sorted(wanted - set(ACCEPTABLE))
+    if unknown:
+        raise UsageError(
+            f"cannot accept {', '.join(unknown)}: only the batch checks "
+            f"{', '.join(sorted(ACCEPTABLE))} can be accepted",
+            details={"accept": unknown},
+        )
+    held_for = {r["code"] for r in entry.reasons if not r.get("also")}
+    missing = sorted(wanted - held_for)
+    if missing:
+        raise UsageError(
+            f"quarantine entry {entry.id} is not held for {', '.join(missing)} "
+            f"(it is held for: {', '.join(sorted(held_for))})",
+            details={"quarantine": entry.id, "accept": missing},
+        )
+    return wanted
 
 
 def _count(data: bytes, fmt: str) -> int:

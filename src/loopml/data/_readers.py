@@ -169,6 +169,8 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
             table = _replace(table, name, decoded.array)
     outcome.table = table
 
+    # A CSV row's text needs its header to be parsed again on release.
+    outcome.header = _first_line(buf, opts.encoding) if opts.header else None
     if opts.newlines_in_values:
         # A record may span lines, so line numbers cannot be recovered from newlines.
         outcome.rows_read += len(invalid)
@@ -178,6 +180,7 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
             )
             for _, text, exp, act in invalid
         ]
+        outcome.raw_row = _record_locator(buf, opts, len(names), table)
         return outcome
 
     # Line positions are found only when some row needs its line (a scan of the whole file).
@@ -206,7 +209,6 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
                 )
             )
         outcome.rows_read += len(outcome.rejected)
-    outcome.header = _first_line(buf, opts.encoding) if opts.header else None
     outcome.raw_row = _text_locator(lines or index, table)
     return outcome
 
@@ -253,6 +255,43 @@ def _text_locator(
         return Located(
             picked + 1, index.record_ordinal(picked), [index.text(int(i)) for i in picked]
         )
+
+    return locate
+
+
+def _record_locator(
+    buf: pa.Buffer, opts: CsvOptions, n_fields: int, table: pa.Table
+) -> Callable[[np.ndarray], Located]:
+    """Where rows came from when quoted values may span lines: a quote-aware pass over the file
+    (only when some row needs its text) gives each record's lines and original text, so a
+    quarantined row keeps its CSV text and can be parsed again on release."""
+
+    def locate(rows: np.ndarray) -> Located:
+        import csv
+        import io
+
+        text = buf.to_pybytes().decode(opts.encoding, "backslashreplace")
+        lines = [line + "\n" for line in text.split("\n")]  # as csv counts them: LF only
+        reader = csv.reader(
+            io.StringIO(text, newline=""),
+            delimiter=opts.delimiter,
+            quotechar=opts.quote_char,
+            strict=False,
+        )
+        first: list[int] = []
+        texts: list[str] = []
+        done = 0
+        for k, record in enumerate(reader):
+            start, done = done, reader.line_num
+            if (k == 0 and opts.header) or not record or len(record) != n_fields:
+                continue  # the header, a blank line, a record the parser rejected
+            first.append(start)
+            texts.append("".join(lines[start:done]).rstrip("\r\n"))
+        if len(first) != table.num_rows:
+            # The two parsers disagree: keep the values instead.
+            return Located(None, rows + 1, _rows_as_json(table, rows))
+        picked = np.asarray(first, dtype=np.int64)[rows]
+        return Located(picked + 1, rows + 1, [texts[int(i)] for i in rows])
 
     return locate
 

@@ -285,6 +285,32 @@ class OnlineFeatures:
         self.store.merge_tiles(w.table, writes, merge_tile, mark=(mark, "1"))
         return len(writes)
 
+    def apply_batch(self, source: str, batch: str, rows: pa.Table) -> tuple[int, int]:
+        """Bring the store up to date with one landed batch of ``source``: its events folded
+        into the window tiles (once: a mark per batch) and its newest row per entity into the
+        lookups (the newest value wins, so repeating it is harmless). Returns (tiles, lookup
+        values written)."""
+        windows = [w for w in self.fs.windows.values() if w.source == source]
+        lookups = [lk for lk in self.fs.lookups.values() if lk.source == source]
+        tiles = written = 0
+        if not windows and not lookups:
+            return 0, 0
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")  # as the lake's connections: UTC date parts
+            for w in windows:
+                tiles += self.materialize_tiles(con, w, batch, rows.select(w.source_columns()))
+            if lookups:
+                if "_batch" not in rows.column_names:
+                    rows = rows.append_column("_batch", pa.repeat(batch, rows.num_rows))
+                con.register("_landed", rows)
+                con.execute(f'CREATE VIEW "{source}" AS SELECT * FROM _landed')
+                for lk in lookups:
+                    written += self.materialize_lookup(con, lk)
+        finally:
+            con.close()
+        return tiles, written
+
 
 def lookup_rows(lk: Lookup, table: pa.Table) -> list[tuple[str, float, bytes]]:
     """Rows for ``put_latest``: (encoded key, ts in seconds, JSON of the features and ``_ts``)."""

@@ -10,8 +10,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy import select, update
 
-from loopml.data import Data, default_user
+from loopml.data import Data, IngestResult, OnlineRefresh, default_user
 from loopml.data import _catalog as cat
 from loopml.errors import SpecError, UsageError
 from loopml.features._definitions import FeatureSet, build_feature_set
@@ -20,6 +21,11 @@ from loopml.features._online import MARK_LOOKUP, OnlineFeatures
 from loopml.features._stream import StreamConsumer, publish, table_rows
 from loopml.spec import ProjectSpec
 from loopml.storage import EventLog, OnlineStore
+from loopml.storage import tables as t
+
+# In the metadata store: the snapshot the online store was last materialized to. Once there is
+# one, every landed batch is applied to the online store as it lands.
+MATERIALIZED = "online.materialized"
 
 
 class Features:
@@ -127,7 +133,62 @@ class Features:
             online.store.merge_tiles(lk.table, [], _keep, mark=(mark, snapshot))
             counts["lookups"][lk.name] = n
         del current
+        self._set_materialized(snapshot)
         return counts
+
+    def refresh_online(self, landed: IngestResult) -> OnlineRefresh | None:
+        """Apply a landed batch to the online store, if it has been materialized (before that,
+        say so: serving would answer lookups and windows from an empty store). None when no
+        feature reads the online store."""
+        if self.spec.features is None:
+            return None
+        f = self.spec.features
+        readers = {lk.source for lk in f.lookups.values()} | {w.source for w in f.windows.values()}
+        if landed.source not in readers:
+            return None  # no feature reads this source from the online store
+        if self._materialized() is None:
+            return OnlineRefresh(
+                "not_materialized",
+                message="the online store has never been materialized: lookups and windows "
+                "are served empty until `loopml features materialize` (after which every "
+                "landed batch keeps it current)",
+            )
+        if landed.batch_id is None or not landed.rows_accepted:
+            return OnlineRefresh("refreshed")
+        with self.data.store.read() as conn:
+            rec = cat.get_batch(conn, landed.batch_id)
+        if rec.lake_path is None:
+            return OnlineRefresh("refreshed")
+        try:
+            resolved = self._resolved()
+            if resolved is None:
+                return OnlineRefresh(
+                    "failed",
+                    message="a source of the features has no schema yet; "
+                    "run `loopml features materialize` once it has data",
+                )
+            _, online = resolved
+            rows = self.data.lake.read_parquet(rec.lake_path)
+            tiles, lookups = online.apply_batch(rec.source, rec.id, rows)
+        except Exception as exc:  # noqa: BLE001 - the batch landed; say what did not follow
+            return OnlineRefresh(
+                "failed",
+                message=f"the online store was not brought up to date ({exc}); "
+                "`loopml features materialize` catches it up",
+            )
+        return OnlineRefresh("refreshed", tiles=tiles, lookups=lookups)
+
+    def _materialized(self) -> str | None:
+        with self.data.store.read() as conn:
+            return conn.execute(select(t.meta.c.value).where(t.meta.c.key == MATERIALIZED)).scalar()
+
+    def _set_materialized(self, snapshot: str) -> None:
+        with self.data.store.write() as conn:
+            done = conn.execute(
+                update(t.meta).where(t.meta.c.key == MATERIALIZED).values(value=snapshot)
+            )
+            if done.rowcount == 0:
+                conn.execute(t.meta.insert().values(key=MATERIALIZED, value=snapshot))
 
     def vector(self, request: dict[str, Any], *, at: Any = None) -> dict[str, Any]:
         """Every feature of one request, computed online."""

@@ -20,17 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
 
 from loopml.data import Data, IngestResult
-from loopml.data._ingest import IngestJob, ingest_buffer
+from loopml.data._ingest import IngestJob, Landed, ingest_buffer
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet
-from loopml.features._online import MARK_TILES, OnlineFeatures, lookup_rows
+from loopml.features._online import MARK_TILES, OnlineFeatures
 from loopml.storage import EventLog, id_order
 from loopml.storage import tables as t
 
@@ -171,6 +170,8 @@ class StreamConsumer:
             batch = result.landed.batch_id
             if result.landed.rows_accepted and batch is not None:
                 result.tiles, result.lookups = self._apply(batch)
+            elif result.landed.status == "held":
+                result.notes.append(_held_note(result.landed, len(fresh)))
         result.acked = self.log.ack(self.stream, self.group, [e.id for e in events])
         return result
 
@@ -206,7 +207,7 @@ class StreamConsumer:
         ).hexdigest()
         stream, group = self.stream, self.group
 
-        def record_offset(conn: Any, batch_id: str, entry: str | None) -> None:
+        def record_offset(conn: Any, landed: Landed) -> None:
             now = datetime.now(UTC)
             updated = conn.execute(
                 t.stream_offsets.update()
@@ -238,6 +239,9 @@ class StreamConsumer:
                 "first": first,
                 "last": last,
             },
+            # A micro-batch is as big as the events that happened to be waiting: batch checks
+            # (row count, null rate) are for delivered files.
+            delivery=False,
             on_commit=record_offset,
         )
         return ingest_buffer(self.data.store, self.data.lake, pa.py_buffer(body), job)
@@ -252,35 +256,11 @@ class StreamConsumer:
         resolved = self._resolved()
         if resolved is None:
             return 0, 0
-        fs, online = resolved
+        _, online = resolved
         rec = next(b for b in self.data.batches(self.source) if b.id == batch)
         if rec.lake_path is None:
             return 0, 0
-        rows = self.data.lake.read_parquet(rec.lake_path)
-        tiles = lookups = 0
-        con = duckdb.connect()
-        try:
-            for w in fs.windows.values():
-                if w.source == self.source:
-                    tiles += online.materialize_tiles(
-                        con, w, batch, rows.select(w.source_columns())
-                    )
-        finally:
-            con.close()
-        for lk in fs.lookups.values():
-            if lk.source != self.source:
-                continue
-            cols = list(dict.fromkeys(lk.source_keys + list(lk.columns.values())))
-            table = rows.select(cols)
-            ts = (
-                rows[lk.time_column]
-                if lk.time_column
-                else pa.nulls(rows.num_rows, pa.timestamp("us", tz="UTC"))
-            )
-            lookups += online.store.put_latest(
-                lk.table, lookup_rows(lk, table.append_column("_ts", ts))
-            )
-        return tiles, lookups
+        return online.apply_batch(self.source, batch, self.data.lake.read_parquet(rec.lake_path))
 
     def _apply_missing_tiles(self) -> None:
         """After a crash between landing and tiles: fold in landed stream batches not folded."""
@@ -299,3 +279,14 @@ class StreamConsumer:
                 for w in windows
             ):
                 self._apply(b.id)
+
+
+def _held_note(landed: IngestResult, events: int) -> str:
+    """A micro-batch held whole is said out loud: its events reach neither the lake nor the
+    online store until it is released."""
+    why = "; ".join(f"{r['code']}: {r['message']}" for r in landed.batch_reasons)
+    return (
+        f"micro-batch {landed.file} held whole in quarantine {landed.quarantine_id} ({why}): "
+        f"its {events} event{'s' if events != 1 else ''} reached neither the lake nor the "
+        f"online store; see `loopml quarantine show {landed.quarantine_id}`"
+    )

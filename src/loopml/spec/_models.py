@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import (
@@ -93,21 +93,30 @@ class SchemaPolicy(_Model):
 
 
 class CheckSpec(_Model):
-    """Row and batch checks beyond the schema."""
+    """Row and batch checks beyond the schema.
+
+    Batch checks (row count, null rate) compare a delivered file with the files delivered before
+    it; stream micro-batches and releases of quarantined rows are not deliveries and are neither
+    checked nor counted.
+    """
 
     max_future: Duration = Field(
         timedelta(days=1), description="Timestamps later than now plus this are quarantined."
     )
     not_before: UtcDatetime | None = Field(
-        datetime(1970, 1, 2, tzinfo=UTC),
-        description="Timestamps before this are quarantined (null disables the check).",
-    )
-    row_count_ratio: float = Field(
-        10.0,
-        ge=0,
+        None,
         description=(
-            "A batch whose row count is more than this many times above or below the median "
-            "of recent batches is quarantined whole (0 disables)."
+            "Timestamps before this are quarantined. Not set by default: historical data is "
+            "data; set it when older timestamps can only be errors (e.g. 1990-01-01)."
+        ),
+    )
+    row_count_ratio: float | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "auto: a file is held whole when it has more than 10 times the most, or less than "
+            "a tenth of the fewest, rows among the last `history_batches` files (the bounds "
+            "follow the source's own spread, seasons included). A number r: held when more "
+            "than r times above or below the median of those files. 0 disables."
         ),
     )
     null_rate_increase: float = Field(
@@ -115,12 +124,20 @@ class CheckSpec(_Model):
         ge=0,
         le=1,
         description=(
-            "A batch where a column's null rate exceeds its recent rate by more than this "
-            "(absolute) is quarantined whole (0 disables)."
+            "A file where a column's null rate exceeds its recent rate by more than this "
+            "(absolute), beyond chance for the file's size, is held whole (0 disables). Accept "
+            "a lasting change with `loopml quarantine release ID --accept-null-rate`."
         ),
     )
-    history_batches: int = Field(20, ge=1, description="Recent batches the batch checks use.")
-    min_history: int = Field(3, ge=1, description="Batch checks start after this many batches.")
+    history_batches: int = Field(20, ge=1, description="Recent files the batch checks use.")
+    min_history: int = Field(3, ge=1, description="Batch checks start after this many files.")
+
+    @field_validator("row_count_ratio")
+    @classmethod
+    def _ratio(cls, v: float | str) -> float | str:
+        if isinstance(v, float | int) and v != 0 and not v >= 1:
+            raise ValueError("row_count_ratio must be auto, 0 (off) or a number of at least 1")
+        return v
 
 
 class CsvOptions(_Model):

@@ -39,7 +39,12 @@ def _schema(*names: str) -> Schema:
     return Schema(columns=[ColumnSchema(name=n, type="int64") for n in names])
 
 
-def _pending(store: SqlMetadataStore, source: str = "s", content: str = "h1") -> str:
+def _pending(
+    store: SqlMetadataStore,
+    source: str = "s",
+    content: str = "h1",
+    origin: dict[str, Any] | None = None,
+) -> str:
     batch_id = new_id("b")
     with store.write() as conn:
         cat.ensure_source(conn, source, format="csv", declared=True, config={})
@@ -50,13 +55,18 @@ def _pending(store: SqlMetadataStore, source: str = "s", content: str = "h1") ->
             content_hash=content,
             file="f.csv",
             format="csv",
-            origin={"kind": "file"},
+            origin=origin or {"kind": "file"},
             owner="host|1|1",
         )
     return batch_id
 
 
-def _commit(store: SqlMetadataStore, batch_id: str, rows: int = 10) -> None:
+def _commit(
+    store: SqlMetadataStore,
+    batch_id: str,
+    rows: int = 10,
+    stats: dict[str, Any] | None = None,
+) -> None:
     with store.write() as conn:
         cat.commit_batch(
             conn,
@@ -66,7 +76,7 @@ def _commit(store: SqlMetadataStore, batch_id: str, rows: int = 10) -> None:
             rows_quarantined=0,
             schema_version=1,
             lake_path=f"s/_batch={batch_id}/data.parquet",
-            stats={"rows": rows, "parsed": rows, "nulls": {"a": 1}},
+            stats=stats or {"rows": rows, "parsed": rows, "nulls": {"a": 1}},
             warnings=[],
         )
 
@@ -145,6 +155,22 @@ class MetadataStoreContract:
         assert [x.id for x in pending] == [b]
         assert committed[0].rows_accepted == 5 and committed[0].committed_at is not None
         assert stats == [{"rows": 5, "parsed": 5, "nulls": {"a": 1}}]
+
+    def test_batch_checks_history_is_delivered_files(self, store: SqlMetadataStore) -> None:
+        """Newest first, files only: a stream micro-batch or a release of rows (marked, or
+        from before the mark by its origin) is not the history of a file."""
+        legacy = _pending(store, content="legacy")
+        _commit(store, legacy, rows=7)
+        stream = _pending(store, content="stream", origin={"kind": "stream"})
+        _commit(store, stream, rows=2)
+        rows = {"parsed": 1, "nulls": {}}
+        marked = _pending(store, content="marked", origin={"kind": "stream"})
+        _commit(store, marked, stats={"rows": 1, **rows, "delivery": False})
+        whole = _pending(store, content="whole", origin={"kind": "release", "whole": True})
+        _commit(store, whole, stats={"rows": 9, **rows, "delivery": True})
+        with store.read() as conn:
+            assert [s["rows"] for s in cat.recent_stats(conn, "s", 10)] == [9, 7]
+            assert [s["rows"] for s in cat.recent_stats(conn, "s", 1)] == [9]
 
     def test_schema_versions(self, store: SqlMetadataStore) -> None:
         with store.write() as conn:

@@ -121,10 +121,11 @@ def test_quarantine_schema_and_data_commands(
     code, out, _ = run(capsys, "schema", "versions", "flights", "-p", p, "--json")
     assert [v["status"] for v in json.loads(out)] == ["superseded", "active"]
 
-    # Accepting re-checked every held entry: the bad distance is still bad, in a new entry.
+    # Accepting re-checked every held entry: the bad distance is still bad, and as nothing of
+    # its entry landed, the entry stays held as it was (no new entry for the same row).
     code, out, _ = run(capsys, "quarantine", "list", "-p", p, "--json")
     (residual,) = json.loads(out)
-    assert residual["rows"] == 1 and residual["id"] != rows_entry["id"]
+    assert residual["rows"] == 1 and residual["id"] == rows_entry["id"]
     code, out, _ = run(
         capsys, "quarantine", "drop", residual["id"], "--reason", "bad meter", "-p", p
     )
@@ -185,3 +186,87 @@ def test_export_and_release_fixed(
         capsys, "quarantine", "release", entry, "--fixed", str(fix), "-p", p, "--json"
     )
     assert code == 0 and json.loads(out)["rows_accepted"] == 1
+
+
+SMALL_SPEC = "project: t\nsources:\n  s: {format: csv, timestamp: t}\n"
+
+
+def small_file(path: Path, day: int, n: int) -> Path:
+    rows = [f"2024-03-{day:02d}T{i // 60:02d}:{i % 60:02d}:00Z,k{i},{i}" for i in range(n)]
+    path.write_text("\n".join(["t,k,v", *rows]) + "\n")
+    return path
+
+
+def test_ingest_prints_its_checks_and_names_files_ingested_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "loopml.yaml").write_text(SMALL_SPEC)
+    p = str(tmp_path)
+    a = small_file(tmp_path / "a.csv", 1, 50)
+    code, out, _ = run(capsys, "ingest", "s", str(a), str(a), "-p", p, "--json")
+    summary = json.loads(out)
+    assert code == 0 and "duplicates" not in summary
+    assert summary["files_already_ingested"] == 1 and summary["rows_read"] == 50
+    assert [c["check"] for c in summary["checks"]] == [
+        "row_count",
+        "null_rate",
+        "future_timestamp",
+        "timestamp_floor",
+    ]
+    for day in (2, 3, 4):
+        run(
+            capsys, "ingest", "s", str(small_file(tmp_path / f"d{day}.csv", day, 40 + day)), "-p", p
+        )
+    code, out, _ = run(
+        capsys, "ingest", "s", str(small_file(tmp_path / "e.csv", 5, 30)), str(a), "-p", p
+    )
+    assert code == 0
+    assert "row count: 4.2 to 500 (auto: 10x beyond the 42 to 50 rows of the last 4 files)" in out
+    assert "timestamps: no floor" in out
+    assert "1 file(s) ingested before (same content): skipped" in out
+
+
+def test_release_accept_and_drop_a_selection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "loopml.yaml").write_text(SMALL_SPEC)
+    p = str(tmp_path)
+    for day in (1, 2, 3):
+        run(capsys, "ingest", "s", str(small_file(tmp_path / f"d{day}.csv", day, 200)), "-p", p)
+    held = []
+    for day in (4, 5, 6):
+        code, out, _ = run(
+            capsys,
+            "ingest",
+            "s",
+            str(small_file(tmp_path / f"t{day}.csv", day, 2)),
+            "-p",
+            p,
+            "--json",
+        )
+        assert code == 3
+        held.append(json.loads(out)["batches"][0]["quarantine_id"])
+    code, out, _ = run(capsys, "quarantine", "show", held[0], "-p", p)
+    assert f"release it with: loopml quarantine release {held[0]} --accept-row-count" in out
+    code, out, _ = run(capsys, "quarantine", "release", held[0], "-p", p)
+    assert code == 3 and f"{held[0]} stays held: 2 rows checked again, none landed" in out
+    assert f"loopml quarantine release {held[0]} --accept-row-count" in out
+    code, out, _ = run(capsys, "quarantine", "release", held[0], "--accept-row-count", "-p", p)
+    assert code == 0 and "2 landed" in out and "accepted its row count" in out
+    code, _, err = run(capsys, "quarantine", "release", held[1], "--accept-null-rate", "-p", p)
+    assert code == 2 and "not held for null_rate" in err
+
+    args = ["quarantine", "drop", "--all-held", "--code", "row_count", "--reason", "tests"]
+    code, out, err = run(capsys, *args, "-p", p)
+    assert code == 2 and "nothing dropped" in err and held[1] in out and held[2] in out
+    code, out, _ = run(capsys, *args, "--yes", "-p", p)
+    assert code == 0 and "dropped 2 entries (4 rows): tests" in out
+    code, out, _ = run(capsys, "quarantine", "list", "--status", "dropped", "-p", p, "--json")
+    dropped = json.loads(out)
+    assert {e["id"] for e in dropped} == set(held[1:])
+    assert dropped[0]["resolution"] == {
+        "reason": "tests",
+        "selection": "--all-held --code row_count",
+    }
+    code, _, err = run(capsys, "quarantine", "drop", "--reason", "x", "-p", p)
+    assert code == 2 and "--all-held" in err

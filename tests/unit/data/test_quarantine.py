@@ -116,3 +116,188 @@ def test_json_lines_and_parquet_rows_release(
     released = q.data.quarantine.release(r.quarantine_id, by="t")  # type: ignore[arg-type]
     assert released.rows_accepted == 1
     assert q.data.query("SELECT k FROM s ORDER BY k").column("k").to_pylist() == [1, 2, 3, 4, 5]
+
+
+# ------------------------------------------------------------------------ small and repeated
+
+SMALL = """\
+project: t
+sources:
+  s:
+    format: csv
+    timestamp: t
+    schema:
+      columns:
+        v: {max: 10}
+"""
+
+
+def rows_of(day: int, n: int, values: dict[int, str] | None = None) -> str:
+    lines = ["t,k,v"]
+    for i in range(n):
+        lines.append(
+            f"2024-03-{day:02d}T{i // 60:02d}:{i % 60:02d}:00Z,k{i},{(values or {}).get(i, '1')}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def small(make_project: Callable[..., Project], tmp_path: Path) -> Project:
+    """A source with four ordinary files of 200 rows: the batch checks have a history."""
+    p = make_project(SMALL)
+    for day in range(1, 5):
+        path = tmp_path / f"d{day}.csv"
+        path.write_text(rows_of(day, 200))
+        (r,) = p.data.ingest("s", [path])
+        assert r.status == "landed"
+    return p
+
+
+def reopen(p: Project, spec: str, make_project: Callable[..., Project]) -> Project:
+    return make_project(spec, folder=p.root.name)
+
+
+def test_release_of_five_fixed_rows_lands(
+    small: Project, tmp_path: Path, make_project: Callable[..., Project]
+) -> None:
+    path = tmp_path / "d5.csv"
+    path.write_text(rows_of(5, 200, {i: "50" for i in range(5)}))
+    (r,) = small.data.ingest("s", [path])
+    assert (r.rows_accepted, r.rows_quarantined) == (195, 5)
+    fixed = reopen(small, SMALL.replace("max: 10", "max: 100"), make_project)
+    released = fixed.data.quarantine.release(r.quarantine_id, by="t")  # type: ignore[arg-type]
+    # Five rows among 200-row files: no row-count check for rows already checked as a batch.
+    assert (released.status, released.rows_accepted, released.rows_quarantined) == ("landed", 5, 0)
+    assert fixed.data.quarantine.show(r.quarantine_id).entry.status == "released"  # type: ignore[arg-type]
+    assert fixed.data.query("SELECT count(*) AS n FROM s").to_pylist() == [{"n": 1000}]
+
+
+def test_a_release_held_again_keeps_its_entry_and_makes_no_new_one(
+    small: Project, tmp_path: Path
+) -> None:
+    path = tmp_path / "tiny.csv"
+    path.write_text(rows_of(6, 3))
+    (held,) = small.data.ingest("s", [path])
+    assert held.status == "held" and held.batch_reasons[0]["code"] == "row_count"
+    committed = [b.id for b in small.data.batches("s")]
+
+    again = small.data.quarantine.release(held.quarantine_id, by="t")  # type: ignore[arg-type]
+    assert again.status == "held" and again.rows_accepted == 0
+    assert again.quarantine_id == held.quarantine_id  # the same entry, still held
+    assert [b["code"] for b in again.batch_reasons] == ["row_count"]
+    entries = small.data.quarantine.list(source="s", status=None)
+    assert [(e.id, e.status) for e in entries] == [(held.quarantine_id, "held")]
+    assert [b.id for b in small.data.batches("s")] == committed  # no batch for the attempt
+
+    landed = small.data.quarantine.release(
+        held.quarantine_id,  # type: ignore[arg-type]
+        by="t",
+        accept=["row_count"],
+    )
+    assert (landed.status, landed.rows_accepted) == ("landed", 3)
+    entry = small.data.quarantine.show(held.quarantine_id).entry  # type: ignore[arg-type]
+    assert entry.status == "released" and entry.resolution is not None
+    assert entry.resolution["accepted"] == {"row_count": True}
+    assert entry.resolution["batch"] == landed.batch_id
+
+
+def test_a_release_that_lands_nothing_is_not_marked_released(
+    small: Project, tmp_path: Path
+) -> None:
+    path = tmp_path / "d5.csv"
+    path.write_text(rows_of(5, 200, {3: "50", 7: "oops"}))
+    (r,) = small.data.ingest("s", [path])
+    assert r.rows_quarantined == 2
+    again = small.data.quarantine.release(r.quarantine_id, by="t")  # type: ignore[arg-type]
+    assert (again.status, again.rows_read, again.rows_accepted, again.rows_quarantined) == (
+        "held",
+        2,
+        0,
+        2,
+    )
+    assert again.quarantine_id == r.quarantine_id and again.batch_id is None
+    (entry,) = small.data.quarantine.list(source="s", status=None)
+    assert (entry.id, entry.status, entry.resolution) == (r.quarantine_id, "held", None)
+    rows = small.data.quarantine.show(entry.id).rows.to_pylist()  # type: ignore[union-attr]
+    assert [(x["line"], x["reasons"][0]["code"]) for x in rows] == [
+        (5, "out_of_range"),
+        (9, "unparseable"),
+    ]
+
+
+def test_an_extra_field_row_keeps_its_reason_and_its_text(
+    small: Project, tmp_path: Path, make_project: Callable[..., Project]
+) -> None:
+    text = rows_of(6, 3).splitlines()
+    text[2] += ",surprise"
+    path = tmp_path / "tiny.csv"
+    path.write_text("\n".join(text) + "\n")
+    (held,) = small.data.ingest("s", [path])  # held whole (3 rows among 200-row files)
+    assert held.status == "held"
+    entry = small.data.quarantine.show(held.quarantine_id).entry  # type: ignore[arg-type]
+    also = [(x["code"], x["count"]) for x in entry.reasons if x.get("also")]
+    assert also == [("field_count", 1)]  # found in the held file too, not only later
+
+    again = small.data.quarantine.release(held.quarantine_id, by="t")  # type: ignore[arg-type]
+    assert again.status == "held"
+    out = tmp_path / "export.csv"
+    assert small.data.quarantine.export(held.quarantine_id, out) == 3  # type: ignore[arg-type]
+    assert text[2] in out.read_text().splitlines()  # the extra field is there, as it came
+
+    landed = small.data.quarantine.release(
+        held.quarantine_id,  # type: ignore[arg-type]
+        by="t",
+        accept=["row_count"],
+    )
+    assert (landed.rows_accepted, landed.rows_quarantined) == (2, 1)
+    (row,) = small.data.quarantine.show(landed.quarantine_id).rows.to_pylist()  # type: ignore[arg-type, union-attr]
+    assert [x["code"] for x in row["reasons"]] == ["field_count"]
+    assert row["raw"] == text[2] and row["line"] == 3 and row["file"] == str(path)
+
+
+def test_rows_of_a_source_with_newlines_in_values_release(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    spec = SMALL + "    csv: {newlines_in_values: true}\n"
+    p = make_project(spec)
+    (tmp_path / "a.csv").write_text(rows_of(1, 5))
+    p.data.ingest("s", [tmp_path / "a.csv"])
+    text = rows_of(2, 5, {1: "50"}).splitlines()
+    text[3] += ",surprise"
+    (tmp_path / "b.csv").write_text("\n".join(text) + "\n")
+    (r,) = p.data.ingest("s", [tmp_path / "b.csv"])
+    assert (r.rows_accepted, r.rows_quarantined) == (3, 2)
+    q = make_project(spec.replace("max: 10", "max: 100"), folder=p.root.name)
+    released = q.data.quarantine.release(r.quarantine_id, by="t")  # type: ignore[arg-type]
+    assert (released.rows_accepted, released.rows_quarantined) == (1, 1), released.batch_reasons
+    (row,) = q.data.quarantine.show(released.quarantine_id).rows.to_pylist()  # type: ignore[arg-type, union-attr]
+    assert row["reasons"][0]["code"] == "field_count" and row["raw"] == text[3]
+
+
+# ----------------------------------------------------------------------------------- drop
+
+
+def test_drop_several_entries_or_a_filter_in_one_decision(small: Project, tmp_path: Path) -> None:
+    ids = []
+    for day in (6, 7, 8):
+        path = tmp_path / f"tiny{day}.csv"
+        path.write_text(rows_of(day, 2))
+        (r,) = small.data.ingest("s", [path])
+        ids.append(r.quarantine_id)
+    path = tmp_path / "d9.csv"
+    path.write_text(rows_of(9, 200, {0: "50"}))
+    (rows_entry,) = small.data.ingest("s", [path])
+
+    chosen = small.data.quarantine.select(source="s", code="row_count")
+    assert [e.id for e in chosen] == ids
+    with pytest.raises(NotFoundError, match="q_missing"):
+        small.data.quarantine.drop_many([ids[0], "q_missing"], by="me", reason="x")
+    assert all(e.status == "held" for e in small.data.quarantine.list(source="s"))  # all or none
+
+    dropped = small.data.quarantine.drop_many(
+        [e.id for e in chosen], by="me", reason="test files", selection="--code row_count"
+    )
+    assert [(d.id, d.status, d.rows) for d in dropped] == [(i, "dropped", 2) for i in ids]
+    assert dropped[0].resolution == {"reason": "test files", "selection": "--code row_count"}
+    (left,) = small.data.quarantine.list(source="s")
+    assert left.id == rows_entry.quarantine_id

@@ -115,3 +115,60 @@ def test_materialize_does_not_fold_stream_batches_twice(project: Project) -> Non
     counts = project.features.materialize()
     assert counts["tiles"]["user_trips"] == 0  # every batch was folded by the consumer
     assert window_values(project) == before
+
+
+def trips_file(tmp_path: Path, name: str, rows: list[tuple[int, str, str, float]]) -> Path:
+    """A trips CSV of (id, user, time, amount) rows."""
+    path = tmp_path / name
+    lines = ["id,user,t,amount,flag,done_at"]
+    lines += [f"{i},{u},{t},{a},false,{t}" for i, u, t, a in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_micro_batches_of_one_or_two_events_land_and_update_the_online_store(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    p = make_project(SPEC)
+    for name, text in (("profiles", PROFILES), ("users", USERS)):
+        (tmp_path / f"{name}.csv").write_text(text)
+        p.data.ingest(name, [tmp_path / f"{name}.csv"])
+    for day in (1, 2, 3):  # three ordinary files of 60 trips: the batch checks have a history
+        rows = [
+            (day * 100 + i, "z", f"2024-04-0{day}T{i // 6:02d}:{i % 6 * 10:02d}:00Z", 5.0)
+            for i in range(60)
+        ]
+        (r,) = p.data.ingest("trips", [trips_file(tmp_path, f"d{day}.csv", rows)])
+        assert r.status == "landed"
+    request = {"id": 1000, "user": "q", "t": "2024-05-02T10:30:00Z", "amount": 1}
+    consumer = p.features.consumer("trips", batch_size=100)
+
+    trip = {"id": 999, "user": "q", "t": "2024-05-02T10:00:00Z", "amount": 7, "flag": False}
+    p.features.publish("trips", [trip | {"done_at": trip["t"]}])
+    step = consumer.step()
+    assert step.landed is not None and step.landed.status == "landed", step.landed
+    assert step.tiles == 1
+    assert (p.features.vector(request)["n_1h"], p.features.vector(request)["total_1h"]) == (1, 7)
+
+    more = [
+        {"id": 997 - k, "user": "q", "t": f"2024-05-02T10:0{k + 1}:00Z", "amount": 1, "flag": True}
+        for k in range(2)
+    ]
+    p.features.publish("trips", [m | {"done_at": m["t"]} for m in more])
+    step = consumer.step()
+    assert step.landed is not None and step.landed.rows_accepted == 2
+    assert p.features.vector(request)["n_1h"] == 3
+    assert lake_count(p) == 180 + 3
+
+
+def test_a_held_micro_batch_is_said_not_to_reach_the_online_store(project: Project) -> None:
+    consumer = project.features.consumer("trips", batch_size=4)
+    consumer.run(max_idle_steps=1, block_ms=0)
+    odd = {"id": 50, "user": "a", "t": "2024-05-01T12:00:00Z", "amount": 1, "flag": False}
+    project.features.publish("trips", [odd | {"done_at": odd["t"], "gate": "B7"}])
+    step = consumer.step()
+    assert step.landed is not None and step.landed.status == "held"
+    assert step.landed.quarantine_id is not None
+    (note,) = step.notes
+    assert step.landed.quarantine_id in note and "schema_change" in note
+    assert "1 event" in note and "online store" in note
