@@ -1,4 +1,4 @@
-"""`loopml init`: a new project folder with a commented loopml.yaml."""
+"""`loopml init`: a new project folder with a commented loopml.yaml, or one drafted from a file."""
 
 from __future__ import annotations
 
@@ -21,19 +21,35 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing loopml.yaml.")] = False,
     json: JsonOpt = False,
 ) -> int:
-    """Create a project: a commented example loopml.yaml and its storage folders."""
-    from loopml._project import Project
+    """Create a project: a commented loopml.yaml and the JSON Schema it points editors at."""
+    from loopml._scaffold import write_project
+    from loopml.spec._template import SCHEMA_FILE
 
-    with Project.init(directory or project or Path("."), name=name, force=force) as created:
-        summary = {
-            "project": created.spec.project,
-            "root": str(created.root),
-            "spec": str(created.root / "loopml.yaml"),
-            "metadata": created.store.describe(),
-        }
+    root = (directory or project or Path(".")).resolve()
+    spec = write_project(root, name=name, force=force)
+    summary = {
+        "project": spec.project,
+        "root": str(root),
+        "spec": str(root / "loopml.yaml"),
+        "schema": str(root / SCHEMA_FILE),
+        "metadata": _where(spec.storage.metadata, root),
+    }
     if json:
         print_json(summary)
     else:
         out.print(f"created project {summary['project']} in {summary['root']}")
-        out.print(f"edit {summary['spec']}, then: loopml ingest SOURCE FILE")
+        out.print(f"wrote {summary['spec']} (a commented template) and {SCHEMA_FILE}")
+        out.print(
+            "next: declare your sources in loopml.yaml, or draft the whole file from a sample "
+            "with `loopml init --from FILE --force`; then `loopml ingest SOURCE FILE`"
+        )
     return 0
+
+
+def _where(config: object, root: Path) -> str:
+    """Where the metadata store will be, without credentials (it is created on first use)."""
+    path = getattr(config, "path", None)
+    if path is not None:
+        return f"sqlite:///{(root / path).resolve()}"
+    scheme, _, rest = str(getattr(config, "url", "")).partition("://")
+    return f"{scheme}://{rest.split('@')[-1]}"

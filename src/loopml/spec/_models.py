@@ -24,6 +24,7 @@ from loopml.spec._types import NAME_PATTERN, SOURCE_PATTERN, Duration, UtcDateti
 
 LogicalType = Literal["int64", "float64", "bool", "string", "timestamp", "date"]
 UnseenPolicy = Literal["warn", "quarantine"]
+Role = Literal["id"]
 Format = Literal["csv", "parquet", "jsonl"]
 
 
@@ -34,12 +35,37 @@ class _Model(BaseModel):
 class ColumnSpec(_Model):
     """What the user declares about one column; anything left out is inferred from data."""
 
-    type: LogicalType | None = Field(None, description="Logical type; inferred when omitted.")
-    nullable: bool | None = Field(None, description="Whether nulls are allowed.")
+    type: LogicalType | None = Field(
+        None,
+        description=(
+            "Logical type; inferred when omitted. Declared after data was ingested, it also "
+            "retypes the rows already in the lake (their values must convert)."
+        ),
+    )
+    role: Role | None = Field(
+        None,
+        description=(
+            "id: the column identifies something (a row, a customer, a name): it never gets "
+            "categories or an inferred range, and is not a model input unless named. Inferred "
+            "for columns named like identifiers or holding one distinct value per row."
+        ),
+    )
+    nullable: bool | None = Field(
+        None,
+        description=(
+            "Whether nulls are allowed (default: yes, except in the event time and the primary "
+            "key). Declare false to quarantine rows with a null here."
+        ),
+    )
     min: float | None = Field(None, description="Smallest allowed value (numbers).")
     max: float | None = Field(None, description="Largest allowed value (numbers).")
-    categories: list[str] | None = Field(
-        None, description="The allowed values of a categorical column."
+    categories: list[str] | Literal["open"] | None = Field(
+        None,
+        description=(
+            "The allowed values of a categorical column, or `open`: text whose values keep "
+            "growing (never checked against a list). Inferred only when the first batch shows "
+            "every value many times."
+        ),
     )
     unseen: UnseenPolicy | None = Field(
         None, description="What to do with a value outside `categories` (default: the source's)."
@@ -49,6 +75,10 @@ class ColumnSpec(_Model):
     def _bounds(self) -> ColumnSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.role == "id" and isinstance(self.categories, list):
+            raise ValueError(
+                "an identifier (role: id) has no list of categories; drop one of the two"
+            )
         return self
 
 
