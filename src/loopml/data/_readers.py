@@ -61,6 +61,7 @@ class ReadOutcome:
     rejected: list[Rejected] = field(default_factory=list)
     widened: dict[str, str] = field(default_factory=dict)
     new_columns: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
+    typed: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)  # untyped columns' first
     absent_columns: list[str] = field(default_factory=list)
     header: str | None = None
     raw_row: Callable[[np.ndarray], Located] | None = None
@@ -110,7 +111,8 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise Unreadable(f"the header repeats column names: {', '.join(dup)}")
-    known = {c.name: c.arrow_type for c in schema.columns} if schema else {}
+    # An untyped column (no value seen yet) is left to Arrow's inference.
+    known = {c.name: c.arrow_type for c in schema.columns if c.type != "null"} if schema else {}
     overrides: dict[str, pa.DataType] = {}
     invalid: list[tuple[int | None, str, int, int]] = []
 
@@ -264,7 +266,11 @@ def _read_jsonl(buf: pa.Buffer, schema: Schema | None) -> ReadOutcome:
     if buf.size == 0:
         raise Unreadable("the file is empty")
     lines = LineIndex(buf, header_lines=0)
-    explicit = schema.arrow_schema() if schema else None
+    explicit = (
+        pa.schema([f for f in schema.arrow_schema() if not pa.types.is_null(f.type)])
+        if schema
+        else None
+    )
     try:
         table = pajson.read_json(
             pa.BufferReader(buf),
@@ -394,6 +400,12 @@ def _conform(outcome: ReadOutcome, schema: Schema | None) -> None:
             outcome.absent_columns.append(col.name)
             continue
         arr = table.column(col.name)
+        if col.type == "null":
+            if arr.null_count < len(arr):
+                outcome.typed[col.name] = from_arrow(arr.type, col.name)
+            else:
+                table = _replace(table, col.name, pa.chunked_array([pa.nulls(len(arr))]))
+            continue
         if arr.type.equals(col.arrow_type):
             continue
         coerced = coerce(arr, col.arrow_type)

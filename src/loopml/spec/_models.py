@@ -117,6 +117,15 @@ class SchemaPolicy(_Model):
     max_categories: int = Field(
         1000, ge=0, description="A string column with more distinct values is not categorical."
     )
+    min_rows_per_category: int = Field(
+        10,
+        ge=1,
+        description=(
+            "A string column is inferred categorical only when the first batch shows every one "
+            "of its values at least this many times (and no new value in the batch's later "
+            "half); otherwise it is plain text, and unseen values are never warned about."
+        ),
+    )
     columns: dict[str, ColumnSpec] = Field(
         default_factory=dict, description="Per-column declarations that override inference."
     )
