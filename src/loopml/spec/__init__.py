@@ -1,7 +1,7 @@
 """The project spec, ``loopml.yaml``, as pydantic models.
 
->>> spec = parse_spec("project: demo\\nsources:\\n  flights: {format: csv}\\n")
->>> spec.sources["flights"].schema_.on_change
+>>> spec = parse_spec("project: shop\\nsources:\\n  orders: {format: csv}\\n")
+>>> spec.sources["orders"].schema_.on_change
 'hold'
 """
 

@@ -176,3 +176,37 @@ def test_iso_durations_are_read_too() -> None:
     for bad in ("P", "PT", "P1DT", "1 day"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+WINDOW_SPEC = """\
+project: x
+sources:
+  s: {format: csv, timestamp: t}
+entities:
+  who: [k]
+features:
+  event: {source: s}
+  request: [t, k]
+  windows:
+    recent:
+      source: s
+      entity: who
+      windows: [24h, 90m, 1d]
+      tile: 30m
+      aggregates: {n: count}
+"""
+
+
+def test_window_features_keep_the_users_spelling_of_the_window() -> None:
+    spec = parse_spec(WINDOW_SPEC.replace("[24h, 90m, 1d]", "[24h, 90m, 2w]"))
+    assert spec.features is not None
+    assert spec.features.all_names() == ["t", "k", "recent_n_24h", "recent_n_90m", "recent_n_2w"]
+    # The spelling survives a round trip through the spec's JSON form.
+    dumped = spec.features.model_dump(mode="json")
+    assert dumped["windows"]["recent"]["windows"] == ["24h", "90m", "2w"]
+
+
+def test_two_spellings_of_one_window_are_refused() -> None:
+    err = error_of(WINDOW_SPEC)
+    assert err.details["key"] == "features.windows.recent"
+    assert "24h and 1d are the same length" in err.message
