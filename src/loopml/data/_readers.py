@@ -120,10 +120,13 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
         invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
         return "skip"
 
+    # With a header, declared names replace the header's (which is then skipped).
+    renamed = opts.header and opts.column_names is not None
     read_opts = pacsv.ReadOptions(
         use_threads=True,
         block_size=1 << 22,
-        column_names=None if opts.header else opts.column_names,
+        column_names=opts.column_names if renamed or not opts.header else None,
+        skip_rows=1 if renamed else 0,
         encoding=opts.encoding,
     )
     parse_opts = pacsv.ParseOptions(
@@ -223,6 +226,18 @@ def _csv_header(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
         if not opts.column_names:
             raise Unreadable("csv.header is false but csv.column_names is not set")
         return list(opts.column_names)
+    header = _header_names(buf, opts)
+    if opts.column_names is None:
+        return header
+    if len(opts.column_names) != len(header):
+        raise Unreadable(
+            f"csv.column_names has {len(opts.column_names)} names, the header has "
+            f"{len(header)} columns: {', '.join(map(repr, header))}"
+        )
+    return list(opts.column_names)
+
+
+def _header_names(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
     data = np.frombuffer(buf, dtype=np.uint8)
     newline = np.flatnonzero(data[: 1 << 20] == 10)
     end = int(newline[0]) + 1 if len(newline) else min(buf.size, 1 << 20)

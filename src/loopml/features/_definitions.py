@@ -333,6 +333,17 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
     vector = fs.vector or [
         n for n, f in features.items() if f.type not in ("timestamp", "duration")
     ]
+    if label is not None and label.expr.columns and set(label.expr.columns) <= set(vector):
+        # A label computed from the model's own inputs is handed to the model: every score
+        # would look perfect and every prediction would be made with the answer unknown.
+        read = ", ".join(sorted(label.expr.columns))
+        raise _fail(
+            label.name,
+            "features.label.expr",
+            f"the label is computed only from model inputs ({read}): the model would be given "
+            f"the answer. Remove {read} from features.request (they are outcomes, known after "
+            "the event), or leave them out of features.vector",
+        )
     payload = {
         "entities": {k: v.model_dump(mode="json") for k, v in sorted(spec.entities.items())},
         "features": fs.model_dump(mode="json", by_alias=True),

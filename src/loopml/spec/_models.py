@@ -168,7 +168,13 @@ class CsvOptions(_Model):
     delimiter: str = Field(",", min_length=1, max_length=1)
     quote_char: str = Field('"', min_length=1, max_length=1)
     header: bool = True
-    column_names: list[str] | None = Field(None, description="Names when there is no header.")
+    column_names: list[str] | None = Field(
+        None,
+        description=(
+            "The columns' names, in file order: without a header, the names; with one, they "
+            "replace the header's (to name an unnamed first column, say)."
+        ),
+    )
     null_values: list[str] = Field(
         default_factory=lambda: ["", "NA", "N/A", "NULL", "null", "None"],
         description="Strings read as null. `NaN` is not among them: it is a float, and checked.",

@@ -9,12 +9,11 @@ from __future__ import annotations
 SCHEMA_FILE = ".loopml/spec.schema.json"
 
 SCHEMA_COMMENT = f"""\
-# Every key is documented in the JSON Schema that `loopml spec json-schema` prints; loopml init
-# wrote it to {SCHEMA_FILE} (refresh it after an upgrade with
-# `loopml spec json-schema --out {SCHEMA_FILE}`). Editors with YAML support read this line:
+# Every key is documented in the JSON Schema that `loopml spec json-schema` prints. loopml init
+# wrote it to {SCHEMA_FILE}; refresh it after an upgrade with
+# `loopml spec json-schema --out {SCHEMA_FILE}`. Editors' YAML support reads this line:
 # yaml-language-server: $schema={SCHEMA_FILE}
 """
-
 STORAGE = """\
 # Where each storage role lives. Relative paths are relative to this folder.
 # The embedded defaults need no server; switch a role to a server by URL.

@@ -140,3 +140,19 @@ def test_a_training_set_before_any_data_says_to_ingest_first(
     p = make_project(DECLARED)
     with pytest.raises(UsageError, match=r"no rows of source .matches.*loopml ingest matches"):
         p.features.build()
+
+
+def test_a_label_computed_only_from_model_inputs_is_refused(
+    make_project: Callable[..., Project],
+) -> None:
+    leaky = DECLARED.replace(
+        "request: [date, home, away]", "request: [date, home, away, home_goals, away_goals]"
+    )
+    p = make_project(leaky)
+    with pytest.raises(SpecError) as info:
+        p.features.feature_set  # noqa: B018
+    assert info.value.details["key"] == "features.label.expr"
+    assert "away_goals, home_goals" in info.value.message and "the answer" in info.value.message
+    # Kept as request columns but out of the model's inputs, they are fine.
+    fine = leaky.replace("  label:", "  vector: [home, away, derby]\n  label:")
+    assert make_project(fine, folder="fine").features.feature_set.label is not None
