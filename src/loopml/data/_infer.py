@@ -69,12 +69,18 @@ def infer_schema(
     key = set(primary_key or [])
     if timestamp:
         key.add(timestamp)
-    ordered = table
-    if timestamp and timestamp in table.column_names and table.num_rows:
-        ordered = table.take(pc.sort_indices(table.column(timestamp)))
+    ordered: list[pa.Array] = []  # rows in event-time order, found once when first needed
+
+    def in_time_order(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+        if not timestamp or timestamp not in table.column_names:
+            return arr
+        if not ordered:
+            ordered.append(pc.sort_indices(table.column(timestamp)))
+        return arr.take(ordered[0])
+
     columns = []
     for name in table.column_names:
-        arr = ordered.column(name)
+        arr = table.column(name)
         type_, unit, tz = from_arrow(arr.type, name)
         col = ColumnSchema(name=name, type=type_, unit=unit, tz=tz, unseen=policy.unseen_categories)
         col.nullable = name not in key
@@ -83,14 +89,21 @@ def infer_schema(
             col.observed["values"] = 0
             columns.append(col)
             continue
-        if type_ in ("int64", "string") and _is_identifier(name, arr):
+        text = type_ == "string" and pa.types.is_string(arr.type)
+        if text:
+            col.observed["distinct"] = pc.count_distinct(arr).as_py()
+        if type_ in ("int64", "string") and _is_identifier(name, arr, col.observed.get("distinct")):
             col.role = "id"
         if type_ in ("int64", "float64"):
             _infer_range(col, arr, policy)
-        elif type_ == "string" and pa.types.is_string(arr.type):
-            col.observed["distinct"] = len(pc.unique(arr).drop_null())
-            if col.role is None:
-                _infer_categories(col, arr, policy)
+        elif text and col.role is None:
+            if col.observed["distinct"] > policy.max_categories:
+                col.observed["categories"] = (
+                    f"not inferred: {col.observed['distinct']} values, more than "
+                    f"schema.max_categories ({policy.max_categories})"
+                )
+            else:
+                _infer_categories(col, in_time_order(arr), policy)
         elif type_ in ("timestamp", "date"):
             mm = pc.min_max(arr)  # as text: a zoned timestamp's as_py() would import pandas
             col.observed["min"] = pc.cast(mm["min"], pa.string()).as_py()
@@ -100,21 +113,19 @@ def infer_schema(
     return apply_declarations(schema, policy)
 
 
-def _is_identifier(name: str, arr: pa.ChunkedArray) -> bool:
+def _is_identifier(name: str, arr: pa.ChunkedArray, distinct: int | None) -> bool:
     if identifier_by_name(name):
         return True
-    present = arr.drop_null()
-    n = len(present)
+    n = len(arr) - arr.null_count
     if n < _MIN_ROWS_FOR_VALUES:
         return False
-    distinct = len(pc.unique(present))
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        # One value per row (or nearly): ticket numbers, e-mails, free text.
+    if distinct is not None:
+        # Text with one value per row (or nearly): ticket numbers, e-mails, free text.
         return distinct >= 0.9 * n
-    mm = pc.min_max(present)
+    mm = pc.min_max(arr)
     lo, hi = mm["min"].as_py(), mm["max"].as_py()
-    # Consecutive integers, each once: a row number.
-    return distinct == n and hi - lo + 1 == n
+    # Consecutive integers, each once: a row number (the span is checked first: it is cheap).
+    return hi - lo + 1 == n and pc.count_distinct(arr).as_py() == n
 
 
 def _infer_range(col: ColumnSchema, arr: pa.ChunkedArray, policy: SchemaPolicy) -> None:
@@ -137,12 +148,6 @@ def _infer_range(col: ColumnSchema, arr: pa.ChunkedArray, policy: SchemaPolicy) 
 def _infer_categories(col: ColumnSchema, arr: pa.ChunkedArray, policy: SchemaPolicy) -> None:
     """Categories when the batch shows a closed domain; else the reason, in ``observed``."""
     distinct = col.observed["distinct"]
-    if distinct > policy.max_categories:
-        col.observed["categories"] = (
-            f"not inferred: {distinct} values, more than schema.max_categories "
-            f"({policy.max_categories})"
-        )
-        return
     encoded = pc.dictionary_encode(arr.combine_chunks())
     decl = policy.columns.get(col.name)
     if decl is not None and decl.unseen is not None and decl.categories is None:
@@ -162,8 +167,8 @@ def _infer_categories(col: ColumnSchema, arr: pa.ChunkedArray, policy: SchemaPol
             f"{policy.min_rows_per_category} times (schema.min_rows_per_category)"
         )
         return
-    _, first = np.unique(codes, return_index=True)
-    late = int((first >= len(codes) / 2).sum())
+    early = np.bincount(codes[: len(codes) // 2], minlength=len(counts)) > 0
+    late = int((~early & (counts > 0)).sum())
     if late:
         col.observed["categories"] = (
             f"not inferred: {late} of {distinct} values first appear in the later half of the "

@@ -254,6 +254,16 @@ class ProjectSpec(_Model):
                         f"features.{kind}.{name}: event_keys has {len(item.event_keys)} columns, "
                         f"entity {item.entity!r} has {len(entity.keys)}"
                     )
+        if self.model is not None:
+            names = f.all_names()
+            for key in ("features", "categorical"):
+                unknown = [n for n in getattr(self.model, key) or [] if n not in names]
+                if unknown:
+                    raise ValueError(
+                        f"model.{key}: {', '.join(map(repr, unknown))} "
+                        f"{'is not a feature' if len(unknown) == 1 else 'are not features'} "
+                        f"(features: {', '.join(names)})"
+                    )
         for name, window in f.windows.items():
             source = self.sources.get(window.source)
             if window.time is None and source is not None and source.timestamp is None:

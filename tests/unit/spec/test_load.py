@@ -210,3 +210,12 @@ def test_two_spellings_of_one_window_are_refused() -> None:
     err = error_of(WINDOW_SPEC)
     assert err.details["key"] == "features.windows.recent"
     assert "24h and 1d are the same length" in err.message
+
+
+def test_unknown_model_features_list_the_valid_names() -> None:
+    spec = (
+        WINDOW_SPEC.replace("[24h, 90m, 1d]", "[24h]") + "model:\n  name: m\n  features: [k, kk]\n"
+    )
+    err = error_of(spec)
+    assert err.details["key"] == "model.features"
+    assert "'kk' is not a feature (features: t, k, recent_n_24h)" in err.message
