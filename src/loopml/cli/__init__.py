@@ -35,7 +35,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "init": Command("loopml.cli.init:init", "Create a project: a commented loopml.yaml, or one drafted from your data file."),
     "ingest": Command("loopml.cli.ingest:ingest", "Ingest CSV, Parquet or JSON Lines files as batches of a source."),
-    "demo": Command("loopml.cli.demo:demo", "Run the end-to-end demo (needs `pip install 'loopml[demo]'`)."),
+    "demo": Command("loopml.cli.demo:demo", "Run the end-to-end demo (needs `pip install 'loopml\\[demo]'`)."),
     "train": Command("loopml.cli.models:train", "Train the model in loopml.yaml, evaluate it beside its baselines, register it."),
     "evaluate": Command("loopml.cli.models:evaluate", "The gate: compare a version with the champion on the same rows."),
     "serve": Command("loopml.cli.serve:serve", "Serve the champion over HTTP."),

