@@ -31,6 +31,7 @@ def check(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
         if spec.features.label is None:
             notes.append(
                 "features.label is not set: `loopml train` needs it (what the model predicts)"
+                + _placeholder(project)
             )
     if json:
         print_json(
@@ -50,6 +51,19 @@ def check(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
         for note in notes:
             out.print(f"note: {note}", style="yellow")
     return 0
+
+
+def _placeholder(project: Path) -> str:
+    """Where a drafted spec's label placeholder is, if it has one."""
+    path = project / "loopml.yaml" if project.is_dir() else project
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(lines, start=1):
+        if line.strip() == "# label:":
+            return f"; fill in the placeholder at {path.name}:{i}"
+    return ""
 
 
 def _check_features(project: Path, notes: list[str]) -> bool:

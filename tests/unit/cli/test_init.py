@@ -95,8 +95,10 @@ def test_init_from_a_csv_drafts_a_valid_spec_and_says_what_it_chose(
     # spec check passes on the untouched draft, naming the one thing left to decide.
     code, out, _ = run(capsys, "spec", "check", "-p", str(root), "--json")
     checked = json.loads(out)
+    line = text.splitlines().index("  # label:") + 1
     assert code == 0 and checked["notes"] == [
-        "features.label is not set: `loopml train` needs it (what the model predicts)"
+        "features.label is not set: `loopml train` needs it (what the model predicts); "
+        f"fill in the placeholder at loopml.yaml:{line}"
     ]
     assert checked["features_checked"] is True  # against the declared types, before any data
 
