@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loopml.data import Data, IngestResult, OnlineRefresh
-from loopml.errors import ConflictError, UsageError
-from loopml.spec import SPEC_FILE, ProjectSpec, example_spec, load_spec
+from loopml.spec import ProjectSpec, load_spec
 from loopml.storage import (
     ArtifactStore,
     EventLog,
@@ -147,17 +146,12 @@ class Project:
     def init(
         cls, path: str | Path = ".", *, name: str | None = None, force: bool = False
     ) -> Project:
-        """Create a project folder with a commented example ``loopml.yaml``, and open it."""
+        """Create a project folder with a commented template ``loopml.yaml`` (and the JSON
+        Schema it points editors at), and open it."""
+        from loopml._scaffold import write_project
+
         root = Path(path).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        spec_file = root / SPEC_FILE
-        if spec_file.exists() and not force:
-            raise ConflictError(
-                f"{spec_file} exists already; pass --force to overwrite it",
-                details={"file": str(spec_file)},
-            )
-        name = name or _name_from(root)
-        spec_file.write_text(example_spec(name), encoding="utf-8")
+        write_project(root, name=name, force=force)
         return cls.open(root)
 
     def close(self) -> None:
@@ -174,14 +168,3 @@ class Project:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _name_from(root: Path) -> str:
-    import re
-
-    name = re.sub(r"[^A-Za-z0-9_]", "_", root.name) or "project"
-    if not re.match(r"[A-Za-z_]", name):
-        name = "p_" + name
-    if len(name) > 63:
-        raise UsageError(f"cannot derive a project name from {root.name!r}: pass --name")
-    return name

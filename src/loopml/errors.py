@@ -22,10 +22,10 @@ HTTP status mapping lives in ``loopml.serving``, exit codes in ``loopml.cli``; t
 neither.
 
 >>> try:
-...     raise NotFoundError("no source 'flights'", details={"source": "flights"})
+...     raise NotFoundError("no source 'orders'", details={"source": "orders"})
 ... except LoopmlError as e:
 ...     print(e, e.code, e.details["source"])
-no source 'flights' not_found flights
+no source 'orders' not_found orders
 """
 
 from __future__ import annotations

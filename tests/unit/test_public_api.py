@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import loopml
-from loopml import data, features, sampling, spec, storage, testing
+from loopml import data, draft, features, sampling, spec, storage, testing
 
 
 def test_all_names_exist() -> None:
-    for module in (loopml, data, features, sampling, spec, storage, testing):
+    for module in (loopml, data, draft, features, sampling, spec, storage, testing):
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{module.__name__}.{name}"
     assert loopml.Project.open

@@ -1,17 +1,20 @@
-"""`loopml data sources | list | query | snapshot | snapshots | recover`."""
+"""`loopml data sources | list | query | snapshot | snapshots | recover | reset`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from loopml.cli._common import JsonOpt, ProjectOpt, open_project, out, print_json, table, when
 from loopml.errors import UsageError
 
+if TYPE_CHECKING:
+    from loopml.data import SourceReset
+
 app = typer.Typer(
-    help="The lake: sources, batches, snapshots and SQL over them.", no_args_is_help=True
+    help="The lake: sources, batches, snapshots, SQL over them, and reset.", no_args_is_help=True
 )
 
 
@@ -91,7 +94,7 @@ def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help='SQL for DuckDB; each source is a view, e.g. "SELECT count(*) FROM flights".'
+            help='SQL for DuckDB; each source is a view, e.g. "SELECT count(*) FROM orders".'
         ),
     ],
     snapshot: Annotated[
@@ -193,3 +196,63 @@ def recover(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
             + (": " + ", ".join(aborted) if aborted else "")
         )
     return 0
+
+
+@app.command("reset")
+def reset(
+    source: Annotated[str, typer.Argument(help="The source whose data to forget.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    project: ProjectOpt = Path("."),
+    json: JsonOpt = False,
+) -> int:
+    """Forget everything ingested into SOURCE, to ingest it again from scratch.
+
+    Its batches leave the lake, its held quarantine entries are dropped, its schema is retired
+    (the next file infers one anew, with loopml.yaml's declarations) and the online store's
+    values computed from it are deleted. The records stay, marked reset; snapshots that
+    included the batches can no longer be read. Asks first, showing what will go.
+    """
+    with open_project(project) as p:
+        plan = p.data.reset_plan(source)
+        if not json or not yes:
+            _show_reset(plan, "will remove")
+        if not yes and not typer.confirm(f"reset source {source}?", default=False, err=True):
+            raise typer.Abort()
+        done = p.data.reset(source)
+        online = p.features.forget_source(source) if p.spec.features is not None else []
+    if json:
+        print_json({**done.to_dict(), "online_tables_cleared": online})
+        return 0
+    out.print(
+        f"reset source {source}: {done.batches:,} batches ({done.rows_in_lake:,} rows) removed "
+        f"from the lake, {done.quarantine_entries:,} quarantine entries dropped, "
+        f"{done.schema_versions} schema versions retired"
+        + (f", online values of {', '.join(online)} cleared" if online else "")
+    )
+    out.print(f"the next `loopml ingest {source} FILE` infers its schema anew")
+    return 0
+
+
+def _show_reset(plan: SourceReset, verb: str) -> None:
+    def n(count: int, word: str) -> str:
+        if count == 1:
+            return f"1 {word}"
+        plural = (
+            word[:-1] + "ies"
+            if word.endswith("y")
+            else word + ("es" if word.endswith("ch") else "s")
+        )
+        return f"{count:,} {plural}"
+
+    out.print(
+        f"reset of source {plan.source} {verb}: {n(plan.batches, 'batch')} "
+        f"({n(plan.rows_in_lake, 'row')} in the lake), "
+        f"{n(plan.quarantine_entries, 'held quarantine entry')} ({n(plan.rows_held, 'row')}), "
+        f"{n(plan.schema_versions, 'schema version')}"
+    )
+    if plan.snapshots:
+        out.print(
+            f"{n(len(plan.snapshots), 'snapshot')} include these batches and will no longer be "
+            f"readable: {', '.join(plan.snapshots[:5])}"
+            + (" ..." if len(plan.snapshots) > 5 else "")
+        )

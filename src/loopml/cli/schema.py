@@ -36,7 +36,11 @@ def show(
     rows = []
     for c in s.columns:
         domain = ""
-        if c.categories is not None:
+        if c.role == "id":
+            domain = "identifier: no categories, no range"
+        elif c.type == "null":
+            domain = "no value yet: typed by its first values"
+        elif c.categories is not None:
             shown = ", ".join(c.categories[:8]) + (" ..." if len(c.categories) > 8 else "")
             domain = f"{len(c.categories)} categories ({shown}); unseen: {c.unseen}"
         elif c.min is not None or c.max is not None:
@@ -44,6 +48,10 @@ def show(
         observed = ""
         if "min" in c.observed:
             observed = f"{c.observed['min']} .. {c.observed['max']}"
+        elif "distinct" in c.observed:
+            observed = f"{c.observed['distinct']:,} distinct"
+        if "categories" in c.observed and c.categories is None:
+            observed += f"; categories {c.observed['categories']}"
         rows.append([c.name, c.type_name(), "yes" if c.nullable else "no", domain, observed])
     table(None, ["column", "type", "nullable", "allowed", "first batch"], rows)
     return 0

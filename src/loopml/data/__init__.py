@@ -10,11 +10,12 @@ from loopml.data._catalog import (
     SourceRecord,
 )
 from loopml.data._checks import MESSAGES as REASON_MESSAGES
-from loopml.data._data import Data, SchemaDiff, format_of
+from loopml.data._data import Data, SchemaDiff, SourceReset, format_of
+from loopml.data._infer import infer_schema
 from loopml.data._ingest import IngestResult, OnlineRefresh
 from loopml.data._lake import Lake
 from loopml.data._quarantine import Quarantine, QuarantineView, default_user
-from loopml.data._schema import ColumnSchema, Schema, SchemaChange, infer_schema
+from loopml.data._schema import ColumnSchema, Schema, SchemaChange
 
 __all__ = [
     "REASON_MESSAGES",
@@ -34,6 +35,7 @@ __all__ = [
     "SchemaVersion",
     "SnapshotRecord",
     "SourceRecord",
+    "SourceReset",
     "default_user",
     "format_of",
     "infer_schema",

@@ -4,6 +4,7 @@ transaction (``with store.write() as conn``)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -506,3 +507,56 @@ def list_snapshots(conn: Connection) -> list[SnapshotRecord]:
         )
         for r in rows
     ]
+
+
+# -------------------------------------------------------------------------------------- reset
+
+
+def snapshots_holding(conn: Connection, batch_ids: list[str]) -> list[str]:
+    """Ids of the snapshots that include any of ``batch_ids``, oldest first."""
+    if not batch_ids:
+        return []
+    rows = conn.execute(
+        select(t.snapshot_batches.c.snapshot_id, t.snapshots.c.created_at)
+        .join(t.snapshots, t.snapshots.c.id == t.snapshot_batches.c.snapshot_id)
+        .where(t.snapshot_batches.c.batch_id.in_(batch_ids))
+        .order_by(t.snapshots.c.created_at, t.snapshot_batches.c.snapshot_id)
+    ).all()
+    return list(dict.fromkeys(r[0] for r in rows))
+
+
+def reset_source(conn: Connection, source: str, *, by: str) -> None:
+    """Forget a source's data in the catalog: its committed batches become ``reset`` (kept for
+    the record and for the snapshots naming them), its held quarantine entries are dropped, and
+    its schema versions are retired, so that the next batch infers a schema anew."""
+    now = utcnow()
+    for b in list_batches(conn, source=source, status="committed"):
+        # The content hash must stop blocking a new ingest of the same file, and the column is
+        # unique among batches that are not aborted: a tombstone takes its place, the original
+        # stays in the batch's origin.
+        tombstone = hashlib.sha256(f"reset:{b.id}:{b.content_hash}".encode()).hexdigest()
+        reset = {"at": now.isoformat(), "by": by, "content_hash": b.content_hash,
+                 "lake_path": b.lake_path}  # fmt: skip
+        conn.execute(
+            update(t.batches)
+            .where(t.batches.c.id == b.id)
+            .values(
+                status="reset",
+                content_hash=tombstone,
+                lake_path=None,
+                origin={**(b.origin or {}), "reset": reset},
+            )
+        )
+    for entry in list_quarantine(conn, source=source, status="held"):
+        resolve_quarantine(
+            conn,
+            entry.id,
+            status="dropped",
+            by=by,
+            resolution={"reason": f"source {source} reset (loopml data reset)", "rows": entry.rows},
+        )
+    conn.execute(
+        update(t.schemas)
+        .where(and_(t.schemas.c.source == source, t.schemas.c.status.in_(["active", "proposed"])))
+        .values(status="reset", note=f"retired by loopml data reset ({now:%Y-%m-%d %H:%M} by {by})")
+    )

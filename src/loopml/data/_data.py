@@ -23,8 +23,8 @@ from loopml.data._ingest import (
 from loopml.data._lake import Lake
 from loopml.data._quarantine import Quarantine, default_user
 from loopml.data._readers import open_buffer
-from loopml.data._schema import apply_declarations, schema_diff
-from loopml.errors import NotFoundError, ReadError, SchemaError, UsageError
+from loopml.data._schema import Schema, apply_declarations, declared_schema, schema_diff
+from loopml.errors import ConflictError, NotFoundError, ReadError, SchemaError, UsageError
 from loopml.spec import ProjectSpec, SourceSpec, check_source_name
 from loopml.storage import FileStore, SqlMetadataStore
 
@@ -44,6 +44,22 @@ def format_of(path: str) -> str | None:
     """The format a file name implies (``.gz`` looked through), or None."""
     name = path.lower().removesuffix(".gz")
     return _FORMATS.get(os.path.splitext(name)[1])
+
+
+@dataclass(frozen=True)
+class SourceReset:
+    """What ``loopml data reset SOURCE`` removes (or removed): the counts a user confirms."""
+
+    source: str
+    batches: int  # committed batches, their files deleted
+    rows_in_lake: int
+    quarantine_entries: int  # held entries, dropped with their files
+    rows_held: int
+    schema_versions: int  # active and proposed versions, retired
+    snapshots: list[str]  # snapshots that include the batches: they no longer hold these rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,7 @@ class Data:
         self.spec = spec
         self.root = root
         self.store = store
-        self.lake = Lake(lake_files, store)
+        self.lake = Lake(lake_files, store, lambda source: self.source_spec(source).schema_)
         self._after_landing = after_landing
         self.quarantine = Quarantine(store, self.lake, self.source_spec, after_landing=self._landed)
 
@@ -277,6 +293,25 @@ class Data:
             details={"source": source},
         )
 
+    def schemas(self) -> dict[str, Schema]:
+        """Every source's schema as features see it: the active one with loopml.yaml's
+        declarations laid over it, or, for a source no data has reached yet, the columns whose
+        types loopml.yaml declares (sources with neither are left out)."""
+        with self.store.read() as conn:
+            registered = [s.name for s in cat.list_sources(conn)]
+            active = {n: cat.active_schema(conn, n) for n in registered}
+        out: dict[str, Schema] = {}
+        for name in sorted(set(registered) | set(self.spec.sources)):
+            spec = self.source_spec(name)
+            version = active.get(name)
+            if version is not None:
+                out[name] = apply_declarations(version.schema, spec.schema_)
+            else:
+                declared = declared_schema(spec)
+                if declared is not None:
+                    out[name] = declared
+        return out
+
     def schema_versions(self, source: str) -> list[cat.SchemaVersion]:
         self.source_spec(source)
         with self.store.read() as conn:
@@ -326,6 +361,53 @@ class Data:
             for entry in self.quarantine.list(source=source):
                 released.append(self.quarantine.release(entry.id, by=by))
         return proposed.version, released
+
+    # ---------------------------------------------------------------------------------- reset
+
+    def reset_plan(self, source: str) -> SourceReset:
+        """What :meth:`reset` would remove from ``source``, counted."""
+        self.source_spec(source)
+        with self.store.read() as conn:
+            batches = cat.list_batches(conn, source=source, status="committed")
+            held = cat.list_quarantine(conn, source=source, status="held")
+            versions = [
+                v for v in cat.schema_versions(conn, source) if v.status in ("active", "proposed")
+            ]
+            snapshots = cat.snapshots_holding(conn, [b.id for b in batches])
+        return SourceReset(
+            source=source,
+            batches=len(batches),
+            rows_in_lake=sum(b.rows_accepted or 0 for b in batches if b.lake_path),
+            quarantine_entries=len(held),
+            rows_held=sum(e.rows for e in held),
+            schema_versions=len(versions),
+            snapshots=snapshots,
+        )
+
+    def reset(self, source: str, *, by: str | None = None) -> SourceReset:
+        """Forget everything ingested into ``source``: its batches leave the lake, its held
+        quarantine entries are dropped, its schema is retired (the next file infers one anew,
+        with the declarations of loopml.yaml). The records stay, marked ``reset``; snapshots
+        that included the batches refuse to be read. Returns what was removed."""
+        by = by or default_user()
+        plan = self.reset_plan(source)
+        self.lake.recover(source)
+        with self.store.write() as conn:
+            pending = cat.list_batches(conn, source=source, status="pending")
+            if pending:
+                raise ConflictError(
+                    f"source {source!r} is being ingested right now (batch {pending[0].id} by "
+                    f"{pending[0].owner}); reset it when that is done",
+                    details={"source": source, "batch": pending[0].id},
+                )
+            batches = cat.list_batches(conn, source=source, status="committed")
+            cat.reset_source(conn, source, by=by)
+        # Files go after the commit: a crash in between leaves files no batch owns, which
+        # `recover` deletes.
+        for b in batches:
+            self.lake.remove_batch_files(source, b.id)
+        self.lake.recover(source)
+        return plan
 
     # ------------------------------------------------------------------------------ the lake
 

@@ -40,6 +40,7 @@ from loopml.data._batch_checks import (
     time_notes,
 )
 from loopml.data._checks import Findings, check_rows
+from loopml.data._infer import infer_schema
 from loopml.data._lake import Lake, batch_path, quarantine_dir
 from loopml.data._quarantined import Positions, quarantine_table, reason_counts
 from loopml.data._readers import ReadOutcome, Unreadable, read
@@ -48,7 +49,6 @@ from loopml.data._schema import (
     SchemaChange,
     apply_changes,
     apply_declarations,
-    infer_schema,
     merge_changes,
 )
 from loopml.errors import ConflictError
@@ -86,6 +86,9 @@ class IngestResult:
     quarantine_id: str | None = None
     schema_version: int | None = None
     schema_changes: list[str] = field(default_factory=list)
+    # Changes this batch asked of the schema that wait for `loopml schema accept` (the rows
+    # that need them are in quarantine, or were warned about).
+    proposed_changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     content_hash: str = ""
     checks: list[CheckNote] = field(default_factory=list)  # what the batch was compared with
@@ -259,10 +262,10 @@ def _process(
         schema = new_schema
     else:
         changes = _changes(outcome, schema)
-        lossless = policy.widen_numbers and all(_lossless(c) for c in changes)
+        lossless = all(_lossless(c, policy) for c in changes)
         if changes and (policy.on_change == "accept" or lossless):
             assert stored is not None
-            new_schema = apply_changes(stored, changes, outcome.new_columns)
+            new_schema = apply_changes(stored, changes, {**outcome.new_columns, **outcome.typed})
             schema = apply_declarations(new_schema, policy)
             outcome = read(buf, job.fmt, schema, spec.csv)
 
@@ -370,8 +373,10 @@ def _process(
                 note = "inferred from the first batch"
             elif policy.on_change == "accept":
                 note = "changes accepted on ingest (schema.on_change: accept)"
+            elif all(c.kind == "typed" for c in changes):
+                note = "empty columns typed by their first values"
             else:
-                note = "lossless numeric widening accepted on ingest (schema.widen_numbers)"
+                note = "lossless change accepted on ingest (schema.widen_numbers)"
             version = cat.add_schema(
                 conn,
                 job.source,
@@ -422,18 +427,23 @@ def _process(
         quarantine_id=entry_id,
         schema_version=version,
         schema_changes=[c.describe() for c in changes] if new_schema is not None else [],
+        proposed_changes=[c.describe() for c in proposal] if stored is not None else [],
         content_hash=job.content_hash,
         checks=notes,
         accepted=verdict.accepted,
     )
 
 
-def _lossless(change: SchemaChange) -> bool:
-    """A numeric widening that changes no value's meaning."""
-    return change.kind == "widen_type" and (change.old, change.new) in (
-        ("bool", "int64"),
-        ("bool", "float64"),
-        ("int64", "float64"),
+def _lossless(change: SchemaChange, policy: SchemaPolicy) -> bool:
+    """A change that alters no value landed so far: an untyped column's first type, or (with
+    ``schema.widen_numbers``) a numeric widening."""
+    if change.kind == "typed":
+        return True
+    return (
+        policy.widen_numbers
+        and change.kind == "widen_type"
+        and (change.old, change.new)
+        in (("bool", "int64"), ("bool", "float64"), ("int64", "float64"))
     )
 
 
@@ -472,6 +482,8 @@ def _changes(outcome: ReadOutcome, schema: Schema) -> list[SchemaChange]:
     for name, (type_, unit, tz) in outcome.new_columns.items():
         shown = f"timestamp[{unit}{', ' + tz if tz else ''}]" if type_ == "timestamp" else type_
         changes.append(SchemaChange(kind="new_column", column=name, new=shown))
+    for name, (type_, _, _) in outcome.typed.items():
+        changes.append(SchemaChange(kind="typed", column=name, old="null", new=type_))
     for name, wider in outcome.widened.items():
         col = schema.column(name)
         assert col is not None
@@ -604,6 +616,7 @@ def _hold_whole(
         batch_reasons=batch_reasons,
         quarantine_id=entry_id,
         schema_version=schema_version,
+        proposed_changes=[c.describe() for c in proposal[0]] if proposal else [],
         content_hash=job.content_hash,
         checks=notes or [],
     )

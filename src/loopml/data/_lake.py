@@ -13,7 +13,7 @@ A batch's files are written before its metadata commit; until that commit nothin
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loopml.data import _catalog as cat
-from loopml.errors import NotFoundError, UsageError
+from loopml.data._schema import ColumnSchema, apply_declarations
+from loopml.errors import ConflictError, NotFoundError, SchemaError, UsageError
+from loopml.spec import SchemaPolicy
 from loopml.storage import FileStore, SqlMetadataStore, new_id
 from loopml.storage._files import TMP_PREFIX
 from loopml.storage._owner import owner_alive
@@ -30,6 +32,14 @@ from loopml.storage._owner import owner_alive
 QUARANTINE_DIR = "_quarantine"
 BATCH_DIR = re.compile(r"^_batch=(b_[0-9a-z]+)$")
 STALE_AFTER = timedelta(hours=1)
+# Retyping a column in the lake's views is exact only from the text a file held, or as a
+# widening; the rest would invent text the files never had (leading zeros, formatting).
+_EXACT_RETYPES = {
+    ("int64", "float64"),
+    ("bool", "int64"),
+    ("bool", "float64"),
+    ("date", "timestamp"),
+}
 
 
 def fetch_arrow(result: duckdb.DuckDBPyRelation) -> pa.Table:
@@ -49,9 +59,17 @@ def quarantine_dir(source: str, batch_id: str) -> str:
 class Lake:
     """Reading and writing the lake, and snapshots of it."""
 
-    def __init__(self, files: FileStore, store: SqlMetadataStore) -> None:
+    def __init__(
+        self,
+        files: FileStore,
+        store: SqlMetadataStore,
+        policy_of: Callable[[str], SchemaPolicy] | None = None,
+    ) -> None:
         self.files = files
         self.store = store
+        # A source's declarations in loopml.yaml: types declared after ingestion retype views.
+        self.policy_of = policy_of
+        self._checked: set[tuple[str, ...]] = set()
 
     # ------------------------------------------------------------------------------ writing
 
@@ -137,12 +155,24 @@ class Lake:
             return cat.create_snapshot(conn, new_id("s"), ids, by=by, note=note)
 
     def batches(self, snapshot: str | None = None) -> list[cat.BatchRecord]:
-        """Batches with rows in the lake: all committed ones, or those of a snapshot."""
+        """Batches with rows in the lake: all committed ones, or those of a snapshot. A snapshot
+        that includes batches removed by ``loopml data reset`` is refused: it can no longer be
+        read as it was."""
         with self.store.read() as conn:
             committed = [b for b in cat.list_batches(conn) if b.lake_path]
             if snapshot is None:
                 return committed
             wanted = set(cat.get_snapshot(conn, snapshot).batch_ids)
+            gone = [b for b in cat.list_batches(conn, status="reset") if b.id in wanted]
+        if gone:
+            sources = sorted({b.source for b in gone})
+            when = gone[0].origin.get("reset", {}).get("at", "")[:16].replace("T", " ")
+            raise ConflictError(
+                f"snapshot {snapshot} includes {len(gone)} batches of {', '.join(sources)} that "
+                f"`loopml data reset` removed ({when}): it cannot be read as it was; take a new "
+                "snapshot (`loopml data snapshot`)",
+                details={"snapshot": snapshot, "sources": sources, "batches": len(gone)},
+            )
         return [b for b in committed if b.id in wanted]
 
     # -------------------------------------------------------------------------------- DuckDB
@@ -166,13 +196,82 @@ class Lake:
                 by_source.setdefault(b.source, []).append(self.files.uri(b.lake_path))
             for source, paths in by_source.items():
                 listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-                con.execute(
-                    f'CREATE VIEW "{source}" AS SELECT * FROM read_parquet([{listing}], '
-                    "union_by_name = true, hive_partitioning = true)"
-                )
+                scan = f"read_parquet([{listing}], union_by_name = true, hive_partitioning = true)"
+                casts = self._retypes(con, source, scan)
+                columns = "*"
+                if casts:
+                    columns += (
+                        " REPLACE ("
+                        + ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in casts.items())
+                        + ")"
+                    )
+                con.execute(f'CREATE VIEW "{source}" AS SELECT {columns} FROM {scan}')
             yield con
         finally:
             con.close()
+
+    def _retypes(self, con: duckdb.DuckDBPyConnection, source: str, scan: str) -> dict[str, str]:
+        """Columns whose type loopml.yaml declares differently from the one the lake's batches
+        were landed with: column -> the DuckDB type the view casts it to. Values that do not
+        convert, and conversions that cannot be exact, are a :class:`SchemaError` naming the
+        column and what to do."""
+        if self.policy_of is None:
+            return {}
+        with self.store.read() as conn:
+            active = cat.active_schema(conn, source)
+        if active is None:
+            return {}
+        policy = self.policy_of(source)
+        declared = apply_declarations(active.schema, policy)
+        casts: dict[str, str] = {}
+        for col in declared.columns:
+            landed = active.schema.column(col.name)
+            if landed is None or landed.type in (col.type, "null"):
+                continue
+            if landed.type != "string" and (landed.type, col.type) not in _EXACT_RETYPES:
+                raise SchemaError(
+                    f"source {source!r}: column '{col.name}' is declared {col.type} in "
+                    f"loopml.yaml, but the lake holds it as {landed.type}, and the files' "
+                    f"original text is not kept (leading zeros, formatting): run `loopml data "
+                    f"reset {source}` and ingest the files again, or remove the declaration",
+                    details={
+                        "source": source,
+                        "column": col.name,
+                        "declared": col.type,
+                        "landed": landed.type,
+                    },
+                )
+            casts[col.name] = _duckdb_type(col)
+            if landed.type == "string":
+                self._check_text(con, source, scan, col, casts[col.name])
+        return casts
+
+    def _check_text(
+        self, con: duckdb.DuckDBPyConnection, source: str, scan: str, col: ColumnSchema, to: str
+    ) -> None:
+        key = (source, scan, col.name, to)
+        if key in self._checked:  # the same batches were checked in this process already
+            return
+        name = col.name.replace('"', '""')
+        bad, example = con.execute(
+            f'SELECT count(*), any_value("{name}") FROM {scan} '
+            f'WHERE "{name}" IS NOT NULL AND TRY_CAST("{name}" AS {to}) IS NULL'
+        ).fetchone() or (0, None)
+        if bad:
+            raise SchemaError(
+                f"source {source!r}: column '{col.name}' is declared {col.type} in loopml.yaml, "
+                f"but {bad} rows in the lake hold text that is not {col.type} (e.g. "
+                f"{example!r}): fix the declaration, or run `loopml data reset {source}` and "
+                "ingest the files again (rows that do not fit then go to quarantine)",
+                details={
+                    "source": source,
+                    "column": col.name,
+                    "declared": col.type,
+                    "rows": int(bad),
+                    "example": example,
+                },
+            )
+        self._checked.add(key)
 
     def query(self, sql: str, snapshot: str | None = None) -> pa.Table:
         """Run SQL over the lake (each source is a view) and return an Arrow table."""
@@ -190,3 +289,18 @@ class Lake:
             if relation is None:  # a statement, not a query
                 return pa.table({})
             return fetch_arrow(relation)
+
+
+def _duckdb_type(col: ColumnSchema) -> str:
+    match col.type:
+        case "int64":
+            return "BIGINT"
+        case "float64":
+            return "DOUBLE"
+        case "bool":
+            return "BOOLEAN"
+        case "date":
+            return "DATE"
+        case "timestamp":
+            return "TIMESTAMPTZ" if col.tz else "TIMESTAMP"
+    return "VARCHAR"

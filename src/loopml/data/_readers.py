@@ -61,6 +61,7 @@ class ReadOutcome:
     rejected: list[Rejected] = field(default_factory=list)
     widened: dict[str, str] = field(default_factory=dict)
     new_columns: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
+    typed: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)  # untyped columns' first
     absent_columns: list[str] = field(default_factory=list)
     header: str | None = None
     raw_row: Callable[[np.ndarray], Located] | None = None
@@ -110,7 +111,8 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise Unreadable(f"the header repeats column names: {', '.join(dup)}")
-    known = {c.name: c.arrow_type for c in schema.columns} if schema else {}
+    # An untyped column (no value seen yet) is left to Arrow's inference.
+    known = {c.name: c.arrow_type for c in schema.columns if c.type != "null"} if schema else {}
     overrides: dict[str, pa.DataType] = {}
     invalid: list[tuple[int | None, str, int, int]] = []
 
@@ -118,10 +120,13 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
         invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
         return "skip"
 
+    # With a header, declared names replace the header's (which is then skipped).
+    renamed = opts.header and opts.column_names is not None
     read_opts = pacsv.ReadOptions(
         use_threads=True,
         block_size=1 << 22,
-        column_names=None if opts.header else opts.column_names,
+        column_names=opts.column_names if renamed or not opts.header else None,
+        skip_rows=1 if renamed else 0,
         encoding=opts.encoding,
     )
     parse_opts = pacsv.ParseOptions(
@@ -223,6 +228,18 @@ def _csv_header(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
         if not opts.column_names:
             raise Unreadable("csv.header is false but csv.column_names is not set")
         return list(opts.column_names)
+    header = _header_names(buf, opts)
+    if opts.column_names is None:
+        return header
+    if len(opts.column_names) != len(header):
+        raise Unreadable(
+            f"csv.column_names has {len(opts.column_names)} names, the header has "
+            f"{len(header)} columns: {', '.join(map(repr, header))}"
+        )
+    return list(opts.column_names)
+
+
+def _header_names(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
     data = np.frombuffer(buf, dtype=np.uint8)
     newline = np.flatnonzero(data[: 1 << 20] == 10)
     end = int(newline[0]) + 1 if len(newline) else min(buf.size, 1 << 20)
@@ -303,7 +320,11 @@ def _read_jsonl(buf: pa.Buffer, schema: Schema | None) -> ReadOutcome:
     if buf.size == 0:
         raise Unreadable("the file is empty")
     lines = LineIndex(buf, header_lines=0)
-    explicit = schema.arrow_schema() if schema else None
+    explicit = (
+        pa.schema([f for f in schema.arrow_schema() if not pa.types.is_null(f.type)])
+        if schema
+        else None
+    )
     try:
         table = pajson.read_json(
             pa.BufferReader(buf),
@@ -433,6 +454,12 @@ def _conform(outcome: ReadOutcome, schema: Schema | None) -> None:
             outcome.absent_columns.append(col.name)
             continue
         arr = table.column(col.name)
+        if col.type == "null":
+            if arr.null_count < len(arr):
+                outcome.typed[col.name] = from_arrow(arr.type, col.name)
+            else:
+                table = _replace(table, col.name, pa.chunked_array([pa.nulls(len(arr))]))
+            continue
         if arr.type.equals(col.arrow_type):
             continue
         coerced = coerce(arr, col.arrow_type)

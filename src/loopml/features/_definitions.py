@@ -157,20 +157,22 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
         if source not in schemas:
             known = ", ".join(sorted(schemas)) or "none yet"
             raise _fail(
-                feature, key, f"source {source!r} has no schema (ingest it first; sources: {known})"
+                feature,
+                key,
+                f"source {source!r} has no schema yet: ingest a file into it, or declare its "
+                f"columns' types in loopml.yaml (sources with one: {known})",
             )
         return schemas[source]
 
     event_schema = schema_of(fs.event.source, "event", "features.event.source")
-    event_columns = {c.name: _LOGICAL_TO_EXPR[c.type] for c in event_schema.columns}
+    event_columns = _types(event_schema)
     features: dict[str, Feature] = {}
     for name in fs.request:
         if name not in event_columns:
             raise _fail(
                 name,
                 "features.request",
-                f"not a column of the event source {fs.event.source!r}"
-                + _close(name, event_columns),
+                _no_column(fs.event.source, name, event_schema, event_columns),
             )
         features[name] = Feature(name, "request", event_columns[name])
 
@@ -178,16 +180,14 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
     for lname, lk in fs.lookups.items():
         key = f"features.lookups.{lname}"
         schema = schema_of(lk.source, lname, key)
-        types = {c.name: _LOGICAL_TO_EXPR[c.type] for c in schema.columns}
+        types = _types(schema)
         keys = spec.entities[lk.entity].keys
         event_keys = lk.event_keys or keys
         _check_keys(lname, key, keys, types, lk.source, event_keys, features)
         named = lk.named(lname)
         for fname, col in named.items():
             if col not in types:
-                raise _fail(
-                    fname, key, f"source {lk.source!r} has no column {col!r}" + _close(col, types)
-                )
+                raise _fail(fname, key, _no_column(lk.source, col, schema, types))
             features[fname] = Feature(fname, "lookup", types[col], group=lname)
         static = lk.static or schema.timestamp is None
         if static and lk.ttl is not None:
@@ -206,7 +206,7 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
     for wname, win in fs.windows.items():
         key = f"features.windows.{wname}"
         schema = schema_of(win.source, wname, key)
-        types = {c.name: _LOGICAL_TO_EXPR[c.type] for c in schema.columns}
+        types = _types(schema)
         keys = spec.entities[win.entity].keys
         event_keys = win.event_keys or keys
         _check_keys(wname, key, keys, types, win.source, event_keys, features)
@@ -226,11 +226,7 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
         for fname, (stem, agg, column, w) in win.named(wname).items():
             if column is not None:
                 if column not in types:
-                    raise _fail(
-                        fname,
-                        key,
-                        f"source {win.source!r} has no column {column!r}" + _close(column, types),
-                    )
+                    raise _fail(fname, key, _no_column(win.source, column, schema, types))
                 if agg in ("sum", "mean", "min", "max") and types[column] not in ("int", "float"):
                     raise _fail(
                         fname, key, f"{agg} needs a number, and {column!r} is {types[column]}"
@@ -310,6 +306,15 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
 
     label = None
     if fs.label is not None:
+        if fs.label.name in event_columns:
+            name = fs.label.name
+            raise _fail(
+                name,
+                "features.label.name",
+                f"the label is named like a column of the event source {fs.event.source!r} "
+                f"(column {name!r}); training sets hold both, so name the label differently, "
+                f"e.g. `name: {name}_label` (its expr can still read the column {name!r})",
+            )
         all_types = {**event_columns, **{n: f.type for n, f in features.items()}}
         lexpr = _compile(fs.label.expr, all_types, fs.label.name, "features.label.expr")
         avail = None
@@ -328,6 +333,17 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
     vector = fs.vector or [
         n for n, f in features.items() if f.type not in ("timestamp", "duration")
     ]
+    if label is not None and label.expr.columns and set(label.expr.columns) <= set(vector):
+        # A label computed from the model's own inputs is handed to the model: every score
+        # would look perfect and every prediction would be made with the answer unknown.
+        read = ", ".join(sorted(label.expr.columns))
+        raise _fail(
+            label.name,
+            "features.label.expr",
+            f"the label is computed only from model inputs ({read}): the model would be given "
+            f"the answer. Remove {read} from features.request (they are outcomes, known after "
+            "the event), or leave them out of features.vector",
+        )
     payload = {
         "entities": {k: v.model_dump(mode="json") for k, v in sorted(spec.entities.items())},
         "features": fs.model_dump(mode="json", by_alias=True),
@@ -348,6 +364,22 @@ def build_feature_set(spec: ProjectSpec, schemas: Mapping[str, Schema]) -> Featu
         definitions_hash=digest,
         event_columns=event_columns,
     )
+
+
+def _types(schema: Schema) -> dict[str, ExprType]:
+    """Column -> expression type; a column that has held no value yet has no type."""
+    return {c.name: _LOGICAL_TO_EXPR[c.type] for c in schema.columns if c.type != "null"}
+
+
+def _no_column(source: str, name: str, schema: Schema, types: Mapping[str, ExprType]) -> str:
+    col = schema.column(name)
+    if col is not None and col.type == "null":
+        return (
+            f"column {name!r} of source {source!r} has held no value yet, so it has no type: "
+            f"declare it in loopml.yaml (sources.{source}.schema.columns.{name}.type)"
+        )
+    where = "" if not schema.declared_only else " (no data yet: only its declared columns)"
+    return f"source {source!r} has no column {name!r}{where}" + _close(name, types)
 
 
 def _agg_type(agg: str, column_type: str) -> ExprType:
@@ -371,10 +403,20 @@ def _check_keys(
 ) -> None:
     for k in keys:
         if k not in types:
-            raise _fail(name, key, f"source {source!r} has no column {k!r} for the entity key")
+            raise _fail(
+                name,
+                key,
+                f"source {source!r} has no column {k!r} for the entity key" + _close(k, types),
+            )
     for k in event_keys:
         if k not in features or features[k].kind != "request":
-            raise _fail(name, key, f"the entity key {k!r} must be a request feature")
+            requested = [n for n, f in features.items() if f.kind == "request"]
+            raise _fail(
+                name,
+                key,
+                f"the entity key {k!r} must be a request feature (features.request: "
+                f"{', '.join(requested) or 'none'})",
+            )
 
 
 def _compile(text: str, types: Mapping[str, ExprType], name: str, key: str) -> Expression:
@@ -421,8 +463,14 @@ def _references(text: str) -> set[str]:
     return set(parse(text).columns())
 
 
-def _close(name: str, options: Mapping[str, object]) -> str:
+def _close(name: str, options: Mapping[str, object], what: str = "columns") -> str:
+    """' (did you mean X?)', or the valid names when none is close."""
     import difflib
 
     close = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if not options:
+        return ""
+    known = sorted(options)
+    return f" ({what}: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''})"

@@ -18,12 +18,12 @@ def compile_expression(text: str, types: Mapping[str, ExprType]) -> Expression:
     """Parse and type-check ``text`` against the column ``types``; raise
     :class:`~loopml.errors.ExpressionError` naming what is wrong and where.
 
-    >>> e = compile_expression("if(dep_delay > 15, 'late', carrier)", {"dep_delay": "int",
-    ...                        "carrier": "string"})
+    >>> e = compile_expression("if(amount > 100, 'large', country)", {"amount": "int",
+    ...                        "country": "string"})
     >>> e.type, sorted(e.columns)
-    ('string', ['carrier', 'dep_delay'])
-    >>> e.row({"dep_delay": 20, "carrier": "UA"}), e.row({"dep_delay": None, "carrier": "UA"})
-    ('late', 'UA')
+    ('string', ['amount', 'country'])
+    >>> e.row({"amount": 250, "country": "FR"}), e.row({"amount": None, "country": "FR"})
+    ('large', 'FR')
     """
     tree = parse(text)
     typed = check(tree, types, text)

@@ -23,11 +23,11 @@ def _part(v: Any) -> str:
 
 
 def encode_key(values: Sequence[Any]) -> str | None:
-    """``("JFK",)`` -> ``"JFK"``; ``("EWR", 2013)`` -> ``"EWR\\x1f2013"``; None if any part is
+    """``("NYC",)`` -> ``"NYC"``; ``("LON", 2013)`` -> ``"LON\\x1f2013"``; None if any part is
     null (a row with a null key belongs to no entity).
 
-    >>> encode_key(["JFK"]), encode_key(["EWR", 3]), encode_key(["EWR", None])
-    ('JFK', 'EWR\\x1f3', None)
+    >>> encode_key(["NYC"]), encode_key(["LON", 3]), encode_key(["LON", None])
+    ('NYC', 'LON\\x1f3', None)
     """
     parts = []
     for v in values:

@@ -283,7 +283,7 @@ def _with_label(
 
 def _column_order(table: pa.Table, fs: FeatureSet) -> list[str]:
     """Audit columns (when each row's values were known), the features, the label. Columns read
-    only to compute the label (an arrival delay) are left out: they are the future."""
+    only to compute the label (an outcome recorded later) are left out: they are the future."""
     meta = ["_event_time"] + [f"_{n}_ts" for n, lk in fs.lookups.items() if lk.time_column]
     meta.append("_label_available_at")
     feats = list(fs.features)

@@ -77,7 +77,7 @@ def _converter(name: str, kind: ExprType) -> Callable[[Any], Any]:
     if kind == "float":
         return lambda v: v if type(v) is float and math.isfinite(v) else _convert(name, kind, v)
     if kind == "timestamp":
-        # The same instants come again and again (the flights of one hour, a user's session):
+        # The same instants come again and again (the events of one hour, a user's session):
         # parsed ISO strings are kept, a few thousand at most.
         seen: dict[str, int | None] = {}
 

@@ -47,15 +47,11 @@ class Features:
 
     @property
     def feature_set(self) -> FeatureSet:
-        """The definitions, resolved against the sources' active schemas (checked once)."""
+        """The definitions, resolved against the sources' schemas with loopml.yaml's
+        declarations laid over them (or the declared types alone before any data); checked
+        once."""
         if self._fs is None:
-            schemas = {}
-            with self.data.store.read() as conn:
-                for src in cat.list_sources(conn):
-                    active = cat.active_schema(conn, src.name)
-                    if active is not None:
-                        schemas[src.name] = active.schema
-            self._fs = build_feature_set(self.spec, schemas)
+            self._fs = build_feature_set(self.spec, self.data.schemas())
         return self._fs
 
     @property
@@ -77,21 +73,37 @@ class Features:
     ) -> TrainingSet:
         """A point-in-time correct training set. Without ``snapshot``, one is taken now (so the
         set can be rebuilt); with ``out``, it is also written as Parquet with its lineage."""
+        fs = self.feature_set
         if snapshot is None:
             snapshot = self.data.snapshot(note="features build", by=default_user()).id
+        self._require_rows(snapshot, [fs.event_source])
         with self.data.lake.connect(snapshot) as con:
-            ts = build(
-                con, self.feature_set, snapshot=snapshot, as_of=as_of, labelled_only=labelled_only
-            )
+            ts = build(con, fs, snapshot=snapshot, as_of=as_of, labelled_only=labelled_only)
         if sample is not None:
             ts.table = sample(ts.table)
         if out is not None:
             pq.write_table(ts.with_metadata(), out)
         return ts
 
+    def _require_rows(self, snapshot: str | None, sources: list[str]) -> None:
+        """Every source the features read must have rows in the lake (or the snapshot)."""
+        fs = self.feature_set
+        needed = list(sources) + [lk.source for lk in fs.lookups.values()]
+        needed += [w.source for w in fs.windows.values()]
+        present = {b.source for b in self.data.lake.batches(snapshot)}
+        missing = [s for s in dict.fromkeys(needed) if s not in present]
+        if missing:
+            where = f"snapshot {snapshot}" if snapshot else "the lake"
+            raise UsageError(
+                f"{where} holds no rows of source {missing[0]!r}, which the features read: "
+                f"ingest a file into it first (`loopml ingest {missing[0]} FILE`)",
+                details={"sources": missing, "snapshot": snapshot},
+            )
+
     def build_for(self, events: pa.Table, *, snapshot: str | None = None) -> pa.Table:
         """The features of given events (rows with the request features), computed offline with
         the same definitions: for batch prediction and precomputation."""
+        self._require_rows(snapshot, [])
         with self.data.lake.connect(snapshot) as con:
             return build(con, self.feature_set, snapshot=snapshot, events=events).table
 
@@ -189,6 +201,23 @@ class Features:
             )
             if done.rowcount == 0:
                 conn.execute(t.meta.insert().values(key=MATERIALIZED, value=snapshot))
+
+    def forget_source(self, source: str) -> list[str]:
+        """Delete the online values computed from ``source`` (after ``loopml data reset``): the
+        latest lookup values and the window tiles read from it. Returns the lookups and windows
+        cleared; the next materialization rebuilds them from the lake."""
+        fs = self.spec.features
+        if fs is None:
+            return []
+        tables = {f"lookup:{n}": n for n, lk in fs.lookups.items() if lk.source == source}
+        tables |= {f"tiles:{n}": n for n, w in fs.windows.items() if w.source == source}
+        if not tables:
+            return []
+        store = self._online_store()
+        for table in tables:
+            store.drop_table(table)
+        self._online = None
+        return sorted(tables.values())
 
     def vector(self, request: dict[str, Any], *, at: Any = None) -> dict[str, Any]:
         """Every feature of one request, computed online."""

@@ -128,9 +128,9 @@ class Monitoring:
     def natural_labels(
         self, *, since: datetime | None = None, until: datetime | None = None
     ) -> dict[str, Any]:
-        """Labels computed from ingested data by the label definition (for flights: from the
-        actual arrival), sent as feedback keyed by the event and known at their availability
-        time."""
+        """Labels computed from ingested data by the label definition (an outcome recorded in
+        the event source after the event), sent as feedback keyed by the event and known at
+        their availability time."""
         fs = self.project.spec.features
         if fs is None or fs.label is None:
             raise UsageError("features.label is not defined: there are no natural labels")

@@ -600,7 +600,7 @@ def advise(
     key = list(key) if key else list(spec.static.key)
     if not key:
         raise UsageError(
-            "no key: set serving.static.key in loopml.yaml or pass key (e.g. --key origin,dest)"
+            "no key: set serving.static.key in loopml.yaml or pass key (e.g. --key store,product)"
         )
     if sample < 1:
         raise UsageError(f"sample must be at least 1, got {sample}", details={"sample": sample})

@@ -2,8 +2,9 @@
 of the request distribution), computed in batch and written to the online store.
 
 Each key's prediction is made for its latest event in the lake, with the features that event had
-(point-in-time, from the offline path): a static table answers for "a flight like the last one
-on this route, carrier and hour", which is the trade-off static serving makes."""
+(point-in-time, from the offline path): a static table answers for "an event like the last one
+with this key" (the same store, product and hour, say), which is the trade-off static serving
+makes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The project spec, ``loopml.yaml``, as pydantic models.
 
->>> spec = parse_spec("project: demo\\nsources:\\n  flights: {format: csv}\\n")
->>> spec.sources["flights"].schema_.on_change
+>>> spec = parse_spec("project: shop\\nsources:\\n  orders: {format: csv}\\n")
+>>> spec.sources["orders"].schema_.on_change
 'hold'
 """
 
@@ -41,6 +41,7 @@ from loopml.spec._models import (
     Format,
     LogicalType,
     ProjectSpec,
+    Role,
     SchemaPolicy,
     SourceSpec,
     UnseenPolicy,
@@ -122,6 +123,7 @@ __all__ = [
     "QuarantineGuard",
     "RedisConfig",
     "RetrainSpec",
+    "Role",
     "RolloutSpec",
     "SQLiteConfig",
     "SchemaPolicy",

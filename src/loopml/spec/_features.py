@@ -11,8 +11,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from loopml.spec._types import NAME_PATTERN, Duration
 
@@ -27,13 +36,13 @@ class _Model(BaseModel):
 
 
 class EntitySpec(_Model):
-    """A named join key: the columns that identify one thing (an airport, a plane)."""
+    """A named join key: the columns that identify one thing (a customer, a store)."""
 
     keys: list[str] = Field(min_length=1)
 
 
 class EventSpec(_Model):
-    """The events that training rows and requests are about (one row per flight)."""
+    """The events that training rows and requests are about (one row per event: an order, a match, a reading)."""
 
     source: str = Field(description="The source whose rows are the events.")
     time: str | None = Field(
@@ -90,13 +99,41 @@ class WindowSpec(_Model):
             "(default: the source's timestamp column)."
         ),
     )
-    windows: list[Duration] = Field(min_length=1)
+    windows: list[Duration] = Field(
+        min_length=1,
+        description=(
+            "Window lengths; each names its features as written (24h gives NAME_STEM_24h, "
+            "1d gives NAME_STEM_1d)."
+        ),
+    )
     tile: Duration = Field(timedelta(minutes=5), description="Tile size; divides every window.")
     aggregates: dict[str, str] = Field(
         min_length=1,
         description="Feature stem -> count | sum(col) | mean(col) | min(col) | max(col) | last(col).",
     )
     prefix: str | None = None
+    _labels: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _spelled(cls, data: Any, handler: Any) -> WindowSpec:
+        # Feature names keep the user's spelling of each window (24h stays 24h, not 1d).
+        spec: WindowSpec = handler(data)
+        raw = data.get("windows") if isinstance(data, dict) else None
+        if isinstance(raw, list) and len(raw) == len(spec.windows):
+            spec._labels = [_spelling(r, w) for r, w in zip(raw, spec.windows, strict=True)]
+        elif not spec._labels:
+            spec._labels = [_label(w) for w in spec.windows]
+        return spec
+
+    @field_serializer("windows")
+    def _windows_as_written(self, windows: list[timedelta]) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def labels(self) -> list[str]:
+        """Each window as it names its features, in the order written."""
+        return self._labels or [_label(w) for w in self.windows]
 
     @field_validator("aggregates")
     @classmethod
@@ -119,6 +156,11 @@ class WindowSpec(_Model):
         tile = self.tile.total_seconds()
         if tile <= 0 or tile != int(tile):
             raise ValueError("tile must be a whole number of seconds")
+        seen: dict[timedelta, str] = {}
+        for w, label in zip(self.windows, self.labels, strict=True):
+            if w in seen:
+                raise ValueError(f"windows {seen[w]} and {label} are the same length")
+            seen[w] = label
         for w in self.windows:
             if w.total_seconds() % tile:
                 raise ValueError(
@@ -139,11 +181,19 @@ class WindowSpec(_Model):
         """Feature name -> (stem, aggregate, column, window)."""
         prefix = f"{name}_" if self.prefix is None else self.prefix
         out = {}
-        for w in self.windows:
-            label = _label(w)
+        for w, label in zip(self.windows, self.labels, strict=True):
             for stem, (agg, col) in self.parsed().items():
                 out[f"{prefix}{stem}_{label}"] = (stem, agg, col, w)
         return out
+
+
+def _spelling(raw: Any, w: timedelta) -> str:
+    """A window as written (``24h``, ``90m``) when that spelling fits in a name; else its
+    shortest whole-unit label."""
+    text = str(raw).strip().replace(" ", "") if isinstance(raw, str) else ""
+    if re.fullmatch(r"[0-9]+(ms|s|m|h|d|w)", text):
+        return text
+    return _label(w)
 
 
 def _label(w: timedelta) -> str:
@@ -209,7 +259,10 @@ class FeaturesSpec(_Model):
         if self.vector is not None:
             unknown = [v for v in self.vector if v not in seen]
             if unknown:
-                raise ValueError(f"vector names unknown features: {', '.join(unknown)}")
+                raise ValueError(
+                    f"vector names unknown features: {', '.join(unknown)} "
+                    f"(features: {', '.join(seen)})"
+                )
         if self.label is not None:
             if self.label.name in seen:
                 raise ValueError(f"label {self.label.name!r} has the name of a feature")

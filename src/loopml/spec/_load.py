@@ -5,13 +5,16 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import GenerateJsonSchema
 
 from loopml.errors import SpecError
 from loopml.spec._models import ProjectSpec
+from loopml.spec._types import format_duration
 from loopml.spec._yaml import LoadedYaml, load_yaml
 
 SPEC_FILE = "loopml.yaml"
@@ -119,9 +122,26 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
+class _SpecJsonSchema(GenerateJsonSchema):
+    """Defaults shown in the spelling the spec reads (``1d``, not ISO 8601's ``P1D``)."""
+
+    def encode_default(self, dft: Any) -> Any:
+        return super().encode_default(_spelled(dft))
+
+
+def _spelled(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, list | tuple):
+        return [_spelled(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _spelled(v) for k, v in value.items()}
+    return value
+
+
 def spec_json_schema() -> str:
     """The JSON Schema of ``loopml.yaml``, for editors (YAML language servers read it)."""
-    schema = ProjectSpec.model_json_schema(by_alias=True)
+    schema = ProjectSpec.model_json_schema(by_alias=True, schema_generator=_SpecJsonSchema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "loopml project spec (loopml.yaml)"
     return json.dumps(schema, indent=2, sort_keys=False)

@@ -24,6 +24,7 @@ from loopml.spec._types import NAME_PATTERN, SOURCE_PATTERN, Duration, UtcDateti
 
 LogicalType = Literal["int64", "float64", "bool", "string", "timestamp", "date"]
 UnseenPolicy = Literal["warn", "quarantine"]
+Role = Literal["id"]
 Format = Literal["csv", "parquet", "jsonl"]
 
 
@@ -34,12 +35,37 @@ class _Model(BaseModel):
 class ColumnSpec(_Model):
     """What the user declares about one column; anything left out is inferred from data."""
 
-    type: LogicalType | None = Field(None, description="Logical type; inferred when omitted.")
-    nullable: bool | None = Field(None, description="Whether nulls are allowed.")
+    type: LogicalType | None = Field(
+        None,
+        description=(
+            "Logical type; inferred when omitted. Declared after data was ingested, it also "
+            "retypes the rows already in the lake (their values must convert)."
+        ),
+    )
+    role: Role | None = Field(
+        None,
+        description=(
+            "id: the column identifies something (a row, a customer, a name): it never gets "
+            "categories or an inferred range, and is not a model input unless named. Inferred "
+            "for columns named like identifiers or holding one distinct value per row."
+        ),
+    )
+    nullable: bool | None = Field(
+        None,
+        description=(
+            "Whether nulls are allowed (default: yes, except in the event time and the primary "
+            "key). Declare false to quarantine rows with a null here."
+        ),
+    )
     min: float | None = Field(None, description="Smallest allowed value (numbers).")
     max: float | None = Field(None, description="Largest allowed value (numbers).")
-    categories: list[str] | None = Field(
-        None, description="The allowed values of a categorical column."
+    categories: list[str] | Literal["open"] | None = Field(
+        None,
+        description=(
+            "The allowed values of a categorical column, or `open`: text whose values keep "
+            "growing (never checked against a list). Inferred only when the first batch shows "
+            "every value many times."
+        ),
     )
     unseen: UnseenPolicy | None = Field(
         None, description="What to do with a value outside `categories` (default: the source's)."
@@ -49,6 +75,10 @@ class ColumnSpec(_Model):
     def _bounds(self) -> ColumnSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.role == "id" and isinstance(self.categories, list):
+            raise ValueError(
+                "an identifier (role: id) has no list of categories; drop one of the two"
+            )
         return self
 
 
@@ -86,6 +116,15 @@ class SchemaPolicy(_Model):
     )
     max_categories: int = Field(
         1000, ge=0, description="A string column with more distinct values is not categorical."
+    )
+    min_rows_per_category: int = Field(
+        10,
+        ge=1,
+        description=(
+            "A string column is inferred categorical only when the first batch shows every one "
+            "of its values at least this many times (and no new value in the batch's later "
+            "half); otherwise it is plain text, and unseen values are never warned about."
+        ),
     )
     columns: dict[str, ColumnSpec] = Field(
         default_factory=dict, description="Per-column declarations that override inference."
@@ -146,7 +185,13 @@ class CsvOptions(_Model):
     delimiter: str = Field(",", min_length=1, max_length=1)
     quote_char: str = Field('"', min_length=1, max_length=1)
     header: bool = True
-    column_names: list[str] | None = Field(None, description="Names when there is no header.")
+    column_names: list[str] | None = Field(
+        None,
+        description=(
+            "The columns' names, in file order: without a header, the names; with one, they "
+            "replace the header's (to name an unnamed first column, say)."
+        ),
+    )
     null_values: list[str] = Field(
         default_factory=lambda: ["", "NA", "N/A", "NULL", "null", "None"],
         description="Strings read as null. `NaN` is not among them: it is a float, and checked.",
@@ -225,6 +270,16 @@ class ProjectSpec(_Model):
                     raise ValueError(
                         f"features.{kind}.{name}: event_keys has {len(item.event_keys)} columns, "
                         f"entity {item.entity!r} has {len(entity.keys)}"
+                    )
+        if self.model is not None:
+            names = f.all_names()
+            for key in ("features", "categorical"):
+                unknown = [n for n in getattr(self.model, key) or [] if n not in names]
+                if unknown:
+                    raise ValueError(
+                        f"model.{key}: {', '.join(map(repr, unknown))} "
+                        f"{'is not a feature' if len(unknown) == 1 else 'are not features'} "
+                        f"(features: {', '.join(names)})"
                     )
         for name, window in f.windows.items():
             source = self.sources.get(window.source)

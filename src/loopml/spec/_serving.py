@@ -20,7 +20,7 @@ class StaticSpec(_Model):
 
     key: list[str] = Field(
         default_factory=list,
-        description="The features a precomputed prediction is keyed by (e.g. origin, dest, carrier, hour).",
+        description="The features a precomputed prediction is keyed by (e.g. store, product, hour).",
     )
 
 

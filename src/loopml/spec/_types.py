@@ -6,18 +6,27 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 SOURCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_SHORT = r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*"
+_NUM = r"(\d+(?:\.\d+)?)"
+# ISO 8601 without years and months (their length varies): P2W, P1D, PT6H, PT0.2S, P1DT12H.
+_ISO = rf"P(?:{_NUM}W)?(?:{_NUM}D)?(?:T(?:{_NUM}H)?(?:{_NUM}M)?(?:{_NUM}S)?)?"
+_DURATION = re.compile(rf"^{_SHORT}$")
+_ISO_DURATION = re.compile(rf"^\s*{_ISO}\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_PATTERN = rf"^(?:{_SHORT}|\s*{_ISO}\s*)$"
 
 
 def parse_duration(value: Any) -> timedelta:
-    """Parse ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"`` or a number of seconds.
+    """Parse ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"``, an ISO 8601 duration
+    (``"PT6H"``, ``"P1D"``) or a number of seconds.
 
     >>> parse_duration("36h")
+    datetime.timedelta(days=1, seconds=43200)
+    >>> parse_duration("P1DT12H")
     datetime.timedelta(days=1, seconds=43200)
     """
     if isinstance(value, timedelta):
@@ -28,6 +37,10 @@ def parse_duration(value: Any) -> timedelta:
         m = _DURATION.match(value)
         if m:
             return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        iso = _ISO_DURATION.match(value)
+        if iso and value.strip() not in ("P", "PT") and not value.strip().endswith("T"):
+            w, d, h, mi, sec = (float(g) if g else 0.0 for g in iso.groups())
+            return timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=sec)
     raise ValueError(f"{value!r} is not a duration: write e.g. 90s, 15m, 6h, 1d or 2w")
 
 
@@ -41,10 +54,19 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds}s"
 
 
+DURATION_JSON_SCHEMA: dict[str, Any] = {
+    "type": ["string", "number"],
+    "pattern": DURATION_PATTERN,
+    "description": "A duration: 90s, 15m, 6h, 1d, 2w (also 500ms, ISO 8601 such as PT6H, or "
+    "a number of seconds).",
+    "examples": ["15m", "6h", "1d", "2w"],
+}
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(DURATION_JSON_SCHEMA),
 ]
 
 

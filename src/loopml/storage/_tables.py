@@ -78,7 +78,9 @@ schemas = Table(
     metadata_obj,
     Column("source", String(64), ForeignKey("sources.name"), primary_key=True),
     Column("version", Integer, primary_key=True),
-    Column("status", String(16), nullable=False),  # active | proposed | superseded | rejected
+    Column(
+        "status", String(16), nullable=False
+    ),  # active | proposed | superseded | rejected | reset
     Column("definition", Json, nullable=False),
     Column("changes", Json),
     Column("created_at", UtcDateTime, nullable=False),
@@ -91,7 +93,7 @@ batches = Table(
     metadata_obj,
     Column("id", String(40), primary_key=True),
     Column("source", String(64), ForeignKey("sources.name"), nullable=False),
-    Column("status", String(16), nullable=False),  # pending | committed | aborted
+    Column("status", String(16), nullable=False),  # pending | committed | aborted | reset
     Column("content_hash", String(64), nullable=False),
     Column("file", Text, nullable=False),
     Column("format", String(16), nullable=False),

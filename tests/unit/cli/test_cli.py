@@ -31,8 +31,9 @@ def test_init_and_spec_check(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0 and json.loads(out)["project"] == "new"
     code, _, err = run(capsys, "init", str(tmp_path / "new"))
     assert code == 1 and "--force" in err
+    assert (tmp_path / "new" / ".loopml" / "spec.schema.json").exists()
     code, out, _ = run(capsys, "spec", "check", "-p", str(tmp_path / "new"), "--json")
-    assert code == 0 and json.loads(out)["sources"] == ["flights"]
+    assert code == 0 and json.loads(out)["sources"] == []  # the template declares no data
     (tmp_path / "new" / "loopml.yaml").write_text("project: x\nsources:\n  f:\n    formt: csv\n")
     code, out, err = run(capsys, "spec", "check", "-p", str(tmp_path / "new"), "--json")
     assert code == 2

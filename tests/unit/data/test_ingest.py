@@ -122,3 +122,28 @@ def test_lake_files_carry_the_batch(
     (r,) = p.data.ingest("flights", [flights_csv(stop=50)])
     rows = p.data.query("SELECT DISTINCT _batch FROM flights").to_pylist()
     assert rows == [{"_batch": r.batch_id}]
+
+
+def test_csv_column_names_replace_the_header_names(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    # pandas and R write a row number under an empty header name: name it in loopml.yaml.
+    p = make_project(
+        "project: t\nsources:\n  s:\n    format: csv\n"
+        "    csv: {column_names: [row_id, team, goals]}\n"
+    )
+    path = tmp_path / "m.csv"
+    path.write_text('"","team","goals"\n"1","A",2\n"2","B",0\n')
+    (r,) = p.data.ingest("s", [path])
+    assert (r.status, r.rows_accepted) == ("landed", 2)
+    assert p.data.query("SELECT row_id, team, goals FROM s ORDER BY row_id").to_pylist() == [
+        {"row_id": 1, "team": "A", "goals": 2},
+        {"row_id": 2, "team": "B", "goals": 0},
+    ]
+    bad = make_project(
+        "project: t\nsources:\n  s:\n    format: csv\n    csv: {column_names: [a, b]}\n",
+        folder="other",
+    )
+    (held,) = bad.data.ingest("s", [path])
+    assert held.status == "held"
+    assert "csv.column_names has 2 names, the header has 3" in held.batch_reasons[0]["message"]

@@ -28,8 +28,10 @@ def test_inference_types_nullability_ranges_categories() -> None:
     s = infer_schema(table, policy=SchemaPolicy(), timestamp="t", primary_key=["id"])
     n, x, c, id_, t = s.columns
     assert (n.type, n.nullable, n.min, n.max) == ("int64", True, -200.0, 200.0)
-    assert (x.type, x.nullable, x.min, x.max) == ("float64", False, -300.0, 300.0)
+    # No null in the first batch is no proof there will never be one (issue 16, item 20).
+    assert (x.type, x.nullable, x.min, x.max) == ("float64", True, -300.0, 300.0)
     assert c.categories == ["a", "b"] and id_.categories is None  # 90 distinct ids: not categorical
+    assert id_.role == "id" and c.role is None
     assert (t.type, t.unit, t.tz, t.nullable) == ("timestamp", "s", "UTC", False)
     assert s.timestamp == "t" and s.primary_key == ["id"]
 
@@ -169,13 +171,25 @@ def test_unseen_categories_warn_and_propose(
     assert p.data.schema("s").schema.column("c").categories == ["x", "y", "z"]  # type: ignore[union-attr]
 
 
-def test_nulls_in_an_inferred_non_nullable_column_propose_nullable(
+def test_nulls_in_a_column_inferred_non_nullable_make_a_clear_proposal(
     make_project: Callable[..., Project], tmp_path: Path
 ) -> None:
+    # Schemas inferred before nulls were allowed by default hold columns inferred non-nullable:
+    # a later null there is held, and the ingest says what accepting it would do.
+    from loopml.data import _catalog as cat
+
     p = make_project("project: t\nsources:\n  s: {format: csv}\n")
     p.data.ingest("s", [_csv(tmp_path / "a.csv", "a,b", ["1,x", "2,y"])])
+    with p.data.store.write() as conn:
+        legacy = cat.active_schema(conn, "s")
+        assert legacy is not None
+        strict = legacy.schema.model_copy(deep=True)
+        for col in strict.columns:
+            col.nullable = False
+        cat.add_schema(conn, "s", strict, status="active", by="old loopml", note="legacy")
     (r,) = p.data.ingest("s", [_csv(tmp_path / "b.csv", "a,b", ["3,NA", "4,z"])])
     assert (r.rows_accepted, r.rows_quarantined) == (1, 1)
+    assert r.proposed_changes == ["column 'b' becomes nullable"]
     assert p.data.schema_diff("s").changes == ["column 'b' becomes nullable"]
     _, released = p.data.accept_schema("s", release=True)
     assert [(x.rows_accepted, x.rows_quarantined) for x in released] == [(1, 0)]
