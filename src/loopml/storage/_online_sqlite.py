@@ -26,7 +26,9 @@ from loopml.errors import (
 from loopml.spec import SQLiteConfig
 from loopml.storage._online import Fetch, Merge, TileWrite
 
-LAYOUT_VERSION = 1  # PRAGMA user_version of the file; a newer file is refused, not misread
+# PRAGMA user_version of the file; a newer file is refused, not misread. 2: generations (a
+# writer that does not move them would leave readers' caches holding replaced values).
+LAYOUT_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS latest ("
@@ -36,6 +38,12 @@ _SCHEMA = (
     " tbl TEXT NOT NULL, key TEXT NOT NULL, start INTEGER NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY (tbl, key, start)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS generations ("
+    " tbl TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID",
+)
+_BUMP = (
+    "INSERT INTO generations (tbl, n) VALUES (?, 1) "
+    "ON CONFLICT (tbl) DO UPDATE SET n = generations.n + 1"
 )
 _PUT_LATEST = (
     "INSERT INTO latest (tbl, key, ts, value) VALUES (?, ?, ?, ?) "
@@ -139,7 +147,10 @@ class SQLiteOnlineStore:
         if not params:
             return 0
         with self._write() as conn:
-            return conn.executemany(_PUT_LATEST, params).rowcount
+            changed: int = conn.executemany(_PUT_LATEST, params).rowcount
+            if changed:
+                conn.execute(_BUMP, (table,))
+            return changed
 
     def get_latest(self, table: str, keys: Sequence[str]) -> list[tuple[float, bytes] | None]:
         """``(ts, value)`` per key, in order; None where the key has no row."""
@@ -176,6 +187,8 @@ class SQLiteOnlineStore:
             conn.executemany(
                 _PUT_TILE, [(table, key, start, value) for (key, start), value in current.items()]
             )
+            if current:
+                conn.execute(_BUMP, (table,))
             if mark is not None:
                 conn.execute(_PUT_MARK, mark)
 
@@ -204,6 +217,21 @@ class SQLiteOnlineStore:
             raise self._error(exc) from exc
         return latest, tiles
 
+    def generations(self, tables: Sequence[str]) -> list[int]:
+        """How many writes changed each table (0: none yet), in order."""
+        if not tables:
+            return []
+        marks = ", ".join("?" * len(tables))
+        try:
+            found = dict(
+                self._conn()
+                .execute(f"SELECT tbl, n FROM generations WHERE tbl IN ({marks})", tuple(tables))
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return [int(found.get(t, 0)) for t in tables]
+
     # -- marks and housekeeping ---------------------------------------------------------------
 
     def get_mark(self, name: str) -> str | None:
@@ -219,6 +247,7 @@ class SQLiteOnlineStore:
         with self._write() as conn:
             conn.execute("DELETE FROM latest WHERE tbl = ?", (table,))
             conn.execute("DELETE FROM tiles WHERE tbl = ?", (table,))
+            conn.execute(_BUMP, (table,))
 
     def close(self) -> None:
         """Close every thread's connection; using the store afterwards raises StorageError."""
