@@ -83,6 +83,7 @@ class Runtime:
         self._drift_gauges(project)
         self.started_at = time.time()
         self._children: dict[tuple[str, int | None], tuple[Any, Any]] = {}
+        self._flag_counters: dict[tuple[str, str], Any] = {}
         # Rollouts: the router reads the model's active rollout in the background; the
         # challenger is loaded (and hot-swapped) like the champion; counters are summed here and
         # added to the shared ones on each refresh, never written per request.
@@ -170,8 +171,20 @@ class Runtime:
         children[1].observe(seconds)
         if pred.fallback is not None:
             self.metrics.fallbacks.labels(pred.fallback).inc()
+        if pred.flags:
+            self.count_flags(pred.flags)
         if self.logger is not None:
             self.logger.log(pred.log_entry())
+
+    def count_flags(self, flags: dict[str, list[str]]) -> None:
+        """Add one answer's flags to ``loopml_feature_flags``."""
+        counters = self._flag_counters
+        for name, kinds in flags.items():
+            for kind in kinds:
+                counter = counters.get((name, kind))
+                if counter is None:
+                    counter = counters[(name, kind)] = self.metrics.flags.labels(name, kind)
+                counter.inc()
 
     # ------------------------------------------------------------------------------ rollouts
 
