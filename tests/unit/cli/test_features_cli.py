@@ -90,6 +90,13 @@ def test_features_commands(root: Path, tmp_path: Path, capsys: pytest.CaptureFix
     )
     vector = json.loads(out)
     assert code == 0 and vector["n_1h"] == 2 and vector["info_country"] == "FR"
+    # The store's profile of user a is from 12:00, after this request: not used, and said so.
+    assert vector["profile_score"] is None
+    assert vector["_flags"] == {"profile": ["newer_than_event"]}
+    code, out, _ = run(
+        capsys, "features", "get", "id=3", "user=a", "t=2024-05-01T10:35:00Z", "amount=10", "-p", p
+    )
+    assert code == 0 and "profile: newer_than_event (the store's value is from after" in out
     code, _, err = run(capsys, "features", "get", "amount=lots", "-p", p)
     assert code == 2 and "amount" in err
 

@@ -127,6 +127,20 @@ def test_unseen_and_missing_categories_are_flagged_and_counted(
     assert 0 <= body["prediction"]["probability"] <= 1
     assert _counted(client, "home", "unseen_category") == unseen + 1
     assert _counted(client, "away", "missing_category") == missing + 1
+    # The Open Inference Protocol carries them in the response's parameters.
+    inputs = [
+        {
+            "name": "home",
+            "shape": [2],
+            "datatype": "BYTES",
+            "data": ["Bayern Muenchen", "Atlantis"],
+        },
+        {"name": "away", "shape": [2], "datatype": "BYTES", "data": ["Hamburger SV", "VfL Bochum"]},
+        {"name": "date", "shape": [2], "datatype": "BYTES", "data": [when, when]},
+    ]
+    out = client.post("/v2/models/home_win/infer", json={"inputs": inputs}).json()
+    flags = out["parameters"]["flags"]
+    assert "home" not in flags[0] and flags[1]["home"] == ["unseen_category"]
 
 
 def _counted(client: TestClient, feature: str, flag: str) -> float:
