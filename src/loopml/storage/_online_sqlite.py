@@ -64,6 +64,8 @@ _PUT_MARK = (
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 )
 _GET_MARK = "SELECT value FROM marks WHERE name = ?"
+_GENERATIONS = "SELECT tbl, n FROM generations"
+_DATA_VERSION = "PRAGMA data_version"
 
 
 class _Slot:
@@ -111,6 +113,7 @@ class SQLiteOnlineStore:
         self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
         self._slots_lock = threading.Lock()
         self._closed = False
+        self._commits = 0  # write transactions committed through this object, by any thread
         self._inherited: list[sqlite3.Connection] = []
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
@@ -218,19 +221,26 @@ class SQLiteOnlineStore:
         return latest, tiles
 
     def generations(self, tables: Sequence[str]) -> list[int]:
-        """How many writes changed each table (0: none yet), in order."""
+        """How many writes changed each table (0: none yet), in order.
+
+        Read on every request that uses the feature cache, so the table is read again only when
+        something changed: ``PRAGMA data_version`` (which moves when another connection, in any
+        process, commits) or this store's own count of commits (a connection does not see its
+        own in data_version). Both are taken before the read, so a change landing during it is
+        seen next time."""
         if not tables:
             return []
-        marks = ", ".join("?" * len(tables))
+        conn = self._conn()
+        local = self._local
         try:
-            found = dict(
-                self._conn()
-                .execute(f"SELECT tbl, n FROM generations WHERE tbl IN ({marks})", tuple(tables))
-                .fetchall()
-            )
+            seen = (conn.execute(_DATA_VERSION).fetchone()[0], self._commits)
+            if getattr(local, "generations_seen", None) != seen:
+                local.generations = dict(conn.execute(_GENERATIONS).fetchall())
+                local.generations_seen = seen
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-        return [int(found.get(t, 0)) for t in tables]
+        found: dict[str, int] = local.generations
+        return [found.get(t, 0) for t in tables]
 
     # -- marks and housekeeping ---------------------------------------------------------------
 
@@ -330,6 +340,9 @@ class SQLiteOnlineStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._error(exc) from exc
+        finally:
+            # Also after a failed COMMIT: a reader re-reading for nothing is harmless.
+            self._commits += 1
 
     def _create(self) -> None:
         with self._write() as conn:
