@@ -85,21 +85,22 @@ class RankHandler:
                 rt.count_flags(item_flags)
             items.append(item)
             if rt.logger is not None:
-                rt.logger.log(
-                    {
-                        "id": item_id,
-                        "at": now,
-                        "model": rt.name,
-                        "version": version,
-                        "mode": "rank",
-                        "fallback": None,
-                        "output": score,
-                        "latency_us": round(seconds * 1e6 / max(len(shown), 1), 1),
-                        "features": {k2: v for k2, v in values[i].items() if k2 not in RESERVED},
-                        "of": rank_id,
-                        "rollout": rollout_id,
-                    }
-                )
+                entry = {
+                    "id": item_id,
+                    "at": now,
+                    "model": rt.name,
+                    "version": version,
+                    "mode": "rank",
+                    "fallback": None,
+                    "output": score,
+                    "latency_us": round(seconds * 1e6 / max(len(shown), 1), 1),
+                    "features": {k2: v for k2, v in values[i].items() if k2 not in RESERVED},
+                    "of": rank_id,
+                    "rollout": rollout_id,
+                }
+                if item_flags:
+                    entry["flags"] = item_flags
+                rt.logger.log(entry)
             if rollout_id is not None:
                 rt.counters.add(rollout_id, version, "shown")
         if rollout_id is not None:

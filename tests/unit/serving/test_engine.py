@@ -211,3 +211,18 @@ def test_a_replay_keeping_the_store_current_gets_the_batch_answer(tmp_path: Path
     assert len(requests) > 500
     assert [a["prediction"]["probability"] for a in answers] == batch
     assert not [a for a in answers if "newer_than_event" in a["flags"].get("form", [])]
+
+
+def test_ranked_items_carry_their_flags(client: TestClient) -> None:
+    when = "2009-05-16T13:30:00+00:00"
+    body = client.post(
+        "/rank",
+        json={
+            "context": {"date": when, "away": "Hamburger SV"},
+            "candidates": [{"home": "Atlantis"}, {"home": "Bayern Muenchen"}],
+            "k": 2,
+        },
+    ).json()
+    by_index = {item["index"]: item for item in body["items"]}
+    assert by_index[0]["flags"]["home"] == ["unseen_category"]
+    assert "home" not in by_index[1].get("flags", {})
