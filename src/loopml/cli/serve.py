@@ -77,6 +77,14 @@ def _announce(host: str, port: int, workers: int, *, poll: float = 0.2) -> None:
                 f"worker{'s' if workers != 1 else ''}; POST /predict, docs at /docs, metrics at "
                 "/metrics"
             )
+            empty = status.get("online_store_empty") or []
+            if empty:
+                out.print(
+                    f"the online store holds nothing for {', '.join(empty)}: their features are "
+                    "null (counts zero) in every answer, flagged stale_store, until `loopml "
+                    "features materialize`",
+                    style="yellow",
+                )
             return
         if code == 503 and not waiting_said:
             error = serving.get("last_error")

@@ -13,6 +13,9 @@ returns them as ``flags`` and ``/metrics`` counts them.
 - ``from_cache``: the lookup's row or the window's values came from the worker's feature cache
   (``serving.feature_cache``). The cache is checked against the store's generations on every
   request, so these are the values the store holds.
+- ``stale_store``: the online store holds nothing for the lookup or window (it was never
+  materialized): its features are null, its counts zero. Checked when serving starts and then
+  every second until the store holds something.
 - ``unseen_category``: a categorical model input holds a value the model never saw in training.
 - ``missing_category``: a categorical model input is null.
 """
@@ -22,10 +25,18 @@ from __future__ import annotations
 NEWER_THAN_EVENT = "newer_than_event"
 OLDER_THAN_TTL = "older_than_ttl"
 FROM_CACHE = "from_cache"
+STALE_STORE = "stale_store"
 UNSEEN_CATEGORY = "unseen_category"
 MISSING_CATEGORY = "missing_category"
 
-FLAGS = (NEWER_THAN_EVENT, OLDER_THAN_TTL, FROM_CACHE, UNSEEN_CATEGORY, MISSING_CATEGORY)
+FLAGS = (
+    NEWER_THAN_EVENT,
+    OLDER_THAN_TTL,
+    FROM_CACHE,
+    STALE_STORE,
+    UNSEEN_CATEGORY,
+    MISSING_CATEGORY,
+)
 
 Flags = dict[str, list[str]]
 

@@ -20,7 +20,13 @@ from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet, Lookup, Window
 from loopml.features._expr import ExprType
-from loopml.features._flags import FROM_CACHE, NEWER_THAN_EVENT, OLDER_THAN_TTL, add_flag
+from loopml.features._flags import (
+    FROM_CACHE,
+    NEWER_THAN_EVENT,
+    OLDER_THAN_TTL,
+    STALE_STORE,
+    add_flag,
+)
 from loopml.features._keys import encode_key
 from loopml.features._offline import TS_US, window_events
 from loopml.features._tiles import combine, merge_tile, tile_starts, tiles_of
@@ -164,6 +170,32 @@ class OnlineFeatures:
         ]
         self._windows = list(fs.windows.values())
         self._tables = [lk.table for lk in fs.lookups.values()] + [w.table for w in self._windows]
+        self._names = [lk.name for lk in fs.lookups.values()] + [w.name for w in self._windows]
+        # Lookups and windows whose table the store holds nothing of (see check_store).
+        self.unwritten: frozenset[str] = frozenset()
+        self._written: set[str] = set()
+
+    def check_store(self) -> list[str]:
+        """The lookups and windows the online store holds nothing for (never materialized),
+        remembered so that answers flag them ``stale_store``. A table found written is not
+        looked at again; one found empty is checked by its generation first (one small read),
+        and only when that never moved, by looking for a row."""
+        pending = [
+            (name, table)
+            for name, table in zip(self._names, self._tables, strict=True)
+            if name not in self._written
+        ]
+        if not pending:
+            return []
+        gens = self.store.generations([table for _, table in pending])
+        empty = []
+        for (name, table), gen in zip(pending, gens, strict=True):
+            if gen == 0 and self.store.is_empty(table):
+                empty.append(name)
+            else:
+                self._written.add(name)
+        self.unwritten = frozenset(empty)
+        return empty
 
     # --------------------------------------------------------------------------- request path
 
@@ -280,6 +312,10 @@ class OnlineFeatures:
             if cached:
                 self._remember((w.table, key, end), gens[w.table], combined, now)
             row.update(combined)
+        if self.unwritten:
+            for name in self._names:
+                if name in self.unwritten:
+                    add_flag(row, name, STALE_STORE)
 
     def _remember(self, key: tuple[str, str, int], generation: int, value: Any, now: float) -> None:
         if len(self._cache) > 100_000:  # bounded: entities x window ends seen in a second

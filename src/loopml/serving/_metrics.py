@@ -63,7 +63,8 @@ class ServingMetrics:
             "loopml_feature_flags",
             (
                 "Answers whose values were flagged, by lookup, window or feature and flag: "
-                "newer_than_event, older_than_ttl, from_cache, unseen_category, missing_category."
+                "newer_than_event, older_than_ttl, from_cache, stale_store, unseen_category, "
+                "missing_category."
             ),
             ["feature", "flag"],
             registry=r,

@@ -48,6 +48,8 @@ class Runtime:
             if fs is not None
             else None
         )
+        if self.online is not None:
+            self.online.check_store()  # answers flag stale_store while it holds nothing
         self.holder = ModelHolder(
             project.models,
             lambda: self.online,
@@ -237,6 +239,11 @@ class Runtime:
             except Exception:
                 log.exception("refreshing the rollout failed")
             self._maybe_update_bandit()
+            if self.online is not None and self.online.unwritten:
+                try:  # until the store is materialized
+                    self.online.check_store()
+                except Exception:
+                    log.exception("checking the online store failed")
 
     def _maybe_update_bandit(self) -> None:
         """A bandit learns while it serves: every ``serving.bandit_update`` this worker lands
@@ -383,6 +390,8 @@ class Runtime:
             "serving": self.holder.status(),
             "rollout": self._rollout_status(),
             "breaker_open": self.engine.breaker.open,
+            # Lookups and windows the online store holds nothing for (answers flag stale_store).
+            "online_store_empty": sorted(self.online.unwritten) if self.online else [],
             "log": {
                 "written": self.logger.written if self.logger else 0,
                 "dropped": self.logger.dropped if self.logger else 0,

@@ -87,6 +87,10 @@ class OnlineStore(Protocol):
         table moves its generation, atomically with (or after) the write."""
         ...
 
+    def is_empty(self, table: str) -> bool:
+        """Whether the table holds no latest row and no tile (never written, or dropped)."""
+        ...
+
     def get_mark(self, name: str) -> str | None: ...
 
     def drop_table(self, table: str) -> None:

@@ -280,6 +280,16 @@ class RedisOnlineStore:
             raw = self._client.hmget(self._generations, [_enc(t) for t in tables])
         return [int(v) if v is not None else 0 for v in raw]
 
+    def is_empty(self, table: str) -> bool:
+        """Whether the table holds no latest row and no tile. Tiles are one hash per entity:
+        this scans the keyspace for one of them (a check made when a table's generation has
+        never moved, not per request)."""
+        with self._translate():
+            if self._client.exists(self._latest(table)):
+                return False
+            pattern = f"{self.prefix}:tiles:{_enc(table)}:*"
+            return next(iter(self._client.scan_iter(match=pattern, count=1000)), None) is None
+
     # -- marks and housekeeping ---------------------------------------------------------------
 
     def get_mark(self, name: str) -> str | None:

@@ -65,6 +65,7 @@ _PUT_MARK = (
 )
 _GET_MARK = "SELECT value FROM marks WHERE name = ?"
 _GENERATIONS = "SELECT tbl, n FROM generations"
+_ANY_ROW = "SELECT EXISTS (SELECT 1 FROM latest WHERE tbl = ?) OR EXISTS (SELECT 1 FROM tiles WHERE tbl = ?)"
 _DATA_VERSION = "PRAGMA data_version"
 
 
@@ -241,6 +242,14 @@ class SQLiteOnlineStore:
             raise self._error(exc) from exc
         found: dict[str, int] = local.generations
         return [found.get(t, 0) for t in tables]
+
+    def is_empty(self, table: str) -> bool:
+        """Whether the table holds no latest row and no tile."""
+        try:
+            row = self._conn().execute(_ANY_ROW, (table, table)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return not row[0]
 
     # -- marks and housekeeping ---------------------------------------------------------------
 

@@ -253,6 +253,17 @@ class OnlineStoreContract:
         store.put_latest("t", [("k", 0.5, b"again")])
         assert store.generations(["t"])[0] > g3
 
+    def test_is_empty(self, store: OnlineStore) -> None:
+        assert store.is_empty("t") and store.is_empty("u")
+        store.put_latest("t", [("k", 1.0, b"v")])
+        store.merge_tiles("u", [TileWrite("k", 0, b"1")], add)
+        assert not store.is_empty("t") and not store.is_empty("u")
+        store.merge_tiles("w", [], add, mark=("m", "x"))
+        assert store.is_empty("w")  # a mark is not a value
+        store.drop_table("t")
+        store.drop_table("u")
+        assert store.is_empty("t") and store.is_empty("u")
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def test_drop_table(self, store: OnlineStore) -> None:

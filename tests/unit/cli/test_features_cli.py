@@ -74,6 +74,10 @@ def test_features_commands(root: Path, tmp_path: Path, capsys: pytest.CaptureFix
         capsys, "features", "build", "--out", str(out_file), "--as-of", "soon", "-p", p
     )
     assert code == 2 and "--as-of" in err
+    code, out, _ = run(
+        capsys, "features", "get", "id=3", "user=a", "t=2024-05-01T10:35:00Z", "amount=10", "-p", p
+    )
+    assert code == 0 and "user_trips: stale_store (the online store holds nothing" in out
     code, out, _ = run(capsys, "features", "materialize", "-p", p, "--json")
     assert code == 0 and json.loads(out)["lookups"]["info"] == 2
     code, out, _ = run(

