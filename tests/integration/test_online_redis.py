@@ -37,7 +37,12 @@ def test_every_key_is_under_the_prefix(redis_prefix: tuple[str, str]) -> None:
     keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*"))
     client.close()
     s.close()
-    assert keys == [f"{prefix}:latest:a%3Ab", f"{prefix}:marks", f"{prefix}:tiles:a%3Ab:c%3Ad"]
+    assert keys == [
+        f"{prefix}:generations",
+        f"{prefix}:latest:a%3Ab",
+        f"{prefix}:marks",
+        f"{prefix}:tiles:a%3Ab:c%3Ad",
+    ]
 
 
 def test_large_batches_are_written_in_pieces(redis_prefix: tuple[str, str]) -> None:

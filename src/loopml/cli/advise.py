@@ -71,18 +71,29 @@ def advise_serving(
             "90% of requests, at most serving.hybrid.head)."
         ),
     ] = None,
+    max_divergence: Annotated[
+        float,
+        typer.Option(
+            help="How far a table's answers may be from the model's on the same requests, as a "
+            "share of how much the model's answers vary between requests (mean absolute "
+            "deviation); farther, static and hybrid are not recommended.",
+            min=0.0,
+        ),
+    ] = 0.25,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
     """Measure static, dynamic and hybrid serving on real requests and recommend one: how peaked
     the requests are over the keys, how many keys there are, what a static table would take,
-    and each mode's latency. Precomputes into the online store as it measures."""
-    from loopml.serving._advisor import advise
+    each mode's latency, and how far a table's answers are from the model's on the same
+    requests. Precomputes into the online store as it measures."""
+    from loopml.serving._advisor import Rule, advise
 
     keys = [k.strip() for k in key.split(",") if k.strip()] if key else None
     rows = read_requests(requests) if requests is not None else None
     with open_project(project) as p:
-        advice = advise(p, rows, key=keys, sample=sample, head=head)
+        rule = Rule(max_head=p.spec.serving.hybrid.head, max_divergence=max_divergence)
+        advice = advise(p, rows, key=keys, sample=sample, head=head, rule=rule)
     if json:
         print_json(advice.to_dict())
     else:
@@ -152,8 +163,16 @@ def show(a: Advice) -> None:
                 f"requests, hit rate {a.hybrid.hit_rate:.1%} on the sample",
             ],
             [
-                "static vs dynamic answers",
-                "-" if a.divergence is None else f"mean absolute difference {a.divergence:.4f}",
+                "static answers against dynamic ones",
+                "-" if a.static_vs_dynamic is None else a.static_vs_dynamic.describe(),
+            ],
+            [
+                "hybrid's table answers against dynamic ones",
+                "-" if a.hybrid_vs_dynamic is None else a.hybrid_vs_dynamic.describe(),
+            ],
+            [
+                "dynamic answers flagged",
+                ", ".join(f"{k}: {n:,}" for k, n in a.dynamic_flags.items()) or "none",
             ],
         ],
     )

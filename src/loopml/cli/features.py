@@ -145,12 +145,25 @@ def get(
             raise UsageError(f"{item!r}: write request fields as NAME=VALUE")
         request[name] = _scalar(value)
     with open_project(project) as p:
+        p.features.online.check_store()  # an empty store is said, not read as nulls and zeros
         vector = p.features.vector(request, at=at)
     if json:
         print_json(vector)
-    else:
-        table(None, ["feature", "value"], [[k, v] for k, v in vector.items()])
+        return 0
+    flags = vector.pop("_flags", None) or {}
+    table(None, ["feature", "value"], [[k, v] for k, v in vector.items()])
+    for name, kinds in flags.items():
+        for kind in kinds:
+            out.print(f"{name}: {kind} ({_FLAG_MEANING.get(kind, kind)})", style="yellow")
     return 0
+
+
+_FLAG_MEANING = {
+    "newer_than_event": "the store's value is from after the event time: not used, null",
+    "older_than_ttl": "the store's value is older than the lookup's TTL at the event time: null",
+    "from_cache": "read from the feature cache",
+    "stale_store": "the online store holds nothing for it: run `loopml features materialize`",
+}
 
 
 def _scalar(text: str) -> Any:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json as _json
 import os
 import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,11 +32,16 @@ def serve(
 
     from loopml.spec import load_spec
 
-    load_spec(project)  # a bad spec is an error now, not in every worker
+    spec = load_spec(project)  # a bad spec is an error now, not in every worker
+    if spec.model is None:
+        raise UsageError("loopml.yaml has no model section: there is no model to serve")
     os.environ["LOOPML_PROJECT"] = str(Path(project).resolve())
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers write their metrics to files that /metrics merges.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="loopml-metrics-")
+    threading.Thread(
+        target=_announce, args=(host, port, workers), name="loopml-announce", daemon=True
+    ).start()
     uvicorn.run(
         "loopml.serving._app:app_from_env",
         factory=True,
@@ -44,6 +54,61 @@ def serve(
         access_log=False,
     )
     return 0
+
+
+def _announce(host: str, port: int, workers: int, *, poll: float = 0.2) -> None:
+    """Say where the server is, and what it serves, once it answers /readyz; say so as well
+    when it listens but has no model to serve (it answers 503 until one is promoted)."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host)
+    local = f"http://{wildcard or (f'[{host}]' if ':' in host else host)}:{port}"
+    where = (
+        local
+        if wildcard is None
+        else f"{local} (listening on every interface, {host or '0.0.0.0'})"
+    )
+    waiting_said = False
+    while True:
+        code, status = _readyz(f"{local}/readyz")
+        serving = status.get("serving") or {}
+        if code == 200:
+            out.print(
+                f"serving {status.get('model')} version {serving.get('version')} (alias "
+                f"{serving.get('alias')}, mode {status.get('mode')}) at {where}, {workers} "
+                f"worker{'s' if workers != 1 else ''}; POST /predict, docs at /docs, metrics at "
+                "/metrics"
+            )
+            empty = status.get("online_store_empty") or []
+            if empty:
+                out.print(
+                    f"the online store holds nothing for {', '.join(empty)}: their features are "
+                    "null (counts zero) in every answer, flagged stale_store, until `loopml "
+                    "features materialize`",
+                    style="yellow",
+                )
+            return
+        if code == 503 and not waiting_said:
+            error = serving.get("last_error")
+            out.print(
+                f"listening at {where}, but no version of {status.get('model')} holds the alias "
+                f"{serving.get('alias')!r} yet: /predict answers 503 until one is promoted "
+                "(loopml models promote VERSION)" + (f"; loading failed: {error}" if error else ""),
+                style="yellow",
+            )
+            waiting_said = True
+        time.sleep(poll)
+
+
+def _readyz(url: str) -> tuple[int | None, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status), _json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, _json.loads(exc.read())
+        except ValueError:
+            return exc.code, {}
+    except (OSError, ValueError):
+        return None, {}  # not listening yet
 
 
 def precompute(

@@ -20,6 +20,13 @@ from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet, Lookup, Window
 from loopml.features._expr import ExprType
+from loopml.features._flags import (
+    FROM_CACHE,
+    NEWER_THAN_EVENT,
+    OLDER_THAN_TTL,
+    STALE_STORE,
+    add_flag,
+)
 from loopml.features._keys import encode_key
 from loopml.features._offline import TS_US, window_events
 from loopml.features._tiles import combine, merge_tile, tile_starts, tiles_of
@@ -134,19 +141,61 @@ def _convert(name: str, kind: ExprType, value: Any) -> Any:
 
 
 class OnlineFeatures:
-    """Feature vectors for requests, from the online store."""
+    """Feature vectors for requests, from the online store.
+
+    What "online" means for a request with an event time ``t``: the store holds each entity's
+    latest lookup value and every window tile. Window values are combined from the tiles that
+    ended by ``t``, so they are as of ``t`` whenever the store holds the events up to it. A
+    lookup value is used only when it is as of ``t``: its time is not after ``t`` and not older
+    than the lookup's TTL before it. Otherwise its features are null and the row says why in
+    ``_flags`` (``newer_than_event``, ``older_than_ttl``; see :mod:`loopml.features._flags`):
+    the value as of ``t`` is not in the store, and the future one is never used. So a request
+    gets the batch (point-in-time) answer whenever the store can give it, and says so when not.
+    """
 
     def __init__(self, fs: FeatureSet, store: OnlineStore, *, cache_seconds: float = 0.0) -> None:
         """``cache_seconds`` > 0 keeps what the store returned (a lookup's row, a window's combined
         values for one entity and window end) that long in this process: requests for the same
-        entity within it read the store once. Values can then lag the store by that much."""
+        entity within it read the store once. Every request reads the store's generations of
+        its tables (one small read) and uses a kept value only if its table has not changed
+        since: a materialization or a stream micro-batch is seen by the next request."""
         self.fs = fs
         self.store = store
         self.cache_seconds = cache_seconds
-        self._cache: dict[tuple[str, str, int], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, str, int], tuple[float, int, Any]] = {}
         self._converters = [(n, _converter(n, fs.features[n].type)) for n in fs.request]
-        self._lookups = list(fs.lookups.values())
+        self._lookups = [
+            (lk, int(lk.ttl.total_seconds() * 1_000_000) if lk.ttl is not None else None)
+            for lk in fs.lookups.values()
+        ]
         self._windows = list(fs.windows.values())
+        self._tables = [lk.table for lk in fs.lookups.values()] + [w.table for w in self._windows]
+        self._names = [lk.name for lk in fs.lookups.values()] + [w.name for w in self._windows]
+        # Lookups and windows whose table the store holds nothing of (see check_store).
+        self.unwritten: frozenset[str] = frozenset()
+        self._written: set[str] = set()
+
+    def check_store(self) -> list[str]:
+        """The lookups and windows the online store holds nothing for (never materialized),
+        remembered so that answers flag them ``stale_store``. A table found written is not
+        looked at again; one found empty is checked by its generation first (one small read),
+        and only when that never moved, by looking for a row."""
+        pending = [
+            (name, table)
+            for name, table in zip(self._names, self._tables, strict=True)
+            if name not in self._written
+        ]
+        if not pending:
+            return []
+        gens = self.store.generations([table for _, table in pending])
+        empty = []
+        for (name, table), gen in zip(pending, gens, strict=True):
+            if gen == 0 and self.store.is_empty(table):
+                empty.append(name)
+            else:
+                self._written.add(name)
+        self.unwritten = frozenset(empty)
+        return empty
 
     # --------------------------------------------------------------------------- request path
 
@@ -155,7 +204,8 @@ class OnlineFeatures:
 
         ``request`` holds the request features (missing ones are null). The event time is the
         spec's (computed from the request), or ``at``, or now. Timestamps come back as epoch
-        microseconds.
+        microseconds. ``_flags`` is there when a value was not as of the event time or came
+        from the cache.
         """
         return self.complete(self.request_row(request), at=at)
 
@@ -171,6 +221,7 @@ class OnlineFeatures:
 
     def complete(self, row: dict[str, Any], *, at: Any = None) -> dict[str, Any]:
         """Finish a :meth:`request_row`: lookups, windows, the other derived features."""
+        row.pop("_flags", None)
         t = self._event_time(row, at)
         row["_event_time"] = t
         self._stage2(row, t)
@@ -191,23 +242,31 @@ class OnlineFeatures:
         return int(t) if t is not None else int(time.time() * 1_000_000)
 
     def _stage2(self, row: dict[str, Any], t: int) -> None:
-        now = time.monotonic() if self.cache_seconds > 0 else 0.0
+        cached = self.cache_seconds > 0
+        now = 0.0
+        gens: dict[str, int] = {}
+        if cached:
+            now = time.monotonic()
+            # Read before the values: a write landing in between leaves what is kept below
+            # stamped with the older generation, so it is read again next time, never kept stale.
+            gens = dict(zip(self._tables, self.store.generations(self._tables), strict=True))
         cache = self._cache
         latest_keys: list[tuple[str, str]] = []
-        lookup_slots: list[tuple[Lookup, str]] = []
-        lookup_values: list[tuple[Lookup, Any]] = []
-        for lk in self._lookups:
+        lookup_slots: list[tuple[Lookup, int | None, str]] = []
+        lookup_values: list[tuple[Lookup, int | None, Any, bool]] = []
+        for lk, ttl_us in self._lookups:
             key = encode_key([row[k] for k in lk.event_keys])
             if key is None:
                 for feat in lk.columns:
                     row[feat] = None
                 continue
-            hit = cache.get((lk.table, key, 0)) if now else None
-            if hit is not None and hit[0] > now:
-                lookup_values.append((lk, hit[1]))
-                continue
+            if cached:
+                hit = cache.get((lk.table, key, 0))
+                if hit is not None and hit[0] > now and hit[1] == gens[lk.table]:
+                    lookup_values.append((lk, ttl_us, hit[2], True))
+                    continue
             latest_keys.append((lk.table, key))
-            lookup_slots.append((lk, key))
+            lookup_slots.append((lk, ttl_us, key))
         tile_reqs: list[tuple[str, str, list[int]]] = []
         window_slots: list[tuple[Window, list[int], int, str]] = []
         for w in self._windows:
@@ -217,10 +276,12 @@ class OnlineFeatures:
                 starts = tile_starts(w, end)
                 row.update(combine(w, [None] * len(starts), starts, end))
                 continue
-            hit = cache.get((w.table, key, end)) if now else None
-            if hit is not None and hit[0] > now:
-                row.update(hit[1])
-                continue
+            if cached:
+                hit = cache.get((w.table, key, end))
+                if hit is not None and hit[0] > now and hit[1] == gens[w.table]:
+                    row.update(hit[2])
+                    add_flag(row, w.name, FROM_CACHE)
+                    continue
             starts = tile_starts(w, end)
             tile_reqs.append((w.table, key, starts))
             window_slots.append((w, starts, end, key))
@@ -228,29 +289,38 @@ class OnlineFeatures:
             latest, tiles = self.store.fetch(Fetch(latest=latest_keys, tiles=tile_reqs))
         else:
             latest, tiles = [], []
-        for (lk, key), got in zip(lookup_slots, latest, strict=True):
+        for (lk, ttl_us, key), got in zip(lookup_slots, latest, strict=True):
             values = orjson.loads(got[1]) if got is not None else None
-            if now:
-                self._remember((lk.table, key, 0), values, now)
-            lookup_values.append((lk, values))
-        for lk, values in lookup_values:
-            stale = (
-                lk.ttl is not None
-                and values is not None
-                and (values["_ts"] < t - int(lk.ttl.total_seconds() * 1_000_000))
-            )
+            if cached:
+                self._remember((lk.table, key, 0), gens[lk.table], values, now)
+            lookup_values.append((lk, ttl_us, values, False))
+        for lk, ttl_us, values, from_cache in lookup_values:
+            if from_cache:
+                add_flag(row, lk.name, FROM_CACHE)
+            if values is not None and lk.time_column is not None:
+                ts = values["_ts"]
+                if ts > t:
+                    add_flag(row, lk.name, NEWER_THAN_EVENT)
+                    values = None
+                elif ttl_us is not None and ts < t - ttl_us:
+                    add_flag(row, lk.name, OLDER_THAN_TTL)
+                    values = None
             for feat in lk.columns:
-                row[feat] = values.get(feat) if values is not None and not stale else None
+                row[feat] = values.get(feat) if values is not None else None
         for (w, starts, end, key), got_tiles in zip(window_slots, tiles, strict=True):
             combined = combine(w, got_tiles, starts, end)
-            if now:
-                self._remember((w.table, key, end), combined, now)
+            if cached:
+                self._remember((w.table, key, end), gens[w.table], combined, now)
             row.update(combined)
+        if self.unwritten:
+            for name in self._names:
+                if name in self.unwritten:
+                    add_flag(row, name, STALE_STORE)
 
-    def _remember(self, key: tuple[str, str, int], value: Any, now: float) -> None:
+    def _remember(self, key: tuple[str, str, int], generation: int, value: Any, now: float) -> None:
         if len(self._cache) > 100_000:  # bounded: entities x window ends seen in a second
             self._cache.clear()
-        self._cache[key] = (now + self.cache_seconds, value)
+        self._cache[key] = (now + self.cache_seconds, generation, value)
 
     # ---------------------------------------------------------------------------- materialize
 
@@ -320,10 +390,11 @@ def lookup_rows(lk: Lookup, table: pa.Table) -> list[tuple[str, float, bytes]]:
     keys = [table[k].to_pylist() for k in lk.source_keys]
     values = {feat: _plain_column(table[col]) for feat, col in lk.columns.items()}
     out = []
+    timed = lk.time_column is not None
     for i in range(table.num_rows):
         key = encode_key([k[i] for k in keys])
-        if key is None:
-            continue
+        if key is None or (timed and ts[i] is None):
+            continue  # a dated value without its date is never as of any time (nor offline)
         us = ts[i] if ts[i] is not None else 0
         payload = {feat: vals[i] for feat, vals in values.items()}
         payload["_ts"] = us

@@ -9,7 +9,7 @@ merged online with :func:`merge_tile`, and combined into window values with :fun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loopml.errors import UsageError
 from loopml.features._definitions import Window
 from loopml.features._keys import encode_key
 
@@ -35,7 +36,9 @@ def tile_sql(window: Window, events: str) -> str:
     )
     parts = [
         f"{keys}",
-        f"(_known // {window.tile_us}) * {window.tile_us} AS _tile",
+        # The tile's start at or before the event: DuckDB's integer // and % truncate toward
+        # zero, which would put an event before 1970 in the tile after its own.
+        f"_known - (_known % {window.tile_us} + {window.tile_us}) % {window.tile_us} AS _tile",
         "count(*) AS _n",
     ]
     for i, col in enumerate(window.columns):
@@ -170,11 +173,11 @@ def combine_columns(
     tiles = tiles.sort_by([("_code", "ascending"), ("_tile", "ascending")])
     tile_code = tiles["_code"].to_numpy().astype(np.int64)
     start = tiles["_tile"].to_numpy().astype(np.int64)
-    order_key = (tile_code << 34) + start
     span = int(window.tile.total_seconds())
+    slot, order_key, n_slots = _search_keys(window, tile_code, start)
     has = codes >= 0
-    base = np.where(has, codes, 0).astype(np.int64) << 34
-    hi = np.searchsorted(order_key, base + ends, side="left")
+    base = np.where(has, codes, 0).astype(np.int64) * n_slots
+    hi = np.searchsorted(order_key, base + slot(ends), side="left")
     n_all = tiles["_n"].to_numpy().astype(np.int64)
     out: dict[str, pa.Array] = {}
     cols: dict[int, dict[str, np.ndarray]] = {}
@@ -193,7 +196,7 @@ def combine_columns(
 
     for agg in window.aggs:
         width = int(agg.window.total_seconds())
-        lo = np.searchsorted(order_key, base + ends - width, side="left")
+        lo = np.searchsorted(order_key, base + slot(ends - width), side="left")
         lo = np.where(has, lo, hi)
         steps = width // span
         if agg.agg == "count":
@@ -232,6 +235,39 @@ def combine_columns(
                 pa.array(best_i >= 0), picked, pa.scalar(None, picked.type)
             )
     return out
+
+
+def _search_keys(
+    window: Window, tile_code: np.ndarray, start: np.ndarray
+) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, int]:
+    """Sorted search keys of the tiles (entity, then time), the function giving a request
+    time's key within its entity, and the keys per entity.
+
+    Each entity owns a range of ``n_slots`` keys, one per tile position from ``longest`` before
+    the first tile to ``longest`` after the last; a request time outside that range is moved to
+    its edge (its windows hold no tile either way). So neither a time before 1970 nor one
+    centuries from the data can carry a search into a neighbouring entity's range.
+    """
+    span = int(window.tile.total_seconds())
+    longest = int(window.windows[-1].total_seconds())
+    first = int(start.min()) if len(start) else 0
+    last = int(start.max()) if len(start) else 0
+    floor, ceil = first - longest, last + span + longest
+    n_slots = (ceil - floor) // span + 1
+    if (int(tile_code.max(initial=0)) + 2) * n_slots >= 2**62:
+        raise UsageError(
+            f"window {window.name!r}: {n_slots:,} tiles of {window.tile} per entity from the first "
+            f"to the last event is too many to search; use a longer tile",
+            details={"window": window.name},
+        )
+
+    def slot(t: np.ndarray) -> np.ndarray:
+        # Ceiling division: the first tile whose start is at or after t (starts are multiples
+        # of the span; window widths may not be).
+        clipped = np.clip(t, floor, ceil)
+        return -((floor - clipped) // span)
+
+    return slot, tile_code * n_slots + (start - floor) // span, n_slots
 
 
 def _better(kind: str, best: np.ndarray, cand: np.ndarray, c: dict[str, Any]) -> np.ndarray:

@@ -29,11 +29,10 @@ many keys there are. :func:`advise` measures both on the project itself:
 from __future__ import annotations
 
 import io
-import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -46,8 +45,28 @@ import pyarrow.parquet as pq
 from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features import Features, FeatureSet, OnlineFeatures, arrow_type, encode_key
+from loopml.features._flags import NEWER_THAN_EVENT, OLDER_THAN_TTL
 from loopml.features._offline import _event_time, _with_expressions
 from loopml.monitoring._log import predictions_stream
+from loopml.serving._advice import (
+    SHARES,
+    TOPS,
+    Advice,
+    Compute,
+    Divergence,
+    Hybrid,
+    ModeLatency,
+    Peakedness,
+    Recommendation,
+    Rule,
+    Storage,
+    Universe,
+    divergence,
+    gini,
+    keys_covering,
+    peakedness,
+    recommend,
+)
 from loopml.serving._engine import Engine, static_table
 from loopml.serving._holder import Served
 from loopml.serving._precompute import precompute
@@ -58,266 +77,38 @@ if TYPE_CHECKING:
     from loopml.registry import ModelVersion
     from loopml.training import Model, Models
 
+__all__ = [
+    "SHARES",
+    "TOPS",
+    "Advice",
+    "Compute",
+    "Divergence",
+    "Hybrid",
+    "ModeLatency",
+    "Peakedness",
+    "Recommendation",
+    "Rule",
+    "Storage",
+    "Universe",
+    "advise",
+    "divergence",
+    "gini",
+    "keys_covering",
+    "lake_keys",
+    "peakedness",
+    "read_log",
+    "recommend",
+    "top_keys",
+]
+
 GROUP = "loopml-advisor"
 CONSUMER = "advisor"
-TOPS = (1, 10, 100, 1000)
-SHARES = (0.5, 0.9, 0.99)
 FULL_PRECOMPUTE = 20_000  # a universe this small is precomputed whole; a larger one is sampled
 UNIVERSE_SAMPLE = 5_000
 KEPT_REQUESTS = 1_000_000
 RECENT = timedelta(days=28)  # `loopml precompute`'s default window
 _WARMUP = 50
 _READ = 50_000
-
-
-# ---------------------------------------------------------------------------------- records
-
-
-@dataclass
-class Peakedness:
-    """How the requests spread over the keys. Shares are of all requests (a request whose key has
-    a null part counts as a request no key covers)."""
-
-    requests: int
-    keys: int
-    unkeyed: int
-    unique_share: float  # distinct keys per request: near 1 when keys are unbounded
-    top_share: dict[str, float]  # "1", "10", "100", "1000": share covered by the top N keys
-    gini: float  # of the frequencies of the requested keys: 0 flat, near 1 peaked
-    keys_for: dict[str, int | None]  # "50%", "90%", "99%": keys needed (None: unreachable)
-
-
-@dataclass
-class Universe:
-    """The keys a static table must cover."""
-
-    keys: int
-    recent_keys: int  # of them, those whose latest event is within 28 days of the newest
-    coverage: float  # share of the requests whose key is in the universe
-    counted: str
-
-
-@dataclass
-class Storage:
-    """What a static table of the universe takes, from a real precomputation into the online
-    store (into the advisor's own table, dropped afterwards)."""
-
-    keys_precomputed: int
-    bytes_precomputed: int
-    seconds: float
-    bytes_per_key: float
-    universe_bytes: int
-    universe_seconds: float
-    extrapolated: bool
-
-
-@dataclass
-class Compute:
-    """What dynamic serving costs, per prediction, in process."""
-
-    sample: int
-    median_us: float
-    p99_us: float
-    cpu_seconds_per_1000: float
-
-
-@dataclass
-class ModeLatency:
-    """One mode's in-process latency on the sample (the engine's own timing of each answer)."""
-
-    mode: str
-    requests: int
-    median_us: float
-    p99_us: float
-    mean_us: float
-    static_share: float  # answered from the precomputed table
-    fallbacks: int  # static only: keys not precomputed, answered by the fallback
-
-
-@dataclass
-class Hybrid:
-    """The head precomputed for the hybrid measurement, and how often it was hit."""
-
-    head: int
-    chosen_by: str
-    head_needed: int | None  # the fewest keys the lake has seen covering Rule.min_head_share
-    head_share: float  # of all requests
-    head_share_of_sample: float
-    hit_rate: float  # measured: share of the sample answered statically
-
-
-@dataclass(frozen=True)
-class Rule:
-    """The recommendation, in this order (the first that applies):
-
-    1. **dynamic** when fewer than ``min_known`` of the requests have a key the lake has seen:
-       keys are unbounded (timestamps, ids) and no table can hold them.
-    2. **dynamic** when a lookup is not clearly faster than computing: the static median is not
-       below the dynamic median divided by ``min_speedup``.
-    3. **static** when the whole universe fits the budget (``max_bytes`` of table,
-       ``max_seconds`` to precompute it) and covers at least ``min_coverage`` of the requests.
-    4. **hybrid** when the requests are peaked: at most ``max_head`` keys the lake has seen
-       cover ``min_head_share`` (most) of the requests; the head is precomputed and the tail,
-       however large the universe and whatever new keys arrive, is computed.
-    5. **dynamic** otherwise: the requests are flat over a universe too large (or too
-       incomplete) to precompute.
-    """
-
-    max_bytes: float = 1e9
-    max_seconds: float = 3600.0
-    min_coverage: float = 0.99
-    min_head_share: float = 0.5
-    max_head: int = 1000
-    min_speedup: float = 1.5
-    min_known: float = 0.5
-
-
-@dataclass
-class Recommendation:
-    mode: str
-    reasons: list[str]
-    notes: list[str] = field(default_factory=list)
-    rule: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Advice:
-    """Everything :func:`advise` measured, and its recommendation."""
-
-    model: str
-    version: int
-    key: list[str]
-    source: str
-    requests: int
-    peakedness: Peakedness
-    universe: Universe
-    storage: Storage
-    compute: Compute
-    latency: dict[str, ModeLatency]
-    static_coverage: float  # share of the sample answered statically in static mode
-    divergence: float | None  # mean |static - dynamic| output where static answered
-    hybrid: Hybrid
-    recommendation: Recommendation
-    feature_cache_s: float  # serving.feature_cache, as configured while measuring
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ------------------------------------------------------------------- the distribution's shape
-
-
-def gini(counts: Sequence[int] | np.ndarray) -> float:
-    """The Gini coefficient of frequencies: 0 when every key is requested equally often, towards
-    1 when one key takes nearly all requests.
-
-    >>> gini([5, 5, 5, 5]), round(gini([0, 0, 0, 12]), 2)
-    (0.0, 0.75)
-    """
-    x = np.sort(np.asarray(counts, dtype=np.float64))
-    n, total = len(x), float(x.sum())
-    if n < 2 or total <= 0:
-        return 0.0
-    ranks = np.arange(1, n + 1, dtype=np.float64)
-    return max(0.0, float(2.0 * (ranks * x).sum() / (n * total) - (n + 1) / n))
-
-
-def keys_covering(counts: np.ndarray, share: float, total: int) -> int | None:
-    """The fewest keys (most requested first; ``counts`` sorted descending) that cover ``share``
-    of ``total`` requests; None when all of them together do not."""
-    if total <= 0:
-        return None
-    need = math.ceil(share * total - 1e-9)
-    cum = np.cumsum(counts)
-    i = int(np.searchsorted(cum, need, side="left"))
-    return i + 1 if i < len(cum) else None
-
-
-def peakedness(counts: Sequence[int] | np.ndarray, *, requests: int | None = None) -> Peakedness:
-    """The shape of a request distribution from its key counts (``requests`` defaults to their
-    sum; more requests than that means some had no key).
-
-    >>> p = peakedness([1] * 100)
-    >>> p.top_share["1"], p.gini, p.keys_for["50%"]
-    (0.01, 0.0, 50)
-    """
-    c = np.sort(np.asarray(counts, dtype=np.int64))[::-1]
-    keyed = int(c.sum())
-    total = keyed if requests is None else int(requests)
-    if total < keyed:
-        raise UsageError(f"requests ({total}) cannot be fewer than the keyed requests ({keyed})")
-    cum = np.cumsum(c)
-    top = {
-        str(k): (float(cum[min(k, len(c)) - 1]) / total if len(c) and total else 0.0) for k in TOPS
-    }
-    return Peakedness(
-        requests=total,
-        keys=len(c),
-        unkeyed=total - keyed,
-        unique_share=len(c) / total if total else 0.0,
-        top_share=top,
-        gini=gini(c),
-        keys_for={f"{round(s * 100)}%": keys_covering(c, s, total) for s in SHARES},
-    )
-
-
-def recommend(
-    *,
-    coverage: float,
-    universe_bytes: float,
-    universe_seconds: float,
-    head_needed: int | None,
-    static_median_us: float,
-    dynamic_median_us: float,
-    rule: Rule | None = None,
-) -> Recommendation:
-    """Apply :class:`Rule` to measured figures.
-
-    ``coverage``: the share of requests whose key is in the universe; ``head_needed``: the
-    fewest keys of the universe covering ``rule.min_head_share`` of the requests (None: none do).
-    """
-    r = rule or Rule()
-    why: list[str] = []
-    facts = (
-        f"universe {_bytes(universe_bytes)} and {universe_seconds:,.1f} s to precompute "
-        f"(budget {_bytes(r.max_bytes)}, {r.max_seconds:,.0f} s), covering {coverage:.1%} of requests"
-    )
-    if coverage < r.min_known:
-        why.append(
-            f"only {coverage:.1%} of requests have a key the lake has seen (< {r.min_known:.0%}): "
-            "the keys are unbounded, a table would miss most requests"
-        )
-        return Recommendation("dynamic", why, rule=asdict(r))
-    speedup = dynamic_median_us / static_median_us if static_median_us > 0 else math.inf
-    if speedup < r.min_speedup:
-        why.append(
-            f"a lookup ({static_median_us:,.1f} µs median) is not clearly faster than computing "
-            f"({dynamic_median_us:,.1f} µs): {speedup:.2f}x < {r.min_speedup:g}x"
-        )
-        return Recommendation("dynamic", why, rule=asdict(r))
-    why.append(
-        f"a lookup is {speedup:.1f}x faster than computing "
-        f"({static_median_us:,.1f} µs against {dynamic_median_us:,.1f} µs median)"
-    )
-    fits = universe_bytes <= r.max_bytes and universe_seconds <= r.max_seconds
-    if fits and coverage >= r.min_coverage:
-        why.append(facts + f": it fits, and covers at least {r.min_coverage:.0%}")
-        return Recommendation("static", why, rule=asdict(r))
-    why.append(facts + (": over budget" if not fits else f": under {r.min_coverage:.0%} coverage"))
-    share = f"{r.min_head_share:.0%}"
-    if head_needed is not None and head_needed <= r.max_head:
-        why.append(
-            f"peaked: {head_needed:,} keys cover {share} of requests (<= {r.max_head:,}): "
-            "precompute them, compute the rest"
-        )
-        return Recommendation("hybrid", why, rule=asdict(r))
-    why.append(
-        f"flat: covering {share} of requests takes "
-        + (f"{head_needed:,} keys" if head_needed is not None else "more keys than the lake has")
-        + f" (> {r.max_head:,})"
-    )
-    return Recommendation("dynamic", why, rule=asdict(r))
 
 
 # ------------------------------------------------------------------------------- requests
@@ -503,6 +294,7 @@ class _Run:
     modes: list[str]
     outputs: list[Any]
     cpu_seconds: float
+    flags: Counter[str]  # answers flagged, by flag
 
 
 def _measure(engine: Engine, served: Served, rows: list[dict[str, Any]]) -> _Run:
@@ -512,13 +304,16 @@ def _measure(engine: Engine, served: Served, rows: list[dict[str, Any]]) -> _Run
     copies = [dict(r) for r in rows]  # answering adds the computed features to the row
     latency = np.empty(len(copies))
     modes, outputs = [], []
+    flags: Counter[str] = Counter()
     cpu = time.process_time()
     for i, row in enumerate(copies):
         pred = engine.answer([row], served)[0]
         latency[i] = pred.latency_us
         modes.append(pred.mode)
         outputs.append(pred.output)
-    return _Run(latency, modes, outputs, time.process_time() - cpu)
+        if pred.flags:
+            flags.update({kind for kinds in pred.flags.values() for kind in kinds})
+    return _Run(latency, modes, outputs, time.process_time() - cpu, flags)
 
 
 def _mode_latency(mode: str, run: _Run) -> ModeLatency:
@@ -535,13 +330,21 @@ def _mode_latency(mode: str, run: _Run) -> ModeLatency:
     )
 
 
-def _divergence(static: _Run, dynamic: _Run) -> float | None:
-    diffs = [
-        float(np.mean(np.abs(np.asarray(s, dtype=float) - np.asarray(d, dtype=float))))
-        for m, s, d in zip(static.modes, static.outputs, dynamic.outputs, strict=True)
-        if m == "static" and s is not None and d is not None
+def _divergence(table: _Run, dynamic: _Run, model: Model) -> Divergence | None:
+    """The answers ``table`` gave from the precomputed table against the dynamic run's."""
+    pairs = [
+        (s, d)
+        for m, dm, s, d in zip(
+            table.modes, dynamic.modes, table.outputs, dynamic.outputs, strict=True
+        )
+        if m == "static" and dm == "dynamic" and s is not None and d is not None
     ]
-    return round(float(np.mean(diffs)), 5) if diffs else None
+    return divergence(
+        [s for s, _ in pairs],
+        [d for _, d in pairs],
+        task=model.task,
+        threshold=model.threshold if model.task == "binary" else None,
+    )
 
 
 def _requests(project: Project, requests: pa.Table | None) -> tuple[pa.Table, str]:
@@ -728,6 +531,8 @@ def advise(
             "columns and their derived features as precomputation computes it"
         ),
     )
+    static_vs = _divergence(static_run, dynamic, served.model)
+    hybrid_vs = _divergence(hybrid_run, dynamic, served.model)
     advice_rec = recommend(
         coverage=coverage,
         universe_bytes=storage.universe_bytes,
@@ -735,10 +540,11 @@ def advise(
         head_needed=head_needed,
         static_median_us=latency["static"].median_us,
         dynamic_median_us=latency["dynamic"].median_us,
+        static_divergence=static_vs,
+        hybrid_divergence=hybrid_vs,
         rule=rule,
     )
-    divergence = _divergence(static_run, dynamic)
-    _notes(advice_rec, key=key, fs=fs, universe=universe_rec, divergence=divergence)
+    _notes(advice_rec, key=key, fs=fs, universe=universe_rec, static_vs=static_vs, dynamic=dynamic)
     return Advice(
         model=model,
         version=served.number,
@@ -751,7 +557,10 @@ def advise(
         compute=compute,
         latency=latency,
         static_coverage=latency["static"].static_share,
-        divergence=divergence,
+        divergence=static_vs.mean_abs if static_vs is not None else None,
+        static_vs_dynamic=static_vs,
+        hybrid_vs_dynamic=hybrid_vs,
+        dynamic_flags=dict(sorted(dynamic.flags.items())),
         hybrid=Hybrid(
             head=hybrid_head,
             chosen_by=chosen,
@@ -772,27 +581,30 @@ def _notes(
     key: list[str],
     fs: FeatureSet,
     universe: Universe,
-    divergence: float | None,
+    static_vs: Divergence | None,
+    dynamic: _Run,
 ) -> None:
-    """What the rule does not weigh but a reader should know."""
-    if divergence is not None:
+    """What a reader of the recommendation should know besides the rule's figures."""
+    if static_vs is not None and static_vs.mean_abs > 0:
         others = Counter(fs.features[f].kind for f in fs.vector if f not in key)
         rec.notes.append(
-            f"static answers differ from on-demand ones by {divergence:.4f} on average (mean "
-            "absolute difference of the outputs): a precomputed prediction is made for the key's "
-            "latest event, so the model's other inputs ("
+            "why static answers differ: a precomputed prediction is made for the key's latest "
+            "event, so the model's other inputs ("
             + ", ".join(f"{n} {kind}" for kind, n in sorted(others.items()))
             + ") take that event's values, not this request's"
+        )
+    as_of = {k: n for k, n in dynamic.flags.items() if k in (NEWER_THAN_EVENT, OLDER_THAN_TTL)}
+    if as_of:
+        n = len(dynamic.modes)
+        rec.notes.append(
+            "of the dynamic answers measured, "
+            + ", ".join(f"{c:,} of {n:,} were flagged {k}" for k, c in sorted(as_of.items()))
+            + ": the online store could not give their lookups as of the request's time (the "
+            "requests are older than its values), so those dynamic answers are not what serving "
+            "them at their time gave; measure on recent requests for the live difference"
         )
     if universe.recent_keys < universe.keys:
         rec.notes.append(
             f"`loopml precompute` (window 28d by default) would write {universe.recent_keys:,} of the "
             f"{universe.keys:,} keys; pass a longer --window to cover the universe"
         )
-
-
-def _bytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,.0f} B"

@@ -16,12 +16,13 @@ import orjson
 
 from loopml.errors import UsageError
 from loopml.features import FeatureSet, OnlineFeatures, encode_key
+from loopml.features._flags import Flags
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
 from loopml.storage import OnlineStore, new_id
 
-RESERVED = ("_id", "_at")
+RESERVED = ("_id", "_at", "_flags")
 
 
 def static_table(model: str, version: int) -> str:
@@ -50,6 +51,9 @@ class Prediction:
     at: int = 0
     rollout: int | None = None  # the experiment or rollout that routed it
     propensity: float | None = None  # the probability its arm had of being chosen
+    # {lookup, window or feature: [flag, ...]}: values not as of the event time, read from the
+    # cache, or categories the model never saw (loopml.features._flags)
+    flags: Flags | None = None
 
     def body(self, top_k: int = 3) -> dict[str, Any]:
         """The prediction as the API returns it."""
@@ -61,6 +65,7 @@ class Prediction:
         }
         out["prediction"] = describe(self.task, self.output, self.threshold, self.classes, top_k)
         out["fallback"] = self.fallback
+        out["flags"] = self.flags or {}
         out["latency_ms"] = round(self.latency_us / 1000, 3)
         return out
 
@@ -79,6 +84,8 @@ class Prediction:
         if self.rollout is not None:  # an experiment's answer; most entries carry neither
             entry["rollout"] = self.rollout
             entry["propensity"] = self.propensity
+        if self.flags:
+            entry["flags"] = self.flags
         return entry
 
 
@@ -228,6 +235,9 @@ class Engine:
                 )
                 output = served.predictor.score(values)
                 pred = self._make(row, served.number, "dynamic", output, served, values)
+                pred.flags = merge_flags(
+                    values.get("_flags"), served.predictor.category_flags(values)
+                )
                 self._remember(row, pred)
             pred.latency_us = (time.perf_counter() - start) * 1e6
             out.append(pred)
@@ -343,6 +353,18 @@ class Engine:
             consistency_table(self.name),
             [(key, time.time(), orjson.dumps({"o": output, "v": pred.version}))],
         )
+
+
+def merge_flags(a: Flags | None, b: Flags | None) -> Flags | None:
+    """One answer's flags from two sources (the online features', the model's encoding)."""
+    if not b:
+        return a
+    if not a:
+        return b
+    out = {k: list(v) for k, v in a.items()}
+    for name, flags in b.items():
+        out.setdefault(name, []).extend(flags)
+    return out
 
 
 def _suggest(name: str, options: set[str]) -> str:

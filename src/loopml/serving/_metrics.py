@@ -59,6 +59,16 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.flags = Counter(
+            "loopml_feature_flags",
+            (
+                "Answers whose values were flagged, by lookup, window or feature and flag: "
+                "newer_than_event, older_than_ttl, from_cache, stale_store, unseen_category, "
+                "missing_category."
+            ),
+            ["feature", "flag"],
+            registry=r,
+        )
         self.log_dropped = Counter(
             "loopml_prediction_log_dropped", "Predictions not written to the log.", registry=r
         )

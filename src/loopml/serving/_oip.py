@@ -161,7 +161,14 @@ def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
                 "shape": [len(preds)],
                 "data": [float(p.output) if p.output is not None else None for p in preds],
             }
-        response = {"model_name": name, "model_version": str(served.number), "outputs": [out]}
+        response: dict[str, Any] = {
+            "model_name": name,
+            "model_version": str(served.number),
+            "outputs": [out],
+        }
+        if any(p.flags for p in preds):
+            # The protocol's free-form parameters: each row's flags, as /predict gives them.
+            response["parameters"] = {"flags": [p.flags or {} for p in preds]}
         if isinstance(payload.get("id"), str):
             response["id"] = payload["id"]
         return _json(response)

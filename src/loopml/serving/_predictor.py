@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from loopml.features import OnlineFeatures
+from loopml.features._flags import MISSING_CATEGORY, UNSEEN_CATEGORY, Flags
 from loopml.serving._fast import fast_booster
 from loopml.training import Model
 from loopml.training._model import LIGHTGBM
@@ -32,6 +33,7 @@ class RowPredictor:
         self._slots: list[tuple[int, str, dict[Any, float] | None]] = [
             (j, f, lookups.get(f)) for j, f in enumerate(enc.features)
         ]
+        self._categorical = [(f, lookups[f]) for f in enc.features if f in lookups]
         outputs = len(model.classes or []) if model.task == "multiclass" else 1
         self._fast = (
             fast_booster(model.estimator, len(enc.features), outputs)
@@ -68,6 +70,19 @@ class RowPredictor:
         result = self.model.predict_matrix(row)
         return result[0].copy() if self._multiclass else float(result[0])
 
+    def category_flags(self, values: Mapping[str, Any]) -> Flags | None:
+        """The categorical inputs of ``values`` that are null (``missing_category``) or that the
+        model never saw in training (``unseen_category``): both are scored as missing. None
+        when there are none."""
+        flags: Flags | None = None
+        for name, known in self._categorical:
+            v = values.get(name)
+            if v is None:
+                flags = _flag(flags, name, MISSING_CATEGORY)
+            elif v not in known:
+                flags = _flag(flags, name, UNSEEN_CATEGORY)
+        return flags
+
     def features(self, request: Mapping[str, Any], *, at: Any = None) -> dict[str, Any]:
         """Every feature of one request, computed online (request, lookups, windows, derived)."""
         if self.online is None:
@@ -84,3 +99,10 @@ class RowPredictor:
     def close(self) -> None:
         if self._fast is not None:
             self._fast.close()
+
+
+def _flag(flags: Flags | None, name: str, flag: str) -> Flags:
+    if flags is None:
+        return {name: [flag]}
+    flags.setdefault(name, []).append(flag)
+    return flags

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.serving._engine import RESERVED
+from loopml.features._flags import Flags
+from loopml.serving._engine import RESERVED, merge_flags
 from loopml.serving._holder import Served
 from loopml.serving._runtime import Runtime
 
@@ -53,14 +54,16 @@ class RankHandler:
             and rt.arms_ready(rollout.arms)
         ):
             arms = [rt.arm_models[v] for v in rollout.arms]
+        flags: list[Flags | None] = [v.get("_flags") for v in values]
         if arms is None:
-            scores = _scores(served, values)
+            scores = _scores(served, values, flags)
             order = sorted(range(len(rows)), key=lambda i: -scores[i])[:k]
             shown = [(i, served.number, scores[i]) for i in order]
         else:
             from loopml.rollout._interleave import team_draft
 
-            a, b = (_scores(s, values) for s in arms)
+            a = _scores(arms[0], values, flags)
+            b = _scores(arms[1], values, None)
             order_a = sorted(range(len(rows)), key=lambda i: -a[i])
             order_b = sorted(range(len(rows)), key=lambda i: -b[i])
             merged = team_draft(order_a, order_b, k=k, rng=self._rng)
@@ -75,23 +78,29 @@ class RankHandler:
         items = []
         for pos, (i, version, score) in enumerate(shown):
             item_id = f"{rank_id}:{pos}"
-            items.append({"index": i, "id": item_id, "version": version, "score": score})
+            item: dict[str, Any] = {"index": i, "id": item_id, "version": version, "score": score}
+            item_flags = flags[i]
+            if item_flags:
+                item["flags"] = item_flags
+                rt.count_flags(item_flags)
+            items.append(item)
             if rt.logger is not None:
-                rt.logger.log(
-                    {
-                        "id": item_id,
-                        "at": now,
-                        "model": rt.name,
-                        "version": version,
-                        "mode": "rank",
-                        "fallback": None,
-                        "output": score,
-                        "latency_us": round(seconds * 1e6 / max(len(shown), 1), 1),
-                        "features": {k2: v for k2, v in values[i].items() if k2 not in RESERVED},
-                        "of": rank_id,
-                        "rollout": rollout_id,
-                    }
-                )
+                entry = {
+                    "id": item_id,
+                    "at": now,
+                    "model": rt.name,
+                    "version": version,
+                    "mode": "rank",
+                    "fallback": None,
+                    "output": score,
+                    "latency_us": round(seconds * 1e6 / max(len(shown), 1), 1),
+                    "features": {k2: v for k2, v in values[i].items() if k2 not in RESERVED},
+                    "of": rank_id,
+                    "rollout": rollout_id,
+                }
+                if item_flags:
+                    entry["flags"] = item_flags
+                rt.logger.log(entry)
             if rollout_id is not None:
                 rt.counters.add(rollout_id, version, "shown")
         if rollout_id is not None:
@@ -144,9 +153,15 @@ class RankHandler:
         return candidates, context, min(k, len(candidates)), rank_id
 
 
-def _scores(served: Served, values: list[dict[str, Any]]) -> list[float]:
+def _scores(
+    served: Served, values: list[dict[str, Any]], flags: list[Flags | None] | None
+) -> list[float]:
+    """Each candidate's score; with ``flags``, each candidate's flags gain the categorical
+    inputs this version found null or never saw in training."""
     out = []
-    for v in values:
+    for i, v in enumerate(values):
         s = served.predictor.score(v)
+        if flags is not None:
+            flags[i] = merge_flags(flags[i], served.predictor.category_flags(v))
         out.append(float(np.max(s)) if np.ndim(s) else float(s))
     return out

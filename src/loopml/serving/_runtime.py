@@ -48,6 +48,8 @@ class Runtime:
             if fs is not None
             else None
         )
+        if self.online is not None:
+            self.online.check_store()  # answers flag stale_store while it holds nothing
         self.holder = ModelHolder(
             project.models,
             lambda: self.online,
@@ -83,6 +85,7 @@ class Runtime:
         self._drift_gauges(project)
         self.started_at = time.time()
         self._children: dict[tuple[str, int | None], tuple[Any, Any]] = {}
+        self._flag_counters: dict[tuple[str, str], Any] = {}
         # Rollouts: the router reads the model's active rollout in the background; the
         # challenger is loaded (and hot-swapped) like the champion; counters are summed here and
         # added to the shared ones on each refresh, never written per request.
@@ -170,8 +173,20 @@ class Runtime:
         children[1].observe(seconds)
         if pred.fallback is not None:
             self.metrics.fallbacks.labels(pred.fallback).inc()
+        if pred.flags:
+            self.count_flags(pred.flags)
         if self.logger is not None:
             self.logger.log(pred.log_entry())
+
+    def count_flags(self, flags: dict[str, list[str]]) -> None:
+        """Add one answer's flags to ``loopml_feature_flags``."""
+        counters = self._flag_counters
+        for name, kinds in flags.items():
+            for kind in kinds:
+                counter = counters.get((name, kind))
+                if counter is None:
+                    counter = counters[(name, kind)] = self.metrics.flags.labels(name, kind)
+                counter.inc()
 
     # ------------------------------------------------------------------------------ rollouts
 
@@ -224,6 +239,11 @@ class Runtime:
             except Exception:
                 log.exception("refreshing the rollout failed")
             self._maybe_update_bandit()
+            if self.online is not None and self.online.unwritten:
+                try:  # until the store is materialized
+                    self.online.check_store()
+                except Exception:
+                    log.exception("checking the online store failed")
 
     def _maybe_update_bandit(self) -> None:
         """A bandit learns while it serves: every ``serving.bandit_update`` this worker lands
@@ -370,6 +390,8 @@ class Runtime:
             "serving": self.holder.status(),
             "rollout": self._rollout_status(),
             "breaker_open": self.engine.breaker.open,
+            # Lookups and windows the online store holds nothing for (answers flag stale_store).
+            "online_store_empty": sorted(self.online.unwritten) if self.online else [],
             "log": {
                 "written": self.logger.written if self.logger else 0,
                 "dropped": self.logger.dropped if self.logger else 0,

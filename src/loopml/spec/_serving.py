@@ -114,7 +114,9 @@ class ServingSpec(_Model):
         timedelta(seconds=1),
         description=(
             "Keep online feature values (a lookup row, a window's values for an entity) this long "
-            "in each worker: requests for the same entity read the store once (0 disables)."
+            "in each worker: requests for the same entity read the store once. Every request "
+            "checks the store's generations first, so a materialization or a stream micro-batch "
+            "is seen by the next request; answers flag what came from the cache (0 disables)."
         ),
     )
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)

@@ -11,6 +11,9 @@ Three kinds of data, each in a named *table* (a namespace, not an SQL table):
   folds new partial tiles into stored ones with a caller-given merge function, atomically with
   an optional watermark (so that a stream consumer applies each event exactly once).
 - **marks**: named watermarks (``name -> value``).
+- **generations**: per table, how many writes changed it, moved by every write in the same
+  transaction. A reader that keeps values in memory (the serving feature cache) checks them:
+  while a table's generation has not moved, what it read from the table is still what is stored.
 
 Values are opaque bytes (loopml writes orjson). Keys are strings (loopml encodes composite
 entity keys itself).
@@ -76,6 +79,16 @@ class OnlineStore(Protocol):
     ) -> tuple[list[tuple[float, bytes] | None], list[list[bytes | None]]]:
         """Everything a request needs, in one round trip where the backend allows it:
         ``get_latest`` for each (table, key) and ``get_tiles`` for each (table, key, starts)."""
+        ...
+
+    def generations(self, tables: Sequence[str]) -> list[int]:
+        """For each table, in order, how many writes changed it (0: none yet). Every
+        ``put_latest`` that changed a row, ``merge_tiles`` with tiles and ``drop_table`` of a
+        table moves its generation, atomically with (or after) the write."""
+        ...
+
+    def is_empty(self, table: str) -> bool:
+        """Whether the table holds no latest row and no tile (never written, or dropped)."""
         ...
 
     def get_mark(self, name: str) -> str | None: ...

@@ -6,6 +6,7 @@ Layout (``enc`` percent-encodes everything but ``A-Za-z0-9_.-~``, so an encoded 
     {prefix}:latest:{enc(table)}             hash  key -> 8-byte big-endian float64 ts + value
     {prefix}:tiles:{enc(table)}:{enc(key)}   hash  str(start) -> value
     {prefix}:marks                           hash  name -> value
+    {prefix}:generations                     hash  enc(table) -> writes that changed it
 
 A request reads with one round trip (:meth:`RedisOnlineStore.fetch`); writes of latest rows are a
 compare-and-set in a Lua script, tile merges an optimistic transaction (WATCH/MULTI/EXEC) because
@@ -30,18 +31,22 @@ from loopml.storage._online import Fetch, Merge, TileWrite
 
 _TS = struct.Struct(">d")
 
-# KEYS[1]: the table's latest hash; ARGV: key1, ts1+value1, key2, ts2+value2, ...
+# KEYS[1]: the table's latest hash, KEYS[2]: the generations hash; ARGV: the table's field in
+# the generations hash, then key1, ts1+value1, key2, ts2+value2, ...
 # Rows are compared one after the other, so a key repeated in a batch keeps the newest (ties:
 # the later row), exactly as separate calls would.
 _PUT_LATEST_LUA = """
 local changed = 0
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   local new = ARGV[i + 1]
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   if (not old) or struct.unpack('>d', new) >= struct.unpack('>d', old) then
     redis.call('HSET', KEYS[1], ARGV[i], new)
     changed = changed + 1
   end
+end
+if changed > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 end
 return changed
 """
@@ -123,6 +128,7 @@ class RedisOnlineStore:
     def __init__(self, config: RedisConfig) -> None:
         self.prefix = config.prefix
         self._marks = f"{config.prefix}:marks"
+        self._generations = f"{config.prefix}:generations"
         redis, self._client, self._description = connect(config, "the online store")
         self._watch_error: type[Exception] = redis.exceptions.WatchError
         self._translate = functools.partial(translate, redis, "the online store", self._description)
@@ -148,13 +154,15 @@ class RedisOnlineStore:
             args += (key, _TS.pack(ts) + value)
         if not args:
             return 0
-        name = self._latest(table)
+        keys = [self._latest(table), self._generations]
+        field = _enc(table)
         with self._translate():
             if len(args) <= 2 * _SCRIPT_ROWS:
-                return int(self._put_script(keys=[name], args=args))
+                return int(self._put_script(keys=keys, args=[field, *args]))
             pipe = self._client.pipeline(transaction=False)
             for i in range(0, len(args), 2 * _SCRIPT_ROWS):
-                self._put_script(keys=[name], args=args[i : i + 2 * _SCRIPT_ROWS], client=pipe)
+                piece = [field, *args[i : i + 2 * _SCRIPT_ROWS]]
+                self._put_script(keys=keys, args=piece, client=pipe)
             return sum(int(n) for n in pipe.execute())
 
     def get_latest(self, table: str, keys: Sequence[str]) -> list[tuple[float, bytes] | None]:
@@ -189,7 +197,7 @@ class RedisOnlineStore:
             return
         with self._translate():
             for attempt in range(_MERGE_ATTEMPTS):
-                if self._try_merge(by_hash, merge, mark):
+                if self._try_merge(table, by_hash, merge, mark):
                     return
                 # Back off a little, at random, so that contenders stop colliding.
                 time.sleep(random.uniform(0, 0.0005 * 2 ** min(attempt, 6)))
@@ -202,6 +210,7 @@ class RedisOnlineStore:
 
     def _try_merge(
         self,
+        table: str,
         by_hash: dict[str, list[TileWrite]],
         merge: Merge,
         mark: tuple[str, str] | None,
@@ -226,6 +235,8 @@ class RedisOnlineStore:
                         field = str(tile.start)
                         current[field] = merge(current[field], tile.value)
                     pipe.hset(name, mapping=current)
+                if by_hash:
+                    pipe.hincrby(self._generations, _enc(table), 1)
                 if mark is not None:
                     pipe.hset(self._marks, mark[0], mark[1])
                 pipe.execute()
@@ -261,6 +272,24 @@ class RedisOnlineStore:
         tiles = [next(replies) if starts else [] for _, _, starts in request.tiles]
         return latest, tiles
 
+    def generations(self, tables: Sequence[str]) -> list[int]:
+        """How many writes changed each table (0: none yet), in order."""
+        if not tables:
+            return []
+        with self._translate():
+            raw = self._client.hmget(self._generations, [_enc(t) for t in tables])
+        return [int(v) if v is not None else 0 for v in raw]
+
+    def is_empty(self, table: str) -> bool:
+        """Whether the table holds no latest row and no tile. Tiles are one hash per entity:
+        this scans the keyspace for one of them (a check made when a table's generation has
+        never moved, not per request)."""
+        with self._translate():
+            if self._client.exists(self._latest(table)):
+                return False
+            pattern = f"{self.prefix}:tiles:{_enc(table)}:*"
+            return next(iter(self._client.scan_iter(match=pattern, count=1000)), None) is None
+
     # -- marks and housekeeping ---------------------------------------------------------------
 
     def get_mark(self, name: str) -> str | None:
@@ -285,6 +314,8 @@ class RedisOnlineStore:
                     batch.clear()
             if batch:
                 self._client.unlink(*batch)
+            # After the deletes: a reader that saw the old generation may hold old values.
+            self._client.hincrby(self._generations, _enc(table), 1)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -26,7 +26,9 @@ from loopml.errors import (
 from loopml.spec import SQLiteConfig
 from loopml.storage._online import Fetch, Merge, TileWrite
 
-LAYOUT_VERSION = 1  # PRAGMA user_version of the file; a newer file is refused, not misread
+# PRAGMA user_version of the file; a newer file is refused, not misread. 2: generations (a
+# writer that does not move them would leave readers' caches holding replaced values).
+LAYOUT_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS latest ("
@@ -36,6 +38,12 @@ _SCHEMA = (
     " tbl TEXT NOT NULL, key TEXT NOT NULL, start INTEGER NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY (tbl, key, start)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS generations ("
+    " tbl TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID",
+)
+_BUMP = (
+    "INSERT INTO generations (tbl, n) VALUES (?, 1) "
+    "ON CONFLICT (tbl) DO UPDATE SET n = generations.n + 1"
 )
 _PUT_LATEST = (
     "INSERT INTO latest (tbl, key, ts, value) VALUES (?, ?, ?, ?) "
@@ -56,6 +64,9 @@ _PUT_MARK = (
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 )
 _GET_MARK = "SELECT value FROM marks WHERE name = ?"
+_GENERATIONS = "SELECT tbl, n FROM generations"
+_ANY_ROW = "SELECT EXISTS (SELECT 1 FROM latest WHERE tbl = ?) OR EXISTS (SELECT 1 FROM tiles WHERE tbl = ?)"
+_DATA_VERSION = "PRAGMA data_version"
 
 
 class _Slot:
@@ -103,6 +114,7 @@ class SQLiteOnlineStore:
         self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
         self._slots_lock = threading.Lock()
         self._closed = False
+        self._commits = 0  # write transactions committed through this object, by any thread
         self._inherited: list[sqlite3.Connection] = []
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
@@ -139,7 +151,10 @@ class SQLiteOnlineStore:
         if not params:
             return 0
         with self._write() as conn:
-            return conn.executemany(_PUT_LATEST, params).rowcount
+            changed: int = conn.executemany(_PUT_LATEST, params).rowcount
+            if changed:
+                conn.execute(_BUMP, (table,))
+            return changed
 
     def get_latest(self, table: str, keys: Sequence[str]) -> list[tuple[float, bytes] | None]:
         """``(ts, value)`` per key, in order; None where the key has no row."""
@@ -176,6 +191,8 @@ class SQLiteOnlineStore:
             conn.executemany(
                 _PUT_TILE, [(table, key, start, value) for (key, start), value in current.items()]
             )
+            if current:
+                conn.execute(_BUMP, (table,))
             if mark is not None:
                 conn.execute(_PUT_MARK, mark)
 
@@ -204,6 +221,36 @@ class SQLiteOnlineStore:
             raise self._error(exc) from exc
         return latest, tiles
 
+    def generations(self, tables: Sequence[str]) -> list[int]:
+        """How many writes changed each table (0: none yet), in order.
+
+        Read on every request that uses the feature cache, so the table is read again only when
+        something changed: ``PRAGMA data_version`` (which moves when another connection, in any
+        process, commits) or this store's own count of commits (a connection does not see its
+        own in data_version). Both are taken before the read, so a change landing during it is
+        seen next time."""
+        if not tables:
+            return []
+        conn = self._conn()
+        local = self._local
+        try:
+            seen = (conn.execute(_DATA_VERSION).fetchone()[0], self._commits)
+            if getattr(local, "generations_seen", None) != seen:
+                local.generations = dict(conn.execute(_GENERATIONS).fetchall())
+                local.generations_seen = seen
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        found: dict[str, int] = local.generations
+        return [found.get(t, 0) for t in tables]
+
+    def is_empty(self, table: str) -> bool:
+        """Whether the table holds no latest row and no tile."""
+        try:
+            row = self._conn().execute(_ANY_ROW, (table, table)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return not row[0]
+
     # -- marks and housekeeping ---------------------------------------------------------------
 
     def get_mark(self, name: str) -> str | None:
@@ -219,6 +266,7 @@ class SQLiteOnlineStore:
         with self._write() as conn:
             conn.execute("DELETE FROM latest WHERE tbl = ?", (table,))
             conn.execute("DELETE FROM tiles WHERE tbl = ?", (table,))
+            conn.execute(_BUMP, (table,))
 
     def close(self) -> None:
         """Close every thread's connection; using the store afterwards raises StorageError."""
@@ -301,6 +349,9 @@ class SQLiteOnlineStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._error(exc) from exc
+        finally:
+            # Also after a failed COMMIT: a reader re-reading for nothing is harmless.
+            self._commits += 1
 
     def _create(self) -> None:
         with self._write() as conn:

@@ -230,6 +230,40 @@ class OnlineStoreContract:
         assert store.fetch(Fetch()) == ([], [])
         assert store.fetch(Fetch(tiles=[("clicks", "u1", [])])) == ([], [[]])
 
+    # -- generations --------------------------------------------------------------------------
+
+    def test_generations_move_with_every_change_of_a_table(self, store: OnlineStore) -> None:
+        assert store.generations(["t", "u"]) == [0, 0]
+        assert store.generations([]) == []
+        store.put_latest("t", [("k", 2.0, b"a")])
+        g1 = store.generations(["t", "u"])
+        assert g1[0] > 0 and g1[1] == 0
+        store.put_latest("t", [("k", 1.0, b"older")])  # nothing changed: no move
+        assert store.generations(["t"]) == g1[:1]
+        store.merge_tiles("t", [TileWrite("k", 0, b"1")], add)
+        g2 = store.generations(["t"])[0]
+        assert g2 > g1[0]
+        store.merge_tiles("t", [], add, mark=("m", "x"))  # a mark alone changes no value
+        assert store.generations(["t"]) == [g2]
+        store.put_latest("u", [("k", 1.0, b"b")])
+        assert store.generations(["t"]) == [g2]  # per table
+        store.drop_table("t")
+        g3 = store.generations(["t"])[0]
+        assert g3 > g2  # a drop moves it on, never back to a value readers have seen
+        store.put_latest("t", [("k", 0.5, b"again")])
+        assert store.generations(["t"])[0] > g3
+
+    def test_is_empty(self, store: OnlineStore) -> None:
+        assert store.is_empty("t") and store.is_empty("u")
+        store.put_latest("t", [("k", 1.0, b"v")])
+        store.merge_tiles("u", [TileWrite("k", 0, b"1")], add)
+        assert not store.is_empty("t") and not store.is_empty("u")
+        store.merge_tiles("w", [], add, mark=("m", "x"))
+        assert store.is_empty("w")  # a mark is not a value
+        store.drop_table("t")
+        store.drop_table("u")
+        assert store.is_empty("t") and store.is_empty("u")
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def test_drop_table(self, store: OnlineStore) -> None:

@@ -74,6 +74,10 @@ def test_features_commands(root: Path, tmp_path: Path, capsys: pytest.CaptureFix
         capsys, "features", "build", "--out", str(out_file), "--as-of", "soon", "-p", p
     )
     assert code == 2 and "--as-of" in err
+    code, out, _ = run(
+        capsys, "features", "get", "id=3", "user=a", "t=2024-05-01T10:35:00Z", "amount=10", "-p", p
+    )
+    assert code == 0 and "user_trips: stale_store (the online store holds nothing" in out
     code, out, _ = run(capsys, "features", "materialize", "-p", p, "--json")
     assert code == 0 and json.loads(out)["lookups"]["info"] == 2
     code, out, _ = run(
@@ -90,6 +94,13 @@ def test_features_commands(root: Path, tmp_path: Path, capsys: pytest.CaptureFix
     )
     vector = json.loads(out)
     assert code == 0 and vector["n_1h"] == 2 and vector["info_country"] == "FR"
+    # The store's profile of user a is from 12:00, after this request: not used, and said so.
+    assert vector["profile_score"] is None
+    assert vector["_flags"] == {"profile": ["newer_than_event"]}
+    code, out, _ = run(
+        capsys, "features", "get", "id=3", "user=a", "t=2024-05-01T10:35:00Z", "amount=10", "-p", p
+    )
+    assert code == 0 and "profile: newer_than_event (the store's value is from after" in out
     code, _, err = run(capsys, "features", "get", "amount=lots", "-p", p)
     assert code == 2 and "amount" in err
 

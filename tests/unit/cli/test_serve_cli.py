@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,3 +31,49 @@ def test_serve_refuses_a_bad_spec(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "loopml.yaml").write_text("project: x\nserving:\n  mode: sometimes\n")
     assert main(["serve", "-p", str(tmp_path)]) == 2
     assert "serving.mode" in capsys.readouterr().err
+
+
+def test_serve_says_where_and_what_once_ready(served: Project) -> None:
+    """`loopml serve` prints its address, the model, the version and the alias once it
+    answers; before that it prints nothing that would claim it does."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "loopml.cli", "serve", "--port", str(port), "-p", str(served.root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in server.stdout or []], daemon=True
+    ).start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith("serving "):
+                break
+        else:
+            raise AssertionError("no ready line: " + "".join(seen)[-2000:])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert seen[-1].startswith(
+        f"serving flights_delay version 1 (alias champion, mode dynamic) at http://127.0.0.1:{port}"
+    ), seen
+    assert "POST /predict" in seen[-1]
+
+
+def test_serve_without_a_model_section_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "loopml.yaml").write_text("project: x\n")
+    assert main(["serve", "-p", str(tmp_path)]) == 2
+    assert "no model section" in capsys.readouterr().err

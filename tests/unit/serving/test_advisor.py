@@ -22,8 +22,10 @@ from loopml.cli import main
 from loopml.serving import Runtime, static_table
 from loopml.serving._advisor import (
     GROUP,
+    Divergence,
     Rule,
     advise,
+    divergence,
     gini,
     keys_covering,
     peakedness,
@@ -128,6 +130,63 @@ def test_rule_dynamic_when_flat_unbounded_or_no_faster() -> None:
         dynamic_median_us=12.0,
     )
     assert no_gain.mode == "dynamic" and "not clearly faster" in no_gain.reasons[0]
+
+
+def near(relative: float) -> Divergence:
+    """A measured difference of table answers from on-demand ones, ``relative`` to their spread."""
+    return Divergence(
+        compared=500,
+        mean_abs=0.1 * relative,
+        max_abs=0.3,
+        spread=0.1,
+        relative=relative,
+        decisions_changed=0.05,
+    )
+
+
+def test_rule_weighs_how_far_table_answers_are_from_the_model() -> None:
+    """A table whose answers are far from the model's is not recommended, however fast it is:
+    the request's other inputs would be lost (an advisor that did not weigh it recommended
+    static answers 0.17 away from live ones on average)."""
+    fits = {"coverage": 1.0, "universe_bytes": 5e6, "universe_seconds": 3.0, **FAST}
+    close = recommend(head_needed=400, static_divergence=near(0.1), **fits)
+    assert close.mode == "static"
+    assert "differ from on-demand ones by 0.0100 on average" in close.reasons[-1]
+    assert "10% of how much on-demand answers vary" in close.reasons[-1]
+    assert "5.0% of decisions change" in close.reasons[-1] and "within 25%" in close.reasons[-1]
+    far = recommend(
+        head_needed=400, static_divergence=near(1.7), hybrid_divergence=near(0.2), **fits
+    )
+    assert far.mode == "hybrid"
+    assert "over 25%: a table would answer too differently" in far.reasons[2]
+    assert "the head's precomputed answers" in far.reasons[-1]
+    both = recommend(
+        head_needed=400, static_divergence=near(1.7), hybrid_divergence=near(0.9), **fits
+    )
+    assert both.mode == "dynamic" and "over 25%" in both.reasons[-1]
+    flat = recommend(head_needed=50_000, static_divergence=near(1.7), **fits)
+    assert flat.mode == "dynamic" and "flat" in flat.reasons[-1]
+    lenient = recommend(
+        head_needed=400, static_divergence=near(1.7), rule=Rule(max_divergence=2.0), **fits
+    )
+    assert lenient.mode == "static"
+
+
+def test_divergence_of_answers() -> None:
+    d = divergence([0.2, 0.6, 0.5], [0.2, 0.9, 0.1], task="binary", threshold=0.4)
+    assert d is not None and d.compared == 3
+    assert d.mean_abs == pytest.approx((0 + 0.3 + 0.4) / 3, abs=1e-5)
+    assert d.max_abs == pytest.approx(0.4)
+    mean = (0.2 + 0.9 + 0.1) / 3
+    spread = (abs(0.2 - mean) + abs(0.9 - mean) + abs(0.1 - mean)) / 3
+    assert d.spread == pytest.approx(spread, abs=1e-5)
+    assert d.relative == pytest.approx(d.mean_abs / d.spread, abs=1e-3)
+    assert d.decisions_changed == pytest.approx(1 / 3, abs=1e-4)  # 0.5 against 0.1 only
+    same = divergence([[0.2, 0.8], [0.5, 0.5]], [[0.2, 0.8], [0.5, 0.5]], task="multiclass")
+    assert same is not None and same.mean_abs == 0 and same.relative == 0
+    value = divergence([10.0, 12.0], [11.0, 15.0], task="regression")
+    assert value is not None and value.decisions_changed is None and value.mean_abs == 2.0
+    assert divergence([], [], task="binary") is None
 
 
 def test_rule_thresholds_are_parameters() -> None:
@@ -248,8 +307,15 @@ def test_advice_on_a_table_of_requests(shop: Project) -> None:
     assert a.storage.keys_precomputed == 30 and a.storage.bytes_precomputed > 0
     assert a.storage.universe_bytes == a.storage.bytes_precomputed and not a.storage.extrapolated
     assert a.divergence is not None and 0 <= a.divergence < 1
+    # The table answers per item; the model also reads the request's price, which the table
+    # cannot: its answers are measured against the model's on the same requests.
+    sv, hv = a.static_vs_dynamic, a.hybrid_vs_dynamic
+    assert sv is not None and hv is not None
+    assert sv.compared == round(a.static_coverage * 300) and sv.mean_abs == a.divergence
+    assert hv.compared == round(a.hybrid.hit_rate * 300)
+    assert sv.relative > Rule().max_divergence and sv.decisions_changed is not None
 
-    # The recommendation follows the rule from the measured figures.
+    # The recommendation follows the rule from the measured figures, the difference included.
     r = a.recommendation
     expected = recommend(
         coverage=0.9,
@@ -258,9 +324,12 @@ def test_advice_on_a_table_of_requests(shop: Project) -> None:
         head_needed=keys_covering(np.array([400] + [25] * 20), 0.5, 1000),
         static_median_us=static.median_us,
         dynamic_median_us=a.latency["dynamic"].median_us,
+        static_divergence=sv,
+        hybrid_divergence=hv,
         rule=Rule(max_head=5),
     )
     assert r.mode == expected.mode and r.reasons == expected.reasons
+    assert r.mode == "dynamic" and "a table would answer too differently" in r.reasons[-1]
     json.dumps(a.to_dict())  # plain data
 
     # Nothing was written to the served table, and the advisor's own table is gone.
@@ -346,9 +415,13 @@ def test_the_command(shop: Project, tmp_path: Path, capsys: pytest.CaptureFixtur
         "hybrid",
     )
     assert math.isclose(advice["universe"]["coverage"], 0.9)
+    d = advice["static_vs_dynamic"]
+    assert d["compared"] > 0 and d["relative"] > 0.25  # the table cannot read the price
+    assert advice["recommendation"]["rule"]["max_divergence"] == 0.25
     code = main(["advise-serving", "--requests", str(path), "--key", "band", "--head", "2",
-                 "--sample", "50", "-p", str(shop.root)])  # fmt: skip
+                 "--sample", "50", "--max-divergence", "100", "-p", str(shop.root)])  # fmt: skip
     shown = capsys.readouterr().out
     assert code == 0 and "recommendation:" in shown and "Gini" in shown and "hybrid" in shown
+    assert "static answers against dynamic ones" in shown and "within 10000%" in shown
     code = main(["advise-serving", "--requests", str(tmp_path / "nope.txt"), "-p", str(shop.root)])
     assert code == 2 and "unknown format" in capsys.readouterr().err

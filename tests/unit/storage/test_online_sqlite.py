@@ -3,6 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,29 @@ def test_two_stores_on_one_file_see_each_other(tmp_path: Path) -> None:
     assert a.get_tiles("t", "k", [0]) == [b"2"]
     a.close()
     b.close()
+
+
+def test_generations_see_writes_from_anywhere(tmp_path: Path) -> None:
+    """A reader's generations move with writes through another store on the file (another
+    process), another thread's connection of the same store, and its own connection."""
+    reader = open_online(SQLiteConfig(path="o.db"), root=tmp_path)
+    other = open_online(SQLiteConfig(path="o.db"), root=tmp_path)
+    seen = reader.generations(["t"])
+    other.put_latest("t", [("k", 1.0, b"v")])
+    assert reader.generations(["t"]) != seen
+    seen = reader.generations(["t"])
+    thread = threading.Thread(
+        target=lambda: reader.merge_tiles("t", [TileWrite("k", 0, b"1")], add)
+    )
+    thread.start()
+    thread.join()
+    assert reader.generations(["t"]) != seen
+    seen = reader.generations(["t"])
+    reader.put_latest("t", [("k", 2.0, b"w")])
+    assert reader.generations(["t"]) != seen
+    assert reader.generations(["t", "u"])[1] == 0
+    reader.close()
+    other.close()
 
 
 def test_newer_layout_is_refused(tmp_path: Path) -> None:
