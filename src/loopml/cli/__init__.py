@@ -14,6 +14,7 @@ from loopml.cli import (
     loop,
     models,
     quarantine,
+    replay,
     rollout,
     schema,
     serve,
@@ -46,6 +47,7 @@ app.command("advise-serving")(advise_serving)
 app.command()(predict)
 app.command()(monitor)
 app.command()(feedback)
+app.command()(replay.replay)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(schema.app, name="schema")
 app.add_typer(quarantine.app, name="quarantine")
