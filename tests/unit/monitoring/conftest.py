@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pytest
 
 from loopml import Project
 
@@ -25,8 +26,9 @@ sources:
 features:
   event: {source: events}
   request: [id, t, x1, x2, cat]
+  derived: {x12: "x1 * x2"}
   label: {name: target, expr: "LABEL", delay: 1h}
-  vector: [x1, x2, cat]
+  vector: [x1, x2, cat, x12]
 model:
   name: m
   task: TASK
@@ -118,3 +120,17 @@ def features_of(p: Project, traffic: pa.Table) -> pa.Table:
 
 def positive_rate(values: pa.Array | pa.ChunkedArray) -> float:
     return float(pc.mean(pc.cast(values, pa.float64())).as_py())
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The binary model (a boolean label), trained once per test process."""
+    return train_project(tmp_path_factory.mktemp("synth") / "p")
+
+
+@pytest.fixture(scope="session")
+def synth_regression(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A regression model on the same events (label: value)."""
+    return train_project(
+        tmp_path_factory.mktemp("synth_reg") / "p", label="value", task="regression"
+    )
