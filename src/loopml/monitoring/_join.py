@@ -30,12 +30,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data._lake import fetch_arrow
 from loopml.monitoring._feedback import _DATETIME, canonical, looks_like_time
 
 FEATURE_PREFIX = "f."
@@ -185,119 +183,83 @@ def join_labels(
     stats = LabelStats(pending=n, on_conflict=on_conflict)
     label_type = pa.float64() if label_kind == "number" else pa.string()
     if feedback.num_rows == 0:
-        return _with_labels(predictions, None, label_type), stats
-    value = "label_num" if label_kind == "number" else "label_str"
-    fb = pa.table(
-        {
-            "event_id": feedback["event_id"],
-            "_order": feedback["_order"],
-            "prediction_id": feedback["prediction_id"],
-            "key": feedback["key"],
-            "event_time": feedback["event_time"]
-            if "event_time" in feedback.column_names
-            else pa.nulls(feedback.num_rows, pa.int64()),
-            "value": feedback[value],
-            "observed_at": feedback["observed_at"],
-        }
+        return _with_labels(predictions, None, None, label_type), stats
+    fb = feedback.sort_by([("_order", "ascending")])  # a label's number: its place in arrival
+    m = fb.num_rows
+    value = fb["label_num" if label_kind == "number" else "label_str"].combine_chunks()
+    event_time = (
+        fb["event_time"].combine_chunks()
+        if "event_time" in fb.column_names
+        else pa.nulls(m, pa.int64())
     )
-    con = duckdb.connect()
-    try:
-        con.register("fb", fb)
-        con.register("logged", logged)
-        con.register("here", predictions.select(["id", "at"]))
-        con.execute(
-            """
-            CREATE TEMP TABLE pairs AS
-            SELECT f.event_id, p.id AS pid, p.pet FROM fb f JOIN logged p ON f.prediction_id = p.id
-            WHERE f.prediction_id IS NOT NULL AND f.value IS NOT NULL
-            UNION ALL
-            SELECT f.event_id, p.id AS pid, p.pet FROM fb f JOIN logged p
-              ON f.key = p.pkey AND (f.event_time IS NULL OR f.event_time = p.pet)
-            WHERE f.prediction_id IS NULL AND f.value IS NOT NULL
-            """
-        )
-        per_label = fetch_arrow(
-            con.sql(
-                """
-                WITH hits AS (
-                  SELECT pr.event_id, count(*) AS hits, count(DISTINCT pr.pet) AS events,
-                         count(h.id) AS here
-                  FROM pairs pr LEFT JOIN here h ON pr.pid = h.id GROUP BY pr.event_id
-                ), known_keys AS (SELECT DISTINCT pkey FROM logged WHERE pkey IS NOT NULL)
-                SELECT f.event_id, f.prediction_id, f.key, f.event_time, f.value IS NULL AS bad,
-                       coalesce(h.hits, 0) AS hits, coalesce(h.events, 0) AS events,
-                       coalesce(h.here, 0) AS here, k.pkey IS NOT NULL AS key_known
-                FROM fb f LEFT JOIN hits h ON f.event_id = h.event_id
-                LEFT JOIN known_keys k ON f.key = k.pkey
-                ORDER BY f._order
-                """
-            )
-        )
-        chosen = fetch_arrow(
-            con.sql(
-                """
-                WITH ok AS (  -- not ambiguous: by id, at an event time, or keys of one event
-                  SELECT pr.event_id FROM pairs pr JOIN fb f USING (event_id)
-                  GROUP BY pr.event_id, f.prediction_id, f.event_time
-                  HAVING f.prediction_id IS NOT NULL OR f.event_time IS NOT NULL
-                      OR count(DISTINCT pr.pet) = 1
-                ), mp AS (
-                  SELECT pr.event_id, pr.pid, f.value, f.observed_at, f._order, h.at AS pred_at
-                  FROM pairs pr JOIN ok USING (event_id) JOIN fb f USING (event_id)
-                  JOIN here h ON pr.pid = h.id
-                ), ranked AS (
-                  SELECT *, row_number() OVER w AS rn, count(*) OVER (PARTITION BY pid) AS n,
-                         first_value(value) OVER w AS first_value
-                  FROM mp WINDOW w AS (PARTITION BY pid ORDER BY _order)
-                ), flagged AS (
-                  SELECT *, rn > 1 AND value IS DISTINCT FROM first_value AS conflict
-                  FROM ranked
-                ), judged AS (
-                  SELECT *, bool_or(conflict) OVER (PARTITION BY pid) AS disputed FROM flagged
-                )
-                SELECT event_id, pid, value, observed_at, _order, pred_at, rn, n, conflict,
-                       disputed
-                FROM judged ORDER BY _order
-                """
-            )
-        )
-    finally:
-        con.close()
-    counted = (
-        None
-        if only is None
-        else pc.is_in(chosen["event_id"], value_set=pa.array(sorted(only), pa.string()))
+    readable = _np(pc.is_valid(value))
+    by_id = _np(pc.is_valid(fb["prediction_id"]))
+    timed = _np(pc.is_valid(event_time))
+    has_key = _np(pc.is_valid(fb["key"]))
+    lab, prow = _pairs(fb, event_time, logged, readable & by_id, readable & ~by_id & has_key)
+    pet = _np(logged["pet"])[prow] if len(prow) else np.zeros(0, np.int64)
+    # per label: its predictions, whether they are of several events, how many are reported on
+    hits = np.bincount(lab, minlength=m)
+    several = np.zeros(m, dtype=bool)
+    if len(lab):
+        low = np.full(m, np.iinfo(np.int64).max)
+        high = np.full(m, np.iinfo(np.int64).min)
+        np.minimum.at(low, lab, pet)
+        np.maximum.at(high, lab, pet)
+        several = (hits > 0) & (low != high)
+    sub_of = np.full(logged.num_rows, -1, dtype=np.int64)
+    at_log = pc.index_in(predictions["id"], value_set=logged["id"])
+    where = _np(pc.fill_null(at_log, -1)).astype(np.int64)
+    sub_of[where[where >= 0]] = np.flatnonzero(where >= 0)
+    sub = sub_of[prow] if len(prow) else np.zeros(0, np.int64)
+    here = np.bincount(lab[sub >= 0], minlength=m)
+    known = _np(
+        pc.fill_null(pc.is_in(fb["key"], value_set=pc.unique(logged["pkey"].drop_null())), False)
     )
-    if only is not None:
-        per_label = per_label.filter(
-            pc.is_in(per_label["event_id"], value_set=pa.array(sorted(only), pa.string()))
-        )
-    _account(stats, per_label, keys_logged)
-    rn = chosen["rn"].to_numpy(zero_copy_only=False)
-    disputed = chosen["disputed"].to_numpy(zero_copy_only=False).astype(bool)
     mine = (
-        np.ones(len(rn), dtype=bool)
-        if counted is None
-        else counted.to_numpy(zero_copy_only=False).astype(bool)
+        np.ones(m, dtype=bool)
+        if only is None
+        else _np(pc.is_in(fb["event_id"], value_set=pa.array(sorted(only), pa.string())))
     )
-    stats.duplicates = int(((rn > 1) & mine).sum())
-    conflict = chosen["conflict"].to_numpy(zero_copy_only=False).astype(bool)
-    stats.conflicting = int((conflict & mine).sum())
-    stats.conflicted = len(set(pc.filter(chosen["pid"], pa.array(disputed & mine)).to_pylist()))
-    pred_at = chosen["pred_at"].to_numpy(zero_copy_only=False).astype(np.int64)
-    if len(pred_at) > 1 and only is None:
+    status = _Labels(fb, event_time, readable, by_id, timed, hits, several, here, known)
+    _account(stats, status, mine, keys_logged)
+    # the labels that join: not ambiguous, for a prediction reported on
+    unambiguous = by_id | timed | ~several
+    use = unambiguous[lab] & (sub >= 0)
+    lab, sub = lab[use], sub[use]
+    order = np.lexsort((lab, sub))
+    lab, sub = lab[order], sub[order]
+    # labels compared as codes: equal labels, equal codes (numbers or text alike)
+    values = _np(pc.fill_null(pc.dictionary_encode(value).indices, -1)).astype(np.int64)
+    start = np.r_[True, sub[1:] != sub[:-1]] if len(sub) else np.zeros(0, dtype=bool)
+    group = np.cumsum(start) - 1
+    first_at = np.flatnonzero(start)
+    rn = np.arange(len(sub)) - first_at[group] + 1 if len(sub) else np.zeros(0, np.int64)
+    size = np.diff(np.r_[first_at, len(sub)])[group] if len(sub) else np.zeros(0, np.int64)
+    conflict = (rn > 1) & (values[lab] != values[lab[first_at[group]]]) if len(sub) else rn > 0
+    disputed = (
+        np.maximum.reduceat(conflict.astype(np.int8), first_at)[group].astype(bool)
+        if len(sub)
+        else conflict
+    )
+    counted = mine[lab]
+    stats.duplicates = int(((rn > 1) & counted).sum())
+    stats.conflicting = int((conflict & counted).sum())
+    stats.conflicted = len(np.unique(sub[disputed & counted]))
+    if only is None and len(lab) > 1:
+        arrival = np.argsort(lab, kind="stable")
+        pred_at = _np(pc.cast(predictions["at"], pa.int64()))[sub[arrival]]
         running = np.maximum.accumulate(pred_at)
         stats.out_of_order = int((pred_at[1:] < running[:-1]).sum())
     if on_conflict == "first":
         keep = rn == 1
     elif on_conflict == "last":
-        keep = rn == chosen["n"].to_numpy(zero_copy_only=False)
+        keep = rn == size
     else:
         keep = (rn == 1) & ~disputed
-    kept = chosen.filter(pa.array(keep))
-    out = _with_labels(predictions, kept, label_type)
-    has = pc.is_valid(out["label_at"])
-    stats.labelled = int(pc.sum(has.cast(pa.int64())).as_py() or 0)
+    out = _with_labels(predictions, sub[keep], lab[keep], label_type, value, fb["observed_at"])
+    has = _np(pc.is_valid(out["label_at"]))
+    stats.labelled = int(has.sum())
     stats.pending = n - stats.labelled
     delays = (
         pc.subtract(out["label_at"], pc.cast(out["at"], pa.int64()))
@@ -310,53 +272,111 @@ def join_labels(
     return out, stats
 
 
-def _with_labels(predictions: pa.Table, kept: pa.Table | None, label_type: pa.DataType) -> pa.Table:
+def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(values.to_numpy(zero_copy_only=False))
+
+
+def _pairs(
+    fb: pa.Table, event_time: pa.Array, logged: pa.Table, by_id: np.ndarray, keyed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every (label, logged prediction) it names: by id, or by keys (at the label's event time,
+    when it has one, compared with the time of each prediction's event)."""
+    ids = _np(pc.fill_null(pc.index_in(fb["prediction_id"], value_set=logged["id"]), -1))
+    ids = ids.astype(np.int64)
+    lab_id = np.flatnonzero(by_id & (ids >= 0))
+    take = pa.array(np.flatnonzero(keyed), pa.int64())
+    left = pa.table({"lab": take, "key": fb["key"].take(take), "et": event_time.take(take)})
+    right = pa.table(
+        {
+            "prow": pa.array(np.arange(logged.num_rows), pa.int64()),
+            "pkey": logged["pkey"],
+            "pet": logged["pet"],
+        }
+    ).filter(pc.is_valid(logged["pkey"]))
+    if left.num_rows and right.num_rows:
+        joined = left.join(right, keys="key", right_keys="pkey", join_type="inner")
+        joined = joined.filter(
+            pc.or_(
+                pc.is_null(joined["et"]), pc.fill_null(pc.equal(joined["et"], joined["pet"]), False)
+            )
+        )
+        lab_k, prow_k = _np(joined["lab"]), _np(joined["prow"])
+    else:
+        lab_k = prow_k = np.zeros(0, np.int64)
+    lab = np.concatenate([lab_id, lab_k]).astype(np.int64)
+    prow = np.concatenate([ids[lab_id], prow_k]).astype(np.int64)
+    return lab, prow
+
+
+def _with_labels(
+    predictions: pa.Table,
+    rows: np.ndarray | None,
+    labs: np.ndarray | None,
+    label_type: pa.DataType,
+    value: pa.Array | None = None,
+    observed: pa.ChunkedArray | None = None,
+) -> pa.Table:
+    """The predictions with the label kept for row ``rows[i]`` (label number ``labs[i]``)."""
     n = predictions.num_rows
-    if kept is None or kept.num_rows == 0:
+    if rows is None or labs is None or value is None or observed is None or not len(rows):
         return predictions.append_column("label", pa.nulls(n, label_type)).append_column(
             "label_at", pa.nulls(n, pa.int64())
         )
-    pos = pc.index_in(predictions["id"], value_set=kept["pid"])
-    has = pc.is_valid(pos)
-    take = pc.fill_null(pos, 0)
-    label = pc.if_else(has, pc.take(kept["value"], take), pa.scalar(None, kept["value"].type))
-    label_at = pc.if_else(has, pc.take(kept["observed_at"], take), pa.scalar(None, pa.int64()))
+    take = np.full(n, -1, dtype=np.int64)
+    take[rows] = labs
+    index = pa.array(take, mask=take < 0)  # null: no label kept for that prediction
+    label = pc.take(value, index).cast(label_type)
+    label_at = pc.take(observed.combine_chunks(), index)
     return predictions.append_column("label", label).append_column("label_at", label_at)
 
 
-def _account(stats: LabelStats, per_label: pa.Table, keys_logged: bool) -> None:
-    rows = per_label.to_pydict()
-    stats.received = per_label.num_rows
-    for i in range(per_label.num_rows):
-        pid, key, et = rows["prediction_id"][i], rows["key"][i], rows["event_time"][i]
-        if rows["bad"][i]:
-            stats.unreadable += 1
-        elif rows["hits"][i] == 0:
-            stats.unknown += 1
-            if pid is not None:
-                reason, example = "no_prediction_id", pid
-            else:
-                if not keys_logged:
-                    reason = "keys_not_logged"
-                elif et is not None and rows["key_known"][i]:
-                    reason = "no_prediction_at_event_time"
-                else:
-                    reason = "no_prediction_keys"
-                example = _describe(key, et)
-            _reason(stats, reason, example)
-        elif pid is None and et is None and rows["events"][i] > 1:
-            stats.ambiguous += 1
-        elif rows["here"][i] > 0:
-            stats.matched += 1
+@dataclass
+class _Labels:
+    """What is known of each label, in arrival order (arrays of one value per label)."""
+
+    fb: pa.Table
+    event_time: pa.Array
+    readable: np.ndarray
+    by_id: np.ndarray
+    timed: np.ndarray
+    hits: np.ndarray
+    several: np.ndarray
+    here: np.ndarray
+    known: np.ndarray
+
+
+def _account(stats: LabelStats, s: _Labels, mine: np.ndarray, keys_logged: bool) -> None:
+    """Each label in one count (vectorized: a report may account for millions of labels)."""
+    stats.received = int(mine.sum())
+    bad = ~s.readable & mine
+    missed = s.readable & (s.hits == 0) & mine
+    ambiguous = s.readable & ~missed & ~s.by_id & ~s.timed & s.several & mine
+    joined = s.readable & (s.hits > 0) & ~ambiguous & mine
+    here = joined & (s.here > 0)
+    stats.unreadable = int(bad.sum())
+    stats.unknown = int(missed.sum())
+    stats.ambiguous = int(ambiguous.sum())
+    stats.matched = int(here.sum())
+    stats.elsewhere = int((joined & ~here).sum())
+    keyed = missed & ~s.by_id
+    reasons = {
+        "no_prediction_id": missed & s.by_id,
+        "keys_not_logged": keyed & (not keys_logged),
+        "no_prediction_at_event_time": keyed & keys_logged & s.timed & s.known,
+        "no_prediction_keys": keyed & keys_logged & ~(s.timed & s.known),
+    }
+    for reason, mask in reasons.items():
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        first = pa.array(rows[:EXAMPLES], pa.int64())
+        if reason == "no_prediction_id":
+            examples = s.fb["prediction_id"].take(first).to_pylist()
         else:
-            stats.elsewhere += 1
-
-
-def _reason(stats: LabelStats, reason: str, example: str) -> None:
-    entry = stats.reasons.setdefault(reason, {"count": 0, "what": REASONS[reason], "examples": []})
-    entry["count"] += 1
-    if len(entry["examples"]) < EXAMPLES:
-        entry["examples"].append(example)
+            keys = s.fb["key"].take(first).to_pylist()
+            times = s.event_time.take(first).to_pylist()
+            examples = [_describe(k, t) for k, t in zip(keys, times, strict=True)]
+        stats.reasons[reason] = {"count": len(rows), "what": REASONS[reason], "examples": examples}
 
 
 def _describe(key: str | None, event_time: int | None) -> str:

@@ -45,7 +45,7 @@ class Shift:
             )
         if not self.labels_known:
             # no labels, or fewer than drift.min_rows known by the window's end
-            text += " (too few labels yet: label shift and concept drift cannot be told)"
+            text += " (no labels, or too few: label shift and concept drift cannot be told)"
         return text
 
     def to_dict(self) -> dict[str, Any]:
