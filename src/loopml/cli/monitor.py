@@ -28,7 +28,10 @@ alerts_app = typer.Typer(help="Alerts raised by the monitor: list them, resolve 
 def monitor(
     window: Annotated[
         str | None,
-        typer.Option(help="The current window, e.g. 1h, 1d or 7d (default: monitoring.window)."),
+        typer.Option(
+            help="The current window, e.g. 1d, 7d or 30d (default: monitoring.window, else "
+            "chosen from the log's rate: printed)."
+        ),
     ] = None,
     version: Annotated[
         str | None,
@@ -54,7 +57,9 @@ def monitor(
 ) -> int:
     """Land the prediction and feedback logs, judge every window (drift of features,
     predictions and labels; realized and estimated performance; operations), tell the kinds of
-    shift apart, raise the alerts of loopml.yaml, and report."""
+    shift apart, raise the alerts of loopml.yaml, and report.
+
+    Windows follow the time each prediction was logged at: the clock for served requests, the row's own time for `loopml replay` and batch records (monitoring by event time). Every label received is counted once (matched, for predictions outside the report, for no logged prediction with the reason, ambiguous, unreadable), beside the rows refused at the door."""
     try:
         span = parse_duration(window) if window else None
     except ValueError as exc:
@@ -259,16 +264,9 @@ def feedback(
 ) -> int:
     """Send labels to the monitor, and say how many found their prediction.
 
-    Each row names a prediction by `prediction_id`, or its event by the event's keys (the
-    event source's primary key or monitoring.join_keys) and, where the keys do not identify one
-    event, `event_time` (the event's own time; never compared with when the prediction was
-    made). The label goes under the model's label name or `label`, checked against the model's
-    task and classes; `observed_at` says when it became known (default: now).
+    Each row names a prediction by `prediction_id`, or its event by the event's keys (the event source's primary key or monitoring.join_keys) and, where the keys do not identify one event, `event_time` (the event's own time; never compared with when the prediction was made). The label goes under the model's label name or `label`, checked against the model's task and classes; `observed_at` says when it became known (default: now).
 
-    Rows that cannot be used are listed with their line and reason (and kept under the lake's
-    monitoring/MODEL/refused/); exit 3 when some were. The labels sent are joined to the
-    prediction log at once: matched, unknown (and why), ambiguous, duplicates and conflicts are
-    printed; exit 1 when fewer than --min-match of them matched."""
+    Rows that cannot be used are listed with their line and reason (and kept under the lake's monitoring/MODEL/refused/); exit 3 when some were. The labels sent are joined to the prediction log at once: matched, unknown (and why), ambiguous, duplicates and conflicts are printed; exit 1 when fewer than --min-match of them matched."""
     if (file is None) == (not natural):
         raise UsageError("give a FILE of labels or --natural (not both)")
     with open_project(project) as p:

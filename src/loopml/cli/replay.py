@@ -47,9 +47,7 @@ def replay(
     requests) and log each prediction at the row's own time instead of the clock's, so that
     `loopml monitor` windows history by event time.
 
-    Row i of FILE is answered as prediction ID_PREFIX-i (printed); labels join it by that id, or
-    by the event's keys with `event_time` (`loopml feedback`). Replaying the same file again
-    logs nothing twice."""
+    Row i of FILE is answered as prediction ID_PREFIX-i (printed); labels join it by that id, or by the event's keys with `event_time` (`loopml feedback`). Replaying the same file again logs nothing twice."""
     from loopml.controller._replay import replay_file
 
     with open_project(project) as p:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
 
-from loopml.errors import NotFoundError, UsageError
+from loopml.errors import LoopmlError, NotFoundError, UsageError
 from loopml.features import to_micros
 from loopml.monitoring._feedback import (
     FeedbackRows,
@@ -125,7 +125,13 @@ class Monitoring:
         return LabelDomain(task)
 
     def feedback_schema(self) -> FeedbackSchema:
-        fs = self.project.features.feature_set if self.project.spec.features else None
+        """What a feedback row of this model must hold."""
+        fs = None
+        if self.project.spec.features is not None:
+            try:
+                fs = self.project.features.feature_set
+            except LoopmlError:  # nothing ingested yet: no event time column to read
+                fs = None
         return FeedbackSchema(
             label=self.label_name(),
             join_keys=tuple(self.join_keys()),
@@ -206,7 +212,15 @@ class Monitoring:
             only=frozenset(ids),
         )
         out = stats.to_dict()
-        for k in ("elsewhere", "out_of_order", "labelled", "pending", "delay_p50_s", "delay_p95_s"):
+        for k in (
+            "received",  # = sent
+            "elsewhere",
+            "out_of_order",
+            "labelled",
+            "pending",
+            "delay_p50_s",
+            "delay_p95_s",
+        ):
             out.pop(k, None)
         out["sent"] = len(ids)
         out["predictions_logged"] = logged.num_rows
