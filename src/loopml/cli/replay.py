@@ -48,7 +48,7 @@ def replay(
     `loopml monitor` windows history by event time.
 
     Row i of FILE is answered as prediction ID_PREFIX-i (printed); labels join it by that id, or by the event's keys with `event_time` (`loopml feedback`). Replaying the same file again logs nothing twice."""
-    from loopml.controller._replay import replay_file
+    from loopml.controller import replay_file
 
     with open_project(project) as p:
         done = replay_file(p, file, at=at, labels=labels, snapshot=snapshot).to_dict()
