@@ -38,7 +38,7 @@ from loopml.features import to_micros
 from loopml.monitoring._labels import LabelDomain
 
 EVENT_TIME = "event_time"
-_DATETIME = re.compile(
+TIME_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 )
 FORMATS = ("json", "jsonl", "csv", "parquet")
@@ -64,7 +64,7 @@ def canonical(value: Any) -> str:
 
 def looks_like_time(text: str) -> bool:
     text = text.strip()
-    return len(text) > 10 and _DATETIME.match(text) is not None
+    return len(text) > 10 and TIME_TEXT.match(text) is not None
 
 
 def key_of(values: Sequence[Any]) -> str:

@@ -10,7 +10,8 @@ Every label received ends in exactly one count, so that the accounting reconcile
     received = matched + elsewhere + unknown + ambiguous + unreadable
 
 - ``matched``: joined to at least one prediction of the report (``duplicates`` of them label a
-  prediction labelled before; ``conflicting`` duplicates disagree with the label kept);
+  prediction labelled before; ``conflicting`` duplicates disagree with the first label
+  received for it);
 - ``elsewhere``: joined only to logged predictions outside the report (another version, outside
   ``since``/``until``);
 - ``unknown``: no logged prediction has that id, those keys, or those keys at that event time
@@ -34,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.monitoring._feedback import _DATETIME, canonical, looks_like_time
+from loopml.monitoring._feedback import TIME_TEXT, canonical, looks_like_time
 
 FEATURE_PREFIX = "f."
 EVENT_TIME_FEATURE = "_event_time"  # the event time the serving path logs with each prediction
@@ -135,7 +136,7 @@ def _canonical_column(arr: pa.Array) -> pa.Array:
         arr = pc.cast(arr, pa.string())
         text = pc.utf8_trim_whitespace(arr)
         timey = pc.and_(
-            pc.match_substring_regex(text, _DATETIME.pattern),
+            pc.match_substring_regex(text, TIME_TEXT.pattern),
             pc.greater(pc.utf8_length(text), 10),
         )
         out = _python_where(pc.fill_null(timey, False), arr, arr)

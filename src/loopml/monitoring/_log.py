@@ -147,7 +147,7 @@ class MonitorLog:
             # Labels of predictions made since then were observed since then: the rest of the
             # feedback cannot match (their accounting then covers these labels only).
             fb = fb.filter(pc.greater_equal(fb["observed_at"], observed_since))
-        logged, keys_logged = self._logged(join_keys)
+        logged, keys_logged = self.logged(join_keys)
         table, stats = join_labels(
             fb if fb is not None else pa.table({}),
             logged,
@@ -160,8 +160,9 @@ class MonitorLog:
         out["reasons"] = stats.reasons
         return table, out
 
-    def _logged(self, join_keys: Sequence[str]) -> tuple[pa.Table, bool]:
-        """The whole log as the join reads it, kept while no segment lands."""
+    def logged(self, join_keys: Sequence[str]) -> tuple[pa.Table, bool]:
+        """The whole log as the join reads it (see :func:`prepared`), and whether every join
+        key was logged; kept while no segment lands."""
         preds = self.predictions()
         if preds is None:
             empty = pa.table(

@@ -201,7 +201,7 @@ class Monitoring:
         else:
             fb = new
         keys = self.join_keys()
-        logged, keys_logged = self.log._logged(keys)
+        logged, keys_logged = self.log.logged(keys)
         _, stats = join_labels(
             fb,
             logged,
