@@ -115,8 +115,13 @@ def show(r: dict[str, Any]) -> None:
         for n, d in (("(prediction)", cur.get("prediction")), ("(label)", cur.get("label")))
         if d
     ]
+    min_rows = settings["drift"]["min_rows"]
+    untested = (
+        f"; not tested: fewer than {min_rows:,}, drift.min_rows" if cur["rows"] < min_rows else ""
+    )
     table(
-        f"drift in the current window ({cur['start'][:16]} to {cur['end'][:16]}, {cur['rows']:,} rows)",
+        f"drift in the current window ({cur['start'][:16]} to {cur['end'][:16]}, "
+        f"{cur['rows']:,} rows{untested})",
         ["column", "test", "p (adjusted)", "effect", "value", "threshold", "PSI", "drifted"],
         [
             [
