@@ -8,7 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from loopml.cli._common import JsonOpt, ProjectOpt, open_project, out, print_json, table
+from loopml.cli._common import (
+    EXIT_FAILURE,
+    EXIT_REJECTED,
+    JsonOpt,
+    ProjectOpt,
+    err,
+    open_project,
+    out,
+    print_json,
+    table,
+)
 from loopml.errors import UsageError
 from loopml.spec import parse_duration
 
@@ -18,7 +28,10 @@ alerts_app = typer.Typer(help="Alerts raised by the monitor: list them, resolve 
 def monitor(
     window: Annotated[
         str | None,
-        typer.Option(help="The current window, e.g. 1h, 1d or 7d (default: monitoring.window)."),
+        typer.Option(
+            help="The current window, e.g. 1d, 7d or 30d (default: monitoring.window, else "
+            "chosen from the log's rate: printed)."
+        ),
     ] = None,
     version: Annotated[
         str | None,
@@ -44,7 +57,9 @@ def monitor(
 ) -> int:
     """Land the prediction and feedback logs, judge every window (drift of features,
     predictions and labels; realized and estimated performance; operations), tell the kinds of
-    shift apart, raise the alerts of loopml.yaml, and report."""
+    shift apart, raise the alerts of loopml.yaml, and report.
+
+    Windows follow the time each prediction was logged at: the clock for served requests, the row's own time for `loopml replay` and batch records (monitoring by event time). Every label received is counted once (matched, for predictions outside the report, for no logged prediction with the reason, ambiguous, unreadable), beside the rows refused at the door."""
     try:
         span = parse_duration(window) if window else None
     except ValueError as exc:
@@ -89,13 +104,10 @@ def show(r: dict[str, Any]) -> None:
         f"{r['model']}:{r['version']}, {r['rows']:,} predictions from {r['period']['start'][:19]} "
         f"to {r['period']['end'][:19]}; windows of {settings['window']} (sliding {settings['sliding']})"
     )
-    labels = r["labels"]
-    out.print(
-        f"labels: {labels['received']:,} received, {labels['matched']:,} matched, "
-        f"{labels['duplicates']:,} duplicates ({labels['conflicting']:,} conflicting), "
-        f"{labels['unknown']:,} for unknown predictions, {labels['out_of_order']:,} out of order, "
-        f"{labels['pending']:,} predictions still waiting"
-    )
+    if settings.get("source") == "data":
+        out.print(f"  window chosen from the log: {settings['reason']}")
+    show_labels(r["labels"], r.get("label_reasons") or {})
+    show_timeline(r["timeline"], settings)
     cols = sorted(cur["features"]["columns"], key=lambda c: -(c.get("score") or 0))
     rows = [(c["name"], c) for c in cols[:15]]
     rows += [
@@ -103,8 +115,13 @@ def show(r: dict[str, Any]) -> None:
         for n, d in (("(prediction)", cur.get("prediction")), ("(label)", cur.get("label")))
         if d
     ]
+    min_rows = settings["drift"]["min_rows"]
+    untested = (
+        f"; not tested: fewer than {min_rows:,}, drift.min_rows" if cur["rows"] < min_rows else ""
+    )
     table(
-        f"drift in the current window ({cur['start'][:16]} to {cur['end'][:16]}, {cur['rows']:,} rows)",
+        f"drift in the current window ({cur['start'][:16]} to {cur['end'][:16]}, "
+        f"{cur['rows']:,} rows{untested})",
         ["column", "test", "p (adjusted)", "effect", "value", "threshold", "PSI", "drifted"],
         [
             [
@@ -127,11 +144,28 @@ def show(r: dict[str, Any]) -> None:
     )
     metric = dec.get("metric")
     if metric:
-        out.print(
-            f"{metric}: realized {_num(perf.get(metric))} on {cur['labelled']:,} labels, "
-            f"estimated {_num(est.get(metric))} without labels, reference {_num(dec.get('reference'))}"
-            + (" -> DECAYED" if dec.get("decayed") else "")
+        need = settings["performance"]["min_labels"]
+        judged = (
+            " -> DECAYED"
+            if dec.get("decayed")
+            else (
+                f" (not judged: fewer than {need:,} labels, performance.min_labels)"
+                if cur["labelled"] < need
+                else ""
+            )
         )
+        out.print(
+            f"{metric}: realized {_num(perf.get(metric))} on {cur['labelled']:,} labels known "
+            f"by the window's end, estimated {_num(est.get(metric))} without labels, reference "
+            f"{_num(dec.get('reference'))}" + judged
+        )
+        final = (r["timeline"][-1].get("performance_final") or {}) if r["timeline"] else {}
+        if cur.get("late") and final.get(metric) is not None:
+            out.print(
+                f"{metric} with every label known now: {_num(final.get(metric))} on "
+                f"{int(final.get('n') or 0):,} labels ({cur['late']:,} became known after the "
+                "window's end)"
+            )
     out.print(f"shift: {cur['shift']['summary']}")
     first = {k: v for k, v in r["first_detected"].items() if v}
     if first:
@@ -145,6 +179,59 @@ def show(r: dict[str, Any]) -> None:
         out.print(f"report: {r['report_file']}")
 
 
+def show_labels(labels: dict[str, Any], reasons: dict[str, Any]) -> None:
+    """Where every label received went (the counts add up to what was received)."""
+    out.print(
+        f"labels: {labels['received']:,} received: {labels['matched']:,} matched, "
+        f"{labels.get('elsewhere', 0):,} for predictions outside this report (another version "
+        f"or period), {labels['unknown']:,} for no logged prediction, "
+        f"{labels.get('ambiguous', 0):,} ambiguous, {labels.get('unreadable', 0):,} unreadable"
+        + (f"; {labels['refused']:,} refused at the door" if labels.get("refused") else "")
+    )
+    show_reasons({**labels, "reasons": reasons})
+    policy = labels.get("on_conflict", "first")
+    out.print(
+        f"  {labels['duplicates']:,} duplicates, {labels['conflicting']:,} conflicting"
+        + (
+            f" ({_policy_text(policy, labels.get('conflicted', 0))})"
+            if labels["conflicting"]
+            else ""
+        )
+        + f"; {labels['out_of_order']:,} out of order; {labels['labelled']:,} predictions "
+        f"labelled, {labels['pending']:,} still waiting"
+        + (
+            f"; {labels['late']:,} labels known only after their window's end"
+            if labels.get("late")
+            else ""
+        )
+    )
+
+
+def show_timeline(timeline: list[dict[str, Any]], settings: dict[str, Any], last: int = 12) -> None:
+    """The latest windows with the counts their verdicts rest on."""
+    if len(timeline) < 2:
+        return
+    min_rows = settings["drift"]["min_rows"]
+    shown = timeline[-last:]
+    table(
+        f"the last {len(shown)} of {len(timeline)} windows (drift is tested from {min_rows:,} "
+        f"rows, performance judged from {settings['performance']['min_labels']:,} labels)",
+        ["start", "predictions", "labels by its end", "labels after", "drifted", "shift"],
+        [
+            [
+                w["start"][:10] if settings["window"].endswith(("d", "w")) else w["start"][:16],
+                f"{w['rows']:,}",
+                f"{w['labelled']:,}",
+                f"{w.get('late', 0):,}",
+                ", ".join(w["features"]["drifted"])
+                or ("-" if w["rows"] >= min_rows else "not tested"),
+                ", ".join((w.get("shift") or {}).get("kinds") or []) or "-",
+            ]
+            for w in shown
+        ],
+    )
+
+
 def _num(v: Any) -> str:
     if v is None:
         return "-"
@@ -156,33 +243,130 @@ def _num(v: Any) -> str:
 def feedback(
     file: Annotated[
         Path | None,
-        typer.Argument(help="Labels: CSV, JSON Lines or Parquet.", show_default=False),
+        typer.Argument(
+            help="Labels: CSV, JSON (an array, or JSON Lines) or Parquet.", show_default=False
+        ),
     ] = None,
     natural: Annotated[
         bool,
         typer.Option(
             "--natural",
-            help="Compute the labels from ingested data with features.label (e.g. an outcome recorded later in the event source).",
+            help="Compute the labels from ingested data with features.label.",
         ),
     ] = False,
+    min_match: Annotated[
+        float,
+        typer.Option(
+            "--min-match",
+            min=0.0,
+            max=1.0,
+            help="Exit 1 when a smaller share of the labels sent matches a logged prediction "
+            "(0: never). With --natural: when none does.",
+        ),
+    ] = 0.5,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
-    """Send labels to the monitor, by prediction id (`prediction_id`) or by the event's keys
-    (and `time`); they are joined to predictions however late they arrive. Rows that cannot be
-    used are listed with their line and reason; the others are sent."""
+    """Send labels to the monitor, and say how many found their prediction.
+
+    Each row names a prediction by `prediction_id`, or its event by the event's keys (the event source's primary key or monitoring.join_keys) and, where the keys do not identify one event, `event_time` (the event's own time; never compared with when the prediction was made). The label goes under the model's label name or `label`, checked against the model's task and classes; `observed_at` says when it became known (default: now).
+
+    Rows that cannot be used are listed with their line and reason (and kept under the lake's monitoring/MODEL/refused/); exit 3 when some were. The labels sent are joined to the prediction log at once: matched, unknown (and why), ambiguous, duplicates and conflicts are printed; exit 1 when fewer than --min-match of them matched."""
     if (file is None) == (not natural):
         raise UsageError("give a FILE of labels or --natural (not both)")
     with open_project(project) as p:
-        result = p.monitoring.natural_labels() if natural else p.monitoring.feedback_file(file)  # type: ignore[arg-type]
+        if natural:
+            result = p.monitoring.natural_labels(match=True)
+        else:
+            result = p.monitoring.feedback_file(file, match=True)  # type: ignore[arg-type]
+        policy = p.spec.monitoring.on_conflict
+    warnings, failed = _feedback_warnings(result, natural=natural, min_match=min_match)
+    result["warnings"] = warnings
     if json:
         print_json(result)
     else:
-        out.print(f"{result['accepted']:,} labels sent, {len(result['rejected']):,} refused")
-        for r in result["rejected"][:20]:
-            where = f"line {r['line']}" if "line" in r else f"row {r.get('row')}"
-            out.print(f"  {where}: {r['error']}")
-    return 0 if result["accepted"] or not result["rejected"] else 1
+        _show_feedback(result, policy)
+    if failed:
+        return EXIT_FAILURE
+    return EXIT_REJECTED if result["rejected"] else 0
+
+
+def _feedback_warnings(
+    result: dict[str, Any], *, natural: bool, min_match: float
+) -> tuple[list[str], bool]:
+    m = result.get("matching")
+    if not m or not m["sent"]:
+        return [], False
+    sent, matched = m["sent"], m["matched"]
+    if matched == 0 and (not natural or m["predictions_logged"]):
+        why = (
+            "the prediction log is empty: log predictions first (serve, replay, or "
+            "monitoring.record_batch), the labels join them when they land"
+            if not m["predictions_logged"]
+            else "check the keys, the event_time and the prediction ids against the log"
+        )
+        return [f"none of the {sent:,} labels sent matched a logged prediction: {why}"], True
+    if not natural and matched < min_match * sent:
+        return [
+            f"only {matched:,} of the {sent:,} labels sent matched a logged prediction "
+            f"(less than {min_match:.0%}, --min-match)"
+        ], True
+    return [], False
+
+
+def _show_feedback(result: dict[str, Any], policy: str) -> None:
+    out.print(f"{result['accepted']:,} labels sent, {len(result['rejected']):,} refused")
+    show_refused(result["rejected"])
+    m = result.get("matching")
+    if m:
+        out.print(
+            f"of the {m['sent']:,} labels sent: {m['matched']:,} matched a logged prediction, "
+            f"{m['unknown']:,} match none yet, {m['ambiguous']:,} ambiguous "
+            f"({m['predictions_logged']:,} predictions logged)"
+        )
+        show_reasons(m)
+        if m["duplicates"]:
+            out.print(
+                f"  {m['duplicates']:,} label predictions labelled before, "
+                f"{m['conflicting']:,} of them with a different label: "
+                + _policy_text(policy, m.get("conflicted", 0))
+            )
+    for w in result.get("warnings") or []:
+        err.print(f"warning: {w}", style="bold yellow")
+
+
+def show_refused(rejected: list[dict[str, Any]], kinds: int = 10) -> None:
+    """Refused rows grouped by reason, each with its first lines (--json lists every one)."""
+    groups: dict[str, list[str]] = {}
+    for r in rejected:
+        where = f"line {r['line']}" if "line" in r else f"row {r.get('row')}"
+        groups.setdefault(r["error"], []).append(where)
+    for error, places in list(groups.items())[:kinds]:
+        more = f" and {len(places) - 3:,} more" if len(places) > 3 else ""
+        out.print(f"  {', '.join(places[:3])}{more}: {error}")
+    if len(groups) > kinds:
+        out.print(f"  ... and {len(groups) - kinds:,} other reasons (--json lists every row)")
+
+
+def _policy_text(policy: str, conflicted: int) -> str:
+    return {
+        "first": "the first label received is kept (monitoring.on_conflict: first)",
+        "last": "the last label received is kept (monitoring.on_conflict: last)",
+        "refuse": f"{conflicted:,} predictions with disagreeing labels stay unlabelled "
+        "(monitoring.on_conflict: refuse)",
+    }[policy]
+
+
+def show_reasons(stats: dict[str, Any]) -> None:
+    """Why labels matched no prediction, with examples; and the ambiguous ones."""
+    for entry in (stats.get("reasons") or {}).values():
+        examples = "; ".join(entry["examples"])
+        out.print(f"  {entry['count']:,}: {entry['what']} (e.g. {examples})")
+    if stats.get("ambiguous"):
+        out.print(
+            f"  {stats['ambiguous']:,}: their keys were predicted for several events: send "
+            "event_time to say which"
+        )
 
 
 @alerts_app.command("list")

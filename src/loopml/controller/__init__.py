@@ -3,11 +3,12 @@ stateless or stateful retraining, the gate, a shadow or canary rollout with auto
 and promotion, as a resumable state machine in the metadata store guarded by a lease."""
 
 from loopml.controller._controller import Controller, StepResult
-from loopml.controller._replay import Period, ReplayResult, replay
+from loopml.controller._replay import FileReplay, Period, ReplayResult, replay, replay_file
 from loopml.controller._state import Lease, LoopEvent, LoopState, LoopStore
 
 __all__ = [
     "Controller",
+    "FileReplay",
     "Lease",
     "LoopEvent",
     "LoopState",
@@ -16,4 +17,5 @@ __all__ = [
     "ReplayResult",
     "StepResult",
     "replay",
+    "replay_file",
 ]

@@ -77,10 +77,11 @@ class Signals:
             since = since.replace(hour=0, minute=0, second=0, microsecond=0)
             # Only the recent windows: those not judged yet and the sliding window behind them.
             # Whole windows after the promotion keep the windows' boundaries where they were.
-            spec = self.project.spec.monitoring
-            back = now - spec.sliding - 2 * spec.window - since
-            if back > timedelta(0):
-                since += (back // spec.window) * spec.window
+            choice = mon.window_choice(version=champion)
+            if choice is not None:
+                back = now - choice.sliding - 2 * choice.window - since
+                if back > timedelta(0):
+                    since += (back // choice.window) * choice.window
         try:
             report = mon.report(version=champion, since=since, until=now)
         except LoopmlError as exc:

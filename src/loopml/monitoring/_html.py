@@ -76,10 +76,10 @@ SHIFT_WORDS = {
 
 LABEL_ROWS = (
     ("received", "Labels received", "feedback rows read from the log"),
-    ("matched", "Matched", "predictions that received at least one label"),
+    ("matched", "Matched", "labels joined to a prediction of this report (duplicates too)"),
     ("duplicates", "Duplicates", "a further label for a prediction already labelled"),
-    ("conflicting", "Conflicting", "duplicates that disagree with the first label (which wins)"),
-    ("unknown", "Unknown", "labels for no logged prediction of this version"),
+    ("conflicting", "Conflicting", "duplicates that disagree with the first label received"),
+    ("unknown", "Unknown", "labels for no logged prediction (label_reasons says why)"),
     ("out_of_order", "Out of order", "labels for an older prediction than one labelled before"),
     ("labelled", "Labelled predictions", "predictions of this version with a label"),
     ("pending", "Pending", "predictions still waiting for a label"),

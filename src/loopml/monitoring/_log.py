@@ -12,29 +12,20 @@ landing is idempotent. Payloads that cannot be read are kept, with the reason, u
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loopml.data._lake import fetch_arrow
-from loopml.errors import UsageError
-from loopml.features import to_micros
+from loopml.monitoring._join import FEATURE_PREFIX, join_labels, prepared
 from loopml.storage import Event, EventLog, FileStore, id_order
 
 GROUP = "loopml-monitor"
-FEATURE_PREFIX = "f."
-_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
 
 
 def predictions_stream(model: str) -> str:
@@ -43,124 +34,6 @@ def predictions_stream(model: str) -> str:
 
 def feedback_stream(model: str) -> str:
     return f"feedback.{model}"
-
-
-def canonical(value: Any) -> str:
-    """One spelling per key value, so that a label sent as ``"2013-03-01T06:00:00"`` finds the
-    prediction whose feature holds the same time as microseconds."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if math.isfinite(value) and value == int(value) else repr(value)
-    if isinstance(value, datetime | date):
-        return str(to_micros(value))
-    if isinstance(value, str) and _DATETIME.match(value.strip()) and len(value.strip()) > 10:
-        return str(to_micros(value))
-    return str(value)
-
-
-def key_of(values: Sequence[Any]) -> str:
-    return "\x1f".join(canonical(v) for v in values)
-
-
-# ------------------------------------------------------------------------------- feedback rows
-
-
-@dataclass
-class FeedbackRows:
-    """Feedback checked and ready to send: the payloads, and the rows refused with why."""
-
-    payloads: list[bytes] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-
-def check_feedback(
-    rows: Iterable[Any],
-    *,
-    label: str,
-    join_keys: Sequence[str],
-    source: str,
-    now: int,
-) -> FeedbackRows:
-    """Validate feedback rows: each names a prediction (``prediction_id``) or an event (the
-    join keys, directly or under ``keys``, and optionally ``time``), and carries the label
-    (under ``label`` or the model's label name). ``observed_at`` says when the label became
-    known (default: now)."""
-    out = FeedbackRows()
-    for i, row in enumerate(rows):
-        try:
-            out.payloads.append(_feedback_payload(row, label, join_keys, source, now))
-        except ValueError as exc:
-            out.rejected.append({"row": i, "error": str(exc), "value": _preview(row)})
-    return out
-
-
-def _feedback_payload(
-    row: Any, label: str, join_keys: Sequence[str], source: str, now: int
-) -> bytes:
-    if row is None:
-        raise ValueError("an empty line")
-    if not isinstance(row, Mapping):
-        raise ValueError("a feedback row must be an object")
-    if "__unreadable__" in row:
-        raise ValueError(row["__unreadable__"])
-    value = row.get(label, row.get("label"))
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError(
-            f"missing field {label!r}: the label"
-            if label not in row and "label" not in row
-            else f"field {label!r}: the label is null or not finite"
-        )
-    if isinstance(value, dict | list):
-        raise ValueError(f"field {label!r}: a label must be a number, a boolean or a string")
-    if isinstance(value, str) and not value.strip():
-        raise ValueError(f"field {label!r}: the label is empty")
-    pid = row.get("prediction_id")
-    if isinstance(pid, str) and not pid.strip():
-        pid = None  # an empty cell of a CSV column: the keys, if any, say which event
-    keys = row.get("keys")
-    if keys is None and join_keys and all(k in row for k in join_keys):
-        keys = {k: row[k] for k in join_keys}
-    if pid is None and keys is None:
-        need = ", ".join(join_keys) if join_keys else "keys"
-        raise ValueError(f"missing field 'prediction_id' (or the event's keys: {need})")
-    if pid is not None and not isinstance(pid, str):
-        raise ValueError("field 'prediction_id' must be a string")
-    key = None
-    if keys is not None:
-        if not isinstance(keys, Mapping):
-            raise ValueError("field 'keys' must be an object of key columns")
-        missing = [k for k in join_keys if k not in keys]
-        if missing:
-            raise ValueError(f"field 'keys' lacks {missing[0]!r} (keys: {', '.join(join_keys)})")
-        key = key_of([keys[k] for k in join_keys] if join_keys else [keys[k] for k in sorted(keys)])
-    try:
-        at = to_micros(row.get("time"))
-    except ValueError as exc:
-        raise ValueError(f"field 'time': {exc}") from None
-    try:
-        observed = to_micros(row.get("observed_at")) or now
-    except ValueError as exc:
-        raise ValueError(f"field 'observed_at': {exc}") from None
-    return orjson.dumps(
-        {
-            "prediction_id": pid,
-            "key": key,
-            "time": at,
-            "label": value,
-            "observed_at": observed,
-            "source": source,
-        }
-    )
-
-
-def _preview(row: Any) -> str:
-    text = orjson.dumps(row, default=str).decode() if not isinstance(row, bytes) else repr(row)
-    return text[:300]
 
 
 # -------------------------------------------------------------------------------------- landing
@@ -185,11 +58,13 @@ class Landed:
 class MonitorLog:
     """The landed predictions and feedback of one model."""
 
-    def __init__(self, files: FileStore, model: str) -> None:
+    def __init__(self, files: FileStore, model: str, *, on_conflict: str = "first") -> None:
         self.files = files
         self.model = model
+        self.on_conflict = on_conflict
         self.root = f"monitoring/{model}"
         self._cache: dict[str, tuple[frozenset[str], pa.Table | None]] = {}
+        self._prepared: tuple[pa.Table, tuple[str, ...], pa.Table, bool] | None = None
 
     def land(self, events: EventLog, *, consumer: str = "monitor", batch: int = 50_000) -> Landed:
         """Move everything the streams hold now into Parquet segments."""
@@ -264,115 +139,49 @@ class MonitorLog:
         *,
         observed_since: int | None = None,
     ) -> tuple[pa.Table, dict[str, Any]]:
-        """Predictions with their label and when it became known (the first label received for
-        a prediction wins), and the feedback's accounting."""
+        """Predictions with their label and when it became known, and the accounting of the
+        labels received (see :mod:`loopml.monitoring._join`; ``reasons`` says why labels were
+        not matched). Several labels for one prediction follow ``on_conflict``."""
         fb = self.feedback()
         if fb is not None and observed_since is not None:
             # Labels of predictions made since then were observed since then: the rest of the
             # feedback cannot match (their accounting then covers these labels only).
             fb = fb.filter(pc.greater_equal(fb["observed_at"], observed_since))
-        n = predictions.num_rows
-        stats: dict[str, Any] = {
-            "received": 0,
-            "matched": 0,
-            "duplicates": 0,
-            "conflicting": 0,
-            "unknown": 0,
-            "out_of_order": 0,
-            "labelled": 0,
-            "pending": n,
-        }
-        empty_label = pa.nulls(n, pa.float64() if label_kind == "number" else pa.string())
-        if fb is None or fb.num_rows == 0 or n == 0:
-            return predictions.append_column("label", empty_label).append_column(
-                "label_at", pa.nulls(n, pa.int64())
-            ), stats
-        con = duckdb.connect()
-        try:
-            con.register("fb", fb)
-            keys = [FEATURE_PREFIX + k for k in join_keys]
-            present = [k for k in keys if k in predictions.column_names]
-            preds = pa.table(
+        logged, keys_logged = self.logged(join_keys)
+        table, stats = join_labels(
+            fb if fb is not None else pa.table({}),
+            logged,
+            predictions,
+            label_kind=label_kind,
+            on_conflict=self.on_conflict,
+            keys_logged=keys_logged,
+        )
+        out = stats.to_dict()
+        out["reasons"] = stats.reasons
+        return table, out
+
+    def logged(self, join_keys: Sequence[str]) -> tuple[pa.Table, bool]:
+        """The whole log as the join reads it (see :func:`prepared`), and whether every join
+        key was logged; kept while no segment lands."""
+        preds = self.predictions()
+        if preds is None:
+            empty = pa.table(
                 {
-                    "id": predictions["id"],
-                    "at": predictions["at"],
-                    "pkey": _keys(predictions, present)
-                    if len(present) == len(keys) and keys
-                    else pa.nulls(n, pa.string()),
+                    "id": pa.array([], pa.string()),
+                    "at": pa.array([], pa.int64()),
+                    "pet": pa.array([], pa.int64()),
+                    "pkey": pa.array([], pa.string()),
                 }
             )
-            con.register("preds", preds)
-            matched = con.sql(
-                """
-                WITH by_id AS (
-                  SELECT fb.*, fb.prediction_id AS pid FROM fb
-                  WHERE fb.prediction_id IS NOT NULL
-                ), keyed AS (
-                  SELECT fb.*, p.id AS pid FROM fb
-                  ASOF LEFT JOIN preds p
-                    ON fb.key = p.pkey AND coalesce(fb.time, 9223372036854775807) >= p.at
-                  WHERE fb.prediction_id IS NULL
-                ), all_fb AS (
-                  SELECT * FROM by_id UNION ALL SELECT * FROM keyed
-                )
-                SELECT a.event_id, a._order, a.pid, a.label_num, a.label_str, a.observed_at,
-                       p.at AS pred_at, p.id IS NOT NULL AS known
-                FROM all_fb a LEFT JOIN preds p ON a.pid = p.id
-                ORDER BY a._order
-                """
-            )
-            matched = fetch_arrow(matched)
-        finally:
-            con.close()
-        known = matched["known"].to_numpy(zero_copy_only=False)
-        stats["received"] = matched.num_rows
-        stats["unknown"] = int((~known).sum())
-        m = matched.filter(pa.array(known))
-        pred_at = m["pred_at"].to_numpy(zero_copy_only=False).astype(np.int64)
-        if len(pred_at):
-            running = np.maximum.accumulate(pred_at)
-            stats["out_of_order"] = int((pred_at[1:] < running[:-1]).sum())
-        pid = m["pid"].to_numpy(zero_copy_only=False)
-        values = (
-            m["label_num"].to_numpy(zero_copy_only=False)
-            if label_kind == "number"
-            else m["label_str"].to_numpy(zero_copy_only=False)
-        )
-        first: dict[str, int] = {}
-        for i, p in enumerate(pid):
-            j = first.setdefault(p, i)
-            if j != i:
-                stats["duplicates"] += 1
-                if not _same(values[i], values[j]):
-                    stats["conflicting"] += 1
-        stats["matched"] = len(first)
-        idx = np.fromiter(first.values(), dtype=np.int64, count=len(first))
-        firsts = m.take(pa.array(idx))
-        lookup = pa.table(
-            {
-                "id": firsts["pid"],
-                "label": firsts["label_num"] if label_kind == "number" else firsts["label_str"],
-                "label_at": firsts["observed_at"],
-            }
-        )
-        pos = pc.index_in(predictions["id"], value_set=lookup["id"])
-        has = pc.is_valid(pos)
-        take = pc.fill_null(pos, 0)
-        label = pc.if_else(
-            has, pc.take(lookup["label"], take), pa.scalar(None, lookup["label"].type)
-        )
-        label_at = pc.if_else(has, pc.take(lookup["label_at"], take), pa.scalar(None, pa.int64()))
-        stats["labelled"] = int(pc.sum(has.cast(pa.int64())).as_py() or 0)
-        stats["pending"] = n - stats["labelled"]
-        delays = (
-            pc.subtract(label_at, pc.cast(predictions["at"], pa.int64()))
-            .drop_null()
-            .to_numpy(zero_copy_only=False)
-        )
-        if len(delays):
-            stats["delay_p50_s"] = float(np.percentile(delays, 50) / 1e6)
-            stats["delay_p95_s"] = float(np.percentile(delays, 95) / 1e6)
-        return predictions.append_column("label", label).append_column("label_at", label_at), stats
+            return empty, True
+        keys = tuple(join_keys)
+        cached = self._prepared
+        if cached is not None and cached[0] is preds and cached[1] == keys:
+            return cached[2], cached[3]
+        logged = prepared(preds, keys)
+        keys_logged = bool(keys) and all(FEATURE_PREFIX + k in preds.column_names for k in keys)
+        self._prepared = (preds, keys, logged, keys_logged)
+        return logged, keys_logged
 
 
 def _parquet_writer(table: pa.Table) -> Callable[[str], None]:
@@ -380,17 +189,6 @@ def _parquet_writer(table: pa.Table) -> Callable[[str], None]:
         pq.write_table(table, path)
 
     return write
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
-def _keys(table: pa.Table, columns: Sequence[str]) -> pa.Array:
-    cols = [table[c].to_pylist() for c in columns]
-    return pa.array([key_of(vals) for vals in zip(*cols, strict=True)], pa.string())
 
 
 def _first_by(table: pa.Table, key: str, order: str) -> pa.Table:
@@ -535,7 +333,9 @@ def _feedback_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str, A
             "_order": pa.array([r["_order"] for r in good], pa.int64()),
             "prediction_id": pa.array([r.get("prediction_id") for r in good], pa.string()),
             "key": pa.array([r.get("key") for r in good], pa.string()),
-            "time": pa.array([r.get("time") for r in good], pa.int64()),
+            # the event's own time; payloads from before it had a name carried "time", a bound
+            # on when the prediction was made, which is not read any more
+            "event_time": pa.array([_int(r.get("event_time")) for r in good], pa.int64()),
             "label_num": pa.array([_label_number(v) for v in labels], pa.float64()),
             "label_str": pa.array(
                 [
@@ -544,21 +344,12 @@ def _feedback_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str, A
                 ],
                 pa.string(),
             ),
-            "observed_at": pa.array([r.get("observed_at") for r in good], pa.int64()),
+            "observed_at": pa.array([_int(r.get("observed_at")) for r in good], pa.int64()),
             "source": pa.array([r.get("source") for r in good], pa.string()),
         }
     )
     return table, rejected
 
 
-def require_rows(rows: Any) -> list[Any]:
-    if isinstance(rows, Mapping) and "rows" in rows:
-        rows = rows["rows"]
-    elif isinstance(rows, Mapping):
-        rows = [rows]
-    if not isinstance(rows, list) or not rows:
-        raise UsageError(
-            'send a feedback row, a JSON list of them, or {"rows": [...]}',
-            details={"field": "rows"},
-        )
-    return rows
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None

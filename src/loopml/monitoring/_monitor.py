@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.monitoring._drift import DriftResult, compare
+from loopml.monitoring._labels import binary_strings
 from loopml.monitoring._log import FEATURE_PREFIX
 from loopml.monitoring._performance import (
     calibration_gap,
@@ -32,19 +33,75 @@ from loopml.monitoring._shift import classify
 from loopml.spec import MonitoringSpec, format_duration
 
 WINDOWS = ("current", "sliding", "cumulative")
+# The windows a default is chosen from: whole days and weeks, then months and years, so that a
+# growing log keeps its windows (a steady rate lands on the same step).
+WINDOW_STEPS = tuple(timedelta(days=d) for d in (1, 7, 14, 30, 91, 182, 365))
 ERROR_REASONS = frozenset({"model_error", "breaker_open"})
-POSITIVE = ("1", "true", "yes", "1.0")
 
 
 def binary_truth(label: Any, classes: list[Any]) -> Any:
     """Which binary labels are the positive class (null where there is no label), however
-    the feedback spelled them: 1/0, true/false, or the model's own class names."""
-    if not pa.types.is_string(label.type):
-        return pc.greater(pc.cast(label, pa.float64()), 0.5)
-    # the model's own order: the second class is the positive
-    positive = [str(classes[1]).lower()] if len(classes) == 2 else sorted(POSITIVE)
-    truthy = pc.is_in(pc.utf8_lower(label), value_set=pa.array(positive))
-    return pc.if_else(pc.is_valid(label), truthy, pa.scalar(None, pa.bool_()))
+    they are spelled: 1/0, true/false, yes/no, or the model's two class names (the feedback log
+    holds 1/0)."""
+    return pc.equal(binary_strings(label, classes), "1")
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """The current and sliding windows of a report, and where they come from: ``option``
+    (``--window``), ``spec`` (``monitoring.window``) or ``data`` (chosen from the log's rate)."""
+
+    window: timedelta
+    sliding: timedelta
+    source: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": format_duration(self.window),
+            "sliding": format_duration(self.sliding),
+            "source": self.source,
+            "reason": self.reason,
+        }
+
+
+def choose_window(
+    spec: MonitoringSpec, at: np.ndarray, option: timedelta | None = None
+) -> WindowChoice:
+    """The window of a report: the one asked for, else ``monitoring.window``, else the shortest
+    step holding at least the windows' minimum count (``drift.min_rows`` rows to test drift,
+    ``performance.min_labels`` to judge performance) at the log's rate (``at``: the predictions'
+    times, in microseconds)."""
+    if option is not None:
+        return WindowChoice(option, spec.sliding_for(option), "option", "--window")
+    if spec.window is not None:
+        return WindowChoice(spec.window, spec.sliding_for(spec.window), "spec", "monitoring.window")
+    target = max(spec.drift.min_rows, spec.performance.min_labels)
+    n = len(at)
+    span_days = (float(at.max()) - float(at.min())) / 86_400e6 if n > 1 else 0.0
+    if span_days < 1:
+        window = WINDOW_STEPS[0]
+        why = f"{n:,} predictions within a day"
+    else:
+        per_day = n / span_days
+        window = next((w for w in WINDOW_STEPS if per_day * w.days >= target), WINDOW_STEPS[-1])
+        expected = per_day * window.days
+        why = (
+            f"{per_day:,.3g} predictions a day over {span_days:,.0f} days: about "
+            f"{expected:,.0f} per window"
+            + (
+                f", at least {target:,} (drift.min_rows, performance.min_labels)"
+                if expected >= target
+                else f", fewer than {target:,} even so: windows below drift.min_rows "
+                "or performance.min_labels are not judged"
+            )
+        )
+    return WindowChoice(
+        window,
+        spec.sliding_for(window),
+        "data",
+        why + "; set monitoring.window or --window to choose",
+    )
 
 
 @dataclass
@@ -66,6 +123,7 @@ class Evaluation:
     ops: dict[str, float]
     shift: Any
     quarantine_rate: float | None = None
+    late: int = 0  # labels of the window's predictions known only after its end
 
     def values(self) -> dict[str, float | None]:
         """The flat metrics alert rules are written against."""
@@ -103,6 +161,7 @@ class Evaluation:
             "end": iso(self.end),
             "rows": self.rows,
             "labelled": self.labelled,
+            "late": self.late,
             "features": self.features.to_dict()
             if columns
             else {
@@ -155,16 +214,18 @@ class WindowedLog:
         task: str,
         threshold: float | None,
         window: timedelta | None = None,
+        choice: WindowChoice | None = None,
         quarantine: list[tuple[int, int, int]] | None = None,
     ) -> None:
         self.spec = spec
         self.profile = profile
         self.task = task
         self.threshold = threshold
-        self.window = window or spec.window
         table = table.sort_by([("at", "ascending")])
         self.table = table
         self.at = table["at"].to_numpy(zero_copy_only=False).astype(np.int64)
+        self.choice = choice or choose_window(spec, self.at, window)
+        self.window = self.choice.window
         w = int(self.window.total_seconds() * 1_000_000)
         self.width = w
         # Windows start at the day (or hour) the log starts, not at the epoch's weekday.
@@ -173,7 +234,7 @@ class WindowedLog:
         self.bucket = (self.at - self.origin) // w if len(self.at) else np.zeros(0, np.int64)
         self.n_buckets = int(self.bucket[-1]) + 1 if len(self.bucket) else 0
         self.bounds = np.searchsorted(self.bucket, np.arange(self.n_buckets + 1), side="left")
-        self.k_sliding = max(1, int(spec.sliding / self.window))
+        self.k_sliding = max(1, int(self.choice.sliding / self.window))
         self.features = [profile.columns[c] for c in profile.features]
         self.idx = {p.name: p.index(self._column(p.name)) for p in self.features}
         self.raw = {
@@ -198,6 +259,12 @@ class WindowedLog:
         self.errors = np.array([f in ERROR_REASONS for f in fb])
         self.quarantine = quarantine or []
 
+    def late_labels(self) -> int:
+        """Labels known only after the end of their prediction's window (they count in the
+        final performance of the window, not in what it could see)."""
+        end = self.origin + (self.bucket + 1) * self.width
+        return int((self.has_label & (self.label_at > end)).sum())
+
     def _column(self, name: str) -> pa.ChunkedArray:
         col = FEATURE_PREFIX + name
         if col in self.table.column_names:
@@ -208,17 +275,10 @@ class WindowedLog:
         return binary_truth(self.labels, self.profile.classes)
 
     def _label_values(self) -> Any:
-        """The labels as the profile spells them (binary ones as the training labels were)."""
+        """The labels as the profile spells them (binary ones "0"/"1", as they were profiled)."""
         if self.task != "binary":
             return self.labels
-        names = self.profile.columns[LABEL].categories or ["0", "1"]
-        classes = self.profile.classes
-        if len(classes) == 2:
-            zero, one = classes
-        else:
-            one = next((c for c in names if c.lower() in POSITIVE), names[-1])
-            zero = next((c for c in names if c.lower() in ("0", "false", "0.0", "no")), names[0])
-        return pc.if_else(self.truthy, one, zero)
+        return pc.if_else(self.truthy, "1", "0")
 
     def _y(self, rows: np.ndarray) -> np.ndarray:
         if self.task == "binary":
@@ -261,6 +321,7 @@ class WindowedLog:
                 [pp], [np.bincount(self.pred_idx[lo:hi], minlength=pp.bins).astype(float)], spec
             ).columns[0]
         known = self.has_label[lo:hi] & (self.label_at[lo:hi] <= end)
+        late = int((self.has_label[lo:hi] & ~known).sum())
         rows = np.flatnonzero(known) + lo
         label = conditional = None
         lp = self.profile.columns.get(LABEL)
@@ -319,6 +380,7 @@ class WindowedLog:
             ops=ops,
             shift=shift,
             quarantine_rate=self._quarantine(start, end),
+            late=late,
         )
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
@@ -426,10 +488,12 @@ def first_detected(timeline: list[dict[str, Any]]) -> dict[str, str | None]:
     return out
 
 
-def settings(spec: MonitoringSpec, window: timedelta) -> dict[str, Any]:
+def settings(spec: MonitoringSpec, choice: WindowChoice | timedelta) -> dict[str, Any]:
+    if isinstance(choice, timedelta):
+        choice = choose_window(spec, np.zeros(0, np.int64), choice)
     return {
-        "window": format_duration(window),
-        "sliding": format_duration(spec.sliding),
+        **choice.to_dict(),
+        "on_conflict": spec.on_conflict,
         "drift": spec.drift.model_dump(),
         "performance": spec.performance.model_dump(),
     }

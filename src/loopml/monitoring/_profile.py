@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.monitoring import _stats as st
+from loopml.monitoring._labels import binary_name, binary_strings
 from loopml.spec import DriftSpec
 
 MAX_KNOWN = 10_000  # categories remembered to tell "other" from "unseen"
@@ -326,6 +327,12 @@ def fit_profile(
     shift from covariate shift."""
     cats = set(categorical)
     by_class = None
+    if labels is not None and task == "binary":
+        # one spelling from training to monitoring: 0/1, whether trained on booleans or numbers
+        labels = binary_strings(
+            labels if not isinstance(labels, np.ndarray) else pa.array(labels, from_pandas=True),
+            classes,
+        )
     if labels is not None and task in ("binary", "multiclass"):
         by_class = np.asarray(to_strings(labels).to_numpy(zero_copy_only=False), dtype=object)
     cols: dict[str, ColumnProfile] = {}
@@ -446,4 +453,20 @@ def loads_profile(data: bytes) -> Profile:
 
     import orjson
 
-    return Profile.from_dict(orjson.loads(gzip.decompress(data)))
+    return canonical_labels(Profile.from_dict(orjson.loads(gzip.decompress(data))))
+
+
+def canonical_labels(profile: Profile) -> Profile:
+    """A binary profile with its classes spelled ``"0"``/``"1"``: profiles fitted before labels
+    had one spelling kept a boolean label's ``"false"``/``"true"``."""
+    if profile.task != "binary":
+        return profile
+    classes = profile.classes
+    label = profile.columns.get(LABEL)
+    if label is not None:
+        label.categories = [binary_name(c, classes) for c in label.categories]
+        if label.known is not None:
+            label.known = [binary_name(c, classes) for c in label.known]
+    for column in profile.columns.values():
+        column.by_class = {binary_name(k, classes): v for k, v in column.by_class.items()}
+    return profile

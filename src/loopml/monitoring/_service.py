@@ -4,7 +4,7 @@ joined, windows judged, alerts raised, reports written."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,16 +15,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
 
-from loopml.errors import NotFoundError, UsageError
+from loopml.errors import LoopmlError, NotFoundError, UsageError
 from loopml.features import to_micros
-from loopml.monitoring._log import (
+from loopml.monitoring._feedback import (
     FeedbackRows,
-    Landed,
-    MonitorLog,
+    FeedbackSchema,
     check_feedback,
-    feedback_stream,
+    read_feedback,
 )
-from loopml.monitoring._monitor import WINDOWS, WindowedLog, first_detected, iso, settings
+from loopml.monitoring._join import EVENT_TIME_FEATURE
+from loopml.monitoring._labels import LabelDomain
+from loopml.monitoring._log import Landed, MonitorLog, feedback_stream
+from loopml.monitoring._monitor import (
+    WINDOWS,
+    WindowChoice,
+    WindowedLog,
+    choose_window,
+    first_detected,
+    iso,
+    settings,
+)
 from loopml.monitoring._profile import Profile, fit_profile, loads_profile
 from loopml.spec import MonitoringSpec
 from loopml.storage import tables as t
@@ -58,7 +68,9 @@ class Monitoring:
     @property
     def log(self) -> MonitorLog:
         if self._log is None:
-            self._log = MonitorLog(self.project.lake_files, self.model)
+            self._log = MonitorLog(
+                self.project.lake_files, self.model, on_conflict=self.spec.on_conflict
+            )
         return self._log
 
     def label_name(self) -> str:
@@ -97,40 +109,154 @@ class Monitoring:
 
     # --------------------------------------------------------------------------- feedback
 
-    def feedback(self, rows: Any, *, source: str = "api") -> dict[str, Any]:
-        """Check feedback rows and send the good ones to the feedback stream; the refused ones
-        come back with the row number and the reason (nothing is sent twice or lost)."""
+    def label_domain(self) -> LabelDomain:
+        """What the model's labels may be: its task and the champion's classes, else the
+        latest version's (unknown before any version is registered)."""
+        model = self.project.spec.model
+        task = model.task if model is not None else "binary"
+        if task not in ("multiclass", "binary"):
+            return LabelDomain(task)
+        for ref in ("champion", "latest"):
+            try:
+                mv = self.project.registry.get(self.model, ref)
+            except NotFoundError:
+                continue
+            return LabelDomain(task, tuple(self.profile(mv).classes))
+        return LabelDomain(task)
+
+    def feedback_schema(self) -> FeedbackSchema:
+        """What a feedback row of this model must hold."""
+        fs = None
+        if self.project.spec.features is not None:
+            try:
+                fs = self.project.features.feature_set
+            except LoopmlError:  # nothing ingested yet: no event time column to read
+                fs = None
+        return FeedbackSchema(
+            label=self.label_name(),
+            join_keys=tuple(self.join_keys()),
+            domain=self.label_domain(),
+            event_time_column=(fs.event_time or fs.event_time_column) if fs else None,
+        )
+
+    def feedback(
+        self,
+        rows: Any,
+        *,
+        source: str = "api",
+        where: Callable[[int], dict[str, int]] | None = None,
+        match: bool = False,
+    ) -> dict[str, Any]:
+        """Check feedback rows against the format and the model's labels, and send the good ones
+        to the feedback stream. Refused rows come back with their row (``where`` names them
+        otherwise, e.g. by line) and the reason, and are kept under
+        ``monitoring/<model>/refused/``: nothing is lost. With ``match``, the labels sent are
+        joined to the log at once and ``matching`` says how many found their prediction."""
         if isinstance(rows, pa.Table):
             rows = rows.to_pylist()
         checked: FeedbackRows = check_feedback(
-            rows,
-            label=self.label_name(),
-            join_keys=self.join_keys(),
-            source=source,
-            now=int(time.time() * 1_000_000),
+            rows, self.feedback_schema(), source=source, now=int(time.time() * 1_000_000)
         )
+        if where is not None:
+            for r in checked.rejected:
+                r.update(where(r.pop("row")))
+        if checked.rejected:
+            self._keep_refused(checked.rejected, source)
+        ids: list[str] = []
         if checked.payloads:
             events = self.project.events
             for i in range(0, len(checked.payloads), 10_000):
-                events.append(feedback_stream(self.model), checked.payloads[i : i + 10_000])
-        return {"accepted": len(checked.payloads), "rejected": checked.rejected}
-
-    def feedback_file(self, path: str | Path) -> dict[str, Any]:
-        """Feedback from a CSV, JSON Lines or Parquet file; refused rows name their line."""
-        from loopml.monitoring._files import read_rows
-
-        rows, first_line = read_rows(Path(path))
-        result = self.feedback(rows, source=f"file:{Path(path).name}")
-        for r in result["rejected"]:
-            r["line"] = r.pop("row") + first_line
+                ids += events.append(feedback_stream(self.model), checked.payloads[i : i + 10_000])
+        result: dict[str, Any] = {"accepted": len(checked.payloads), "rejected": checked.rejected}
+        if match and ids:
+            result["matching"] = self.matching(ids, checked.payloads)
         return result
 
+    def feedback_file(self, path: str | Path, *, match: bool = False) -> dict[str, Any]:
+        """Feedback from a CSV, JSON (an array, or JSON Lines) or Parquet file; refused rows
+        name their line (or their index in a JSON array)."""
+        parsed = read_feedback(Path(path))
+        return self.feedback(
+            parsed.rows, source=f"file:{Path(path).name}", where=parsed.where, match=match
+        )
+
+    def matching(self, ids: Sequence[str], payloads: Sequence[bytes]) -> dict[str, Any]:
+        """How the labels just sent (event ``ids``, ``payloads``) join the log as it stands,
+        beside the labels received before them: matched, unknown (and why), ambiguous,
+        duplicates and conflicts."""
+        from loopml.monitoring._join import join_labels
+        from loopml.monitoring._log import _feedback_table
+        from loopml.storage import Event
+
+        self.land()
+        new, _ = _feedback_table([Event(i, b) for i, b in zip(ids, payloads, strict=True)])
+        before = self.log.feedback()
+        if before is not None and before.num_rows:
+            before = before.filter(
+                pc.invert(pc.is_in(before["event_id"], value_set=new["event_id"]))
+            )
+            fb = pa.concat_tables(
+                [before, new.select(before.column_names)], promote_options="permissive"
+            )
+        else:
+            fb = new
+        keys = self.join_keys()
+        logged, keys_logged = self.log.logged(keys)
+        _, stats = join_labels(
+            fb,
+            logged,
+            logged.select(["id", "at"]),
+            label_kind="number" if self.label_domain().task != "multiclass" else "text",
+            on_conflict=self.spec.on_conflict,
+            keys_logged=keys_logged,
+            only=frozenset(ids),
+        )
+        out = stats.to_dict()
+        for k in (
+            "received",  # = sent
+            "elsewhere",
+            "out_of_order",
+            "labelled",
+            "pending",
+            "delay_p50_s",
+            "delay_p95_s",
+        ):
+            out.pop(k, None)
+        out["sent"] = len(ids)
+        out["predictions_logged"] = logged.num_rows
+        out["reasons"] = stats.reasons
+        return out
+
+    def _keep_refused(self, rejected: list[dict[str, Any]], source: str) -> None:
+        from loopml.storage import new_id
+
+        stamp = datetime.now(UTC).isoformat()
+        lines = b"".join(
+            orjson.dumps({**r, "source": source, "refused_at": stamp}) + b"\n" for r in rejected
+        )
+        self.project.lake_files.write_bytes(f"{self._root}/refused/{new_id('r')}.jsonl", lines)
+
+    def refused(self) -> int:
+        """Feedback rows refused at the door so far (kept with their reasons)."""
+        folder = f"{self._root}/refused"
+        files = self.project.lake_files
+        if not files.exists(folder):
+            return 0
+        return sum(files.read_bytes(f"{folder}/{name}").count(b"\n") for name in files.list(folder))
+
+    @property
+    def _root(self) -> str:
+        return f"monitoring/{self.model}"
+
     def natural_labels(
-        self, *, since: datetime | None = None, until: datetime | None = None
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        match: bool = False,
     ) -> dict[str, Any]:
-        """Labels computed from ingested data by the label definition (an outcome recorded in
-        the event source after the event), sent as feedback keyed by the event and known at
-        their availability time."""
+        """Labels computed from ingested data by the label definition, sent as feedback keyed
+        by the event (its keys and event time) and known at their availability time."""
         fs = self.project.spec.features
         if fs is None or fs.label is None:
             raise UsageError("features.label is not defined: there are no natural labels")
@@ -149,24 +275,43 @@ class Monitoring:
                 )
             )
         return self.send_labels(
-            table, label=fs.label.name, keys=keys, observed="_label_available_at"
+            table, label=fs.label.name, keys=keys, observed="_label_available_at", match=match
         )
 
     def send_labels(
-        self, table: pa.Table, *, label: str, keys: list[str], observed: str | None
+        self,
+        table: pa.Table,
+        *,
+        label: str,
+        keys: list[str],
+        observed: str | None,
+        event_time: str | None = "_event_time",
+        match: bool = False,
     ) -> dict[str, Any]:
-        """Send labels held in a table's columns (``keys``, ``label``, when they became known)."""
+        """Send labels held in a table's columns (``keys``, the event's time, ``label``, when
+        they became known)."""
         cols = {k: table[k].to_pylist() for k in keys}
         labels = table[label].to_pylist()
-        seen = table[observed].to_pylist() if observed else [None] * table.num_rows
+        n = table.num_rows
+        seen = table[observed].to_pylist() if observed else [None] * n
+        times = (
+            table[event_time].to_pylist()
+            if event_time and event_time in table.column_names
+            else [None] * n
+        )
         rows = [
-            {"keys": {k: cols[k][i] for k in keys}, "label": labels[i], "observed_at": seen[i]}
-            for i in range(table.num_rows)
+            {
+                "keys": {k: cols[k][i] for k in keys},
+                "event_time": times[i],
+                "label": labels[i],
+                "observed_at": seen[i],
+            }
+            for i in range(n)
             if labels[i] is not None
         ]
         if not rows:
             return {"accepted": 0, "rejected": []}
-        return self.feedback(rows, source="natural")
+        return self.feedback(rows, source="natural", match=match)
 
     # ------------------------------------------------------------------------ batch records
 
@@ -230,11 +375,22 @@ class Monitoring:
             raise UsageError(
                 f"the table lacks the model's feature {missing[0]!r}", details={"field": missing[0]}
             )
-        logged = features + [
-            k for k in self.join_keys() if k in table.column_names and k not in features
-        ]
+        # the join keys and the event's time go with each prediction: labels find it by them
+        extra = [*self.join_keys(), EVENT_TIME_FEATURE]
+        logged = features + [k for k in extra if k in table.column_names and k not in features]
         col = table[at]
-        times = pc.cast(col, pa.int64()) if pa.types.is_timestamp(col.type) else col
+        if pa.types.is_timestamp(col.type):
+            times = pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz)), pa.int64())
+        elif pa.types.is_integer(col.type):
+            times = col
+        else:
+            raise UsageError(f"column {at!r} holds {col.type}, not times", details={"field": at})
+        if times.null_count:
+            raise UsageError(
+                f"column {at!r} has {times.null_count:,} empty times: each logged prediction "
+                "needs one",
+                details={"field": at},
+            )
         cols = {f: table[f].to_pylist() for f in logged}
         when = times.to_pylist()
         payloads = []
@@ -331,32 +487,15 @@ class Monitoring:
         predictions made in [since, until) only when given."""
         if land:
             self.land()
-        preds = self.log.predictions()
-        if preds is None or preds.num_rows == 0:
+        found = self._version_log(version, since, until)
+        if found is None:
             return None
-        if "mode" in preds.column_names:  # shadow answers were never served: judged by rollouts
-            preds = preds.filter(pc.fill_null(pc.not_equal(preds["mode"], "shadow"), True))
-        if since is not None:
-            preds = preds.filter(pc.greater_equal(preds["at"], to_micros(since)))
-        if until is not None:
-            preds = preds.filter(pc.less(preds["at"], to_micros(until)))
-        if preds.num_rows == 0:
-            return None
-        registry = self.project.registry
-        if version is None:
-            versioned = preds.filter(pc.is_valid(preds["version"]))
-            if versioned.num_rows == 0:
-                raise UsageError("the prediction log has no model version to monitor")
-            latest = pc.index(versioned["at"], pc.max(versioned["at"])).as_py()
-            mv = registry.get(self.model, int(versioned["version"][latest].as_py()))
-        else:
-            mv = registry.get(self.model, version)
-        preds = preds.filter(pc.equal(preds["version"], mv.version))
-        if preds.num_rows == 0:
-            return None
+        preds, mv, every = found
         profile = self.profile(mv)
-        kind = "number" if profile.task in ("binary", "regression", None) else "text"
+        kind = "text" if profile.task == "multiclass" else "number"
         joined, label_stats = self.log.joined(preds, self.join_keys(), kind)
+        # the window is chosen from the version's whole log, whatever part is reported on
+        choice = choose_window(self.spec, every, window)
         wl = WindowedLog(
             joined,
             profile,
@@ -364,9 +503,49 @@ class Monitoring:
             task=profile.task or "binary",
             threshold=profile.threshold,
             window=window,
+            choice=choice,
             quarantine=self._quarantine(),
         )
         return wl, mv, label_stats
+
+    def _version_log(
+        self, version: int | str | None, since: datetime | None, until: datetime | None
+    ) -> tuple[pa.Table, ModelVersion, np.ndarray] | None:
+        """The served predictions of one version (default: the latest version in the log) made
+        in [since, until), the version, and the times of all its predictions."""
+        preds = self.log.predictions()
+        if preds is None or preds.num_rows == 0:
+            return None
+        if "mode" in preds.column_names:  # shadow answers were never served: judged by rollouts
+            preds = preds.filter(pc.fill_null(pc.not_equal(preds["mode"], "shadow"), True))
+        part = preds
+        if since is not None:
+            part = part.filter(pc.greater_equal(part["at"], to_micros(since)))
+        if until is not None:
+            part = part.filter(pc.less(part["at"], to_micros(until)))
+        if part.num_rows == 0:
+            return None
+        registry = self.project.registry
+        if version is None:
+            versioned = part.filter(pc.is_valid(part["version"]))
+            if versioned.num_rows == 0:
+                raise UsageError("the prediction log has no model version to monitor")
+            latest = pc.index(versioned["at"], pc.max(versioned["at"])).as_py()
+            mv = registry.get(self.model, int(versioned["version"][latest].as_py()))
+        else:
+            mv = registry.get(self.model, version)
+        part = part.filter(pc.equal(part["version"], mv.version))
+        if part.num_rows == 0:
+            return None
+        every = preds.filter(pc.equal(preds["version"], mv.version))["at"]
+        return part, mv, every.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def window_choice(
+        self, *, version: int | str | None = None, window: timedelta | None = None
+    ) -> WindowChoice | None:
+        """The windows a report of ``version`` uses (None while it has no prediction)."""
+        found = self._version_log(version, None, None)
+        return choose_window(self.spec, found[2], window) if found is not None else None
 
     def report(
         self,
@@ -382,7 +561,16 @@ class Monitoring:
         return the report (the same numbers the HTML report draws)."""
         found = self.windows(version=version, window=window, land=land, since=since, until=until)
         if found is None:
-            return {"model": self.model, "rows": 0, "message": "no predictions logged yet"}
+            fb = self.log.feedback()
+            waiting = fb.num_rows if fb is not None else 0
+            return {
+                "model": self.model,
+                "rows": 0,
+                "labels": {"received": waiting, "refused": self.refused()},
+                "message": "no predictions logged"
+                + (" in that period" if since is not None or until is not None else " yet")
+                + (f"; {waiting:,} labels received wait for them" if waiting else ""),
+            }
         wl, mv, label_stats = found
         timeline: list[dict[str, Any]] = []
         current: dict[str, Any] = {}
@@ -430,13 +618,18 @@ class Monitoring:
             "generated_at": datetime.now(UTC).isoformat(),
             "rows": len(wl.at),
             "period": {"start": iso(int(wl.at[0])), "end": iso(int(wl.at[-1]))},
-            "settings": settings(self.spec, wl.window),
+            "settings": settings(self.spec, wl.choice),
             "reference": {
                 "metrics": wl.profile.reference,
                 "features": wl.profile.features,
                 "rows": {n: c.rows for n, c in wl.profile.columns.items()},
             },
-            "labels": label_stats,
+            "labels": {
+                **{k: v for k, v in label_stats.items() if k != "reasons"},
+                "late": wl.late_labels(),
+                "refused": self.refused(),
+            },
+            "label_reasons": label_stats.get("reasons", {}),
             "current": current,
             "timeline": timeline,
             "first_detected": first_detected(timeline),

@@ -44,7 +44,8 @@ class Shift:
                 f"{k} shift" if k != "concept" else "concept drift" for k in self.kinds
             )
         if not self.labels_known:
-            text += " (no labels yet: label shift and concept drift cannot be told)"
+            # no labels, or fewer than drift.min_rows known by the window's end
+            text += " (no labels, or too few: label shift and concept drift cannot be told)"
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -219,15 +219,25 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
 
     @app.post(
         "/feedback",
-        summary="Send labels for predictions, by prediction id or by the event's keys (needs the token)",
+        summary="Send labels for predictions, by prediction id or by the event's keys and "
+        "event_time (needs the token): a JSON array, JSON Lines or CSV (Content-Type: text/csv)",
         status_code=202,
     )
     async def feedback(request: Request) -> Response:
         _authorize(request)
         rt: Runtime = request.app.state.rt
-        from loopml.monitoring._log import require_rows
+        from loopml.errors import ReadError
+        from loopml.monitoring._feedback import parse_feedback
 
-        rows = require_rows(parse_json(await read_body(request, rt.spec.max_body_bytes)))
+        body = await read_body(request, rt.spec.max_body_bytes)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        format = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
+        try:
+            parsed = parse_feedback(body, format=format.get(kind))
+        except ReadError as exc:
+            bad = "bad_json" if exc.details.get("format") == "json" else "bad_body"
+            raise HttpError(400, bad, exc.message, exc.details) from None
+        rows = parsed.rows
         if len(rows) > rt.spec.max_batch:
             raise HttpError(
                 413,
@@ -237,14 +247,16 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
             )
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
-            request.app.state.pool, lambda: rt.project.monitoring.feedback(rows, source="http")
+            request.app.state.pool,
+            lambda: rt.project.monitoring.feedback(rows, source="http", where=parsed.where),
         )
         if not result["accepted"]:
             first = result["rejected"][0]
+            where = f"line {first['line']}" if "line" in first else f"row {first['row']}"
             raise HttpError(
                 422,
                 "bad_feedback",
-                f"row {first['row']}: {first['error']}",
+                f"{where}: {first['error']}",
                 {"rejected": result["rejected"][:100]},
             )
         return _json({"accepted": result["accepted"], "rejected": result["rejected"][:100]}, 202)

@@ -104,9 +104,18 @@ class SinksSpec(_Model):
 class MonitoringSpec(_Model):
     """Windows, drift, performance, labels and alerts."""
 
-    window: Duration = Field(timedelta(days=1), description="The current window (one bucket).")
-    sliding: Duration = Field(
-        timedelta(days=7), description="The sliding window: the latest buckets adding up to this."
+    window: Duration | None = Field(
+        None,
+        description=(
+            "The current window (one bucket). Default: chosen from the prediction log, the "
+            "shortest of 1d, 7d, 14d, 30d, 91d, 182d and 365d that holds at least "
+            "max(drift.min_rows, performance.min_labels) predictions at the log's rate."
+        ),
+    )
+    sliding: Duration | None = Field(
+        None,
+        description="The sliding window: the latest buckets adding up to this (default: 7 days, "
+        "or the window if longer).",
     )
     drift: DriftSpec = Field(default_factory=DriftSpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
@@ -116,16 +125,30 @@ class MonitoringSpec(_Model):
     )
     join_keys: list[str] | None = Field(
         None,
-        description="Features that identify an event for labels sent by key and time (default: the label source's primary key).",
+        description=(
+            "Features that identify an event for labels sent by keys (default: the event "
+            "source's primary key). When they do not identify one event, labels must also "
+            "carry event_time."
+        ),
+    )
+    on_conflict: Literal["first", "last", "refuse"] = Field(
+        "first",
+        description=(
+            "Several labels that disagree for one prediction: the first received wins (first), "
+            "the last received wins (last), or the prediction stays unlabelled (refuse). "
+            "Conflicts are counted and reported whatever the policy."
+        ),
     )
     alerts: dict[str, AlertRule] = Field(default_factory=dict)
     sinks: SinksSpec = Field(default_factory=SinksSpec)
 
     @model_validator(mode="after")
     def _windows(self) -> MonitoringSpec:
-        if self.window <= timedelta(0):
+        if self.window is not None and self.window <= timedelta(0):
             raise ValueError("window must be positive")
-        if self.sliding < self.window:
+        if self.sliding is not None and self.sliding <= timedelta(0):
+            raise ValueError("sliding must be positive")
+        if self.window is not None and self.sliding is not None and self.sliding < self.window:
             raise ValueError(
                 f"sliding ({self.sliding}) must be at least the window ({self.window})"
             )
@@ -135,3 +158,8 @@ class MonitoringSpec(_Model):
                     f"alert {name!r} sends to the webhook, but sinks.webhook.url is not set"
                 )
         return self
+
+    def sliding_for(self, window: timedelta) -> timedelta:
+        """The sliding window that goes with a current window: as set, else 7 days or the
+        window if longer (never shorter than the window)."""
+        return max(self.sliding or timedelta(days=7), window)

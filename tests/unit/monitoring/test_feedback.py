@@ -150,17 +150,27 @@ def test_late_labels_out_of_order_duplicated_conflicting_unknown_or_early(
         assert report["rows"] == 120
         labels = {k: v for k, v in report["labels"].items() if not k.startswith("delay_")}
         # Every label for a known prediction after the first (for the newest prediction) follows
-        # a label for a newer prediction: all of them are out of order.
+        # a label for a newer prediction: all of them are out of order. Every label received is
+        # counted once: matched (duplicates included), elsewhere, unknown, ambiguous, unreadable.
         assert labels == {
             "received": 100 + 9,
-            "matched": 100,
+            "matched": 100 + 6,
+            "elsewhere": 0,
+            "unknown": 3,
+            "ambiguous": 0,
+            "unreadable": 0,
             "duplicates": 6,
             "conflicting": 3,
-            "unknown": 3,
+            "conflicted": 3,
             "out_of_order": 100 + 6 - 1,
             "labelled": 100,
             "pending": 20,
+            # sent now, for predictions of 2013: known long after their windows ended
+            "late": 100,
+            "refused": 0,
+            "on_conflict": "first",
         }
+        assert report["label_reasons"]["no_prediction_id"]["count"] == 3
         joined = joined_labels(p)
         assert all(joined[ids[i]] is None for i in range(20))
         assert {i: joined[ids[i]] for i in range(20, 120)} == {
@@ -196,7 +206,9 @@ def test_labels_by_the_events_keys_and_natural_labels(built: Built, tmp_path: Pa
             if n % 2:
                 sent.append({**keys, "delayed": wrong})
             else:
-                sent.append({"keys": keys, "label": wrong, "time": r["_event_time"].isoformat()})
+                sent.append(
+                    {"keys": keys, "label": wrong, "event_time": r["_event_time"].isoformat()}
+                )
         assert p.monitoring.feedback(sent) == {"accepted": 40, "rejected": []}
 
         natural = p.monitoring.natural_labels()
@@ -227,7 +239,8 @@ def test_labels_by_the_events_keys_and_natural_labels(built: Built, tmp_path: Pa
 
         labels = p.monitoring.report(alerts=False)["labels"]
         labelled = sum(t is not None for t in truth)
-        assert labels["matched"] == labels["labelled"] == labelled
+        assert labels["labelled"] == labelled
+        assert labels["matched"] == labelled + labels["duplicates"]  # labels, not predictions
         assert labels["pending"] == rows.num_rows - labelled
         assert labels["duplicates"] == labels["conflicting"] == 40
         assert labels["received"] == 40 + natural["accepted"]
@@ -279,8 +292,10 @@ def test_a_window_counts_only_the_labels_known_by_its_end(built: Built, tmp_path
         ({"delayed": True}, ["'prediction_id'", "time_hour, carrier, flight"]),
         ({"prediction_id": "x", "delayed": {"yes": 1}}, ["'delayed'", "number"]),
         ({"prediction_id": "x", "delayed": [1]}, ["'delayed'"]),
-        ({"prediction_id": "x", "delayed": 1, "time": "yesterday"}, ["'time'", "yesterday"]),
-        ({"prediction_id": "x", "delayed": 1, "time": True}, ["'time'"]),
+        # "time" meant a bound on when the prediction was made: refused, naming the replacements
+        ({"prediction_id": "x", "delayed": 1, "time": "yesterday"}, ["'time'", "'event_time'"]),
+        ({"prediction_id": "x", "delayed": 1, "time": True}, ["'time'", "'observed_at'"]),
+        ({"prediction_id": "x", "delayed": 1, "event_time": "yesterday"}, ["'event_time'"]),
         ({"prediction_id": "x", "delayed": 1, "observed_at": "soon"}, ["'observed_at'"]),
         ({"prediction_id": 7, "delayed": 1}, ["'prediction_id'", "string"]),
         ({"keys": ["UA"], "delayed": 1}, ["'keys'", "object"]),
@@ -592,9 +607,10 @@ def test_cli_feedback_monitor_and_alerts(
     labels.write_text("\n".join(lines) + "\n")
 
     code, out = run(capsys, "feedback", str(labels), "--json", "-p", root)
-    assert code == 0
+    assert code == 3  # a refused row: exit 3, as ingest does for quarantined rows
     sent = json.loads(out)
     assert sent["accepted"] == 20
+    assert sent["matching"]["matched"] == 20 and sent["warnings"] == []
     assert [(r["line"], "'delayed'" in r["error"]) for r in sent["rejected"]] == [(22, True)]
 
     code, out = run(capsys, "feedback", "--natural", "--json", "-p", root)
@@ -616,7 +632,10 @@ def test_cli_feedback_monitor_and_alerts(
     assert report["labels"]["received"] == 20 + natural["accepted"]
     # natural labels for the same flights, except those never arrived (no label)
     assert report["labels"]["duplicates"] == 20 - rows["delayed"].slice(0, 20).null_count
-    assert report["labels"]["matched"] == report["labels"]["labelled"] > 300
+    assert report["labels"]["labelled"] > 300
+    assert report["labels"]["matched"] == (
+        report["labels"]["labelled"] + report["labels"]["duplicates"]
+    )
 
     code, out = run(capsys, "monitor", "-p", root)
     assert code == 0 and "labels:" in out
