@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -28,6 +28,24 @@ def _when(text: str | None, option: str) -> datetime | None:
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not an ISO date or datetime") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _backtest(text: str | None) -> timedelta | Literal["auto", "off"] | None:
+    from loopml.spec import parse_duration
+
+    if text is None:
+        return None
+    if text == "auto":
+        return "auto"
+    if text == "off":
+        return "off"
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UsageError(
+            f"--backtest: {text!r} is not auto, off or a period such as 30d",
+            details={"field": "backtest"},
+        ) from None
 
 
 def _ref(text: str) -> str | int:
@@ -191,18 +209,28 @@ def evaluate(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="The time of the backtest's end.")
     ] = None,
+    backtest: Annotated[
+        str | None,
+        typer.Option(
+            help="The backtest: auto (the latest gate.backtest_min_rows labelled rows neither "
+            "model learned from), a period such as 30d, or off (default: gate.backtest).",
+            show_default=False,
+        ),
+    ] = None,
     by: ByOpt = None,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
     """The gate: compare a version with the champion on the same test set and a recent backtest.
-    Exit code 1 when the version does not pass."""
+    Every check is shown with the rows it judged, or why it was skipped. Exit code 1 when the
+    version does not pass."""
     with open_project(project) as p:
         verdict = p.models.evaluate(
             _ref(ref),
             against=None if against == "none" else against,
             as_of=_when(as_of, "--as-of"),
             by=by,
+            backtest=_backtest(backtest),
         )
     if json:
         print_json(verdict.to_dict())

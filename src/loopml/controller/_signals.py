@@ -362,9 +362,15 @@ class Signals:
         time_col = self.project.spec.sources[source].timestamp
         if time_col is None:
             return 0
-        where = [f'epoch_us("{time_col}") <= {to_micros(now)}']
+        kind = self.project.data.query(f'SELECT typeof("{time_col}") AS t FROM "{source}" LIMIT 1')
+        micros = f'epoch_us("{time_col}")'
+        if kind.num_rows and kind.to_pylist()[0]["t"] == "TIMESTAMPTZ_NS":
+            # DuckDB's epoch_us has no nanosecond-with-time-zone overload; the cast to
+            # microseconds keeps the instant (no time zone is applied between two instants).
+            micros = f'epoch_us(CAST("{time_col}" AS TIMESTAMPTZ))'
+        where = [f"{micros} <= {to_micros(now)}"]
         if since is not None:
-            where.append(f'epoch_us("{time_col}") > {to_micros(since)}')
+            where.append(f"{micros} > {to_micros(since)}")
         got = self.project.data.query(
             f'SELECT count(*) AS n FROM "{source}" WHERE ' + " AND ".join(where)
         )

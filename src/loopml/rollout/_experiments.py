@@ -246,10 +246,13 @@ class Experiments:
         files = self.project.registry.load_files(control)
         from loopml.training._gate import test_table
         from loopml.training._model import Model
+        from loopml.training._train import holdout_files
 
         if "test.parquet" not in files:
             return None, None
-        model = Model.from_files(files, control.trusted_types)
+        # A refitted version learned its test rows: its held-out model tells how it does on
+        # rows it has not seen, which is what the arms will meet.
+        model = Model.from_files(holdout_files(files) or files, control.trusted_types)
         test = test_table(files)
         label = model.label or self.project.monitoring.label_name()
         if not label or label not in test.column_names:

@@ -205,7 +205,12 @@ def run_gate(
     sets = [_test_set(test, champ)]
     if gate.backtest is None:
         verdict.checks.append(
-            Check("backtest", True, "gate.backtest is null: no backtest asked for", skipped=True)
+            Check(
+                "backtest",
+                True,
+                "no backtest asked for (gate.backtest: null, or --backtest off)",
+                skipped=True,
+            )
         )
     else:
         after, who = _learned_until(judged, champ)

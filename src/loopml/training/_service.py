@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -169,11 +169,15 @@ class Models:
         as_of: datetime | None = None,
         by: str | None = None,
         training_set: TrainingSet | None = None,
+        backtest: timedelta | Literal["auto", "off"] | None = None,
     ) -> Verdict:
         """Run the gate for a version against the alias ``against`` (or against nothing), and
         record the verdict on the version. ``training_set``: one already built as of
-        ``as_of``, for the backtest's recent rows."""
+        ``as_of``, for the backtest's recent rows; ``backtest`` overrides ``gate.backtest``
+        (``"off"``: none)."""
         spec, gate = self.spec, self.project_spec.gate
+        if backtest is not None:
+            gate = gate.model_copy(update={"backtest": None if backtest == "off" else backtest})
         mv = self.registry.get(self.name, ref)
         holder: ModelVersion | None = None
         if against is not None:

@@ -105,3 +105,10 @@ def test_train_and_evaluate_print_the_counts_they_rest_on(
     assert f"test: {test:,} rows" in out and "backtest: 200 rows" in out and "auto" in out
     assert f"test:pr_auc ({test:,} rows)" in out and "backtest:pr_auc (200 rows)" in out
     assert "slices: no champion" in out
+    # The backtest chosen for one evaluation, overriding gate.backtest.
+    code, out, _ = run(capsys, "evaluate", "2", "--backtest", "400d", "-p", p)
+    assert code == 0 and "gate.backtest 400d: the" in out
+    code, out, _ = run(capsys, "evaluate", "2", "--backtest", "off", "-p", p)
+    assert code == 0 and "skip backtest: no backtest asked for" in out
+    code, _, err = run(capsys, "evaluate", "2", "--backtest", "soon", "-p", p)
+    assert code == 2 and "--backtest" in err

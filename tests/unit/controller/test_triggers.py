@@ -5,6 +5,7 @@ check with its rows."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -86,6 +87,19 @@ def test_new_data_triggers_a_retrain_by_default(project: Project, files: list[Pa
     seen = sum(champion.lineage["rows"].values())
     assert fired["kind"] == "new_data" and fired["limit"] == max(200, -(-seen // 10))
     assert fired["rows"] >= fired["limit"] and "a tenth" in fired["why"]
+
+
+def test_new_data_is_counted_on_nanosecond_times(tmp_path: Path, files: list[Path]) -> None:
+    # Times with a fraction of a second land as nanoseconds with a time zone in the lake.
+    for path in files:
+        path.write_text(re.sub(r"(\d\d:\d\d:\d\d)Z", r"\1.000000Z", path.read_text()))
+    with first_champion(tmp_path / "ns", files) as p:
+        kind = p.data.query("SELECT typeof(ts) AS t FROM events LIMIT 1").to_pylist()
+        assert kind == [{"t": "TIMESTAMPTZ_NS"}]
+        for path in files[8:11]:
+            p.data.ingest("events", [path])
+        result = Controller(p).step(FIRST + timedelta(days=3))
+        assert [t["kind"] for t in result.events[0]["triggers"]] == ["new_data"]
 
 
 def test_a_refused_cycle_does_not_retrigger_on_the_same_rows(
