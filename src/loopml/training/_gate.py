@@ -455,7 +455,7 @@ def _slice_check(
         spec.task, table, y, champ.predict(table), threshold=champ.threshold, **kwargs
     )
     champ_by = {(s["column"], s["slice"]): s for s in theirs}
-    worst: tuple[float, str, int] | None = None
+    worst: tuple[float, str] | None = None
     compared = 0
     for s in ours:
         other = champ_by.get((s["column"], s["slice"]))
@@ -474,7 +474,6 @@ def _slice_check(
             worst = (
                 regression,
                 f"{s['column']}={s['slice']} ({s['rows']:,} rows): {metric} {mine:.4f} vs {old:.4f}",
-                int(s["rows"]),
             )
     if worst is None:
         _skip_slices(
@@ -488,8 +487,9 @@ def _slice_check(
         Check(
             "slices",
             worst[0] <= limit,
-            f"largest regression of {compared} slices {worst[0]:+.4f} (limit {limit}) at {worst[1]}",
-            worst[2],
+            f"largest regression among {compared} slice{'s' if compared != 1 else ''} "
+            f"{worst[0]:+.4f} (limit {limit}) at {worst[1]}",
+            table.num_rows,
         )
     )
 
