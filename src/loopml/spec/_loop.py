@@ -30,8 +30,8 @@ class TriggersSpec(_Model):
     new_rows: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         "auto",
         description="Retrain once this many accepted rows of the event source are newer than "
-        "the champion's data; auto: a tenth of the rows the champion learned from, at least "
-        "loop.retrain.min_rows; null: off.",
+        "the champion's data and the last cycle's start; auto: a tenth of the rows the "
+        "champion was trained and tested on, at least loop.retrain.min_rows; null: off.",
     )
     monitoring: list[MonitoringSignal] = Field(
         default_factory=lambda: list(DEFAULT_SIGNALS),
