@@ -221,7 +221,8 @@ def run_gate(
         info = es.describe()
         verdict.numbers[es.name] = info
         if table.num_rows == 0:
-            _not_computable(verdict, es.name, es.why, 0, gate)
+            for metric in bounds:
+                _not_computable(verdict, f"{es.name}:{metric}", es.why, 0, gate)
             if es.name == "test":
                 _skip_slices(verdict, gate, f"no test rows to compare slices on: {es.why}")
             continue

@@ -81,7 +81,7 @@ def test_a_declared_backtest_without_rows_says_why(
     assert v is not None
     verdict = p.models.evaluate(v.version, as_of=summer)
     (check,) = [c for c in verdict.checks if c.name.startswith("backtest")]
-    assert check.skipped and check.rows == 0
+    assert check.name == "backtest:pr_auc" and check.skipped and check.rows == 0
     assert (
         "no labelled rows" in check.detail and "the latest labelled row is 2002-05-" in check.detail
     )
@@ -106,6 +106,31 @@ def test_no_computable_metric_at_all_refuses(
     checks = by_name(verdict)
     assert checks["test:pr_auc"]["status"] == "skipped"
     assert checks["backtest"]["status"] == "skipped" and "null" in str(checks["backtest"]["detail"])
+
+
+def test_a_gate_with_no_rows_to_judge_refuses(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    p = seasons.project(make_project, tmp_path, gate="{backtest: 7d}")
+    spec = p.models.spec
+    # A champion split at random learned rows up to the end of the data.
+    p.models.project_spec.model = spec.model_copy(
+        update={"split": spec.split.model_copy(update={"method": "random"})}
+    )
+    v1 = p.models.train().version
+    p.models.project_spec.model = spec
+    assert v1 is not None
+    p.models.promote(v1.version, force=True, reason="the champion")
+    v2 = p.models.train().version
+    assert v2 is not None
+    # Long after the data's end, the backtest's week holds no labelled row; the challenger's
+    # test rows were all learned by the champion: nothing left to judge on.
+    verdict = p.models.evaluate(v2.version, as_of=datetime(2010, 1, 1, tzinfo=UTC))
+    checks = by_name(verdict)
+    assert checks["test:pr_auc"]["status"] == checks["backtest:pr_auc"]["status"] == "skipped"
+    assert checks["test:pr_auc"]["rows"] == checks["backtest:pr_auc"]["rows"] == 0
+    assert "the champion learned from" in str(checks["test:pr_auc"]["detail"])
+    assert not verdict.passed and [c.name for c in verdict.failed()] == ["metrics"]
 
 
 def test_the_champion_is_judged_on_rows_it_did_not_learn_from(
