@@ -57,7 +57,9 @@ def project(tmp_path: Path, files: list[Path]) -> Iterator[Project]:
     p.close()
 
 
-def test_the_first_cycle_refits_and_reports_every_gate_check(project: Project) -> None:
+def test_the_first_cycle_refits_and_reports_every_gate_check(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     events = Controller(project).timeline()
     trained = next(e for e in events if e["kind"] == "trained")
     rows = project.features.build(as_of=FIRST).table
@@ -75,6 +77,14 @@ def test_the_first_cycle_refits_and_reports_every_gate_check(project: Project) -
     )
     assert checks["backtest:log_loss"]["rows"] == gate["sets"]["backtest"]["rows"] > 0
     assert checks["slices"]["status"] == "skipped"
+    # The timeline prints the counts, not only --json.
+    assert main(["loop", "timeline", "-p", str(project.root)]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())  # wrapped cells, joined
+    rows, back = trained["rows"], checks["backtest:log_loss"]["rows"]
+    assert f"on {rows['train']:,} rows (valid {rows['valid']:,}, test {rows['test']:,})" in out
+    assert f"refitted on all {labelled.num_rows:,} rows" in out
+    assert f"test {rows['test']:,} rows; backtest {back:,} rows" in out
+    assert f"backtest:log_loss passed on {back:,}" in out
 
 
 def test_new_data_triggers_a_retrain_by_default(project: Project, files: list[Path]) -> None:
