@@ -69,6 +69,7 @@ def step(
         out.print(f"now {result.phase}, cycle {result.cycle}")
     else:
         out.print(f"nothing due at {moment.isoformat()[:19]}: {result.phase}, cycle {result.cycle}")
+        _show_triggers(result.triggers)
     return 0
 
 
@@ -111,6 +112,8 @@ def status(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
         print_json(s)
         return 0
     out.print(f"{s['model']}: {s['phase']}, cycle {s['cycle']}")
+    out.print("triggers:" if s["phase"] == "idle" else f"triggers (judged once {s['phase']} ends):")
+    _show_triggers(s["triggers"])
     aliases = s["aliases"]
     out.print(
         "aliases: "
@@ -259,6 +262,20 @@ def _printer(as_json: bool) -> Callable[[StepResult], None]:
     return on_step
 
 
+_TRIGGER_NAMES = {
+    "manual": "by hand",
+    "no_champion": "no champion",
+    "new_data": "new data",
+}
+
+
+def _show_triggers(triggers: list[dict[str, Any]]) -> None:
+    """Each trigger and where it stands: what a quiet loop is waiting for."""
+    for t in triggers:
+        name = _TRIGGER_NAMES.get(t["kind"], t["kind"])
+        out.print(f"  {name}: {t['detail']}" + ("  [due]" if t.get("fired") else ""))
+
+
 def _lease(lease: dict[str, Any] | None) -> str:
     if lease is None:
         return "free"
@@ -292,15 +309,28 @@ def _details(e: dict[str, Any]) -> str:
             return f"version {e['version']} (found after a restart)"
         rows = e.get("rows") or {}
         metrics = ", ".join(f"{k} {v}" for k, v in (e.get("metrics") or {}).items())
+        learned = e.get("learned") or {}
+        refit = (
+            f"; refitted on all {learned['rows']:,} rows to {str(learned.get('end'))[:10]}"
+            if e.get("refit") and learned
+            else ""
+        )
         return (
-            f"version {e['version']} ({e.get('mode')}) on {rows.get('train', '?')} rows in "
-            f"{e.get('seconds')} s" + (f"; test {metrics}" if metrics else "")
+            f"version {e['version']} ({e.get('mode')}) on {_count(rows.get('train'))} rows "
+            f"(valid {_count(rows.get('valid'))}, test {_count(rows.get('test'))}){refit} in "
+            f"{e.get('seconds')} s"
+            + (f"; test {metrics}" + (" (held-out model)" if refit else "") if metrics else "")
         )
     if kind in ("gate_passed", "gate_refused"):
         against = e.get("against")
         text = f"version {e['version']} against " + (
             f"version {against}" if against is not None else "no champion"
         )
+        sets = e.get("sets") or {}
+        text += "".join(f"; {n} {_count(v.get('rows'))} rows" for n, v in sets.items())
+        checks = e.get("checks")
+        if checks:
+            return text + "; " + ", ".join(_check(c) for c in checks)
         return text + "".join(f"; {f}" for f in e.get("failed") or [])
     if kind == "promoted":
         previous = e.get("previous")
@@ -333,6 +363,17 @@ def _details(e: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _count(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _check(c: dict[str, Any]) -> str:
+    """A gate check in a few words: its name, status and rows; why, when not passed."""
+    rows = f" on {c['rows']:,}" if c.get("rows") is not None else ""
+    why = f" ({c['detail']})" if c.get("status") != "passed" and c.get("detail") else ""
+    return f"{c['name']} {c.get('status')}{rows}{why}"
+
+
 def _trigger(t: dict[str, Any]) -> str:
     kind = t.get("kind")
     if kind == "manual":
@@ -343,6 +384,8 @@ def _trigger(t: dict[str, Any]) -> str:
         return f"schedule (every {t.get('every')})"
     if kind == "new_data":
         return f"{t.get('rows')} new rows (at least {t.get('limit')})"
+    if kind == "monitoring":
+        return f"monitoring: {str(t.get('signal')).replace('_', ' ')} ({t.get('detail')})"
     if kind == "alert":
         return f"alert {t.get('rule')} ({t.get('metric')} = {t.get('value')})"
     return str(kind)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -28,6 +28,24 @@ def _when(text: str | None, option: str) -> datetime | None:
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not an ISO date or datetime") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _backtest(text: str | None) -> timedelta | Literal["auto", "off"] | None:
+    from loopml.spec import parse_duration
+
+    if text is None:
+        return None
+    if text == "auto":
+        return "auto"
+    if text == "off":
+        return "off"
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UsageError(
+            f"--backtest: {text!r} is not auto, off or a period such as 30d",
+            details={"field": "backtest"},
+        ) from None
 
 
 def _ref(text: str) -> str | int:
@@ -56,6 +74,16 @@ def train(
         typer.Option("--warm-start", help="Continue this version (e.g. champion) on newer data."),
     ] = None,
     note: Annotated[str, typer.Option(help="A note recorded on the version.")] = "",
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="After evaluating on the held-out rows, fit again on every row up to the "
+            "cut-off and register that model; the metrics stay the held-out model's "
+            "(default: model.refit, off).",
+            show_default=False,
+        ),
+    ] = None,
     compare_imbalance: Annotated[
         bool,
         typer.Option(
@@ -94,7 +122,11 @@ def train(
         return 0
     with open_project(project) as p:
         result = p.models.train(
-            snapshot=snapshot, as_of=_when(as_of, "--as-of"), warm_start=warm_start, note=note
+            snapshot=snapshot,
+            as_of=_when(as_of, "--as-of"),
+            warm_start=warm_start,
+            note=note,
+            refit=refit,
         )
     summary = result.to_dict()
     if json:
@@ -119,9 +151,15 @@ def train(
         f"on {summary['rows']['train']:,} rows (valid {summary['rows']['valid']:,}, test {summary['rows']['test']:,})"
         + (f", warm-started from {summary['parent']}" if summary["parent"] else "")
     )
+    out.print(_learned_line(summary))
     rows = [["model", _fmt(summary["metrics"], keys)]]
     rows += [[name, _fmt(m, keys)] for name, m in summary["baselines"].items()]
-    table("test set", ["", "metrics"], rows)
+    table(
+        f"test set: {summary['rows']['test']:,} held-out rows"
+        + (", the held-out model (before the refit)" if summary["refit"] else ""),
+        ["", "metrics"],
+        rows,
+    )
     report = result.trained.report
     for s in report.get("worst_slices", [])[:5]:
         out.print(
@@ -137,6 +175,32 @@ def train(
     return 0
 
 
+def _learned_line(summary: dict[str, Any]) -> str:
+    """Which rows the registered artifact learned from, and what it left out."""
+    learned, held = summary["learned"], summary["holdout"]
+    span = _span(learned)
+    if summary["refit"]:
+        return (
+            f"refitted on all {learned['rows']:,} rows{span} with the same parameters: that is "
+            f"the model registered; the metrics below are the held-out model's (trained on "
+            f"{held['rows']:,} rows{_span(held)}), before the refit"
+        )
+    rows = summary["rows"]
+    left = rows["valid"] + rows["test"]
+    if not left:
+        return f"the model learned from {learned['rows']:,} rows{span}"
+    return (
+        f"the model learned from {learned['rows']:,} rows{span}; the newest {left:,} rows "
+        f"(validation and test) were held out to evaluate it and are not in it: --refit (or "
+        f"model.refit) learns them too once evaluated"
+    )
+
+
+def _span(rows: dict[str, Any]) -> str:
+    start, end = rows.get("start"), rows.get("end")
+    return f", {start[:10]} to {end[:10]}" if start and end else ""
+
+
 def evaluate(
     ref: RefArg,
     against: Annotated[
@@ -145,31 +209,54 @@ def evaluate(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="The time of the backtest's end.")
     ] = None,
+    backtest: Annotated[
+        str | None,
+        typer.Option(
+            help="The backtest: auto (the latest gate.backtest_min_rows labelled rows neither "
+            "model learned from), a period such as 30d, or off (default: gate.backtest).",
+            show_default=False,
+        ),
+    ] = None,
     by: ByOpt = None,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
     """The gate: compare a version with the champion on the same test set and a recent backtest.
-    Exit code 1 when the version does not pass."""
+    Every check is shown with the rows it judged, or why it was skipped. Exit code 1 when the
+    version does not pass."""
     with open_project(project) as p:
         verdict = p.models.evaluate(
             _ref(ref),
             against=None if against == "none" else against,
             as_of=_when(as_of, "--as-of"),
             by=by,
+            backtest=_backtest(backtest),
         )
     if json:
         print_json(verdict.to_dict())
     else:
         against_text = f"version {verdict.against}" if verdict.against else "no champion"
         out.print(
-            f"{verdict.model} version {verdict.version} against {against_text}: {'PASSED' if verdict.passed else 'REFUSED'}"
+            f"{verdict.model} version {verdict.version} against {against_text}: {verdict.summary()}"
         )
-        for c in verdict.checks:
-            out.print(f"  {'ok ' if c.passed else 'NO '} {c.name}: {c.detail}")
+        show_verdict(verdict.to_dict())
         if verdict.passed:
             out.print(f"promote with: loopml models promote {verdict.version}")
     return 0 if verdict.passed else 1
+
+
+_MARK = {"passed": "ok  ", "failed": "NO  ", "skipped": "skip"}
+
+
+def show_verdict(verdict: dict[str, Any]) -> None:
+    """The rows each set of the gate held and why, then every check with its rows."""
+    for name in ("test", "backtest"):
+        info = (verdict.get("numbers") or {}).get(name)
+        if info:
+            out.print(f"  {name}: {info.get('rows', 0):,} rows{_span(info)}: {info.get('why', '')}")
+    for c in verdict.get("checks") or []:
+        rows = f" ({c['rows']:,} rows)" if c.get("rows") is not None else ""
+        out.print(f"  {_MARK.get(c.get('status', ''), '    ')} {c['name']}{rows}: {c['detail']}")
 
 
 @app.command("list")
@@ -239,7 +326,18 @@ def show(ref: RefArg, project: ProjectOpt = Path("."), json: JsonOpt = False) ->
         "training_seconds",
     ):
         out.print(f"  {k}: {v.lineage.get(k)}")
-    out.print("  metrics: " + _fmt(v.metrics, tuple(v.metrics)))
+    learned, held = v.lineage.get("learned"), v.lineage.get("holdout")
+    if learned:
+        out.print(
+            f"  learned: {learned['rows']:,} rows{_span(learned)}"
+            + (" (refit on every row up to the cut-off)" if learned.get("refit") else "")
+        )
+    if held:
+        out.print(f"  held-out model: {held['rows']:,} rows{_span(held)}")
+    source = v.lineage.get("metrics_from")
+    out.print(
+        "  metrics" + (f" ({source})" if source else "") + ": " + _fmt(v.metrics, tuple(v.metrics))
+    )
     for name, digest in v.files.items():
         out.print(f"  file {name}: sha256 {digest}")
     for e in evaluations:

@@ -97,6 +97,8 @@ def start(
             f"alpha {size['alpha']:g}: {size['per_arm_fixed']:,} units per arm for a single "
             f"look, {size['per_arm_sequential']:,} per arm when looking as often as you like"
         )
+    for warning in cfg.get("warnings") or []:
+        out.print(f"  warning: {warning}", style="yellow", markup=False)
     if r.strategy == "bandit":
         out.print(f"  policy {cfg.get('policy')}; rewards come from the feedback log")
     return 0
@@ -326,6 +328,8 @@ def show_experiment(r: dict[str, Any], result: dict[str, Any]) -> None:
                 f"{size['effect']:g} with power {size['power']:.0%} "
                 f"({size['per_arm_fixed']:,} for a single look)"
             )
+        for warning in cfg.get("warnings") or []:
+            out.print(f"  warning: {warning}", style="yellow", markup=False)
     elif r["strategy"] == "bandit":
         rows = [
             [

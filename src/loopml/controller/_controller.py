@@ -60,6 +60,8 @@ class StepResult:
     cycle: int
     events: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    # Where each trigger stood when the step found nothing due (why nothing happened).
+    triggers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class StepResult:
             "cycle": self.cycle,
             "events": self.events,
             "note": self.note,
+            "triggers": self.triggers,
         }
 
 
@@ -93,6 +96,7 @@ class Controller:
         # Test seams: called at named points of a step (to kill or slow a controller there).
         self.hooks = hooks or {}
         self._events: list[dict[str, Any]] = []
+        self._waiting: list[dict[str, Any]] = []
         self._built: tuple[int, datetime, TrainingSet] | None = None
 
     # ----------------------------------------------------------------------------- driving
@@ -115,7 +119,7 @@ class Controller:
                 state.cycle,
                 note=f"the loop is held by {holder.get('holder')} until {holder.get('expires_at')}",
             )
-        self._events = []
+        self._events, self._waiting = [], []
         state = self.states.load(self.name)
         for _ in range(max_transitions):
             handler = getattr(self, f"_{state.phase}")
@@ -125,7 +129,7 @@ class Controller:
             state = nxt
             if not self.lease.acquire():
                 break  # lost the lease while working (a very long training): stop here
-        return StepResult(True, state.phase, state.cycle, self._events)
+        return StepResult(True, state.phase, state.cycle, self._events, triggers=self._waiting)
 
     def run(
         self,
@@ -168,13 +172,17 @@ class Controller:
                 continue
         raise ConflictError("the loop state kept changing; try again")
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now: datetime | None = None) -> dict[str, Any]:
+        """The loop's state, aliases, rollout, lease and last events, and where each trigger
+        stands at ``now`` (default: the wall clock)."""
         state = self.states.load(self.name)
         rollout = self.rollouts.active(self.name)
         aliases = self.project.registry.aliases(self.name) if self.signals.has_model() else {}
+        _, triggers = self.signals.check(now or utcnow(), dict(state.data))
         return {
             "model": self.name,
             **state.to_dict(),
+            "triggers": [t.to_dict() for t in triggers],
             "aliases": aliases,
             "rollout": rollout.to_dict() if rollout else None,
             "counts": counts_summary(self.rollouts.counts(rollout.id)) if rollout else None,
@@ -220,6 +228,8 @@ class Controller:
             if last is None or now - datetime.fromisoformat(last) >= self.spec.monitor_every:
                 found = self.signals.monitor(now, data)
                 data["monitored_at"] = now.isoformat()
+                if found.get("judged"):
+                    data["monitor"] = found["judged"]
                 if found.get("rolled_back"):
                     events.append(("rollback", found["rolled_back"]))
                     return self._save(state, "idle", now, events, data=data)
@@ -249,8 +259,9 @@ class Controller:
             if data != state.data:
                 self._save(state, "idle", now, events, data=data)
             return None
-        fired = self.signals.triggers(now, data)
+        fired, standing = self.signals.check(now, data)
         if not fired:
+            self._waiting = [t.to_dict() for t in standing]
             if data != state.data:
                 self._save(state, "idle", now, events, data=data)
             return None
@@ -292,6 +303,7 @@ class Controller:
                     warm_start="champion" if mode == "stateful" else None,
                     window=self.spec.retrain.window if mode == "stateless" else None,
                     min_rows=self.spec.retrain.min_rows,
+                    refit=self.spec.retrain.refit,
                     by=BY,
                     note=f"{marker}: {mode}, triggered by "
                     + ", ".join(f["kind"] for f in data.get("triggers", [])),
@@ -310,6 +322,8 @@ class Controller:
                         "version": version.version,
                         "mode": mode,
                         "rows": result.trained.sizes,
+                        "refit": result.trained.refit,
+                        "learned": result.trained.lineage["learned"],
                         "seconds": round(result.trained.seconds, 2),
                         "metrics": _pick(result.trained.metrics),
                     },
@@ -334,7 +348,7 @@ class Controller:
                 else None
             )
             verdict = (
-                {"passed": v.passed, "failed": [c.detail for c in v.failed()], "numbers": v.numbers}
+                _verdict_record(v.to_dict())
                 if v is not None
                 else {"passed": False, "failed": ["it is the champion already"]}
             )
@@ -673,9 +687,7 @@ class Controller:
     def _reuse_verdict(self, version: int, champion: int | None) -> dict[str, Any] | None:
         for e in reversed(self.project.registry.evaluations(self.name, version)):
             if e.against_version == champion:
-                report = e.report or {}
-                failed = [c["detail"] for c in report.get("checks", []) if not c.get("passed")]
-                return {"passed": e.passed, "failed": failed, "numbers": report.get("numbers", {})}
+                return _verdict_record({**(e.report or {}), "passed": e.passed})
         return None
 
     def _mode(self, state: LoopState) -> str:
@@ -701,11 +713,44 @@ def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) for k, v in metrics.items() if k in keep and isinstance(v, float)}
 
 
+def _verdict_record(report: dict[str, Any]) -> dict[str, Any]:
+    """What the loop keeps of a verdict (``Verdict.to_dict()`` or a recorded evaluation)."""
+    checks = report.get("checks") or []
+    return {
+        "passed": bool(report.get("passed")),
+        "summary": report.get("summary"),
+        "failed": [c["detail"] for c in checks if not c.get("passed")],
+        "checks": checks,
+        "numbers": report.get("numbers") or {},
+    }
+
+
 def _gate_summary(verdict: dict[str, Any]) -> dict[str, Any]:
+    """The gate's event: the verdict, every check with its rows (the reason of each one skipped
+    or failed), and the rows of each set it judged."""
     numbers = verdict.get("numbers") or {}
     out: dict[str, Any] = {"passed": verdict["passed"]}
+    if verdict.get("summary"):
+        out["summary"] = verdict["summary"]
     if verdict.get("failed"):
         out["failed"] = verdict["failed"][:5]
+    if verdict.get("checks"):
+        out["checks"] = [
+            {
+                "name": c["name"],
+                "status": c.get("status", "passed" if c.get("passed") else "failed"),
+                "rows": c.get("rows"),
+                **({"detail": c["detail"]} if c.get("status") != "passed" else {}),
+            }
+            for c in verdict["checks"]
+        ]
+    sets = {
+        name: {k: info.get(k) for k in ("rows", "start", "end", "why")}
+        for name, info in numbers.items()
+        if isinstance(info, dict) and name in ("test", "backtest")
+    }
+    if sets:
+        out["sets"] = sets
     test = numbers.get("test") if isinstance(numbers, dict) else None
     if isinstance(test, dict):
         out["test"] = {k: v for k, v in test.items() if isinstance(v, (int | float, dict))}

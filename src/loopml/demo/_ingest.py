@@ -177,6 +177,8 @@ loop:
   triggers:
     schedule: 30d
     alerts: [inputs_moved, concept_drift, decay]
+    new_rows: null                  # these alert rules and the schedule only
+    monitoring: []
     min_interval: 14d
   retrain: {mode: stateless, window: 90d, min_rows: 2000}
   rollout:

@@ -56,11 +56,15 @@ def run_model(console: Console, project: Project) -> dict[str, Any]:
             f"  directional: more {col} never lowers the risk? violations {d.get('violation_rate', 0):.2%} ({'passed' if d.get('passed') else 'not passed'})"
         )
     verdict = project.models.evaluate(v.version, as_of=AS_OF, by="demo")
-    console.print(
-        f"gate for {v.ref} (no champion yet): {'PASSED' if verdict.passed else 'REFUSED'}"
-    )
+    console.print(f"gate for {v.ref} (no champion yet): {verdict.summary()}")
+    for name in ("test", "backtest"):
+        info = verdict.numbers.get(name)
+        if info:
+            console.print(f"  {name}: {info['rows']:,} rows: {info['why']}")
     for c in verdict.checks:
-        console.print(f"  {'ok' if c.passed else 'NO'} {c.name}: {c.detail}")
+        rows = f" ({c.rows:,} rows)" if c.rows is not None else ""
+        mark = {"passed": "ok", "failed": "NO", "skipped": "skip"}[c.status]
+        console.print(f"  {mark} {c.name}{rows}: {c.detail}")
     promoted = None
     if verdict.passed:
         move = project.models.promote(

@@ -187,7 +187,12 @@ class Experiments:
                 baseline=baseline,
                 sd=sd,
                 sample_size=size.to_dict(),
+                warnings=[],
             )
+            if unit is not None:
+                seen = self.unit_values(unit)
+                config["unit_values"] = seen
+                config["warnings"] = _unit_warnings(seen, size.to_dict())
         elif strategy == "bandit":
             opts = dict(options or {})
             if policy == "thompson" and "reward" not in opts:
@@ -215,6 +220,24 @@ class Experiments:
             data=data,
         )
 
+    def unit_values(self, unit: str) -> dict[str, Any]:
+        """How many distinct values of the request field ``unit`` the prediction log holds,
+        among how many logged answers (``distinct`` None: the field was never logged)."""
+        from loopml.monitoring._log import FEATURE_PREFIX
+
+        mon = self.project.monitoring
+        mon.land()
+        preds = mon.log.predictions()
+        logged = preds.num_rows if preds is not None else 0
+        column = FEATURE_PREFIX + unit
+        if preds is None or column not in preds.column_names:
+            return {"unit": unit, "distinct": None, "logged": logged}
+        return {
+            "unit": unit,
+            "distinct": len(pc.unique(preds[column].drop_null())),
+            "logged": logged,
+        }
+
     def _baseline(
         self, control: Any, metric: str, task: str, profile: Any
     ) -> tuple[float | None, float | None]:
@@ -223,10 +246,13 @@ class Experiments:
         files = self.project.registry.load_files(control)
         from loopml.training._gate import test_table
         from loopml.training._model import Model
+        from loopml.training._train import holdout_files
 
         if "test.parquet" not in files:
             return None, None
-        model = Model.from_files(files, control.trusted_types)
+        # A refitted version learned its test rows: its held-out model tells how it does on
+        # rows it has not seen, which is what the arms will meet.
+        model = Model.from_files(holdout_files(files) or files, control.trusted_types)
         test = test_table(files)
         label = model.label or self.project.monitoring.label_name()
         if not label or label not in test.column_names:
@@ -587,6 +613,27 @@ class Experiments:
             "move": move.id if hasattr(move, "id") else None,
             "result": result,
         }
+
+
+def _unit_warnings(seen: Mapping[str, Any], size: Mapping[str, Any]) -> list[str]:
+    """What makes an A/B plan unreachable with its unit: more units needed than the unit's
+    values ever seen (each value is one unit, however many requests it makes)."""
+    unit, distinct, logged = seen["unit"], seen["distinct"], seen["logged"]
+    if distinct is None:
+        return [
+            f"no logged request has the field {unit} (of {logged:,} answers logged): its values "
+            f"cannot be counted; is {unit} sent with every request?"
+        ]
+    per_arm, arms = int(size["per_arm_sequential"]), int(size["arms"])
+    if per_arm * arms <= distinct:
+        return []
+    return [
+        f"the plan needs {per_arm:,} units per arm ({per_arm * arms:,} for {arms} arms; "
+        f"{int(size['per_arm_fixed']):,} per arm for a single look), but the prediction log "
+        f"holds only {distinct:,} distinct values of {unit} ({logged:,} logged answers): unless "
+        f"that many new values come, the test cannot reach its power; choose a finer --unit or "
+        f"a larger --effect"
+    ]
 
 
 def _sizing_base(baseline: float | None, effect: float) -> float | None:

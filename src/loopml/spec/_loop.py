@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loopml.spec._types import Duration
+
+MonitoringSignal = Literal["decay", "concept_drift", "covariate_shift", "label_shift"]
+DEFAULT_SIGNALS: tuple[MonitoringSignal, ...] = ("decay", "concept_drift")
 
 
 class _Model(BaseModel):
@@ -24,16 +27,23 @@ class TriggersSpec(_Model):
     schedule: Duration | None = Field(
         None, description="Retrain at least this often (e.g. 30d); none: no schedule."
     )
-    new_rows: int | None = Field(
-        None,
-        ge=1,
+    new_rows: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto",
         description="Retrain once this many accepted rows of the event source are newer than "
-        "the champion's training data.",
+        "the champion's data and the last cycle's start; auto: a tenth of the rows the "
+        "champion was trained and tested on, at least loop.retrain.min_rows; null: off.",
+    )
+    monitoring: list[MonitoringSignal] = Field(
+        default_factory=lambda: list(DEFAULT_SIGNALS),
+        description="What the loop's own monitoring of the champion (every monitor_every) may "
+        "find that triggers a retrain, with no alert rule to declare: decay (the watched "
+        "metric fell beyond its tolerance), concept_drift, covariate_shift, label_shift; [] "
+        "for none.",
     )
     alerts: list[str] = Field(
         default_factory=list,
-        description="Names of monitoring alert rules (drift, decay) whose firing triggers a "
-        "retrain.",
+        description="Names of monitoring alert rules (monitoring.alerts) whose firing triggers "
+        "a retrain.",
     )
     min_interval: Duration = Field(
         timedelta(days=1), description="The least time between the starts of two cycles."
@@ -60,6 +70,13 @@ class RetrainSpec(_Model):
         ge=1,
         description="Stateful: every N-th cycle trains from scratch instead (trees only grow "
         "with warm starts).",
+    )
+    refit: bool = Field(
+        True,
+        description="Once fitted on the training rows and evaluated on the held-out ones, fit "
+        "the challenger again on every row up to the cycle's cut-off (same parameters and "
+        "rounds) and register that artifact: the newest rows, held out to test it, are learned "
+        "too. The gate judges the held-out model; its metrics are the version's.",
     )
 
 

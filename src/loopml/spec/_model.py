@@ -3,7 +3,6 @@ to judge it, and what a challenger must show before it may serve."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -118,6 +117,14 @@ class ModelSpec(_Model):
     window: Duration | None = Field(
         None, description="Train on events of this last period only (default: all)."
     )
+    refit: bool = Field(
+        False,
+        description="`loopml train`: once the model is fitted on the training rows and "
+        "evaluated on the held-out ones, fit it again on every row up to the cut-off (train, "
+        "validation and test) with the same parameters and number of rounds, and register that "
+        "one; the metrics stay those of the held-out model (before the refit). The loop has its "
+        "own switch, loop.retrain.refit (on by default).",
+    )
 
     @model_validator(mode="after")
     def _ranking_group(self) -> ModelSpec:
@@ -153,7 +160,19 @@ class GateSpec(_Model):
         description="The most any slice's primary metric may fall behind the champion's.",
     )
     slice_min_rows: int = Field(200, ge=1)
-    backtest: Duration | None = Field(
-        timedelta(days=7), description="Also compare on the most recent period of labelled data."
+    backtest: Duration | Literal["auto"] | None = Field(
+        "auto",
+        description="Also compare on the most recent labelled rows neither model learned from: "
+        "auto (the shortest recent period holding backtest_min_rows of them), a period (e.g. "
+        "30d, ending at --as-of or at the latest labelled row), or null (no backtest).",
+    )
+    backtest_min_rows: int = Field(
+        200, ge=1, description="auto: the labelled rows the backtest holds (fewer if fewer exist)."
+    )
+    not_computable: Literal["skip", "refuse"] = Field(
+        "skip",
+        description="A metric check that cannot be computed on its rows (no rows, or one class "
+        "for an AUC): skip it (shown as skipped, with the reason) or refuse the challenger. A "
+        "gate that could compute no metric check at all refuses either way.",
     )
     smoke_rows: int = Field(100, ge=1, description="Rows predicted by the loaded artifact.")

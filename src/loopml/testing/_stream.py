@@ -58,7 +58,7 @@ loop:
 """
 
 DEFAULT_LOOP = """\
-  triggers: {alerts: [decay], min_interval: 2d}
+  triggers: {alerts: [decay], new_rows: null, monitoring: [], min_interval: 2d}
   retrain: {mode: stateless, window: 10d, min_rows: 200}
   rollout:
     strategy: canary

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -14,9 +14,9 @@ from loopml.errors import UsageError
 from loopml.features import Features, TrainingSet
 from loopml.registry import AliasMove, ModelVersion, Registry
 from loopml.spec import ModelSpec, ProjectSpec
-from loopml.training._gate import Verdict, recent_rows, run_gate, smoke, test_table
+from loopml.training._gate import Judged, Verdict, run_gate, smoke, test_table
 from loopml.training._model import Model
-from loopml.training._train import Trained, fit
+from loopml.training._train import Trained, fit, holdout_files
 
 
 @dataclass
@@ -32,6 +32,10 @@ class TrainResult:
             "metrics": t.metrics,
             "baselines": {k: v["metrics"] for k, v in t.report["baselines"].items()},
             "rows": t.sizes,
+            "refit": t.refit,
+            "learned": t.lineage["learned"],
+            "holdout": t.lineage["holdout"],
+            "metrics_from": t.lineage["metrics_from"],
             "threshold": t.model.threshold,
             "seconds": round(t.seconds, 3),
             "parent": t.lineage["parent"],
@@ -71,13 +75,16 @@ class Models:
         window: timedelta | None = None,
         min_rows: int = 10,
         training_set: TrainingSet | None = None,
+        refit: bool | None = None,
     ) -> TrainResult:
         """Train the project's model on a point-in-time training set and register it.
 
         With ``warm_start`` (a version or alias), continue that version on the rows newer than
         the data it was trained on (stateful training); the parent is recorded. ``window``
         overrides the model's training window (the latest labelled data only);
-        ``training_set`` is one already built as of ``as_of`` (not built again).
+        ``training_set`` is one already built as of ``as_of`` (not built again). ``refit``
+        (default: ``model.refit``) registers the model fitted again on every row once
+        evaluated on the held-out ones.
         """
         spec = self.spec
         if window is not None:
@@ -98,6 +105,7 @@ class Models:
             since=since,
             drift=self.project_spec.monitoring.drift,
             min_rows=min_rows,
+            refit=spec.refit if refit is None else refit,
         )
         version = None
         if register:
@@ -161,11 +169,15 @@ class Models:
         as_of: datetime | None = None,
         by: str | None = None,
         training_set: TrainingSet | None = None,
+        backtest: timedelta | Literal["auto", "off"] | None = None,
     ) -> Verdict:
         """Run the gate for a version against the alias ``against`` (or against nothing), and
         record the verdict on the version. ``training_set``: one already built as of
-        ``as_of``, for the backtest's recent rows."""
+        ``as_of``, for the backtest's recent rows; ``backtest`` overrides ``gate.backtest``
+        (``"off"``: none)."""
         spec, gate = self.spec, self.project_spec.gate
+        if backtest is not None:
+            gate = gate.model_copy(update={"backtest": None if backtest == "off" else backtest})
         mv = self.registry.get(self.name, ref)
         holder: ModelVersion | None = None
         if against is not None:
@@ -175,20 +187,23 @@ class Models:
         if holder is not None and holder.version == mv.version:
             raise UsageError(f"{mv.ref} is the {against} already; nothing to compare")
 
-        def load_challenger() -> tuple[Model, Any]:
+        def load_challenger() -> tuple[Model, Judged, Any]:
             files = self.registry.load_files(mv)
-            return Model.from_files(files, mv.trusted_types), test_table(files)
+            return (
+                Model.from_files(files, mv.trusted_types),
+                self._judged(mv, files),
+                test_table(files),
+            )
 
         def recent() -> Any:
-            if gate.backtest is None:
-                return None
-            label = spec.label or (
-                self.features.feature_set.label.name if self.features.feature_set.label else None
-            )
             ts = training_set or self.features.build(as_of=as_of)
-            return recent_rows(ts.table, label or "", gate.backtest, as_of)
+            return ts.table
 
-        champion = (holder.version, lambda: self.load(holder)) if holder is not None else None
+        def load_champion() -> Judged:
+            assert holder is not None
+            return self._judged(holder, self.registry.load_files(holder))
+
+        champion = (holder.version, load_champion) if holder is not None else None
         verdict = run_gate(
             spec,
             gate,
@@ -197,6 +212,7 @@ class Models:
             load_challenger=load_challenger,
             champion=champion,
             recent=recent,
+            as_of=as_of,
         )
         record = self.registry.record_evaluation(
             self.name,
@@ -208,6 +224,17 @@ class Models:
         )
         verdict.evaluation_id = record.id
         return verdict
+
+    @staticmethod
+    def _judged(mv: ModelVersion, files: dict[str, bytes]) -> Judged:
+        """The model of a version the gate judges: the held-out one of a refitted version (its
+        metrics are that model's), else the artifact; and the newest row it learned from."""
+        held = holdout_files(files)
+        model = Model.from_files(held or files, mv.trusted_types)
+        lineage = mv.lineage
+        end = (lineage.get("holdout") or {}).get("end") if held else None
+        end = end or lineage.get("trained_until")
+        return Judged(model, datetime.fromisoformat(end) if end else None)
 
     def promote(
         self,

@@ -3,6 +3,12 @@
 Stateless training fits from scratch on a window of data. Stateful training continues the
 parent version (LightGBM ``init_model``; ``partial_fit``; or ``warm_start``) on the rows newer
 than the parent saw, keeping the parent's encoding; the parent is recorded.
+
+With ``refit``, the model fitted on the training rows (the *held-out model*: the one evaluated,
+whose metrics are reported, and which the gate judges) is fitted again on every row up to the
+cut-off with the same parameters and number of rounds, and that refitted model is the artifact
+registered: a time split otherwise leaves the newest validation and test rows out of the model
+that serves. Both are stored; the lineage records which rows each learned from.
 """
 
 from __future__ import annotations
@@ -33,9 +39,15 @@ from loopml.training._split import Split, split
 PACKAGES = ("loopml", "lightgbm", "scikit-learn", "numpy", "pyarrow", "duckdb", "skops")
 
 
+HOLDOUT = "holdout/"  # the held-out model's files in a refitted version
+
+
 @dataclass
 class Trained:
-    """A fitted model, its evaluation, and what it was trained on."""
+    """A fitted model, its evaluation, and what it was trained on. ``model`` is the artifact
+    registered (refitted on every row with ``refit``); ``holdout`` the model fitted on the
+    training rows only, which the report, the metrics and the gate are about (``model`` itself
+    without a refit)."""
 
     model: Model
     report: dict[str, Any]
@@ -45,10 +57,15 @@ class Trained:
     seconds: float
     files: dict[str, bytes] = field(default_factory=dict)
     trusted_types: list[str] = field(default_factory=list)
+    holdout: Model | None = None
 
     @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.report["metrics"])
+
+    @property
+    def refit(self) -> bool:
+        return self.holdout is not None
 
 
 def labels(
@@ -106,8 +123,10 @@ def fit(
     since: datetime | None = None,
     drift: DriftSpec | None = None,
     min_rows: int = 10,
+    refit: bool = False,
 ) -> Trained:
-    """Fit, evaluate and describe a model on a training set (nothing is registered here)."""
+    """Fit, evaluate and describe a model on a training set (nothing is registered here);
+    with ``refit``, fit it again on every row once evaluated (see the module's docstring)."""
     started = time.perf_counter()
     table = ts.table
     label = spec.label or ts.label
@@ -158,21 +177,36 @@ def fit(
         y_train=y[parts.train],
     )
     start, end = pc.min(table["_event_time"]).as_py(), pc.max(table["_event_time"]).as_py()
-    # The newest row the trees learned from: the next warm start continues after it, so the rows
-    # held out here (validation, test) are learned then instead of never.
-    learned = pc.max(train["_event_time"]).as_py() if train.num_rows else None
+    holdout: Model | None = None
+    seen = rows_seen(train, refit=False)
+    held = seen
+    frozen: dict[str, Any] = {}
+    if refit:
+        holdout = model
+        model, frozen = _refit(spec, table, features, y, classes, parent, holdout)
+        seen = rows_seen(table, refit=True)
+    # The newest row the served trees learned from: the next warm start continues after it, so
+    # rows held out here (validation, test, when not refitted) are learned then instead of never.
+    learned = seen["end"]
     lineage = {
         "snapshot": ts.snapshot,
         "features_hash": ts.definitions_hash,
         "as_of": ts.as_of.isoformat() if ts.as_of else None,
         "data_start": start.isoformat() if start else None,  # None: events without a time
         "data_end": end.isoformat() if end else None,
-        "trained_until": learned.isoformat() if learned else None,
+        "trained_until": learned,
         "rows": parts.sizes(),
+        # Which rows each stored model learned from: the registered artifact, and (refitted)
+        # the held-out model the metrics and the gate are about.
+        "refit": refit,
+        "learned": seen,
+        "holdout": held if refit else None,
+        "metrics_from": "the held-out model, before the refit" if refit else "the model",
         "parent": parent_ref,
         "stateful": parent is not None,
         "estimator": spec.estimator,
         "params": dict(spec.params),
+        "refit_params": frozen,
         "split": spec.split.model_dump(),
         "imbalance": spec.imbalance.model_dump(),
         "code_version": code_version(),
@@ -183,13 +217,84 @@ def fit(
     lineage["training_seconds"] = round(elapsed, 3)
     model.meta = {"label": label, "features_hash": ts.definitions_hash}
     files, trusted = model.to_files()
+    if holdout is not None:
+        holdout.meta = dict(model.meta)
+        held_files, held_trusted = holdout.to_files()
+        files.update({HOLDOUT + name: data for name, data in held_files.items()})
+        trusted = sorted({*trusted, *held_trusted})
+        report["refit"] = {"learned": seen, "holdout": held}
     buffer = io.BytesIO()
     pq.write_table(test, buffer)
     files["test.parquet"] = buffer.getvalue()
+    # The reference monitoring compares live traffic with: the held-out model's predictions on
+    # rows it did not learn from, which is what the served model's answers should look like.
     files[PROFILE_FILE] = _profile(
-        spec, model, train, test, scores, label, report, drift or DriftSpec()
+        spec, holdout or model, train, test, scores, label, report, drift or DriftSpec()
     )
-    return Trained(model, report, lineage, test, parts.sizes(), elapsed, files, trusted)
+    return Trained(
+        model, report, lineage, test, parts.sizes(), elapsed, files, trusted, holdout=holdout
+    )
+
+
+def rows_seen(table: pa.Table, *, refit: bool) -> dict[str, Any]:
+    """The rows a model learned from: how many, the first and last event times, and whether
+    they are every row up to the cut-off (a refit)."""
+    times = table["_event_time"] if "_event_time" in table.column_names else None
+    first = pc.min(times).as_py() if times is not None and table.num_rows else None
+    last = pc.max(times).as_py() if times is not None and table.num_rows else None
+    return {
+        "rows": table.num_rows,
+        "start": first.isoformat() if first else None,
+        "end": last.isoformat() if last else None,
+        "refit": refit,
+    }
+
+
+def holdout_files(files: dict[str, bytes]) -> dict[str, bytes] | None:
+    """The held-out model's files in a refitted version's files (None: not refitted)."""
+    held = {k[len(HOLDOUT) :]: v for k, v in files.items() if k.startswith(HOLDOUT)}
+    return held or None
+
+
+def _refit(
+    spec: ModelSpec,
+    table: pa.Table,
+    features: list[str],
+    y: np.ndarray,
+    classes: list[Any] | None,
+    parent: Model | None,
+    holdout: Model,
+) -> tuple[Model, dict[str, Any]]:
+    """The held-out model fitted again on every row: the same parameters and the same number
+    of rounds or iterations (one an estimator chose by early stopping is fixed, since the refit
+    has no held-out rows to stop on), the same decision threshold; the categories are learned
+    from every row (a stateful model keeps its parent's)."""
+    frozen = _chosen_iterations(holdout)
+    refit_spec = spec.model_copy(update={"params": {**spec.params, **frozen}}) if frozen else spec
+    everything = Split(np.arange(table.num_rows), np.zeros(0, int), np.zeros(0, int))
+    encoding = parent.encoding if parent else Encoding.fit(table, features, spec.categorical)
+    x = encoding.matrix(table)
+    model = _fit(refit_spec, encoding, x, y, everything, table, classes, parent)
+    model.threshold = holdout.threshold
+    return model, frozen
+
+
+def _chosen_iterations(model: Model) -> dict[str, Any]:
+    """Parameters fixing the rounds a scikit-learn estimator chose by early stopping."""
+    if model.kind != SKLEARN:
+        return {}  # LightGBM runs its declared rounds (loopml sets no early stopping)
+    est = model.estimator.named_steps["est"]
+    params = est.get_params()
+    if (
+        params.get("n_iter_no_change") is not None
+        and hasattr(est, "n_estimators_")
+        and "n_estimators" in params
+    ):  # GradientBoosting*
+        return {"n_estimators": int(est.n_estimators_), "n_iter_no_change": None}
+    stopped = getattr(est, "do_early_stopping_", params.get("early_stopping") is True)
+    if stopped and hasattr(est, "n_iter_") and "max_iter" in params:
+        return {"early_stopping": False, "max_iter": int(np.max(est.n_iter_))}
+    return {}
 
 
 PROFILE_FILE = "profile.json.gz"

@@ -72,3 +72,43 @@ def test_train_evaluate_promote_rollback(
         "plain",
         "class_weight",
     }
+
+
+def test_train_and_evaluate_print_the_counts_they_rest_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.training import seasons
+
+    csv = seasons.write(tmp_path)
+    p = str(tmp_path)
+    assert run(capsys, "ingest", "matches", str(csv), "-p", p)[0] == 0
+    n = seasons.seasons().num_rows
+    test, valid = round(n * 0.2), round(n * 0.1)
+    train = n - test - valid
+    code, out, _ = run(capsys, "train", "-p", p)
+    assert code == 0
+    assert f"on {train:,} rows (valid {valid:,}, test {test:,})" in out
+    # Without a refit, what the artifact never learned is said, with the way to learn it.
+    assert f"the newest {valid + test:,} rows" in out and "--refit" in out
+    code, out, _ = run(capsys, "train", "--refit", "-p", p)
+    assert code == 0 and f"refitted on all {n:,} rows" in out
+    assert "held-out model" in out
+    code, out, _ = run(capsys, "train", "--refit", "-p", p, "--json")
+    trained = json.loads(out)
+    assert trained["refit"] is True and trained["learned"]["rows"] == n
+    assert trained["holdout"]["rows"] == train
+    code, out, _ = run(capsys, "models", "show", "2", "-p", p)
+    assert code == 0 and f"learned: {n:,} rows" in out and "refit" in out
+    # The gate: every check with its rows, the test set and the backtest described.
+    code, out, _ = run(capsys, "evaluate", "2", "-p", p)
+    assert code == 0 and "PASSED (4 checks: 3 passed, 1 skipped)" in out
+    assert f"test: {test:,} rows" in out and "backtest: 200 rows" in out and "auto" in out
+    assert f"test:pr_auc ({test:,} rows)" in out and "backtest:pr_auc (200 rows)" in out
+    assert "slices: no champion" in out
+    # The backtest chosen for one evaluation, overriding gate.backtest.
+    code, out, _ = run(capsys, "evaluate", "2", "--backtest", "400d", "-p", p)
+    assert code == 0 and "gate.backtest 400d: the" in out
+    code, out, _ = run(capsys, "evaluate", "2", "--backtest", "off", "-p", p)
+    assert code == 0 and "skip backtest: no backtest asked for" in out
+    code, _, err = run(capsys, "evaluate", "2", "--backtest", "soon", "-p", p)
+    assert code == 2 and "--backtest" in err
