@@ -63,7 +63,9 @@ def test_bundesliga(bundesliga: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert src.primary_key == ["Date", "HomeTeam"]
     assert "2 rows have a null in it" in chosen["sources.bundesliga.primary_key"]["why"]
     assert src.entity_keys == ["HomeTeam", "AwayTeam"]
-    assert src.schema_.columns["HomeTeam"].categories == "open"  # promoted teams keep arriving
+    # Entity keys are identifiers, never a closed domain: promoted teams keep arriving.
+    assert src.schema_.columns["HomeTeam"].role == "id"
+    assert src.schema_.columns["HomeTeam"].categories is None
     assert src.checks.not_before is None  # the history goes back to 1963
     assert spec.features is not None and spec.features.label is None
     # About 300 matches a year: a monitoring window of about 200 matches is months, not a day.

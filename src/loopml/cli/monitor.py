@@ -315,7 +315,16 @@ def _feedback_warnings(
 
 
 def _show_feedback(result: dict[str, Any], policy: str) -> None:
-    out.print(f"{result['accepted']:,} labels sent, {len(result['rejected']):,} refused")
+    if result.get("note"):
+        out.print(result["note"])
+    out.print(
+        f"{result['accepted']:,} labels sent, {len(result['rejected']):,} refused"
+        + (
+            f" (events from {result['since']} on: the first logged prediction's event)"
+            if result.get("since")
+            else ""
+        )
+    )
     show_refused(result["rejected"])
     m = result.get("matching")
     if m:
@@ -327,7 +336,7 @@ def _show_feedback(result: dict[str, Any], policy: str) -> None:
         show_reasons(m)
         if m["duplicates"]:
             out.print(
-                f"  {m['duplicates']:,} label predictions labelled before, "
+                f"  {m['duplicates']:,} labels for predictions labelled before, "
                 f"{m['conflicting']:,} of them with a different label: "
                 + _policy_text(policy, m.get("conflicted", 0))
             )

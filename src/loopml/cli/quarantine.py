@@ -20,14 +20,19 @@ from loopml.cli._common import (
     table,
     when,
 )
+from loopml.errors import UsageError
 
 if TYPE_CHECKING:
+    from loopml._project import Project
     from loopml.data import QuarantineRecord
 
 app = typer.Typer(
     help="Inspect, fix, release or drop quarantined rows and batches.", no_args_is_help=True
 )
-EntryArg = Annotated[str, typer.Argument(help="A quarantine entry id (q_...).")]
+EntryArg = Annotated[
+    str,
+    typer.Argument(help="A quarantine entry id (q_...), or `latest`: the newest held entry."),
+]
 
 
 @app.command("list")
@@ -78,7 +83,7 @@ def show(
 ) -> int:
     """An entry's reasons and its rows: where each came from, why, and its original text."""
     with open_project(project) as p:
-        view = p.data.quarantine.show(entry)
+        view = p.data.quarantine.show(_resolve(p, entry))
     e = view.entry
     rows = view.rows.slice(0, limit).to_pylist() if view.rows is not None else []
     if json:
@@ -128,6 +133,7 @@ def export(
 ) -> int:
     """Write an entry's records to a file to fix by hand; then `release ID --fixed FILE`."""
     with open_project(project) as p:
+        entry = _resolve(p, entry)
         n = p.data.quarantine.export(entry, file)
     if json:
         print_json({"entry": entry, "file": str(file), "records": n})
@@ -177,6 +183,7 @@ def release(
         if on
     ]
     with open_project(project) as p:
+        entry = _resolve(p, entry)
         result = p.data.quarantine.release(entry, by=_user(), fixed=fixed, accept=accept)
     online = online_summary([result])
     if json:
@@ -282,6 +289,16 @@ def drop(
             f"dropped {len(dropped)} entr{'y' if len(dropped) == 1 else 'ies'} ({total:,} rows): {reason}"
         )
     return 0
+
+
+def _resolve(p: Project, entry: str) -> str:
+    """An entry id, with `latest` read as the newest held entry (what was just quarantined)."""
+    if entry != "latest":
+        return entry
+    held = p.data.quarantine.list(status="held")
+    if not held:
+        raise UsageError("no quarantine entry is held: `latest` names none")
+    return max(held, key=lambda e: e.created_at).id
 
 
 def _confirmed(entries: int, rows: int) -> bool:

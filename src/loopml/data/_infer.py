@@ -10,8 +10,9 @@ data later:
   ``checks.null_rate_increase``; ``nullable: false`` declares a constraint.
 - *Identifiers* (``role: id``) are recognized by their name (``id``, ``customer_id``, ``userId``,
   ``name``, ``email``, ...; an unnamed first column is a row number) or by their values (text
-  with one distinct value per row, consecutive integers). They get no categories and no range:
-  new ids are the normal case.
+  with one distinct value per row, consecutive integers); a source's entity keys (a team, a
+  customer) are identifiers too. They get no categories and no range: new ids are the normal
+  case.
 - *Categories* are inferred only for text that shows a closed domain: at most
   ``max_categories`` values, each seen at least ``min_rows_per_category`` times, and no value
   first seen in the later half of the batch (in event-time order when there is one). Otherwise
@@ -59,6 +60,7 @@ def infer_schema(
     policy: SchemaPolicy,
     timestamp: str | None = None,
     primary_key: list[str] | None = None,
+    entity_keys: list[str] | None = None,
 ) -> Schema:
     """Infer a schema from a first batch (see the module's docstring for the rules), then lay
     the spec's declarations over it.
@@ -67,6 +69,9 @@ def infer_schema(
     magnitude seen, with either sign.
     """
     key = set(primary_key or [])
+    # An entity key names the things rows are about (a team, a customer): new ones keep
+    # arriving, so it is an identifier whatever one batch shows, never a closed category.
+    entities = set(entity_keys or [])
     if timestamp:
         key.add(timestamp)
     ordered: list[pa.Array] = []  # rows in event-time order, found once when first needed
@@ -92,7 +97,9 @@ def infer_schema(
         text = type_ == "string" and pa.types.is_string(arr.type)
         if text:
             col.observed["distinct"] = pc.count_distinct(arr).as_py()
-        if type_ in ("int64", "string") and _is_identifier(name, arr, col.observed.get("distinct")):
+        if type_ in ("int64", "string") and (
+            name in entities or _is_identifier(name, arr, col.observed.get("distinct"))
+        ):
             col.role = "id"
         if type_ in ("int64", "float64"):
             _infer_range(col, arr, policy)

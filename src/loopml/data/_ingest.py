@@ -258,6 +258,7 @@ def _process(
             policy=policy,
             timestamp=timestamp,
             primary_key=[k for k in spec.primary_key if k in outcome.table.column_names],
+            entity_keys=spec.entity_keys,
         )
         schema = new_schema
     else:

@@ -72,6 +72,13 @@ class Facts:
         self.schema = infer_schema(self.table, policy=SchemaPolicy(), timestamp=self.timestamp)
         self.span = self._span()
         self.entities = self._entities()
+        if self.entities:  # entity keys are identifiers: inferred again, as ingest will
+            self.schema = infer_schema(
+                self.table,
+                policy=SchemaPolicy(),
+                timestamp=self.timestamp,
+                entity_keys=self.entities,
+            )
         self.primary_key = self._primary_key()
         self.label = self._label_candidates()
 
@@ -153,7 +160,9 @@ class Facts:
                 continue  # a constant, or one value per row or nearly (not an entity)
             if c.role == "id" and _is_row_number(arr):
                 continue
-            if c.role == "id" or (c.type == "string" and distinct >= 20):
+            # Ten or more names, each on several rows, are things rows are about (teams, shops,
+            # airports); fewer are more likely a property (a weather kind, a weekday).
+            if c.role == "id" or (c.type == "string" and distinct >= 10):
                 found.append((c.name, distinct))
         chosen = [n for n, _ in found[:3]]
         if chosen:

@@ -292,8 +292,11 @@ def _label(row: Mapping[str, Any], schema: FeedbackSchema) -> Any:
 def _keys(row: Mapping[str, Any], schema: FeedbackSchema) -> str | None:
     keys = row.get("keys")
     join = schema.join_keys
-    if keys is None and join and all(k in row for k in join):
-        keys = {k: row[k] for k in join}
+    # A key that is the event's time may come as `event_time`: the row names its event once.
+    time_key = schema.event_time_column if schema.event_time_column in join else None
+    given = (lambda k: k in row) if keys is None else (lambda k: k in keys)
+    if keys is None and join and all(given(k) or k == time_key for k in join):
+        keys = {k: row[k] for k in join if k in row}
     if keys is None:
         return None
     if not isinstance(keys, Mapping):
@@ -303,9 +306,13 @@ def _keys(row: Mapping[str, Any], schema: FeedbackSchema) -> str | None:
             "labels by keys need the event's keys named: set monitoring.join_keys or the "
             "event source's primary_key, or send prediction_id"
         )
+    if time_key is not None and time_key not in keys and row.get(EVENT_TIME) is not None:
+        keys = {**keys, time_key: row[EVENT_TIME]}
     missing = [k for k in join if k not in keys]
     if missing:
-        raise ValueError(f"field 'keys' lacks {missing[0]!r} (keys: {', '.join(join)})")
+        also = f" (or {EVENT_TIME!r})" if missing[0] == time_key else ""
+        where = "field 'keys' lacks" if "keys" in row else "missing field"
+        raise ValueError(f"{where} {missing[0]!r}{also} (keys: {', '.join(join)})")
     try:
         return key_of([keys[k] for k in join])
     except ValueError as exc:

@@ -256,7 +256,12 @@ class Monitoring:
         match: bool = False,
     ) -> dict[str, Any]:
         """Labels computed from ingested data by the label definition, sent as feedback keyed
-        by the event (its keys and event time) and known at their availability time."""
+        by the event (its keys and event time) and known at their availability time.
+
+        Without ``since``, the labels of events from the first logged prediction's event time
+        on: an earlier event has no prediction to find (labels are computed again from the lake
+        at every call, so after a replay of older events, call it again). ``since`` in the
+        result says where they started."""
         fs = self.project.spec.features
         if fs is None or fs.label is None:
             raise UsageError("features.label is not defined: there are no natural labels")
@@ -265,6 +270,19 @@ class Monitoring:
             raise UsageError(
                 "natural labels need the event's keys: set monitoring.join_keys or the event source's primary_key"
             )
+        first_event: datetime | None = None
+        if since is None:
+            self.land()
+            logged, _ = self.log.logged(keys)
+            if logged.num_rows == 0:
+                return {
+                    "accepted": 0,
+                    "rejected": [],
+                    "since": None,
+                    "note": "no prediction is logged: natural labels have nothing to join yet",
+                }
+            first = pc.min(logged["pet"]).as_py()
+            first_event = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=first)
         ts = self.project.features.build(as_of=until)
         table = ts.table
         if since is not None:
@@ -274,9 +292,17 @@ class Monitoring:
                     pa.scalar(since, table["_label_available_at"].type),
                 )
             )
-        return self.send_labels(
+        if first_event is not None:
+            table = table.filter(
+                pc.greater_equal(
+                    table["_event_time"], pa.scalar(first_event, table["_event_time"].type)
+                )
+            )
+        result = self.send_labels(
             table, label=fs.label.name, keys=keys, observed="_label_available_at", match=match
         )
+        result["since"] = (first_event or since).isoformat() if (first_event or since) else None
+        return result
 
     def send_labels(
         self,

@@ -145,3 +145,22 @@ def test_an_empty_column_stays_untyped_until_data_arrives(
     assert p.data.schema("s").schema.column("note").type == "int64"  # type: ignore[union-attr]
     rows = p.data.query("SELECT a, note FROM s WHERE note IS NOT NULL ORDER BY a").to_pylist()
     assert rows == [{"a": 31, "note": 5}, {"a": 33, "note": 7}]
+
+
+def test_entity_keys_are_identifiers_not_categories() -> None:
+    # A season of a league: 16 teams, each on 15 rows, all seen early. As evidence for a closed
+    # domain that is plenty, but the teams are what the rows are about: promoted teams arrive
+    # next season, and every one of their rows would be "unseen".
+    teams = [f"team {i}" for i in range(16)]
+    table = pa.table(
+        {
+            "home": [teams[i % 16] for i in range(240)],
+            "away": [teams[(i + 3) % 16] for i in range(240)],
+            "weather": [["sun", "rain"][i % 2] for i in range(240)],
+        }
+    )
+    schema = infer_schema(table, policy=SchemaPolicy(), entity_keys=["home", "away"])
+    home, away, weather = (schema.column(n) for n in ("home", "away", "weather"))
+    assert home.role == "id" and home.categories is None
+    assert away.role == "id" and away.categories is None
+    assert weather.role is None and weather.categories == ["rain", "sun"]

@@ -245,3 +245,29 @@ def test_the_cli_reads_every_format_the_http_route_reads(
     broken.write_text('[{"prediction_id": "x", ')
     code, out = run(capsys, "feedback", str(broken), "-p", root)
     assert code == 2 and "not valid JSON" in out
+
+
+def test_event_time_stands_for_a_key_that_is_the_event_time() -> None:
+    # A primary key of the event's time and a team: `event_time` is that key's value, so a
+    # label by the team and event_time names the event without repeating the time column.
+    from loopml.monitoring._feedback import FeedbackSchema, check_feedback, key_of
+    from loopml.monitoring._labels import LabelDomain
+
+    schema = FeedbackSchema(
+        label="home_win",
+        join_keys=("Date", "HomeTeam"),
+        domain=LabelDomain("binary"),
+        event_time_column="Date",
+    )
+    rows = [
+        {"HomeTeam": "Hamburger SV", "event_time": "2000-08-11T14:15:00", "home_win": True},
+        {"HomeTeam": "Hamburger SV", "Date": "2000-08-11 14:15:00", "home_win": True},
+        {"keys": {"HomeTeam": "Hamburger SV"}, "event_time": "2000-08-11T14:15", "home_win": 1},
+        {"HomeTeam": "Hamburger SV", "home_win": True},  # no time at all: not one event
+    ]
+    checked = check_feedback(rows, schema, source="test", now=0)
+    keys = {orjson.loads(p)["key"] for p in checked.payloads}
+    assert keys == {key_of(["2000-08-11T14:15:00", "Hamburger SV"])}
+    assert len(checked.payloads) == 3
+    (refused,) = checked.rejected
+    assert refused["row"] == 3 and "event_time" in refused["error"]

@@ -205,7 +205,7 @@ def test_the_cli_says_how_many_labels_matched_and_fails_when_none_did(
     code, out, err = run(capsys, "feedback", str(right), "-p", root)
     assert code == 0, out + err
     assert "31 labels sent, 0 refused" in out and "31 matched a logged prediction" in out
-    assert "1 label predictions labelled before, 1 of them with a different label" in out
+    assert "1 labels for predictions labelled before, 1 of them with a different label" in out
 
     # The monitor prints every count its verdicts rest on, not only under --json.
     code, out, _ = run(capsys, "monitor", "-p", root)
@@ -225,3 +225,21 @@ def test_the_cli_says_how_many_labels_matched_and_fails_when_none_did(
         + labels["ambiguous"]
         + labels["unreadable"]
     )
+
+
+def test_natural_labels_start_at_the_first_logged_event(synth: Trained, tmp_path: Path) -> None:
+    # The whole history is in the lake, but predictions were logged only for the last 100
+    # events: labels of the earlier events have no prediction to find, and sending them would
+    # only fill the monitor's "unknown" count with events nobody asked about.
+    import pyarrow.csv as pacsv
+
+    with synth.copy(tmp_path) as p:
+        pacsv.write_csv(synth.traffic, p.root / "later.csv")
+        (landed,) = p.data.ingest("events", [p.root / "later.csv"])
+        assert landed.rows_accepted == synth.traffic.num_rows
+        last = synth.traffic.slice(synth.traffic.num_rows - 100)
+        p.monitoring.record_batch(features_of(p, last))
+        natural = p.monitoring.natural_labels(match=True)
+        assert natural["accepted"] == 100, natural
+        assert natural["matching"]["matched"] == 100
+        assert natural["since"] == last["t"][0].as_py().isoformat()
