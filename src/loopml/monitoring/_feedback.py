@@ -294,8 +294,7 @@ def _keys(row: Mapping[str, Any], schema: FeedbackSchema) -> str | None:
     join = schema.join_keys
     # A key that is the event's time may come as `event_time`: the row names its event once.
     time_key = schema.event_time_column if schema.event_time_column in join else None
-    given = (lambda k: k in row) if keys is None else (lambda k: k in keys)
-    if keys is None and join and all(given(k) or k == time_key for k in join):
+    if keys is None and join and all(k in row or k == time_key for k in join):
         keys = {k: row[k] for k in join if k in row}
     if keys is None:
         return None

@@ -301,7 +301,8 @@ class Monitoring:
         result = self.send_labels(
             table, label=fs.label.name, keys=keys, observed="_label_available_at", match=match
         )
-        result["since"] = (first_event or since).isoformat() if (first_event or since) else None
+        start = first_event or since
+        result["since"] = start.isoformat() if start is not None else None
         return result
 
     def send_labels(
