@@ -14,7 +14,7 @@ import pytest
 
 from loopml import Project
 from loopml.cli import main
-from loopml.spec import load_spec, parse_duration
+from loopml.spec import load_spec
 from tests.conftest import DATASETS
 
 pytestmark = pytest.mark.realdata
@@ -68,8 +68,10 @@ def test_bundesliga(bundesliga: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert src.schema_.columns["HomeTeam"].categories is None
     assert src.checks.not_before is None  # the history goes back to 1963
     assert spec.features is not None and spec.features.label is None
-    # About 300 matches a year: a monitoring window of about 200 matches is months, not a day.
-    assert parse_duration("20w") <= spec.monitoring.window <= parse_duration("52w")
+    # About 300 matches a year: a monitoring window of about 200 matches is months, not a day
+    # (the monitor chooses it from the prediction log; the draft previews it).
+    assert spec.monitoring.window is None
+    assert "about 365d" in chosen["monitoring.window"]["value"]
 
     code, checked, _ = _run(capsys, "spec", "check", "-p", str(root))
     assert code == 0 and checked["features_checked"] is True

@@ -295,6 +295,8 @@ def _feedback_warnings(
     result: dict[str, Any], *, natural: bool, min_match: float
 ) -> tuple[list[str], bool]:
     m = result.get("matching")
+    if natural and not result["accepted"] and result.get("note"):
+        return [f"no labels sent: {result['note']}"], True
     if not m or not m["sent"]:
         return [], False
     sent, matched = m["sent"], m["matched"]

@@ -380,30 +380,38 @@ class Drafter(Facts):
         return "\n".join(lines) + "\n"
 
     def _monitoring(self) -> str:
-        rate = self._rate_per_second()
         lines = [
             "# Monitoring (`loopml monitor`): drift, performance as labels arrive, alerts.",
             "monitoring:",
         ]
-        if rate is None:
+        if self._rate_per_second() is None:
             self.choose(
                 "monitoring.window",
-                "1d (the default)",
-                "rows have no event time: windows follow the time predictions are made",
+                "chosen from the prediction log",
+                "rows have no event time: windows follow the time predictions are made, and "
+                "`loopml monitor` chooses one that holds enough of them (and prints it)",
             )
-            lines.append("  window: 1d")
-            lines.append("  sliding: 7d")
+            lines.append(
+                "  # window: chosen by `loopml monitor` from the prediction log's rate; set it to fix it"
+            )
         else:
-            window = _nice(_MONITOR_ROWS / rate, up=True)
-            sliding = _nice(4 * parse_seconds(window), up=True)
+            from loopml.monitoring import choose_window
+            from loopml.spec import MonitoringSpec
+
+            times = self.table.column(self.timestamp).drop_null()
+            micros = pc.cast(pc.cast(times, pa.timestamp("us")), pa.int64()).to_numpy()
+            preview = choose_window(MonitoringSpec(), micros)
+            window = format_duration(preview.window)
             self.choose(
                 "monitoring.window",
-                f"{window} (sliding {sliding})",
-                f"about {_MONITOR_ROWS} events per window at the sample's rate "
-                f"({_rate_text(rate * 86400)}); drift needs 100 rows, performance 200 labels",
+                f"chosen from the prediction log (about {window} at the sample's rate)",
+                f"`loopml monitor` chooses the shortest window holding enough predictions at "
+                f"the log's rate; on this sample: {preview.reason.split(';')[0]}",
             )
-            lines.append(f"  window: {window}")
-            lines.append(f"  sliding: {sliding}")
+            lines.append(
+                f"  # window: chosen by `loopml monitor` from the prediction log's rate (about "
+                f"{window} at the sample's); set it to fix it"
+            )
         lines += [
             "  alerts:",
             "    inputs_moved:                 # a quarter of the features beyond their natural variation",

@@ -11,6 +11,7 @@ time, alerts and reports.
 from loopml.monitoring._alerts import Alert, Alerts
 from loopml.monitoring._drift import ColumnDrift, DriftResult, detect_drift, drift_of
 from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
+from loopml.monitoring._monitor import WindowChoice, choose_window
 from loopml.monitoring._profile import ColumnProfile, Profile, fit_profile
 from loopml.monitoring._service import Monitoring
 from loopml.monitoring._shift import Shift, classify
@@ -25,6 +26,8 @@ __all__ = [
     "Monitoring",
     "Profile",
     "Shift",
+    "WindowChoice",
+    "choose_window",
     "classify",
     "detect_drift",
     "drift_of",

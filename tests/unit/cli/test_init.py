@@ -16,7 +16,7 @@ import yaml
 
 from loopml import Project
 from loopml.cli import main
-from loopml.spec import load_spec, parse_duration, spec_json_schema
+from loopml.spec import load_spec, spec_json_schema
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -82,8 +82,10 @@ def test_init_from_a_csv_drafts_a_valid_spec_and_says_what_it_chose(
     sizes = [w.total_seconds() / 86400 for w in window.windows]
     assert 5 <= sizes[0] < sizes[1] <= 45  # bounded by half the sample's span
     assert {"day_of_week", "hour"} <= set(features.derived)
-    # About 200 events per monitoring window at one every 2.4 hours: 20 days, up to whole weeks.
-    assert spec.monitoring.window == parse_duration("3w")
+    # The monitor chooses its window from the prediction log (one logic, with the log's real
+    # rate); the draft previews it: 200 events at one every 2.4 hours is 20 days, so 30d.
+    assert spec.monitoring.window is None
+    assert "about 30d" in chosen["monitoring.window"]["value"]
     assert spec.loop.triggers.alerts == ["inputs_moved", "decay"]
     assert set(spec.monitoring.alerts) == {"inputs_moved", "decay"}
     assert spec.model is not None and spec.model.split.method == "time"

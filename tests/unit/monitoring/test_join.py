@@ -243,3 +243,14 @@ def test_natural_labels_start_at_the_first_logged_event(synth: Trained, tmp_path
         assert natural["accepted"] == 100, natural
         assert natural["matching"]["matched"] == 100
         assert natural["since"] == last["t"][0].as_py().isoformat()
+
+
+def test_natural_labels_with_no_prediction_logged_say_so_and_fail(
+    synth: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with synth.copy(tmp_path) as p:
+        root = str(p.root)
+    assert main(["feedback", "--natural", "-p", root]) == 1
+    captured = capsys.readouterr()
+    assert "no prediction is logged" in captured.out
+    assert "no labels sent" in captured.err
