@@ -142,6 +142,20 @@ def test_continuation_prompts_join_lines_into_one_command(session: Session) -> N
     assert run(text, session) is None
 
 
+def test_a_backslash_line_may_continue_after_the_shells_prompt(session: Session) -> None:
+    text = """
+        ```console
+        $ echo one \\
+        >   two
+        one two
+        ```
+        <!-- expect:
+        one two
+        -->
+        """
+    assert run(text, session) is None
+
+
 def test_file_and_update_write_what_the_page_shows(session: Session) -> None:
     text = """
         <!-- tutorial: file loopml.yaml -->

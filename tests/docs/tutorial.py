@@ -130,8 +130,8 @@ def _commands(block: Sequence[str], line: int) -> list[str]:
     commands: list[str] = []
     continued = False
     for text in block:
-        if continued:
-            commands[-1] += "\n" + text
+        if continued:  # after a backslash the shell prompts with "> " too
+            commands[-1] += "\n" + (text[2:] if text.startswith("> ") else text)
         elif text.startswith("> ") and commands:  # the shell's continuation prompt
             commands[-1] += "\n" + text[2:]
         elif text.startswith("$ "):
