@@ -5,12 +5,25 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import loopml
-from loopml import data, draft, features, sampling, spec, storage, testing
+from loopml import data, draft, features, monitoring, rollout, sampling, spec, storage, testing
 
 
 def test_all_names_exist() -> None:
-    for module in (loopml, data, draft, features, sampling, spec, storage, testing):
+    for module in (
+        loopml,
+        data,
+        draft,
+        features,
+        monitoring,
+        rollout,
+        sampling,
+        spec,
+        storage,
+        testing,
+    ):
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{module.__name__}.{name}"
     assert loopml.Project.open
@@ -23,3 +36,26 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+STORAGE_LIBRARIES = ("sqlalchemy", "duckdb", "fastapi", "redis", "fsspec", "uvicorn")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from loopml.monitoring import detect_drift, fit_profile, classify",
+        "from loopml.features import compile_expression, parse, encode_key",
+        "from loopml.rollout import make_policy, compare_arms, Counter, wilson",
+        "from loopml.storage import Counter, CounterStore, OnlineStore, EventLog",
+    ],
+)
+def test_pure_parts_import_without_storage(statement: str) -> None:
+    """The drift statistics, the expression language and the bandit policies are usable alone:
+    importing them loads no storage library, database driver or web framework."""
+    code = (
+        f"import sys; {statement}; "
+        f"print(','.join(m for m in {STORAGE_LIBRARIES!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"{statement} loaded {out.stdout.strip()}"

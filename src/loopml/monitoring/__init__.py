@@ -8,13 +8,35 @@ time, alerts and reports.
 []
 """
 
-from loopml.monitoring._alerts import Alert, Alerts
+from typing import TYPE_CHECKING
+
+from loopml._lazy import lazy_attributes
 from loopml.monitoring._drift import ColumnDrift, DriftResult, detect_drift, drift_of
-from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
-from loopml.monitoring._monitor import WindowChoice, choose_window
 from loopml.monitoring._profile import ColumnProfile, Profile, fit_profile
-from loopml.monitoring._service import Monitoring
 from loopml.monitoring._shift import Shift, classify
+
+if TYPE_CHECKING:
+    from loopml.monitoring._alerts import Alert, Alerts
+    from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
+    from loopml.monitoring._monitor import WindowChoice, choose_window
+    from loopml.monitoring._service import Monitoring
+
+# The drift statistics, profiles and shift classes are pure (numpy, scipy, Arrow). The log, the
+# alerts and the service read the stores (SQLAlchemy, DuckDB): loaded on first use, so that
+# `from loopml.monitoring import detect_drift` needs no storage.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "Alert": "loopml.monitoring._alerts",
+        "Alerts": "loopml.monitoring._alerts",
+        "MonitorLog": "loopml.monitoring._log",
+        "feedback_stream": "loopml.monitoring._log",
+        "predictions_stream": "loopml.monitoring._log",
+        "WindowChoice": "loopml.monitoring._monitor",
+        "choose_window": "loopml.monitoring._monitor",
+        "Monitoring": "loopml.monitoring._service",
+    },
+)
 
 __all__ = [
     "Alert",

@@ -4,9 +4,9 @@ hash and the decision statistics of each step; and experiments over model versio
 with always-valid inference, bandits (epsilon-greedy, UCB1, Thompson) and interleaving of
 rankers. State and counters are shared by every worker (the metadata store, or Redis)."""
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from loopml.rollout._counters import CounterStore, RedisCounters, SqlCounters
+from loopml._lazy import lazy_attributes
 from loopml.rollout._decide import (
     Comparison,
     Decision,
@@ -17,38 +17,54 @@ from loopml.rollout._decide import (
     per_row_loss,
     wilson,
 )
-from loopml.rollout._router import CounterBuffer, Route, Router, positions, unit_position
-from loopml.rollout._store import (
-    CHALLENGER_ALIAS,
-    EXPERIMENTS,
-    STRATEGIES,
-    Counter,
-    Rollout,
-    Rollouts,
-    counts_summary,
+from loopml.storage._counters import Counter, CounterStore
+
+if TYPE_CHECKING:
+    from loopml.rollout._batch import BatchServer
+    from loopml.rollout._compare import arm_losses
+    from loopml.rollout._experiments import Experiments
+    from loopml.rollout._interleave import preference, team_draft
+    from loopml.rollout._router import CounterBuffer, Route, Router, positions, unit_position
+    from loopml.rollout._sequential import compare_arms, sample_size
+    from loopml.rollout._store import (
+        CHALLENGER_ALIAS,
+        EXPERIMENTS,
+        STRATEGIES,
+        Rollout,
+        Rollouts,
+        counts_summary,
+    )
+    from loopml.storage._counters_redis import RedisCounters
+    from loopml.storage._counters_sql import SqlCounters
+
+# The pure parts (decision statistics, bandit policies, the counter record) import with numpy
+# alone. The store and the router need SQLAlchemy, the batch server and the log comparison need
+# training and monitoring (and scipy): loaded on first use, so that a serving worker reading its
+# router pays nothing for them, and `from loopml.rollout import make_policy` needs no database.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("CHALLENGER_ALIAS", "EXPERIMENTS", "STRATEGIES", "Rollout", "Rollouts"),
+            "loopml.rollout._store",
+        ),
+        "counts_summary": "loopml.rollout._store",
+        **dict.fromkeys(
+            ("CounterBuffer", "Route", "Router", "positions", "unit_position"),
+            "loopml.rollout._router",
+        ),
+        "RedisCounters": "loopml.storage._counters_redis",
+        "SqlCounters": "loopml.storage._counters_sql",
+        "BatchServer": "loopml.rollout._batch",
+        "arm_losses": "loopml.rollout._compare",
+        "Experiments": "loopml.rollout._experiments",
+        "compare_arms": "loopml.rollout._sequential",
+        "sample_size": "loopml.rollout._sequential",
+        "make_policy": "loopml.rollout._bandit",
+        "team_draft": "loopml.rollout._interleave",
+        "preference": "loopml.rollout._interleave",
+    },
 )
-
-# The batch server and the log comparison need training and monitoring (and scipy): loaded on
-# first use, so that a serving worker reading its router pays nothing for them.
-_LAZY = {
-    "BatchServer": "loopml.rollout._batch",
-    "arm_losses": "loopml.rollout._compare",
-    "Experiments": "loopml.rollout._experiments",
-    "compare_arms": "loopml.rollout._sequential",
-    "sample_size": "loopml.rollout._sequential",
-    "make_policy": "loopml.rollout._bandit",
-    "team_draft": "loopml.rollout._interleave",
-    "preference": "loopml.rollout._interleave",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopml.rollout' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

@@ -1,13 +1,13 @@
 """Bandit policies over model versions: which arm should answer the next request?
 
-An arm is summarized by the :class:`~loopml.rollout._store.Counter` of the rewards credited to it
+An arm is summarized by the :class:`~loopml.rollout.Counter` of the rewards credited to it
 (0/1 rewards are ``"binary"``, anything else ``"gaussian"``). A policy turns those counters into
 the probability of choosing each arm. Serving computes the probabilities once per refresh from the
 shared counters and draws one arm per request with :func:`choose`, logging the arm and its
 propensity so that other policies can be evaluated off-policy later.
 
 >>> import numpy as np
->>> from loopml.rollout._store import Counter
+>>> from loopml.rollout import Counter
 >>> stats = [Counter(100, 5, 5), Counter(100, 9, 9)]
 >>> EpsilonGreedy(epsilon=0.2).probabilities(stats, np.random.default_rng(0)).tolist()
 [0.1, 0.9]
@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.rollout._store import Counter
+from loopml.storage._counters import Counter
 
 REWARDS = ("binary", "gaussian")
 FLOOR = 1e-4  # Thompson's smallest propensity: off-policy estimates divide by it

@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 
 from loopml.errors import ConflictError, UsageError
 from loopml.features import to_micros
-from loopml.rollout._counters import REWARDS
 from loopml.rollout._decide import per_row_loss
-from loopml.rollout._store import EXPERIMENTS, Counter, Rollout
+from loopml.rollout._store import EXPERIMENTS, REWARDS, Rollout
+from loopml.storage._counters import Counter
 
 if TYPE_CHECKING:
     from loopml._project import Project

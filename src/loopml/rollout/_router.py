@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from loopml.rollout._counters import REWARDS
-from loopml.rollout._store import Counter, Rollout, Rollouts
+from loopml.rollout._store import REWARDS, Rollout, Rollouts
+from loopml.storage._counters import Counter
 
 log = logging.getLogger("loopml.rollout")
 

@@ -10,23 +10,22 @@ import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from loopml.errors import ConflictError, NotFoundError, UsageError
 from loopml.storage import SqlMetadataStore
-
-if TYPE_CHECKING:
-    from loopml.rollout._counters import CounterStore
 from loopml.storage import _tables as t
+from loopml.storage._counters import Counter, CounterStore, Counts
 
 ACTIVE = "active"
 CHALLENGER_ALIAS = "challenger"  # the registry alias a rollout's challenger holds
 ENDED = ("promoted", "rolled_back", "stopped")
 STRATEGIES = ("shadow", "canary", "ab", "bandit", "interleave")
 EXPERIMENTS = ("ab", "bandit", "interleave")  # arms compared on their own traffic, ended by hand
+REWARDS = "rewards"  # the counters snapshot of a bandit's rewards per arm
 
 
 @dataclass(frozen=True)
@@ -90,22 +89,6 @@ class Rollout:
 _SHOWN = ("steps", "decisions", "reason", "arms", "shares", "experiment", "result")
 
 
-@dataclass(frozen=True)
-class Counter:
-    """A shared counter: how many observations, their sum and their sum of squares."""
-
-    n: float = 0.0
-    total: float = 0.0
-    total_sq: float = 0.0
-
-    @property
-    def mean(self) -> float | None:
-        return self.total / self.n if self.n else None
-
-
-Counts = dict[int, dict[str, Counter]]  # version -> name -> counter
-
-
 def counts_summary(counts: Counts) -> dict[str, dict[str, dict[str, float | None]]]:
     """The shared counters as ``{version: {name: {"n", "mean"}}}`` (JSON-ready)."""
     return {
@@ -124,7 +107,7 @@ class Rollouts:
     def __init__(self, store: SqlMetadataStore, counters: CounterStore | None = None) -> None:
         self.store = store
         if counters is None:
-            from loopml.rollout._counters import SqlCounters
+            from loopml.storage._counters_sql import SqlCounters
 
             counters = SqlCounters(store)
         self.counters: CounterStore = counters

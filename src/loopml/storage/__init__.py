@@ -11,7 +11,9 @@ backend, chosen by the URL in ``loopml.yaml``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from loopml._lazy import lazy_attributes
 from loopml.spec import (
     EventsConfig,
     MetadataConfig,
@@ -20,12 +22,29 @@ from loopml.spec import (
     RedisConfig,
     SQLiteConfig,
 )
-from loopml.storage import _tables as tables
+from loopml.storage._counters import Counter, CounterStore, Counts, open_counters
 from loopml.storage._events import Event, EventLog, id_order
-from loopml.storage._files import ArtifactStore, FileStore, sha256_file
 from loopml.storage._ids import new_id
-from loopml.storage._metadata import MetadataStore, SqlMetadataStore
 from loopml.storage._online import Fetch, OnlineStore, TileWrite
+
+if TYPE_CHECKING:
+    from loopml.storage import _tables as tables
+    from loopml.storage._files import ArtifactStore, FileStore, sha256_file
+    from loopml.storage._metadata import MetadataStore, SqlMetadataStore
+
+# The metadata store and its tables need SQLAlchemy, the file stores fsspec: loaded on first use,
+# so that the counters' record and the protocols import without them.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ArtifactStore": "loopml.storage._files",
+        "FileStore": "loopml.storage._files",
+        "sha256_file": "loopml.storage._files",
+        "MetadataStore": "loopml.storage._metadata",
+        "SqlMetadataStore": "loopml.storage._metadata",
+        "tables": "loopml.storage._tables:",
+    },
+)
 
 
 def open_metadata(config: MetadataConfig, *, root: Path) -> SqlMetadataStore:
@@ -69,6 +88,9 @@ def open_events(config: EventsConfig, *, root: Path) -> EventLog:
 
 __all__ = [
     "ArtifactStore",
+    "Counter",
+    "CounterStore",
+    "Counts",
     "Event",
     "EventLog",
     "Fetch",
@@ -79,6 +101,7 @@ __all__ = [
     "TileWrite",
     "id_order",
     "new_id",
+    "open_counters",
     "open_events",
     "open_metadata",
     "open_online",

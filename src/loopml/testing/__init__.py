@@ -1,10 +1,13 @@
 """Fakes and contract suites for loopml's backends (like scikit-learn's ``check_estimator``).
 
-Every storage backend must pass the contract of its role; a new backend's test module subclasses
-the contract class and provides the fixtures it names. ``write_stream`` and ``stream_spec`` generate
-a small project whose concept drifts, for tests of the loop and the rollouts.
+Every storage backend must pass the contract of its role (metadata, online store, event log,
+counters, registry); a new backend's test module subclasses the contract class and provides the
+fixtures it names. ``MemoryCounters`` is an in-memory counter store for users' tests.
+``write_stream`` and ``stream_spec`` generate a small project whose concept drifts, for tests of
+the loop and the rollouts.
 """
 
+from loopml.testing._counters import CounterStoreContract, MemoryCounters
 from loopml.testing._events import EventLogContract
 from loopml.testing._metadata import MetadataStoreContract
 from loopml.testing._online import OnlineStoreContract
@@ -14,7 +17,9 @@ from loopml.testing._stream import DEFAULT_LOOP, STREAM_START, stream_spec, writ
 __all__ = [
     "DEFAULT_LOOP",
     "STREAM_START",
+    "CounterStoreContract",
     "EventLogContract",
+    "MemoryCounters",
     "MetadataStoreContract",
     "OnlineStoreContract",
     "RegistryContract",

@@ -1,6 +1,7 @@
-"""The shared counters of experiments, on SQLite, the real Redis and PostgreSQL servers: increments from
-two worker processes at once lose no update (A/B assignments, bandit pulls and rewards), and a
-bandit's reward snapshot is replaced only by a newer one, never mixed."""
+"""The counters storage role, on SQLite, the real Redis and PostgreSQL servers and in memory: each
+passes the contract in loopml.testing, and on the real backends increments from two worker
+processes at once lose no update (A/B assignments, bandit pulls and rewards), and a bandit's
+reward snapshot is replaced only by a newer one, never mixed."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any
 import pytest
 
 from loopml.errors import BackendUnavailable
-from loopml.rollout import Counter, RedisCounters, SqlCounters
-from loopml.rollout._counters import CounterStore, open_counters
+from loopml.rollout import RedisCounters, SqlCounters
 from loopml.spec import PostgresConfig, RedisConfig, SQLiteConfig
-from loopml.storage import open_metadata
+from loopml.storage import Counter, CounterStore, open_counters, open_metadata
+from loopml.testing import CounterStoreContract, MemoryCounters
 
 ARMS = (3, 4, 5)
 ADDS = 150  # per worker
@@ -84,7 +85,7 @@ def _race(kind: str, where: str, rollout: int) -> None:
                 p.join()
 
 
-class CounterContract:
+class CounterContract(CounterStoreContract):
     kind = ""
 
     @pytest.fixture
@@ -96,29 +97,6 @@ class CounterContract:
         c, handle = _open(self.kind, where)
         yield c
         handle.close()
-
-    def test_adds_and_reads(self, counters: CounterStore) -> None:
-        assert counters.counts(7) == {}
-        counters.add(7, {(1, "requests"): Counter(2, 2, 2), (2, "reward"): Counter(3, 1.5, 1.25)})
-        counters.add(7, {(1, "requests"): Counter(1, 1, 1)})
-        counters.add(8, {(1, "requests"): Counter(100, 100, 100)})
-        assert counters.counts(7) == {
-            1: {"requests": Counter(3, 3, 3)},
-            2: {"reward": Counter(3, 1.5, 1.25)},
-        }
-        counters.drop(7)
-        assert counters.counts(7) == {}
-        assert counters.counts(8)[1]["requests"].n == 100
-
-    def test_a_snapshot_is_replaced_only_by_a_newer_one(self, counters: CounterStore) -> None:
-        assert counters.snapshot(9, "rewards") == (float("-inf"), {})
-        assert counters.put_snapshot(9, "rewards", 10.0, {1: Counter(10, 4, 4)})
-        assert not counters.put_snapshot(9, "rewards", 5.0, {1: Counter(5, 5, 5)})
-        assert not counters.put_snapshot(9, "rewards", 10.0, {1: Counter(10, 9, 9)})
-        assert counters.snapshot(9, "rewards") == (10.0, {1: Counter(10, 4, 4)})
-        assert counters.put_snapshot(9, "rewards", 12.0, {1: Counter(12, 6, 6), 2: Counter()})
-        assert counters.snapshot(9, "rewards") == (12.0, {1: Counter(12, 6, 6), 2: Counter()})
-        assert counters.snapshot(9, "other") == (float("-inf"), {})
 
     def test_two_workers_lose_no_update(self, counters: CounterStore, where: str) -> None:
         _race(self.kind, where, 11)
@@ -167,6 +145,12 @@ class TestPostgresCounters(CounterContract):
     def where(self, postgres_schema: tuple[str, str]) -> str:
         url, schema = postgres_schema
         return f"{url}|{schema}"
+
+
+class TestMemoryCounters(CounterStoreContract):
+    @pytest.fixture
+    def counters(self) -> MemoryCounters:
+        return MemoryCounters()
 
 
 def test_the_project_chooses_its_counter_store(tmp_path: Path) -> None:
