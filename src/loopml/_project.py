@@ -19,10 +19,11 @@ from loopml.storage import (
 )
 
 if TYPE_CHECKING:
+    from loopml.controller import Controller
     from loopml.features import Features
     from loopml.monitoring import Monitoring
     from loopml.registry import Registry
-    from loopml.rollout import Rollouts
+    from loopml.rollout import Experiments, Rollouts
     from loopml.serving import Serving
     from loopml.training import Models
 
@@ -54,6 +55,8 @@ class Project:
         self._serving: Serving | None = None
         self._monitoring: Monitoring | None = None
         self._rollouts: Rollouts | None = None
+        self._loop: Controller | None = None
+        self._experiments: Experiments | None = None
 
     @property
     def monitoring(self) -> Monitoring:
@@ -96,12 +99,30 @@ class Project:
         """Rollouts and experiments, with their counters (the metadata store, or Redis)."""
         if self._rollouts is None:
             from loopml.rollout import Rollouts
-            from loopml.rollout._counters import open_counters
+            from loopml.storage import open_counters
 
             self._rollouts = Rollouts(
                 self.store, open_counters(self.spec.storage.counters, self.store)
             )
         return self._rollouts
+
+    @property
+    def experiments(self) -> Experiments:
+        """A/B tests, bandits and interleaving over model versions (``Experiments(project)``)."""
+        if self._experiments is None:
+            from loopml.rollout import Experiments
+
+            self._experiments = Experiments(self)
+        return self._experiments
+
+    @property
+    def loop(self) -> Controller:
+        """The continual-learning loop of the project's model (``Controller(project)``)."""
+        if self._loop is None:
+            from loopml.controller import Controller
+
+            self._loop = Controller(self)
+        return self._loop
 
     @property
     def online(self) -> OnlineStore:
@@ -155,6 +176,8 @@ class Project:
         return cls.open(root)
 
     def close(self) -> None:
+        if self._loop is not None:
+            self._loop.release()  # a loop stepped through the facade frees its lease with the project
         for backend in (self._online, self._events):
             if backend is not None:
                 backend.close()

@@ -98,6 +98,16 @@ class Controller:
         self._events: list[dict[str, Any]] = []
         self._waiting: list[dict[str, Any]] = []
         self._built: tuple[int, datetime, TrainingSet] | None = None
+        # What each phase of the state machine does at a step: an explicit table (a test checks
+        # it covers every phase the state store knows).
+        self._phases: dict[str, Callable[[LoopState, datetime], LoopState | None]] = {
+            "idle": self._idle,
+            "training": self._training,
+            "gating": self._gating,
+            "shadow": self._shadow,
+            "canary": self._canary,
+            "paused": self._paused,
+        }
 
     # ----------------------------------------------------------------------------- driving
 
@@ -122,8 +132,7 @@ class Controller:
         self._events, self._waiting = [], []
         state = self.states.load(self.name)
         for _ in range(max_transitions):
-            handler = getattr(self, f"_{state.phase}")
-            nxt = handler(state, now)
+            nxt = self._phases[state.phase](state, now)
             if nxt is None:
                 break
             state = nxt

@@ -158,3 +158,23 @@ def test_a_shadow_rollout_is_judged_on_the_same_requests(tmp_path: Path) -> None
         assert numbers["paired"] is True and numbers["n_champion"] == numbers["n_challenger"]
         assert numbers["n_challenger"] >= 200
         assert answered <= {1, 2} and 1 in answered
+
+
+def test_every_loop_phase_has_its_handler(project: Project) -> None:
+    from loopml.controller._state import PHASES
+
+    assert sorted(Controller(project)._phases) == sorted(PHASES)
+
+
+def test_the_loop_and_experiments_are_on_the_project_facade(template: Path, tmp_path: Path) -> None:
+    from loopml.rollout import Experiments
+
+    shutil.copytree(template, tmp_path / "q")
+    with Project.open(tmp_path / "q") as project:
+        assert isinstance(project.loop, Controller)
+        assert project.loop is project.loop
+        assert isinstance(project.experiments, Experiments)
+        project.loop.step(T0 + timedelta(hours=1))
+    # Closing the project freed the lease its loop took: another controller steps at once.
+    with Project.open(tmp_path / "q") as project:
+        assert Controller(project).step(T0 + timedelta(hours=2)).acted
