@@ -329,82 +329,87 @@ def write_loop_html(
     serving: dict[str, Any] | None,
 ) -> Path:
     """One self-contained page: static against dynamic training by month, each loop's
-    timeline, the serving comparison, and a link to the monitoring report."""
-    import html as html_lib
-
+    timeline, the serving comparison, and a link to the monitoring report. Every number goes
+    through the HTML toolkit's formatting (thousands separated, four significant digits)."""
     import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
     from plotly.subplots import make_subplots
+
+    from loopml import _htmlkit as kit
 
     months = sorted(static)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("PR AUC (higher is better)", "log loss"))
     for col, metric in enumerate(SHOWN, start=1):
         for name, source in (("static", static), *((v, results[v]["months"]) for v in VARIANTS)):
+            y = [source.get(m, {}).get(metric) for m in months]
             fig.add_trace(
                 go.Scatter(
-                    x=months,
-                    y=[source.get(m, {}).get(metric) for m in months],
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
+                    x=months, y=y, name=name, legendgroup=name, showlegend=col == 1,
                     mode="lines+markers",
                 ),
                 row=1,
                 col=col,
-            )
-    fig.update_layout(height=420, margin={"t": 40, "l": 40, "r": 20, "b": 40})
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>loopml: the loop</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;font-size:13px;text-align:left}</style></head><body>",
-        "<h1>The continual-learning loop on the flights year</h1>",
-        "<p>March–December replayed day by day as live traffic. Static training: the "
-        "January–February model, never retrained. Dynamic training: the loop, retraining on its "
-        "triggers, through the gate and a canary. Figures are of what was served.</p>",
-        fig.to_html(full_html=False, include_plotlyjs=True),
-        "<h2>Summary</h2><table><tr><th></th><th>PR AUC</th><th>log loss</th>"
-        "<th>promotions</th><th>canaries rolled back</th><th>trainings</th></tr>",
-        f"<tr><td>static</td><td>{_num(summary['static']['pr_auc'])}</td>"
-        f"<td>{_num(summary['static']['log_loss'])}</td><td>0</td><td>0</td><td>0</td></tr>",
+            )  # fmt: skip
+    fig.update_layout(**kit.layout("", 420))
+    rows = [
+        [
+            "static",
+            kit.fmt(summary["static"]["pr_auc"]),
+            kit.fmt(summary["static"]["log_loss"]),
+            "0",
+            "0",
+            "0",
+        ]
     ]
     for v in VARIANTS:
         s = summary[v]
-        parts.append(
-            f"<tr><td>{v}</td><td>{_num(s['pr_auc'])}</td><td>{_num(s['log_loss'])}</td>"
-            f"<td>{s['promotions']}</td><td>{s['rollbacks']}</td><td>{s['trainings']}</td></tr>"
+        rows.append(
+            [v, kit.fmt(s["pr_auc"]), kit.fmt(s["log_loss"])]
+            + [kit.fmt(s[k]) for k in ("promotions", "rollbacks", "trainings")]
         )
-    parts.append("</table>")
+    parts = [
+        "<h1>The continual-learning loop on the flights year</h1>",
+        '<p class="meta">March–December replayed day by day as live traffic. Static training: the '
+        "January–February model, never retrained. Dynamic training: the loop, retraining on its "
+        "triggers, through the gate and a canary. Figures are of what was served.</p>",
+        kit.plot(fig, "loop-metrics"),
+        "<h2>Summary</h2>",
+        kit.table("|PR AUC|log loss|promotions|canaries rolled back|trainings", rows),
+    ]
     if serving:
-        parts.append("<h2>Serving: static, dynamic and hybrid</h2><table><tr>")
-        modes = serving.get("modes") or {}
-        keys = sorted({k for m in modes.values() if isinstance(m, dict) for k in m})
-        parts.append("<th>mode</th>" + "".join(f"<th>{html_lib.escape(k)}</th>" for k in keys))
-        parts.append("</tr>")
-        for mode, m in modes.items():
-            if isinstance(m, dict):
-                parts.append(
-                    f"<tr><td>{html_lib.escape(mode)}</td>"
-                    + "".join(f"<td>{html_lib.escape(str(m.get(k, '')))}</td>" for k in keys)
-                    + "</tr>"
-                )
-        parts.append("</table>")
+        modes = {m: v for m, v in (serving.get("modes") or {}).items() if isinstance(v, dict)}
+        keys = sorted({k for m in modes.values() for k in m})
+        parts.append("<h2>Serving: static, dynamic and hybrid</h2>")
+        parts.append(
+            kit.table(
+                "|".join(("mode", *keys)),
+                [[kit.e(mode), *(kit.fmt(m.get(k)) for k in keys)] for mode, m in modes.items()],
+            )
+        )
     for v in VARIANTS:
-        parts.append(f"<h2>Timeline: the {v} loop</h2><table>")
-        parts.append("<tr><th>day</th><th>cycle</th><th>event</th><th>detail</th></tr>")
-        for e in results[v]["timeline"]:
-            if e["kind"] in KINDS:
-                parts.append(
-                    f"<tr><td>{e['at'][:10]}</td><td>{e['cycle']}</td><td>{e['kind']}</td>"
-                    f"<td>{html_lib.escape(describe_event(e))}</td></tr>"
-                )
-        parts.append("</table>")
+        parts.append(f"<h2>Timeline: the {v} loop</h2>")
+        timeline = [
+            [
+                kit.when(e["at"][:10]),
+                kit.fmt(e["cycle"]),
+                kit.e(e["kind"]),
+                kit.e(describe_event(e)),
+            ]
+            for e in results[v]["timeline"]
+            if e["kind"] in KINDS
+        ]
+        parts.append(kit.table("day|cycle|event|detail", timeline, text=(0, 2, 3)))
     parts.append(
-        "<p>Monitoring of the static model: <a href='monitoring.html'>monitoring.html</a></p>"
+        '<p>Monitoring of the static model: <a href="monitoring.html">monitoring.html</a></p>'
     )
-    parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>loopml: the loop</title>\n"
+        f"<style>{kit.CSS}</style>\n<script>{get_plotlyjs()}</script>\n</head>\n<body>\n<main>\n"
+        + "\n".join(f"<section>{p}</section>" if p.startswith("<h2") else p for p in parts)
+        + "\n</main>\n</body>\n</html>\n"
+    )
+    return kit.write_page(page, path)
 
 
 def _num(v: float | None) -> str:

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from loopml.errors import NotFoundError, UsageError
-from loopml.monitoring import _alerts
-from loopml.monitoring._alerts import Alert, Alerts, LogSink
+from loopml.monitoring import _alerts, _sinks
+from loopml.monitoring._alerts import Alert, Alerts
+from loopml.monitoring._sinks import LogSink
 from loopml.spec import MonitoringSpec, PostgresConfig, SQLiteConfig
 from loopml.storage import SqlMetadataStore, open_metadata
 
@@ -394,7 +395,7 @@ def webhook_alerts(store: SqlMetadataStore, root: Path, url: str, **hook: Any) -
     monitoring = spec(rules, sinks={"webhook": {"url": url, "timeout": "2s", **hook}})
     alerts = Alerts(store, monitoring, root=root, model="delay", sinks={"log": Recorder()})
     webhook = alerts.sinks["webhook"]
-    assert isinstance(webhook, _alerts.WebhookSink)
+    assert isinstance(webhook, _sinks.WebhookSink)
     webhook.retry_delay = 0.0
     return alerts
 
@@ -460,7 +461,7 @@ def test_webhook_without_its_token_is_recorded(
 
 
 def test_webhook_messages_hide_passwords() -> None:
-    assert _alerts._redact("https://u:pw@example.com:8443/x?y=1") == (
+    assert _sinks.redact("https://u:pw@example.com:8443/x?y=1") == (
         "https://u:***@example.com:8443/x?y=1"
     )
 

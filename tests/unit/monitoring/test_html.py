@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from plotly.offline import get_plotlyjs
 
+from loopml import _htmlkit
 from loopml.monitoring import _html
 from loopml.monitoring._alerts import Alert
 from loopml.monitoring._html import render_html, write_html
@@ -260,7 +261,7 @@ def test_write_html_replaces_atomically(tmp_path: Path, monkeypatch: pytest.Monk
         assert Path(src).read_text(encoding="utf-8") == render_html({"model": "new"})
         raise OSError("disk gone")
 
-    monkeypatch.setattr(_html.os, "replace", fail)
+    monkeypatch.setattr(_htmlkit.os, "replace", fail)
     with pytest.raises(OSError, match="disk gone"):
         write_html({"model": "new"}, target)
     assert target.read_text(encoding="utf-8") == before
@@ -272,4 +273,9 @@ def test_write_html_replaces_atomically(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_doctests() -> None:
     result = doctest.testmod(_html)
+    assert result.attempted and not result.failed
+
+
+def test_the_toolkit_doctests() -> None:
+    result = doctest.testmod(_htmlkit)
     assert result.attempted and not result.failed
