@@ -2,13 +2,15 @@
 
 Every storage backend must pass the contract of its role (metadata, online store, event log,
 counters, registry); a new backend's test module subclasses the contract class and provides the
-fixtures it names. ``MemoryCounters`` is an in-memory counter store for users' tests.
+fixtures it names. ``MemoryOnlineStore``, ``MemoryEventLog`` and ``MemoryCounters`` are
+in-memory stores for users' tests; each passes its role's contract.
 ``write_stream`` and ``stream_spec`` generate a small project whose concept drifts, for tests of
 the loop and the rollouts.
 """
 
 from loopml.testing._counters import CounterStoreContract, MemoryCounters
 from loopml.testing._events import EventLogContract
+from loopml.testing._memory import MemoryEventLog, MemoryOnlineStore
 from loopml.testing._metadata import MetadataStoreContract
 from loopml.testing._online import OnlineStoreContract
 from loopml.testing._registry import RegistryContract
@@ -20,6 +22,8 @@ __all__ = [
     "CounterStoreContract",
     "EventLogContract",
     "MemoryCounters",
+    "MemoryEventLog",
+    "MemoryOnlineStore",
     "MetadataStoreContract",
     "OnlineStoreContract",
     "RegistryContract",
