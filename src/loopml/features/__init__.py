@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         Window,
         build_feature_set,
     )
-    from loopml.features._offline import TrainingSet, describe
+    from loopml.features._offline import TrainingSet, describe, request_events
     from loopml.features._online import OnlineFeatures, to_micros
     from loopml.features._service import Features, sampler
     from loopml.features._stream import (
@@ -44,6 +44,7 @@ __getattr__ = lazy_attributes(
         ),
         "TrainingSet": "loopml.features._offline",
         "describe": "loopml.features._offline",
+        "request_events": "loopml.features._offline",
         "OnlineFeatures": "loopml.features._online",
         "to_micros": "loopml.features._online",
         "Features": "loopml.features._service",
@@ -77,6 +78,7 @@ __all__ = [
     "parse",
     "publish",
     "read_rows",
+    "request_events",
     "sampler",
     "stream_name",
     "to_micros",

@@ -127,6 +127,17 @@ def _typed_requests(events: pa.Table, fs: FeatureSet) -> pa.Table:
     return pa.table(columns)
 
 
+def request_events(con: Any, fs: FeatureSet) -> pa.Table:
+    """The event source's rows on ``con`` (a lake connection) as requests: the request columns,
+    the features derived from them alone, and ``_event_time`` (UTC microseconds; null for
+    untimed events). What precomputation and the serving advisor key their tables by."""
+    wanted = [*fs.request, *([fs.event_time_column] if fs.event_time_column else [])]
+    cols = ", ".join(f'"{c}"' for c in dict.fromkeys(wanted))
+    events = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
+    events = _with_expressions(events, fs.stage1, events.num_rows)
+    return events.append_column("_event_time", _event_time(events, fs))
+
+
 def _with_expressions(table: pa.Table, exprs: list[tuple[str, Expression]], n: int) -> pa.Table:
     for name, expr in exprs:
         columns = {c: table[c] for c in expr.columns}

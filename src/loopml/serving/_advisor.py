@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -44,9 +44,15 @@ import pyarrow.parquet as pq
 
 from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
-from loopml.features import Features, FeatureSet, OnlineFeatures, arrow_type, encode_key
+from loopml.features import (
+    Features,
+    FeatureSet,
+    OnlineFeatures,
+    arrow_type,
+    encode_key,
+    request_events,
+)
 from loopml.features._flags import NEWER_THAN_EVENT, OLDER_THAN_TTL
-from loopml.features._offline import _event_time, _with_expressions
 from loopml.monitoring._log import predictions_stream
 from loopml.serving._advice import (
     SHARES,
@@ -74,8 +80,7 @@ from loopml.spec import FallbackSpec, LogSpec, StaticSpec
 
 if TYPE_CHECKING:
     from loopml._project import Project
-    from loopml.registry import ModelVersion
-    from loopml.training import Model, Models
+    from loopml.training import Model
 
 __all__ = [
     "SHARES",
@@ -218,18 +223,10 @@ def lake_keys(features: Features, key: Sequence[str]) -> pa.Table:
     computes them: request columns, the derived features computed from them, no null part."""
     fs = features.feature_set
     _check_key(fs, key)
-    cols = ", ".join(
-        f'"{c}"'
-        for c in dict.fromkeys(
-            [*fs.request, *([fs.event_time_column] if fs.event_time_column else [])]
-        )
-    )
     parts = ", ".join(f'"{k}"' for k in key)
     not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in key)
     with features.data.lake.connect() as con:
-        events = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
-        events = _with_expressions(events, fs.stage1, events.num_rows)
-        events = events.append_column("_event_time", _event_time(events, fs))
+        events = request_events(con, fs)
         con.register("_events", events.select([*key, "_event_time"]))
         return fetch_arrow(
             con.sql(
@@ -272,20 +269,6 @@ def top_keys(project: Project, key: Sequence[str], n: int) -> list[dict[str, Any
 
 
 # ---------------------------------------------------------------------------- measurements
-
-
-class _Renamed:
-    """The models under another name, for :func:`precompute` to write its table under."""
-
-    def __init__(self, models: Models, name: str) -> None:
-        self._models = models
-        self.name = name
-
-    def get(self, ref: str | int = "champion") -> ModelVersion:
-        return self._models.get(ref)
-
-    def load(self, ref: str | int | ModelVersion = "champion") -> Model:
-        return self._models.load(ref)
 
 
 @dataclass
@@ -461,7 +444,6 @@ def advise(
     # another name: the served table is left as it was, and the hybrid measurement sees only the
     # head even when an earlier precomputation wrote more keys.
     probe_name = f"advisor.{model}"
-    probe_models = cast("Models", _Renamed(project.models, probe_name))
     engines = {
         mode: Engine(
             name=probe_name,
@@ -486,13 +468,14 @@ def advise(
         dynamic = _measure(rt.engine, served, sample_rows)
         if head_codes:
             precompute(
-                probe_models, features, key, ref=served.number, window=None,
-                keys=[universe[c] for c in head_codes],
+                project.models, features, project.online, key, ref=served.number, window=None,
+                keys=[universe[c] for c in head_codes], name=probe_name,
             )  # fmt: skip
         hybrid_run = _measure(engines["hybrid"], served, sample_rows)
         summary = precompute(
-            probe_models, features, key, ref=served.number, window=None, keys=keys_arg
-        )
+            project.models, features, project.online, key, ref=served.number, window=None,
+            keys=keys_arg, name=probe_name,
+        )  # fmt: skip
         static_run = _measure(engines["static"], served, sample_rows)
     finally:
         project.online.drop_table(probe)

@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from loopml.data._lake import fetch_arrow
 from loopml.errors import UsageError
-from loopml.features import Features, encode_key
-from loopml.features._offline import _event_time, _with_expressions
+from loopml.features import Features, encode_key, request_events
 from loopml.serving._engine import static_table
+from loopml.storage import OnlineStore
 from loopml.training import Models
 
 
@@ -43,16 +43,8 @@ def representative_requests(
         raise UsageError(
             f"serving.static.key: {', '.join(unknown or key)} must be request features or derived from them"
         )
-    cols = ", ".join(
-        f'"{c}"'
-        for c in dict.fromkeys(
-            [*fs.request, *([fs.event_time_column] if fs.event_time_column else [])]
-        )
-    )
     with features.data.lake.connect(snapshot) as con:
-        events = fetch_arrow(con.sql(f'SELECT {cols} FROM "{fs.event_source}"'))
-        events = _with_expressions(events, fs.stage1, events.num_rows)
-        events = events.append_column("_event_time", _event_time(events, fs))
+        events = request_events(con, fs)
         if window is not None and events.num_rows:
             newest = pc.max(events["_event_time"]).as_py()
             if newest is not None:
@@ -81,14 +73,18 @@ def representative_requests(
 def precompute(
     models: Models,
     features: Features,
+    store: OnlineStore,
     key: Sequence[str],
     *,
     ref: str | int = "champion",
     snapshot: str | None = None,
     window: timedelta | None = timedelta(days=28),
     keys: Sequence[dict[str, Any]] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Write the static table of a version; returns what it wrote and how long it took."""
+    """Write the static table of a version into ``store``; returns what it wrote and how long it
+    took. The table is the model's (``static_table(models.name, version)``) unless ``name``
+    gives another model name to write it under (the serving advisor's probe)."""
     started = time.perf_counter()
     mv = models.get(ref)
     model = models.load(mv)
@@ -107,14 +103,14 @@ def precompute(
         payload = orjson.dumps({"o": out, "v": mv.version})
         size += len(code) + len(payload) + 8
         rows.append((code, now, payload))
-    store = features._online_store()
-    name = static_table(models.name, mv.version)
+    owner = name or models.name
+    table_name = static_table(owner, mv.version)
     for start in range(0, len(rows), 5000):
-        store.put_latest(name, rows[start : start + 5000])
+        store.put_latest(table_name, rows[start : start + 5000])
     return {
-        "model": models.name,
+        "model": owner,
         "version": mv.version,
-        "table": name,
+        "table": table_name,
         "keys": len(rows),
         "bytes": size,
         "seconds": round(time.perf_counter() - started, 3),

@@ -68,6 +68,7 @@ class Serving:
         return precompute(
             self.project.models,
             self.project.features,
+            self.project.online,
             spec.static.key,
             ref=ref if ref is not None else spec.alias,
             snapshot=snapshot,
