@@ -17,7 +17,7 @@ from loopml.rollout._decide import (
     per_row_loss,
     wilson,
 )
-from loopml.storage._counters import Counter, CounterStore
+from loopml.storage import Counter, CounterStore
 
 if TYPE_CHECKING:
     from loopml.rollout._batch import BatchServer

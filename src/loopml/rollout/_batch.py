@@ -14,8 +14,7 @@ import pyarrow as pa
 
 from loopml.rollout._router import arm_shares, positions
 from loopml.rollout._store import Rollout
-from loopml.storage import new_id
-from loopml.storage._counters import Counter
+from loopml.storage import Counter, new_id
 from loopml.training import Model
 
 if TYPE_CHECKING:

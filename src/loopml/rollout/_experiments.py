@@ -35,7 +35,7 @@ from loopml.errors import ConflictError, UsageError
 from loopml.features import to_micros
 from loopml.rollout._decide import per_row_loss
 from loopml.rollout._store import EXPERIMENTS, REWARDS, Rollout
-from loopml.storage._counters import Counter
+from loopml.storage import Counter
 
 if TYPE_CHECKING:
     from loopml._project import Project

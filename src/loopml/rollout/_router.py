@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from loopml.rollout._store import REWARDS, Rollout, Rollouts
-from loopml.storage._counters import Counter
+from loopml.storage import Counter
 
 log = logging.getLogger("loopml.rollout")
 

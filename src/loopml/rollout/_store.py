@@ -16,9 +16,8 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from loopml.errors import ConflictError, NotFoundError, UsageError
-from loopml.storage import SqlMetadataStore
+from loopml.storage import Counter, CounterStore, Counts, SqlMetadataStore
 from loopml.storage import _tables as t
-from loopml.storage._counters import Counter, CounterStore, Counts
 
 ACTIVE = "active"
 CHALLENGER_ALIAS = "challenger"  # the registry alias a rollout's challenger holds
