@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import json
+import os
 import re
+import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,24 +24,73 @@ SPEC_FILE = "loopml.yaml"
 _KEY_FIRST = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+): ")
 
 
+# A spec is a few kilobytes; a bigger file is a mistake (a data file named loopml.yaml).
+MAX_SPEC_BYTES = 10 * 1024 * 1024
+
+
 def load_spec(path: str | Path) -> ProjectSpec:
     """Read a project spec from a file, or from ``loopml.yaml`` in a folder."""
     p = Path(path)
     if p.is_dir():
         p = p / SPEC_FILE
+    return parse_spec(read_spec_text(p), file=str(p))
+
+
+def read_spec_text(p: Path) -> str:
+    """The text of a spec file; anything but a readable regular UTF-8 file is a
+    :class:`SpecError` naming what ``p`` is instead (and a FIFO is never opened: it would
+    block)."""
+
+    def error(message: str) -> SpecError:
+        return SpecError(message, details={"file": str(p), "key": None, "line": None})
+
     try:
-        text = p.read_text(encoding="utf-8")
+        st = p.stat()
     except FileNotFoundError:
-        raise SpecError(
-            f"no project spec at {p}: run `loopml init {p.parent}` to create one",
-            details={"file": str(p), "key": None, "line": None},
-        ) from None
+        if p.is_symlink():
+            raise error(
+                f"{p} is a symbolic link to {os.readlink(p)}, which does not exist: "
+                "point it at the project's loopml.yaml"
+            ) from None
+        raise error(f"no project spec at {p}: run `loopml init {p.parent}` to create one") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(
+                f"{p} is a loop of symbolic links (following them leads back to it): "
+                "point the link at the project's loopml.yaml"
+            ) from None
+        raise error(f"{p} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(
+            f"{p} is a directory, not a file: the project spec must be a YAML file "
+            "(rename the directory, then `loopml init` writes one)"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{p} is not a regular file (a {_kind(st.st_mode)}): it must be a YAML file")
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise error(f"{p} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise error(
+            f"{p} is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB: "
+            "it is not a project spec (a spec is a few kilobytes of YAML)"
+        )
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})",
-            details={"file": str(p), "key": None, "line": None},
-        ) from None
-    return parse_spec(text, file=str(p))
+        raise error(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "FIFO",
+        stat.S_ISSOCK: "socket",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
 
 
 def parse_spec(text: str, *, file: str = SPEC_FILE) -> ProjectSpec:
