@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 
 from loopml.errors import SpecError
+from loopml.spec._allowed import allowed, locate, shown
 from loopml.spec._models import ProjectSpec
 from loopml.spec._types import format_duration
 from loopml.spec._yaml import LoadedYaml, load_yaml
@@ -107,8 +108,19 @@ def parse_spec(text: str, *, file: str = SPEC_FILE) -> ProjectSpec:
         raise _spec_error(exc, doc) from None
 
 
+# Errors that a value is outside its field's bounds: said with the whole allowed range.
+_RANGE_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "finite_number",
+    "multiple_of",
+}
+
+
 def _spec_error(exc: ValidationError, doc: LoadedYaml) -> SpecError:
-    problems: list[dict[str, Any]] = []
+    by_key: dict[str, list[dict[str, Any]]] = {}
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
@@ -117,14 +129,18 @@ def _spec_error(exc: ValidationError, doc: LoadedYaml) -> SpecError:
         if named and not loc:
             loc = tuple(named.group(1).split("."))
             message = message[named.end() :]
-        key, line = doc.line_of(loc)
+        clean, _ = locate(loc)
+        key, line = doc.line_of(clean)
         if err["type"] == "extra_forbidden":
             message = "unknown key" + _suggest(loc, doc)
         elif err["type"] == "missing":
-            _, parent_line = doc.line_of(loc[:-1])
+            _, parent_line = doc.line_of(clean[:-1])
             line = line or parent_line
             message = "required key is missing"
-        problems.append({"key": key, "line": line, "message": message})
+        by_key.setdefault(key, []).append(
+            {"key": key, "line": line, "message": message, "err": err, "loc": clean}
+        )
+    problems = [_one_problem(group) for group in by_key.values()]
     first = problems[0]
     where = f"{doc.file}:{first['line']}" if first["line"] else doc.file
     text = f"{where}: {first['key']}: {first['message']}"
@@ -141,6 +157,24 @@ def _spec_error(exc: ValidationError, doc: LoadedYaml) -> SpecError:
             "problems": problems,
         },
     )
+
+
+def _one_problem(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """One problem per key: a value outside its bounds says the whole allowed range, and a key
+    that takes one of several kinds (a number or ``auto``) is one problem, not one per kind."""
+    head = {k: group[0][k] for k in ("key", "line")}
+    types = {p["err"]["type"] for p in group}
+    if len(group) == 1 and not types & _RANGE_ERRORS:
+        return {**head, "message": group[0]["message"]}
+    ours = [p for p in group if p["err"]["type"] == "value_error"]
+    if ours:
+        return {**head, "message": ours[0]["message"]}
+    words = allowed(locate(group[0]["loc"])[1])
+    if words is None:
+        return {**head, "message": "; ".join(p["message"] for p in group)}
+    value = shown(group[0]["err"].get("input"))
+    problem = "out of range" if types & _RANGE_ERRORS else "not allowed"
+    return {**head, "message": f"{value} is {problem}: allowed {words}"}
 
 
 def _suggest(loc: tuple[Any, ...], doc: LoadedYaml) -> str:
