@@ -56,6 +56,8 @@ def parse_duration(value: Any) -> timedelta:
 def format_duration(value: timedelta) -> str:
     """The shortest exact spelling of a duration, for round trips through YAML and JSON."""
     seconds = value.total_seconds()
+    if seconds == 0:
+        return "0s"
     for unit in ("w", "d", "h", "m", "s"):
         n = seconds / _UNITS[unit]
         if n >= 1 and n == int(n):
@@ -69,8 +71,9 @@ MAX_ROWS = 10**12
 
 # Spec durations stay within a century: longer is a typo, and dates plus it must not overflow.
 MAX_DURATION = timedelta(days=36525)
-_RANGE = "from 0s to 36525d (100 years)"
-_POSITIVE_RANGE = "longer than 0s, up to 36525d (100 years)"
+# Said as loopml.spec._allowed says every range (it reads them from the JSON Schema).
+_RANGE = "from 0s to 36525d"
+_POSITIVE_RANGE = "greater than 0s and at most 36525d"
 _SPECIAL = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}
 
 
@@ -94,7 +97,7 @@ def _duration_schema(*, positive: bool) -> dict[str, Any]:
         "type": ["string", "number"],
         "pattern": DURATION_PATTERN,
         "description": "A duration: 90s, 15m, 6h, 1d, 2w (also 500ms, ISO 8601 such as PT6H, or "
-        f"a number of seconds), {_POSITIVE_RANGE if positive else _RANGE}.",
+        f"a number of seconds), {_POSITIVE_RANGE if positive else _RANGE} (100 years).",
         "examples": ["15m", "6h", "1d", "2w"],
         **bound,
         "maximum": MAX_DURATION.total_seconds(),

@@ -113,3 +113,28 @@ def test_init_over_a_spec_that_is_no_file_is_one_line_exit_2_and_writes_nothing(
     assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
     assert (what in err) if what == "directory" else ("loop of symbolic links" in err)
     assert sorted(p.name for p in root.iterdir()) == ["loopml.yaml"]  # no .loopml left behind
+
+
+def test_init_writes_a_json_schema_with_the_bounds_and_check_names_the_range(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    assert run(capsys, "init", str(root))[0] == 0
+    schema = json.loads((root / ".loopml" / "spec.schema.json").read_text())
+    checks = schema["$defs"]["CheckSpec"]["properties"]
+    assert {"type": "number", "minimum": 1, "maximum": 1_000_000} in checks["row_count_ratio"][
+        "anyOf"
+    ]
+    assert (checks["null_rate_increase"]["minimum"], checks["null_rate_increase"]["maximum"]) == (
+        0,
+        1,
+    )
+    (root / "loopml.yaml").write_text(
+        "project: x\nsources:\n  f:\n    checks:\n      row_count_ratio: 1e999\n"
+    )
+    err = _one_line_error(capsys, root, "spec", "check")
+    assert err == (
+        f"error: {root / 'loopml.yaml'}:5: sources.f.checks.row_count_ratio: '1e999' is out of "
+        "range: allowed auto, 0 (off) or a number from 1 to 1,000,000"
+    )

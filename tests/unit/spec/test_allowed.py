@@ -49,7 +49,7 @@ def test_row_count_ratio_within_range_is_kept() -> None:
             "history_batches: 99999999999999999999999",
             "99999999999999999999999 is out of range: allowed a whole number from 1 to 10,000",
         ),
-        ("max_future: -5", "is out of range: allowed a duration from 0s to 36525d (100 years)"),
+        ("max_future: -5", "-5.0s is out of range: allowed a duration from 0s to 36525d"),
         ("max_future: 200000d", "200000d is out of range: allowed a duration from 0s to 36525d"),
         ("max_future: 99999999999d", "out of range: a duration is at most 36525d (100 years)"),
         ("max_future: 1.0e+30", "out of range: a duration is at most 36525d (100 years)"),
@@ -76,9 +76,9 @@ def test_a_number_out_of_range_names_file_line_key_and_range(line: str, message:
         (
             "loop:\n  triggers:\n    schedule: 0\n",
             "loop.triggers.schedule",
-            "allowed a duration longer than 0s",
+            "allowed a duration greater than 0s and at most 36525d",
         ),
-        ("gate:\n  backtest: -1\n", "gate.backtest", "allowed a duration longer than 0s"),
+        ("gate:\n  backtest: -1\n", "gate.backtest", "allowed a duration greater than 0s and at most 36525d"),
         (
             "serving:\n  fallback:\n    value: .inf\n",
             "serving.fallback.value",
