@@ -78,7 +78,11 @@ def test_a_number_out_of_range_names_file_line_key_and_range(line: str, message:
             "loop.triggers.schedule",
             "allowed a duration greater than 0s and at most 36525d",
         ),
-        ("gate:\n  backtest: -1\n", "gate.backtest", "allowed a duration greater than 0s and at most 36525d"),
+        (
+            "gate:\n  backtest: -1\n",
+            "gate.backtest",
+            "allowed a duration greater than 0s and at most 36525d",
+        ),
         (
             "serving:\n  fallback:\n    value: .inf\n",
             "serving.fallback.value",
