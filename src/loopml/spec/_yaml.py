@@ -124,23 +124,34 @@ def load_yaml(text: str, file: str) -> LoadedYaml:
     Aliases are expanded (every key gets its own line), within :data:`MAX_ALIAS_VALUES`;
     recursive aliases and nesting deeper than :data:`MAX_DEPTH` are errors.
     """
-    loader = _Composer(text, file)
+    loader = None
     try:
-        node = loader.get_single_node()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(
-            f"{file}:{line}: invalid YAML: {problem}",
-            details={"file": file, "line": line, "key": None},
-        ) from None
-    try:
+        try:
+            loader = _Composer(text, file)  # the reader refuses control characters here
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise _syntax_error(exc, text, file) from None
         lines: dict[Path_, int] = {}
         data = _convert(node, (), lines, file, loader) if node is not None else {}
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return LoadedYaml(data=data, lines=lines, file=file)
+
+
+def _syntax_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A character YAML does not allow (a NUL, a control character: a binary file).
+        line: int | None = text.count("\n", 0, exc.position) + 1
+        problem = f"character {exc.character!r} is not allowed in YAML (is it a text file?)"
+    else:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return SpecError(
+        f"{file}:{line}: invalid YAML: {problem}",
+        details={"file": file, "line": line, "key": None},
+    )
 
 
 def _convert(

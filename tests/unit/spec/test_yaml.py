@@ -98,3 +98,11 @@ def test_a_scalar_its_tag_cannot_hold_is_an_error_naming_key_and_line(
     )
     assert problem in info.value.message
     assert info.value.details["key"] == "sources.f.checks.not_before"
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b"])
+def test_a_control_character_is_an_error_naming_the_line(char: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(f"project: x\nsources:\n  f: {{format: csv{char}}}\n")
+    assert info.value.message.startswith("loopml.yaml:3: invalid YAML: character "), info.value
+    assert "\n" not in info.value.message
