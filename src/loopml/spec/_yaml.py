@@ -197,16 +197,20 @@ def _scalar(node: yaml.Node, loader: yaml.SafeLoader, path: Path_, file: str) ->
     # Resolve the scalar with the safe loader's own rules (ints, floats, bools, nulls, dates).
     try:
         return loader.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, OverflowError) as exc:
-        # A tag the safe loader refuses (!!python/object), or a value its tag cannot hold
-        # (a date 2024-13-45, `!!int abc`): name where, not PyYAML's internals.
+    except (yaml.YAMLError, ValueError, OverflowError, KeyError, AttributeError, TypeError) as exc:
+        # A tag the safe loader refuses (!!python/object), or a value its tag cannot hold: the
+        # constructors raise whatever their parsing hits (ValueError for a date 2024-13-45,
+        # KeyError for `!!bool maybe`, AttributeError for `!!timestamp x`). Name where.
         line = node.start_mark.line + 1
         dotted = ".".join(str(p) for p in path) or None
-        problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.YAMLError | ValueError | OverflowError):
+            problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        else:
+            problem = f"not a valid !!{str(node.tag).rsplit(':', 1)[-1]}"
         raise SpecError(
             f"{file}:{line}: "
             + (f"key '{dotted}': " if dotted else "")
-            + f"{node.value!r} cannot be read: {problem.splitlines()[0]}",
+            + f"{node.value!r} cannot be read: {problem}",
             details={"file": file, "line": line, "key": dotted},
         ) from None
 

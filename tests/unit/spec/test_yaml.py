@@ -86,6 +86,8 @@ def test_complex_keys_are_refused_before_they_are_built() -> None:
         ("!!python/object:os.system x", "could not determine a constructor"),
         ("!!binary xyz", "base64"),
         ("!!int abc", "invalid literal"),
+        ("!!bool maybe", "'maybe' cannot be read: not a valid !!bool"),
+        ("!!timestamp x", "'x' cannot be read: not a valid !!timestamp"),
     ],
 )
 def test_a_scalar_its_tag_cannot_hold_is_an_error_naming_key_and_line(
