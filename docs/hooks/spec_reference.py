@@ -7,6 +7,7 @@ next build, with the description written beside its field.
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 import typing
@@ -24,7 +25,8 @@ Generated from the spec's models (`loopml.spec`) at every build of this site. A 
 `loopml.yaml` is checked against them when it is loaded (`loopml spec check`); an unknown key or
 a bad value is an error naming the key and its line. `loopml spec json-schema` prints the same
 keys as a JSON Schema for editors. `NAME` in a path stands for a name you choose (a source, a
-feature, an alert). Durations are written `90s`, `15m`, `6h`, `1d` or `2w`.
+feature, an alert). Durations are written `90s`, `15m`, `6h`, `1d` or `2w`. A number's type
+shows its allowed range; numbers are finite (`.inf` and `.nan` are refused).
 """
 
 
@@ -144,6 +146,18 @@ def _first_sentence(tp: Any) -> str:
     return doc.split(". ")[0].rstrip(".") + "." if doc else ""
 
 
+def _bounded(prop: dict[str, Any]) -> str | None:
+    """A number's or a duration's type with its allowed range ("number from 0 to 1"), as the
+    spec's errors say it."""
+    from loopml.spec._allowed import allowed
+
+    branches = [prop, *prop.get("anyOf", [])]
+    if not any({"minimum", "maximum", "exclusiveMinimum"} & set(b) for b in branches):
+        return None
+    words = allowed(prop)
+    return re.sub(r"\ba (number|whole number|duration)\b", r"\1", words) if words else None
+
+
 def _key(name: str, field: Any) -> str:
     return field.alias or name
 
@@ -176,13 +190,13 @@ def spec_markdown() -> str:
         if doc:
             out += [" ".join(doc.split()), ""]
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        properties = model.model_json_schema(by_alias=True).get("properties", {})
         for name, field in model.model_fields.items():
             key = _key(name, field)
             description = field.description or _first_sentence(field.annotation)
             description = " ".join(description.split()).replace("|", "\\|")
-            out.append(
-                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
-            )
+            kind = _bounded(properties.get(key, {})) or _type_name(field.annotation)
+            out.append(f"| `{key}` | {kind} | {_default(field)} | {description} |")
         out.append("")
     return "\n".join(out) + "\n"
 

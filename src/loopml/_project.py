@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,9 +160,12 @@ class Project:
     @classmethod
     def open(cls, path: str | Path = ".") -> Project:
         """Open the project whose ``loopml.yaml`` is at ``path`` (a folder or the file)."""
+        # The spec is read before any link is resolved: a link loop or a directory named
+        # loopml.yaml is then the spec's one-line error, not resolve()'s RuntimeError.
+        spec = load_spec(os.path.abspath(path))
         p = Path(path).resolve()
         root = p if p.is_dir() else p.parent
-        return cls(root, load_spec(p))
+        return cls(root, spec)
 
     @classmethod
     def init(

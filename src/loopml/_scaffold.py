@@ -6,7 +6,9 @@ importing the storage and data libraries (start-up time).
 
 from __future__ import annotations
 
+import errno
 import re
+import stat
 from pathlib import Path
 
 from loopml.errors import ConflictError, UsageError
@@ -27,7 +29,28 @@ def project_name(root: Path) -> str:
 def check_writable(root: Path, *, force: bool) -> Path:
     """The spec file of a new project in ``root``; refuses to overwrite one without ``force``."""
     spec_file = root / SPEC_FILE
-    if spec_file.exists() and not force:
+    try:
+        mode = spec_file.stat().st_mode
+    except FileNotFoundError:
+        return spec_file  # nothing there (or a dangling link, whose target is then written)
+    except OSError as exc:
+        # --force could not help: writing through a link loop or a directory fails.
+        problem = (
+            "is a loop of symbolic links"
+            if exc.errno == errno.ELOOP
+            else f"cannot be read: {exc.strerror}"
+        )
+        raise UsageError(
+            f"{spec_file} {problem}: remove it, then run init again",
+            details={"file": str(spec_file)},
+        ) from None
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UsageError(
+            f"{spec_file} is {what}: remove or rename it, then run init again",
+            details={"file": str(spec_file)},
+        )
+    if not force:
         raise ConflictError(
             f"{spec_file} exists already; pass --force to overwrite it",
             details={"file": str(spec_file)},

@@ -94,6 +94,9 @@ def test_the_spec_reference_has_every_section(site: Path) -> None:
     for name in ("sources", "checks", "not_before", "row_count_ratio", "backtest", "triggers"):
         assert f"<code>{name}</code>" in html, name
     assert 'id="projectspec"' in html
+    # A number's type shows its range, as the spec's errors say it.
+    assert "auto, 0 or number from 1 to 1,000,000" in html  # checks.row_count_ratio
+    assert "duration greater than 0s and at most 36525d" in html
     for field in ProjectSpec.model_fields:
         assert f"<code>{field}</code>" in html
 

@@ -78,6 +78,7 @@ from loopml.spec._types import (
     NAME_PATTERN,
     SOURCE_PATTERN,
     Duration,
+    PositiveDuration,
     format_duration,
     parse_duration,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "MonitoringSpec",
     "OnlineConfig",
     "PerformanceSpec",
+    "PositiveDuration",
     "PostgresConfig",
     "ProjectSpec",
     "QuarantineGuard",

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from loopml.spec._types import NAME_PATTERN, Duration
+from loopml.spec._types import NAME_PATTERN, Duration, PositiveDuration
 
 AGGREGATES = ("count", "sum", "mean", "min", "max", "last")
 _AGG = re.compile(
@@ -32,7 +32,8 @@ _AGG = re.compile(
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Numbers are finite: .inf or .nan in loopml.yaml would silently turn a check off.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class EntitySpec(_Model):
@@ -66,7 +67,7 @@ class LookupSpec(_Model):
         description="Columns to take: a list, or a mapping of feature name to column."
     )
     prefix: str | None = Field(None, description="Prefix of the feature names (default: 'NAME_').")
-    ttl: Duration | None = Field(
+    ttl: PositiveDuration | None = Field(
         None, description="Ignore values older than this at the event time (as-of joins only)."
     )
     static: bool = Field(
@@ -99,14 +100,16 @@ class WindowSpec(_Model):
             "(default: the source's timestamp column)."
         ),
     )
-    windows: list[Duration] = Field(
+    windows: list[PositiveDuration] = Field(
         min_length=1,
         description=(
             "Window lengths; each names its features as written (24h gives NAME_STEM_24h, "
             "1d gives NAME_STEM_1d)."
         ),
     )
-    tile: Duration = Field(timedelta(minutes=5), description="Tile size; divides every window.")
+    tile: PositiveDuration = Field(
+        timedelta(minutes=5), description="Tile size; divides every window."
+    )
     aggregates: dict[str, str] = Field(
         min_length=1,
         description="Feature stem -> count | sum(col) | mean(col) | min(col) | max(col) | last(col).",

@@ -10,24 +10,27 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loopml.spec._types import Duration
+from loopml.spec._types import MAX_ROWS, Duration, PositiveDuration
 
 MonitoringSignal = Literal["decay", "concept_drift", "covariate_shift", "label_shift"]
 DEFAULT_SIGNALS: tuple[MonitoringSignal, ...] = ("decay", "concept_drift")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    # Numbers are finite: .inf or .nan in loopml.yaml would silently turn a check off.
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class TriggersSpec(_Model):
     """What starts a retrain. Any trigger that fires starts one cycle; a cycle is never started
     less than ``min_interval`` after the previous one began."""
 
-    schedule: Duration | None = Field(
+    schedule: PositiveDuration | None = Field(
         None, description="Retrain at least this often (e.g. 30d); none: no schedule."
     )
-    new_rows: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+    new_rows: Annotated[int, Field(ge=1, le=MAX_ROWS)] | Literal["auto"] | None = Field(
         "auto",
         description="Retrain once this many accepted rows of the event source are newer than "
         "the champion's data and the last cycle's start; auto: a tenth of the rows the "
@@ -58,16 +61,20 @@ class RetrainSpec(_Model):
         description="stateless: from scratch on the data window; stateful: warm start from the "
         "champion on the rows newer than its data.",
     )
-    window: Duration | None = Field(
+    window: PositiveDuration | None = Field(
         None,
         description="Stateless: train on the latest window of labelled data (default: all).",
     )
     min_rows: int = Field(
-        200, ge=10, description="Fewer new labelled rows than this: the cycle does not train."
+        200,
+        ge=10,
+        le=MAX_ROWS,
+        description="Fewer new labelled rows than this: the cycle does not train.",
     )
     full_every: int | None = Field(
         None,
         ge=1,
+        le=10_000,
         description="Stateful: every N-th cycle trains from scratch instead (trees only grow "
         "with warm starts).",
     )
@@ -97,20 +104,24 @@ class CanarySpec(_Model):
     margin: float = Field(
         0.02,
         ge=0,
+        le=1,
         description="Non-inferiority margin, relative to the champion's mean loss: the "
         "challenger may be up to this much worse and still pass.",
     )
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Error rate of each decision.")
     min_labels: int = Field(
-        300, ge=10, description="Labelled predictions per arm before a step is judged."
+        300,
+        ge=10,
+        le=MAX_ROWS,
+        description="Labelled predictions per arm before a step is judged.",
     )
     max_error_rate: float = Field(
         0.02, ge=0, le=1, description="Challenger answers failing or falling back, at most."
     )
     max_latency_ratio: float = Field(
-        3.0, gt=0, description="Challenger mean latency over the champion's, at most."
+        3.0, gt=0, le=1000, description="Challenger mean latency over the champion's, at most."
     )
-    step_timeout: Duration = Field(
+    step_timeout: PositiveDuration = Field(
         timedelta(days=14),
         description="A step still undecided after this long is rolled back (inconclusive).",
     )
@@ -130,7 +141,9 @@ class ShadowSpec(_Model):
     champion's answers are returned."""
 
     fraction: float = Field(1.0, gt=0, le=1, description="Share of requests shadowed.")
-    min_labels: int = Field(300, ge=10, description="Labelled shadow pairs before judging.")
+    min_labels: int = Field(
+        300, ge=10, le=MAX_ROWS, description="Labelled shadow pairs before judging."
+    )
     then: Literal["promote", "canary"] = Field(
         "promote", description="After a passing shadow: promote, or go on to a canary."
     )
@@ -155,7 +168,7 @@ class QuarantineGuard(_Model):
     """Too much of the recent data in quarantine: pause retraining and alert instead."""
 
     max_rate: float = Field(0.05, ge=0, le=1, description="Quarantined rows / rows read, at most.")
-    window: Duration = Field(timedelta(days=7), description="The recent period looked at.")
+    window: PositiveDuration = Field(timedelta(days=7), description="The recent period looked at.")
 
 
 class LoopSpec(_Model):
@@ -165,7 +178,7 @@ class LoopSpec(_Model):
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     quarantine: QuarantineGuard = Field(default_factory=QuarantineGuard)
-    monitor_every: Duration | None = Field(
+    monitor_every: PositiveDuration | None = Field(
         timedelta(days=1),
         description="Judge the champion's monitoring windows (raising alerts) this often; "
         "none: leave it to `loopml monitor`.",
@@ -177,10 +190,10 @@ class LoopSpec(_Model):
         description="A champion whose answers fail (or fall back on errors) more often than "
         "this in a monitoring window is rolled back.",
     )
-    interval: Duration = Field(
+    interval: PositiveDuration = Field(
         timedelta(minutes=1), description="`loopml loop run`: time between steps."
     )
-    lease: Duration = Field(
+    lease: PositiveDuration = Field(
         timedelta(minutes=5),
         description="How long a controller's lease lasts without renewal; another controller "
         "may act only after it expires.",

@@ -7,13 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loopml.spec._types import NAME_PATTERN, Duration
+from loopml.spec._types import MAX_ROWS, NAME_PATTERN, PositiveDuration
 
 Task = Literal["binary", "multiclass", "regression", "ranking"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    # Numbers are finite: .inf or .nan in loopml.yaml would silently turn a check off.
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class SplitSpec(_Model):
@@ -32,7 +35,7 @@ class SplitSpec(_Model):
         None,
         description="group: the grouping column; time: the time column (default: the event time).",
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of the split.")
 
     @model_validator(mode="after")
     def _shares(self) -> SplitSpec:
@@ -66,7 +69,10 @@ class BehaviourSpec(_Model):
     """Behavioural tests from the book: perturbation, invariance, directional expectations."""
 
     perturbation: float | None = Field(
-        0.01, ge=0, description="Noise (share of each numeric feature's spread); null disables."
+        0.01,
+        ge=0,
+        le=1,
+        description="Noise (share of each numeric feature's spread); null disables.",
     )
     invariant: list[str] = Field(
         default_factory=list, description="Features that should not change the prediction."
@@ -79,14 +85,17 @@ class BehaviourSpec(_Model):
         False,
         description="Also constrain LightGBM to the declared directions (the test then holds by construction).",
     )
-    sample: int = Field(2000, ge=10, description="Rows the tests run on.")
+    sample: int = Field(2000, ge=10, le=10_000_000, description="Rows the tests run on.")
 
 
 class WarmStartSpec(_Model):
     """How a stateful retrain continues its parent on new data only."""
 
     rounds: float = Field(
-        0.25, gt=0, description="New trees: a share of the model's rounds (< 1) or a number (>= 1)."
+        0.25,
+        gt=0,
+        le=100_000,
+        description="New trees: a share of the model's rounds (< 1) or a number (>= 1).",
     )
     learning_rate_scale: float = Field(
         0.5, gt=0, le=1, description="The new trees learn this much slower than the parent's."
@@ -114,7 +123,7 @@ class ModelSpec(_Model):
     slices: list[str] = Field(default_factory=list, description="Columns to evaluate slices of.")
     behaviour: BehaviourSpec = Field(default_factory=BehaviourSpec)
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
-    window: Duration | None = Field(
+    window: PositiveDuration | None = Field(
         None, description="Train on events of this last period only (default: all)."
     )
     refit: bool = Field(
@@ -159,15 +168,18 @@ class GateSpec(_Model):
         ge=0,
         description="The most any slice's primary metric may fall behind the champion's.",
     )
-    slice_min_rows: int = Field(200, ge=1)
-    backtest: Duration | Literal["auto"] | None = Field(
+    slice_min_rows: int = Field(200, ge=1, le=MAX_ROWS)
+    backtest: PositiveDuration | Literal["auto"] | None = Field(
         "auto",
         description="Also compare on the most recent labelled rows neither model learned from: "
         "auto (the shortest recent period holding backtest_min_rows of them), a period (e.g. "
         "30d, ending at --as-of or at the latest labelled row), or null (no backtest).",
     )
     backtest_min_rows: int = Field(
-        200, ge=1, description="auto: the labelled rows the backtest holds (fewer if fewer exist)."
+        200,
+        ge=1,
+        le=MAX_ROWS,
+        description="auto: the labelled rows the backtest holds (fewer if fewer exist).",
     )
     not_computable: Literal["skip", "refuse"] = Field(
         "skip",
@@ -175,4 +187,6 @@ class GateSpec(_Model):
         "for an AUC): skip it (shown as skipped, with the reason) or refuse the challenger. A "
         "gate that could compute no metric check at all refuses either way.",
     )
-    smoke_rows: int = Field(100, ge=1, description="Rows predicted by the loaded artifact.")
+    smoke_rows: int = Field(
+        100, ge=1, le=1_000_000, description="Rows predicted by the loaded artifact."
+    )

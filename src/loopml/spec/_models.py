@@ -10,10 +10,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     field_validator,
     model_validator,
 )
 
+from loopml.spec._allowed import shown
 from loopml.spec._features import EntitySpec, FeaturesSpec
 from loopml.spec._loop import LoopSpec
 from loopml.spec._model import GateSpec, ModelSpec
@@ -29,7 +31,8 @@ Format = Literal["csv", "parquet", "jsonl"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Numbers are finite: .inf or .nan in loopml.yaml would silently turn a check off.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class ColumnSpec(_Model):
@@ -109,17 +112,22 @@ class SchemaPolicy(_Model):
     range_margin: float = Field(
         100.0,
         gt=1,
+        le=1e9,
         description=(
             "Inferred bounds allow values up to this many times the largest magnitude seen in "
             "the first batch, with either sign; declare min/max for tighter ones."
         ),
     )
     max_categories: int = Field(
-        1000, ge=0, description="A string column with more distinct values is not categorical."
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="A string column with more distinct values is not categorical.",
     )
     min_rows_per_category: int = Field(
         10,
         ge=1,
+        le=1_000_000,
         description=(
             "A string column is inferred categorical only when the first batch shows every one "
             "of its values at least this many times (and no new value in the batch's later "
@@ -129,6 +137,10 @@ class SchemaPolicy(_Model):
     columns: dict[str, ColumnSpec] = Field(
         default_factory=dict, description="Per-column declarations that override inference."
     )
+
+
+_MAX_RATIO = 1_000_000
+_RATIO_SCHEMA: dict[str, JsonValue] = {"type": "number", "minimum": 1, "maximum": _MAX_RATIO}
 
 
 class CheckSpec(_Model):
@@ -155,8 +167,10 @@ class CheckSpec(_Model):
             "auto: a file is held whole when it has more than 10 times the most, or less than "
             "a tenth of the fewest, rows among the last `history_batches` files (the bounds "
             "follow the source's own spread, seasons included). A number r: held when more "
-            "than r times above or below the median of those files. 0 disables."
+            "than r times above or below the median of those files (r from 1 to 1,000,000). "
+            "0 disables."
         ),
+        json_schema_extra={"anyOf": [{"const": "auto"}, {"const": 0}, _RATIO_SCHEMA]},
     )
     null_rate_increase: float = Field(
         0.3,
@@ -168,15 +182,42 @@ class CheckSpec(_Model):
             "a lasting change with `loopml quarantine release ID --accept-null-rate`."
         ),
     )
-    history_batches: int = Field(20, ge=1, description="Recent files the batch checks use.")
-    min_history: int = Field(3, ge=1, description="Batch checks start after this many files.")
+    history_batches: int = Field(
+        20, ge=1, le=10_000, description="Recent files the batch checks use."
+    )
+    min_history: int = Field(
+        3,
+        ge=1,
+        le=10_000,
+        description="Batch checks start after this many files (at most history_batches).",
+    )
 
-    @field_validator("row_count_ratio")
+    @field_validator("row_count_ratio", mode="before")
     @classmethod
-    def _ratio(cls, v: float | str) -> float | str:
-        if isinstance(v, float | int) and v != 0 and not v >= 1:
-            raise ValueError("row_count_ratio must be auto, 0 (off) or a number of at least 1")
-        return v
+    def _ratio(cls, v: Any) -> Any:
+        # One message for every wrong value (pydantic would report each branch of the union).
+        if v == "auto":
+            return v
+        try:
+            r = float(v) if not isinstance(v, bool) else None
+        except (TypeError, ValueError):
+            r = None
+        if r is not None and (r == 0 or 1 <= r <= _MAX_RATIO):
+            return r
+        problem = "not allowed" if r is None else "out of range"
+        raise ValueError(
+            f"{shown(v)} is {problem}: allowed auto, 0 (off) or a number from 1 to 1,000,000"
+        )
+
+    @model_validator(mode="after")
+    def _history(self) -> CheckSpec:
+        if self.min_history > self.history_batches:
+            # The checks would wait for more files than they ever look at: silently off.
+            raise ValueError(
+                f"min_history ({self.min_history}) is greater than history_batches "
+                f"({self.history_batches}): the batch checks would never start"
+            )
+        return self
 
 
 class CsvOptions(_Model):

@@ -8,14 +8,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loopml.spec._types import Duration
+from loopml.spec._types import MAX_ROWS, Duration, PositiveDuration
 
 Op = Literal[">", ">=", "<", "<="]
 SinkName = Literal["log", "file", "webhook"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    # Numbers are finite: .inf or .nan in loopml.yaml would silently turn a check off.
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class DriftSpec(_Model):
@@ -42,10 +45,13 @@ class DriftSpec(_Model):
     chunks: int = Field(
         10, ge=4, le=100, description="Reference chunks used to calibrate effect-size thresholds."
     )
-    min_rows: int = Field(100, ge=10, description="Windows with fewer rows are not tested.")
+    min_rows: int = Field(
+        100, ge=10, le=MAX_ROWS, description="Windows with fewer rows are not tested."
+    )
     exact_ks_max: int = Field(
         5000,
         ge=0,
+        le=10_000_000,
         description="Up to this many rows a numeric feature gets an exact two-sample KS test; above, KS from bins.",
     )
 
@@ -60,7 +66,9 @@ class PerformanceSpec(_Model):
         0.05, ge=0, description="A drop larger than this from the reference value is decay."
     )
     relative: bool = Field(False, description="Read max_drop as a share of the reference value.")
-    min_labels: int = Field(200, ge=10, description="Windows with fewer labels are not judged.")
+    min_labels: int = Field(
+        200, ge=10, le=MAX_ROWS, description="Windows with fewer labels are not judged."
+    )
 
 
 class AlertRule(_Model):
@@ -75,7 +83,11 @@ class AlertRule(_Model):
         "current", description="Which window's value is judged."
     )
     for_: int = Field(
-        1, ge=1, alias="for", description="Consecutive windows the condition must hold first."
+        1,
+        ge=1,
+        le=1000,
+        alias="for",
+        description="Consecutive windows the condition must hold first.",
     )
     cooldown: Duration = Field(
         timedelta(hours=6), description="After a notification, none for this rule for this long."
@@ -90,7 +102,7 @@ class FileSinkSpec(_Model):
 
 class WebhookSinkSpec(_Model):
     url: str | None = Field(None, description="POSTed one JSON alert per call.")
-    timeout: Duration = Field(timedelta(seconds=3))
+    timeout: PositiveDuration = Field(timedelta(seconds=3))
     token_env: str | None = Field(
         None, description="Environment variable holding a bearer token for the webhook."
     )
@@ -104,7 +116,7 @@ class SinksSpec(_Model):
 class MonitoringSpec(_Model):
     """Windows, drift, performance, labels and alerts."""
 
-    window: Duration | None = Field(
+    window: PositiveDuration | None = Field(
         None,
         description=(
             "The current window (one bucket). Default: chosen from the prediction log, the "
@@ -112,7 +124,7 @@ class MonitoringSpec(_Model):
             "max(drift.min_rows, performance.min_labels) predictions at the log's rate."
         ),
     )
-    sliding: Duration | None = Field(
+    sliding: PositiveDuration | None = Field(
         None,
         description="The sliding window: the latest buckets adding up to this (default: 7 days, "
         "or the window if longer).",
@@ -144,10 +156,6 @@ class MonitoringSpec(_Model):
 
     @model_validator(mode="after")
     def _windows(self) -> MonitoringSpec:
-        if self.window is not None and self.window <= timedelta(0):
-            raise ValueError("window must be positive")
-        if self.sliding is not None and self.sliding <= timedelta(0):
-            raise ValueError("sliding must be positive")
         if self.window is not None and self.sliding is not None and self.sliding < self.window:
             raise ValueError(
                 f"sliding ({self.sliding}) must be at least the window ({self.window})"

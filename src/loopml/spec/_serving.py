@@ -8,11 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loopml.spec._types import Duration
+from loopml.spec._types import Duration, PositiveDuration
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    # Numbers are finite: .inf or .nan in loopml.yaml would silently turn a check off.
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class StaticSpec(_Model):
@@ -27,7 +30,9 @@ class StaticSpec(_Model):
 class HybridSpec(_Model):
     """Precompute the head of the request distribution, compute the tail."""
 
-    head: int = Field(1000, ge=1, description="Precompute the most requested keys, this many.")
+    head: int = Field(
+        1000, ge=1, le=10_000_000, description="Precompute the most requested keys, this many."
+    )
     keys: list[dict[str, str | int | float | bool]] | None = Field(
         None, description="Or a declared list of keys to precompute."
     )
@@ -55,7 +60,9 @@ class FallbackSpec(_Model):
 class BreakerSpec(_Model):
     """Stop calling a model that keeps failing or missing the budget."""
 
-    failures: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
+    failures: int = Field(
+        5, ge=1, le=10_000, description="Consecutive failures that open the breaker."
+    )
     cooldown: Duration = Field(
         timedelta(seconds=10), description="How long it stays open before a trial call."
     )
@@ -65,20 +72,21 @@ class ConsistencySpec(_Model):
     """The same entity gets the same prediction for a while (shared by all workers)."""
 
     key: list[str] = Field(min_length=1, description="The features that name the entity.")
-    ttl: Duration = Field(description="How long a prediction holds for that entity.")
+    ttl: PositiveDuration = Field(description="How long a prediction holds for that entity.")
 
 
 class LogSpec(_Model):
     """The prediction log: every prediction goes to the events role, batched, off the request path."""
 
     enabled: bool = True
-    batch: int = Field(500, ge=1, description="Predictions per write.")
-    interval: Duration = Field(
+    batch: int = Field(500, ge=1, le=100_000, description="Predictions per write.")
+    interval: PositiveDuration = Field(
         timedelta(milliseconds=200), description="The longest a prediction waits to be written."
     )
     max_queue: int = Field(
         100_000,
         ge=1,
+        le=100_000_000,
         description="Beyond this many unwritten predictions, new ones are dropped and counted.",
     )
 
@@ -90,17 +98,17 @@ class ServingSpec(_Model):
     static: StaticSpec = Field(default_factory=StaticSpec)
     hybrid: HybridSpec = Field(default_factory=HybridSpec)
     alias: str = Field("champion", description="The alias served (hot-swapped when it moves).")
-    watch_interval: Duration = Field(
+    watch_interval: PositiveDuration = Field(
         timedelta(seconds=2), description="How often workers check the alias."
     )
-    bandit_update: Duration | None = Field(
+    bandit_update: PositiveDuration | None = Field(
         timedelta(seconds=30),
         description=(
             "How often a worker recomputes an active bandit's rewards from the feedback log "
             "(null: leave it to `loopml loop` and `loopml rollout status`)."
         ),
     )
-    latency_budget: Duration | None = Field(
+    latency_budget: PositiveDuration | None = Field(
         None, description="Answer from the fallback when the model has not answered by then."
     )
     isolate: bool | None = Field(
@@ -122,9 +130,13 @@ class ServingSpec(_Model):
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     consistency: ConsistencySpec | None = None
-    top_k: int = Field(3, ge=1, description="Multiclass: how many classes a response lists.")
-    max_body_bytes: int = Field(1_000_000, ge=1024)
-    max_batch: int = Field(1000, ge=1, description="Rows in one /predict request.")
+    top_k: int = Field(
+        3, ge=1, le=1000, description="Multiclass: how many classes a response lists."
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, le=2**30, description="The largest request body accepted (bytes)."
+    )
+    max_batch: int = Field(1000, ge=1, le=1_000_000, description="Rows in one /predict request.")
     token_env: str = Field(
         "LOOPML_TOKEN", description="The environment variable holding the bearer token."
     )

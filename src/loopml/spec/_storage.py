@@ -16,7 +16,7 @@ _NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SQLiteConfig(_Config):
@@ -25,7 +25,9 @@ class SQLiteConfig(_Config):
 
     type: Literal["sqlite"] = "sqlite"
     path: str = Field(description="Database file, relative to the project folder.")
-    busy_timeout_s: float = Field(30.0, gt=0, description="How long a writer waits for a lock.")
+    busy_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="How long a writer waits for a lock (seconds)."
+    )
 
     @field_validator("path")
     @classmethod
@@ -43,7 +45,9 @@ class PostgresConfig(_Config):
     schema_: str = Field("loopml", alias="schema", pattern=_NAME)
     pool_size: int = Field(5, ge=1, le=100)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class RedisConfig(_Config):
