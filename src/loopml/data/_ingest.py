@@ -306,7 +306,7 @@ def _process(
             held.enter_context(
                 store.lock(
                     f"ingest:{job.source}",
-                    what=f"another ingest of source {job.source!r} ({job.file} waits for it)",
+                    what=f"another ingest of source {job.source!r} is running, and {job.file} waited",
                 )
             )
             checkpoint("ingest.locked")

@@ -217,9 +217,9 @@ def wait_for(
     host, _, rest = by.partition("|")
     pid = rest.partition("|")[0] or "?"
     raise ConflictError(
-        f"{what or f'lock {name!r}'} is held by another process (pid {pid} on {host}, since "
-        f"{since:%Y-%m-%d %H:%M:%S} UTC); gave up after waiting {timeout_s:g} s: run it again "
-        "when that process has finished (stopping it frees the lock, even with kill -9; "
+        f"{what or f'the lock {name!r} is taken'}: the lock is held by pid {pid} on {host} "
+        f"(since {since:%Y-%m-%d %H:%M:%S} UTC); gave up after waiting {timeout_s:g} s: run it "
+        "again when that process has finished (stopping it frees the lock, even with kill -9; "
         "the wait is the metadata store's lock_timeout_s)",
         details={"lock": name, "holder": by, "pid": pid, "host": host, "store": store},
     )
