@@ -92,6 +92,15 @@ class PostgresMetadataStore(SqlMetadataStore):
                 return row.holder, row.acquired_at
 
             with self._translate():
+                # The server frees the lock when it sees the session end; an idle session whose
+                # host vanished is seen only by TCP keepalives, by default after two hours.
+                conn.execute(
+                    text(
+                        "SELECT set_config('tcp_keepalives_idle', '30', false), "
+                        "set_config('tcp_keepalives_interval', '10', false), "
+                        "set_config('tcp_keepalives_count', '3', false)"
+                    )
+                )
                 wait_for(
                     attempt,
                     name=name,
