@@ -46,6 +46,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e ".[dev,docs,postgres,redis,ray,bench]"
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/query.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/monitoring.py
 	$(BIN)/python benchmarks/experiments.py

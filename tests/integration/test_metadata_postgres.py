@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,24 @@ def test_unreachable_server_is_a_clear_error() -> None:
     config = PostgresConfig(url="postgresql://127.0.0.1:1/none", schema="x")
     with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1"):
         open_metadata(config, root=None)  # type: ignore[arg-type]
+
+
+def test_concurrent_ingests_of_the_same_keys_land_them_once(
+    postgres_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    """The ingest race of tests/unit/data/test_ingest.py with the metadata in PostgreSQL."""
+    from tests.conftest import FLIGHTS_SPEC
+    from tests.helpers import check_race, ingest_race
+
+    url, schema = postgres_schema
+    try:
+        for trial in range(3):  # unserialized, most trials land both files
+            metadata = f"{url}?schema={schema}_{trial}"
+            spec = FLIGHTS_SPEC.replace("{extra}", f"storage:\n  metadata: {metadata}\n")
+            root = tmp_path / f"p{trial}"
+            check_race(root, ingest_race(root, spec))
+    finally:
+        for trial in range(3):
+            s = open_metadata(PostgresConfig(url=url, schema=f"{schema}_{trial}"), root=None)  # type: ignore[arg-type]
+            s.drop()  # type: ignore[attr-defined]
+            s.close()

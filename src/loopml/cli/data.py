@@ -104,12 +104,24 @@ def query(
         Path | None, typer.Option("--out", help="Write the result (.parquet, .csv or .jsonl).")
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+    unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe",
+            help="Run any DuckDB SQL (read or write any file, COPY, ATTACH, INSTALL) with your "
+            "rights over this machine.",
+        ),
+    ] = False,
     project: ProjectOpt = Path("."),
     json: JsonOpt = False,
 ) -> int:
-    """Run SQL over the lake with DuckDB."""
+    """Run SQL over the lake with DuckDB.
+
+    Read-only by default: queries (SELECT, DESCRIBE, SUMMARIZE, EXPLAIN) over the sources' views,
+    which read no other file, write nothing and install no extension; --unsafe lifts that.
+    """
     with open_project(project) as p:
-        result = p.data.query(sql, snapshot=snapshot)
+        result = p.data.query(sql, snapshot=snapshot, unsafe=unsafe)
     if out_file is not None:
         _write(result, out_file)
         if not json:

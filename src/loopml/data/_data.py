@@ -424,8 +424,9 @@ class Data:
         with self.store.read() as conn:
             return cat.list_snapshots(conn)
 
-    def query(self, sql: str, *, snapshot: str | None = None) -> pa.Table:
-        return self.lake.query(sql, snapshot)
+    def query(self, sql: str, *, snapshot: str | None = None, unsafe: bool = False) -> pa.Table:
+        """SQL over the lake, each source a view (read-only; see :meth:`Lake.query`)."""
+        return self.lake.query(sql, snapshot, unsafe=unsafe)
 
     def read_table(self, source: str, *, snapshot: str | None = None) -> pa.Table:
         """Every row of a source in the lake (or in a snapshot), as Arrow."""

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -146,7 +147,8 @@ def ingest_buffer(
     batch_id = claimed
     checkpoint("ingest.claimed")
     try:
-        result = _process(store, lake, buf, job, batch_id)
+        with ExitStack() as held:  # the source's ingest lock, once _process takes it
+            result = _process(store, lake, buf, job, batch_id, held)
     except BaseException:
         _abandon(store, lake, job.source, batch_id)
         raise
@@ -220,7 +222,12 @@ def _abandon(store: SqlMetadataStore, lake: Lake, source: str, batch_id: str) ->
 
 
 def _process(
-    store: SqlMetadataStore, lake: Lake, buf: pa.Buffer, job: IngestJob, batch_id: str
+    store: SqlMetadataStore,
+    lake: Lake,
+    buf: pa.Buffer,
+    job: IngestJob,
+    batch_id: str,
+    held: ExitStack,
 ) -> IngestResult:
     spec = job.spec
     policy = spec.schema_
@@ -292,6 +299,17 @@ def _process(
         # Most batches are clean: write them while the checks run, on the other core.
         if outcome.table.num_rows:
             eager = _EagerWrite(lake, lake_rel, outcome.table)
+        if schema.primary_key:
+            # From reading which batches are in the lake, through the check of this batch's keys
+            # against them, to the commit, no other ingest of the source may land rows: two
+            # files with the same keys would both pass the check. Released by the caller.
+            held.enter_context(
+                store.lock(
+                    f"ingest:{job.source}",
+                    what=f"another ingest of source {job.source!r} is running, and {job.file} waited",
+                )
+            )
+            checkpoint("ingest.locked")
         try:
             findings = check_rows(
                 outcome,

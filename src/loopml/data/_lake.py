@@ -179,10 +179,17 @@ class Lake:
 
     @contextmanager
     def connect(
-        self, snapshot: str | None = None, *, only: set[str] | None = None
+        self,
+        snapshot: str | None = None,
+        *,
+        only: set[str] | None = None,
+        read_only: bool = False,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A DuckDB connection with one view per source over its batches in the lake (those of
-        ``snapshot``, further limited to the batch ids in ``only`` when given)."""
+        ``snapshot``, further limited to the batch ids in ``only`` when given).
+
+        ``read_only``: once the views exist, the connection may open no file but the views'
+        own, install or load no extension, and change no setting (for SQL a user wrote)."""
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")  # zoned timestamps come back as UTC, not local
@@ -206,6 +213,8 @@ class Lake:
                         + ")"
                     )
                 con.execute(f'CREATE VIEW "{source}" AS SELECT {columns} FROM {scan}')
+            if read_only:
+                _lock_down(con, [p for paths in by_source.values() for p in paths])
             yield con
         finally:
             con.close()
@@ -273,11 +282,23 @@ class Lake:
             )
         self._checked.add(key)
 
-    def query(self, sql: str, snapshot: str | None = None) -> pa.Table:
-        """Run SQL over the lake (each source is a view) and return an Arrow table."""
-        with self.connect(snapshot) as con:
+    def query(self, sql: str, snapshot: str | None = None, *, unsafe: bool = False) -> pa.Table:
+        """Run SQL over the lake (each source is a view) and return an Arrow table.
+
+        Only queries (``SELECT``, ``DESCRIBE``, ``SUMMARIZE``, ``EXPLAIN`` of a query) over the
+        sources' views run: no other file is read, nothing is written, no extension is installed
+        (a :class:`UsageError` says what was refused). ``unsafe=True`` runs any DuckDB SQL with
+        this process's rights over the machine."""
+        with self.connect(snapshot, read_only=not unsafe) as con:
             try:
+                if not unsafe:
+                    _only_queries(con, sql)
                 relation = con.sql(sql)
+            except duckdb.PermissionException as exc:
+                raise UsageError(
+                    f"query refused: it reaches outside the lake ({_what_file(exc)}); a lake "
+                    f"query reads only the sources' views{_UNSAFE}"
+                ) from None
             except duckdb.CatalogException as exc:
                 sources = sorted({b.source for b in self.batches(snapshot)})
                 raise NotFoundError(
@@ -289,6 +310,51 @@ class Lake:
             if relation is None:  # a statement, not a query
                 return pa.table({})
             return fetch_arrow(relation)
+
+
+_UNSAFE = (
+    " (to run any DuckDB SQL with your rights over this machine: `loopml data query --unsafe`, "
+    "or unsafe=True in Python)"
+)
+# Statements a read-only lake query may hold: DESCRIBE, SHOW and SUMMARIZE parse as SELECT.
+_QUERIES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    """From here on ``con`` reads only ``paths`` and cannot undo that (lock_configuration)."""
+    listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    con.execute(f"SET allowed_paths = [{listing}]")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _only_queries(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse any statement but a query. The lake's own files are readable (the views read
+    them), so a COPY or an EXPLAIN ANALYZE of one could overwrite them: both are refused."""
+    for stmt in con.extract_statements(sql):
+        text = stmt.query.strip().rstrip(";").strip()
+        if stmt.type == duckdb.StatementType.EXPLAIN:
+            inner = re.sub(r"(?is)^explain\s+(analy[sz]e\s+)?(\([^)]*\)\s*)?", "", text)
+            ok = inner != text and all(
+                s.type == duckdb.StatementType.SELECT for s in con.extract_statements(inner)
+            )
+        else:
+            ok = stmt.type in _QUERIES
+        if not ok:
+            word = (text.split(None, 1) or ["?"])[0].upper()
+            raise UsageError(
+                f"query refused: {word} statements do not run in a lake query, which is "
+                f"read-only over the sources' views (SELECT, DESCRIBE, SUMMARIZE, EXPLAIN)"
+                f"{_UNSAFE}",
+                details={"statement": word},
+            )
+
+
+def _what_file(exc: duckdb.Error) -> str:
+    m = re.search(r'(?:file|directory) "([^"]*)"', str(exc))
+    return f"it opens {m.group(1)!r}" if m else str(exc).splitlines()[0]
 
 
 def _duckdb_type(col: ColumnSchema) -> str:

@@ -13,6 +13,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_LOCK_TIMEOUT_HELP = (
+    "How long an ingest waits for another ingest of the same source to commit before giving up."
+)
 
 
 class _Config(BaseModel):
@@ -28,6 +31,7 @@ class SQLiteConfig(_Config):
     busy_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="How long a writer waits for a lock (seconds)."
     )
+    lock_timeout_s: float = Field(600.0, gt=0, le=86400, description=_LOCK_TIMEOUT_HELP)
 
     @field_validator("path")
     @classmethod
@@ -44,6 +48,7 @@ class PostgresConfig(_Config):
     url: str = Field(description="postgresql://user@host:port/database")
     schema_: str = Field("loopml", alias="schema", pattern=_NAME)
     pool_size: int = Field(5, ge=1, le=100)
+    lock_timeout_s: float = Field(600.0, gt=0, le=86400, description=_LOCK_TIMEOUT_HELP)
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False

@@ -7,16 +7,23 @@ and error translation are shared here. Domain packages write their queries again
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 
 from loopml.errors import BackendUnavailable, ConflictError, StorageError
 from loopml.storage import _tables as t
+from loopml.storage._ids import new_id
+from loopml.storage._owner import owner_alive, owner_token
+
+# A lock held from another host cannot be checked by its pid; after this long it is presumed dead.
+REMOTE_STALE_AFTER = timedelta(hours=1)
 
 
 @runtime_checkable
@@ -33,6 +40,17 @@ class MetadataStore(Protocol):
     def read(self) -> AbstractContext: ...
 
     def write(self) -> AbstractContext: ...
+
+    def lock(
+        self, name: str, *, what: str | None = None, timeout_s: float | None = None
+    ) -> AbstractContextManager[None]:
+        """Hold the named lock for the ``with`` block, across processes and hosts.
+
+        Waits up to ``timeout_s`` (the store's ``lock_timeout_s`` when None) for another holder,
+        then raises :class:`ConflictError` saying ``what`` is running and in which process. A
+        holder that dies (even by SIGKILL) frees the lock.
+        """
+        ...
 
     def describe(self) -> str: ...
 
@@ -55,8 +73,10 @@ class SqlMetadataStore:
         description: str,
         prepare: Callable[[Connection], None] | None = None,
         serialize: Callable[[Connection], None] | None = None,
+        lock_timeout_s: float = 600.0,
     ) -> None:
         self.engine = engine
+        self.lock_timeout_s = lock_timeout_s
         self.dialect = engine.dialect.name
         self._description = description
         self._serialize = serialize
@@ -81,6 +101,52 @@ class SqlMetadataStore:
             if self._serialize is not None:
                 self._serialize(conn)
             yield conn
+
+    @contextmanager
+    def lock(
+        self, name: str, *, what: str | None = None, timeout_s: float | None = None
+    ) -> Iterator[None]:
+        """The lock as a row naming its holder; a holder whose process is gone is replaced.
+
+        Each attempt is one short write transaction, so waiting never holds the store's write
+        lock (SQLite has one for the whole file)."""
+        ticket = new_id("l")
+        holder = owner_token()
+        wait_for(
+            lambda: self._take(name, holder, ticket),
+            name=name,
+            what=what,
+            timeout_s=self.lock_timeout_s if timeout_s is None else timeout_s,
+            store=self._description,
+        )
+        try:
+            yield
+        finally:
+            with self.write() as conn:
+                conn.execute(delete(t.locks).where(t.locks.c.ticket == ticket))
+
+    def _take(self, name: str, holder: str, ticket: str) -> tuple[str, datetime] | None:
+        """Take the lock, or say who holds it: (holder, since)."""
+        now = datetime.now(UTC)
+        with self.write() as conn:
+            row = conn.execute(select(t.locks).where(t.locks.c.name == name)).mappings().first()
+            if row is None:
+                conn.execute(
+                    t.locks.insert().values(
+                        name=name, holder=holder, ticket=ticket, acquired_at=now
+                    )
+                )
+                return None
+            if owner_alive(
+                row["holder"], started=row["acquired_at"], now=now, stale_after=REMOTE_STALE_AFTER
+            ):
+                return row["holder"], row["acquired_at"]
+            conn.execute(  # its holder died without letting go
+                update(t.locks)
+                .where(t.locks.c.name == name)
+                .values(holder=holder, ticket=ticket, acquired_at=now)
+            )
+            return None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,6 +190,39 @@ class SqlMetadataStore:
                 f"metadata store {self._description} failed: {text}",
                 details={"store": self._description},
             ) from exc
+
+
+def wait_for(
+    attempt: Callable[[], tuple[str, datetime] | None],
+    *,
+    name: str,
+    what: str | None,
+    timeout_s: float,
+    store: str,
+) -> None:
+    """Call ``attempt`` until it takes the lock (returns None), backing off up to half a second;
+    after ``timeout_s`` raise a :class:`ConflictError` naming the holder."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        held = attempt()
+        if held is None:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.5)
+    by, since = held
+    host, _, rest = by.partition("|")
+    pid = rest.partition("|")[0] or "?"
+    raise ConflictError(
+        f"{what or f'the lock {name!r} is taken'}: the lock is held by pid {pid} on {host} "
+        f"(since {since:%Y-%m-%d %H:%M:%S} UTC); gave up after waiting {timeout_s:g} s: run it "
+        "again when that process has finished (stopping it frees the lock, even with kill -9; "
+        "the wait is the metadata store's lock_timeout_s)",
+        details={"lock": name, "holder": by, "pid": pid, "host": host, "store": store},
+    )
 
 
 def _first_line(exc: BaseException | None) -> str:

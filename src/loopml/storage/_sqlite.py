@@ -52,4 +52,5 @@ class SQLiteMetadataStore(SqlMetadataStore):
         super().__init__(
             sqlite_engine(path, busy_timeout_s=config.busy_timeout_s),
             description=f"sqlite:///{path}",
+            lock_timeout_s=config.lock_timeout_s,
         )

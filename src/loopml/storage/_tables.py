@@ -279,6 +279,18 @@ leases = Table(
     Column("expires_at", UtcDateTime, nullable=False),
 )
 
+# Named locks of the metadata store (``MetadataStore.lock``): one row while a process holds it.
+# SQLite takes the lock with this row and frees a dead holder's by its pid; Postgres holds an
+# advisory lock and keeps the row only to say who holds it.
+locks = Table(
+    "locks",
+    metadata_obj,
+    Column("name", String(200), primary_key=True),  # e.g. "ingest:<source>"
+    Column("holder", String(200), nullable=False),  # host|pid|start of the holding process
+    Column("ticket", String(40), nullable=False),  # this acquisition (threads share a pid)
+    Column("acquired_at", UtcDateTime, nullable=False),
+)
+
 loop_state = Table(
     "loop_state",
     metadata_obj,

@@ -13,7 +13,11 @@ Subclass it in a test module and provide a ``store`` fixture returning a fresh, 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -267,3 +271,93 @@ class MetadataStoreContract:
                 conn.execute(select(t.meta.c.value).where(t.meta.c.key == "counter")).scalar_one()
                 == "40"
             )
+
+    def test_lock_excludes_others_and_times_out_naming_the_holder(
+        self, store: SqlMetadataStore
+    ) -> None:
+        taken, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.lock("ingest:s"):
+                taken.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert taken.wait(10)
+            started = time.monotonic()
+            error = _raises(
+                ConflictError,
+                lambda: store.lock("ingest:s", what="another ingest", timeout_s=0.3).__enter__(),
+            )
+            assert 0.3 <= time.monotonic() - started < 5
+            assert "another ingest" in str(error) and f"pid {os.getpid()}" in str(error)
+            assert isinstance(error, ConflictError) and error.details["lock"] == "ingest:s"
+            with store.lock("ingest:other", timeout_s=1):  # another name is another lock
+                pass
+        finally:
+            release.set()
+            holder.join()
+        with store.lock("ingest:s", timeout_s=1):  # freed by its holder
+            pass
+
+    def test_lock_is_mutual_exclusion(self, store: SqlMetadataStore) -> None:
+        inside: list[int] = []
+        overlaps: list[int] = []
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for _ in range(5):
+                    with store.lock("ingest:s", timeout_s=30):
+                        inside.append(n)
+                        if len(inside) > 1:
+                            overlaps.append(n)
+                        time.sleep(0.005)
+                        inside.remove(n)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors and not overlaps, (errors, overlaps)
+
+    def test_lock_is_released_when_the_block_fails(self, store: SqlMetadataStore) -> None:
+        class Boom(Exception):
+            pass
+
+        def fail() -> None:
+            with store.lock("ingest:s"):
+                raise Boom
+
+        _raises(Boom, fail)
+        with store.lock("ingest:s", timeout_s=1):
+            pass
+
+    def test_lock_of_a_killed_holder_is_freed(
+        self, store: SqlMetadataStore, reopen: Callable[[], SqlMetadataStore]
+    ) -> None:
+        """A holder killed with SIGKILL (no clean-up runs) does not keep the lock."""
+        ctx = multiprocessing.get_context("fork")
+        ready = ctx.Event()
+
+        def hold() -> None:
+            with reopen().lock("ingest:s"):
+                ready.set()
+                time.sleep(60)
+
+        child = ctx.Process(target=hold, daemon=True)
+        child.start()
+        try:
+            assert ready.wait(30), "the child never took the lock"
+            _raises(ConflictError, lambda: store.lock("ingest:s", timeout_s=0.2).__enter__())
+        finally:
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(10)
+        with store.lock("ingest:s", timeout_s=10):
+            pass

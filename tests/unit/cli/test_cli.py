@@ -271,3 +271,31 @@ def test_release_accept_and_drop_a_selection(
     }
     code, _, err = run(capsys, "quarantine", "drop", "--reason", "x", "-p", p)
     assert code == 2 and "--all-held" in err
+
+
+def test_data_query_is_read_only_unless_unsafe(
+    project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = str(project_dir)
+    (project_dir / "f.csv").write_text("\n".join(flights_lines()[:101]) + "\n")
+    assert run(capsys, "ingest", "flights", str(project_dir / "f.csv"), "-p", p)[0] == 0
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n2\n")
+    code, _, err = run(capsys, "data", "query", f"SELECT * FROM '{outside}'", "-p", p)
+    assert code == 2 and "outside the lake" in err and str(outside) in err and "--unsafe" in err
+    written = tmp_path / "copy.csv"
+    copy = f"COPY (SELECT carrier FROM flights) TO '{written}'"
+    code, _, err = run(capsys, "data", "query", copy, "-p", p)
+    assert code == 2 and "COPY statements" in err and not written.exists()
+    code, out, _ = run(
+        capsys,
+        "data",
+        "query",
+        f"SELECT count(*) AS n FROM '{outside}'",
+        "--unsafe",
+        "-p",
+        p,
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["rows"] == [{"n": 2}]
+    assert run(capsys, "data", "query", copy, "--unsafe", "-p", p)[0] == 0 and written.exists()

@@ -121,6 +121,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     "point",
     [
         "ingest.claimed",
+        "ingest.locked",
         "ingest.lake_written",
         "ingest.quarantine_written",
         "ingest.before_commit",

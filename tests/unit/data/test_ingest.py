@@ -147,3 +147,48 @@ def test_csv_column_names_replace_the_header_names(
     (held,) = bad.data.ingest("s", [path])
     assert held.status == "held"
     assert "csv.column_names has 2 names, the header has 3" in held.batch_reasons[0]["message"]
+
+
+def test_concurrent_ingests_of_the_same_keys_land_them_once(tmp_path: Path) -> None:
+    """Two processes ingesting different files with the same primary keys at once: the duplicate
+    check and the commit are serialized per source, so one lands and the other is quarantined."""
+    from tests.conftest import FLIGHTS_SPEC
+    from tests.helpers import check_race, ingest_race
+
+    for trial in range(3):  # unserialized, 7 trials in 8 land both files
+        root = tmp_path / f"p{trial}"
+        check_race(root, ingest_race(root, FLIGHTS_SPEC.replace("{extra}", "")))
+
+
+def test_an_ingest_that_waits_too_long_for_the_source_says_who_holds_it(
+    make_project: Callable[..., Project], flights_csv: Callable[..., Path]
+) -> None:
+    import os
+    import threading
+
+    from loopml.errors import ConflictError
+
+    storage = "storage:\n  metadata: {type: sqlite, path: meta.db, lock_timeout_s: 0.3}\n"
+    p = make_project(extra=storage)
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with p.data.store.lock("ingest:flights"):
+            taken.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(10)
+        with pytest.raises(
+            ConflictError, match=rf"another ingest of source 'flights'.*pid {os.getpid()}"
+        ):
+            p.data.ingest("flights", [flights_csv(stop=100)])
+    finally:
+        release.set()
+        holder.join()
+    assert not p.data.batches("flights", status="pending")  # the waiting batch was undone
+    assert not p.data.batches("flights")
+    (r,) = p.data.ingest("flights", [flights_csv(stop=100)])  # and the file can come again
+    assert r.status == "landed"
