@@ -8,6 +8,8 @@ values (when the report and its alerts were made, where the page was written) ar
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -17,8 +19,13 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from loopml.cli import main
+from loopml.cli._common import print_json
+from loopml.monitoring._alerts import Alert
+from loopml.monitoring._prometheus import DriftCollector
+from loopml.monitoring._report import FirstDetected, LatestDrift, MonitoringReport
 from tests.unit.monitoring.conftest import Trained, features_of
 
 DATA = Path(__file__).parent / "data"
@@ -100,9 +107,6 @@ def monitored(synth: Trained, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 def _cli(args: list[str]) -> str:
-    import contextlib
-    import io
-
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main(args) == 0
@@ -158,3 +162,53 @@ def test_the_report_of_no_predictions_is_the_same_as_before_typing(
         '    "refused": 0\n  },\n  "message": "no predictions logged yet; 1 labels received '
         'wait for them"\n}\n'
     )
+
+
+def test_the_report_reads_back_from_its_json_unchanged(monitored: tuple[str, str, bytes]) -> None:
+    """A stored report (its --json output) is validated back into the same typed report."""
+    out = monitored[0]
+    report = MonitoringReport.model_validate_json(out)
+    assert report.current is not None and report.timeline and report.alerts
+    assert isinstance(report.alerts[0], Alert) and report.alerts[0].first_at.tzinfo is not None
+    assert report.timeline[0].alerts == ["drift"] and report.timeline[-1].alerts is None
+    assert report.labels.matched == 351 and report.first_detected is not None
+    assert report.first_detected == FirstDetected.of(report.timeline)
+    assert set(report.first_detected.seen()) == {"concept", "decay"}
+    again = io.StringIO()
+    with contextlib.redirect_stdout(again):
+        print_json(report.to_dict())
+    assert again.getvalue() == out
+
+
+def test_a_report_missing_a_part_is_refused_with_where(monitored: tuple[str, str, bytes]) -> None:
+    broken = orjson.loads(monitored[0])
+    del broken["current"]["current"]["shift"]
+    with pytest.raises(ValidationError, match=r"current\.current\.shift"):
+        MonitoringReport.model_validate(broken)
+
+
+def test_prometheus_reads_the_published_record(
+    monitored: tuple[str, str, bytes], tmp_path: Path
+) -> None:
+    path = tmp_path / "latest.json"
+    path.write_bytes(monitored[2])
+    collector = DriftCollector(str(path))
+    latest = LatestDrift.model_validate_json(monitored[2])
+
+    def gauges() -> dict[tuple[str, tuple[str, ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.values()))): s.value
+            for family in collector.collect()
+            for s in family.samples
+        }
+
+    first = gauges()
+    for name, score in latest.features.items():
+        assert score is not None
+        assert first[("loopml_drift_score", tuple(sorted(["m", name])))] == score
+    assert first[("loopml_drift_share", ("m",))] == latest.share
+    assert first[("loopml_shift", ("concept", "m"))] == float("concept" in latest.shift)
+    # a half-written or foreign file is not read: the last good record stays exported
+    path.write_bytes(b'{"model": "m"}')
+    os.utime(path, (1, 1))
+    assert gauges() == first
