@@ -9,6 +9,7 @@ values (when the report and its alerts were made, where the page was written) ar
 from __future__ import annotations
 
 import contextlib
+import doctest
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 
 from loopml.cli import main
 from loopml.cli._common import print_json
+from loopml.monitoring import _report
 from loopml.monitoring._alerts import Alert
 from loopml.monitoring._prometheus import DriftCollector
 from loopml.monitoring._report import FirstDetected, LatestDrift, MonitoringReport
@@ -212,3 +214,8 @@ def test_prometheus_reads_the_published_record(
     path.write_bytes(b'{"model": "m"}')
     os.utime(path, (1, 1))
     assert gauges() == first
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(_report)
+    assert result.attempted and not result.failed
