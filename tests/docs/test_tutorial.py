@@ -121,10 +121,10 @@ def check_the_loop(root: Path) -> None:
 
         # Labels by keys all matched; by event time, the label never drifted; nothing unknown.
         report = p.monitoring.report(version=1, alerts=False)
-        labels = report["labels"]
-        assert labels["received"] == labels["matched"] + labels["elsewhere"]
-        assert labels["unknown"] == labels["ambiguous"] == labels["refused"] - 1 == 0
-        assert labels["matched"] >= 1_530
+        labels = report.labels
+        assert labels.received == labels.matched + labels.elsewhere
+        assert labels.unknown == labels.ambiguous == labels.refused - 1 == 0
+        assert labels.matched >= 1_530
 
         # No false drift of the label: the home-win rate did fall from the years version 1
         # learned from (1963-1989: 55 %) to the 2000s (43-50 %), and a window is flagged only
@@ -142,14 +142,14 @@ def check_the_loop(root: Path) -> None:
         reference = home_wins(learned["start"], learned["end"], until="<=")
         # (The requests served live in step 6 are windowed at the clock's time, today, in a
         # window too small to judge.)
-        judged = [w for w in report["timeline"] if w["label"] is not None]
+        judged = [w for w in report.timeline or [] if w.label is not None]
         assert len(judged) >= 5
         flagged = 0
         for window in judged:
-            if window["label"]["drifted"]:
+            if window.label is not None and window.label.drifted:
                 flagged += 1
-                gap = abs(home_wins(window["start"], window["end"]) - reference)
-                assert gap > 0.05, (gap, window["label"])
+                gap = abs(home_wins(window.start, window.end) - reference)
+                assert gap > 0.05, (gap, window.label)
         assert flagged < len(judged)
 
         # The events updated the online store: a request after season 2005 sees its matches,

@@ -30,8 +30,9 @@ import pyarrow.csv as pcsv
 import pytest
 
 from loopml.evaluation import metrics
-from loopml.monitoring._monitor import Evaluation, evaluate_window, first_detected, settings
+from loopml.monitoring._monitor import Evaluation, choose_window, evaluate_window
 from loopml.monitoring._profile import Profile, model_profile
+from loopml.monitoring._report import FirstDetected, Settings, TimelineItem
 from loopml.spec import MonitoringSpec
 from tests.conftest import DATASETS
 
@@ -238,11 +239,15 @@ def when(row: int) -> str:
 def report_of(stream: Stream) -> dict[str, Any]:
     """The windows as the report :meth:`Monitoring.report` returns, dated from the stream's
     start (evaluate_window knows no time)."""
-    timeline = []
-    for w in stream.windows:
-        item = w.evaluation.to_dict(columns=False)
-        item["start"], item["end"] = when(w.start), when(w.end)
-        timeline.append(item)
+    # the windows of the timeline as the report types them (the sliding window: the same)
+    items = [
+        TimelineItem.of(w.evaluation, w.evaluation, {}).model_copy(
+            update={"start": when(w.start), "end": when(w.end)}
+        )
+        for w in stream.windows
+    ]
+    timeline = [item.model_dump(mode="json") for item in items]
+    choice = choose_window(stream.spec, np.zeros(0, np.int64), timedelta(days=WINDOW_DAYS))
     last = stream.windows[-1]
     current = last.evaluation.to_dict()
     current["start"], current["end"] = when(last.start), when(last.end)
@@ -252,7 +257,7 @@ def report_of(stream: Stream) -> dict[str, Any]:
         "generated_at": datetime.now(UTC).isoformat(),
         "rows": sum(w.evaluation.rows for w in stream.windows),
         "period": {"start": timeline[0]["start"], "end": timeline[-1]["end"]},
-        "settings": settings(stream.spec, timedelta(days=WINDOW_DAYS)),
+        "settings": Settings.of(stream.spec, choice).model_dump(mode="json"),
         "reference": {
             "metrics": stream.profile.reference,
             "features": stream.profile.features,
@@ -260,5 +265,5 @@ def report_of(stream: Stream) -> dict[str, Any]:
         },
         "current": {"current": current},
         "timeline": timeline,
-        "first_detected": first_detected(timeline),
+        "first_detected": FirstDetected.of(items).model_dump(),
     }

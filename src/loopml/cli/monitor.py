@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,15 @@ from loopml.cli._common import (
 )
 from loopml.errors import UsageError
 from loopml.spec import parse_duration
+
+if TYPE_CHECKING:
+    from loopml.monitoring._report import (
+        LabelAccounting,
+        LabelReason,
+        MonitoringReport,
+        Settings,
+        TimelineItem,
+    )
 
 alerts_app = typer.Typer(help="Alerts raised by the monitor: list them, resolve one by hand.")
 
@@ -83,149 +92,141 @@ def monitor(
             since=bounds.get("since"),
             until=bounds.get("until"),
         )
-    if report is not None and result.get("rows"):
+    if report is not None and result.rows:
         from loopml.monitoring._html import write_html
 
-        result["report_file"] = str(write_html(result, report))
+        result.report_file = str(write_html(result, report))
     if json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
         show(result)
     return 0
 
 
-def show(r: dict[str, Any]) -> None:
-    if not r.get("rows"):
-        out.print(r.get("message", "nothing to monitor yet"))
+def show(r: MonitoringReport) -> None:
+    if (
+        not r.rows
+        or r.current is None
+        or r.settings is None
+        or r.period is None
+        or r.timeline is None
+    ):
+        out.print(r.message or "nothing to monitor yet")
         return
-    cur = r["current"]["current"]
-    settings = r["settings"]
+    cur = r.current.current
+    settings = r.settings
     out.print(
-        f"{r['model']}:{r['version']}, {r['rows']:,} predictions from {r['period']['start'][:19]} "
-        f"to {r['period']['end'][:19]}; windows of {settings['window']} (sliding {settings['sliding']})"
+        f"{r.model}:{r.version}, {r.rows:,} predictions from {r.period.start[:19]} "
+        f"to {r.period.end[:19]}; windows of {settings.window} (sliding {settings.sliding})"
     )
-    if settings.get("source") == "data":
-        out.print(f"  window chosen from the log: {settings['reason']}")
-    show_labels(r["labels"], r.get("label_reasons") or {})
-    show_timeline(r["timeline"], settings)
-    cols = sorted(cur["features"]["columns"], key=lambda c: -(c.get("score") or 0))
-    rows = [(c["name"], c) for c in cols[:15]]
-    rows += [
-        (n, d)
-        for n, d in (("(prediction)", cur.get("prediction")), ("(label)", cur.get("label")))
-        if d
-    ]
-    min_rows = settings["drift"]["min_rows"]
+    if settings.source == "data":
+        out.print(f"  window chosen from the log: {settings.reason}")
+    show_labels(r.labels, r.label_reasons or {})
+    show_timeline(r.timeline, settings)
+    cols = sorted(cur.features.columns, key=lambda c: -(c.score or 0))
+    rows = [(c.name, c) for c in cols[:15]]
+    rows += [(n, d) for n, d in (("(prediction)", cur.prediction), ("(label)", cur.label)) if d]
+    min_rows = settings.drift.min_rows
     untested = (
-        f"; not tested: fewer than {min_rows:,}, drift.min_rows" if cur["rows"] < min_rows else ""
+        f"; not tested: fewer than {min_rows:,}, drift.min_rows" if cur.rows < min_rows else ""
     )
     table(
-        f"drift in the current window ({cur['start'][:16]} to {cur['end'][:16]}, "
-        f"{cur['rows']:,} rows{untested})",
+        f"drift in the current window ({cur.start[:16]} to {cur.end[:16]}, "
+        f"{cur.rows:,} rows{untested})",
         ["column", "test", "p (adjusted)", "effect", "value", "threshold", "PSI", "drifted"],
         [
             [
                 name,
-                d["test"],
-                _num(d["p_adjusted"]),
-                d["effect"],
-                _num(d["value"]),
-                _num(d["threshold"]),
-                _num(d["psi"]),
-                "yes" if d["drifted"] else "",
+                d.test,
+                _num(d.p_adjusted),
+                d.effect,
+                _num(d.value),
+                _num(d.threshold),
+                _num(d.psi),
+                "yes" if d.drifted else "",
             ]
             for name, d in rows
         ],
     )
-    perf, est, dec = (
-        cur.get("performance") or {},
-        cur.get("estimated") or {},
-        cur.get("decay") or {},
-    )
-    metric = dec.get("metric")
+    perf, est, dec = cur.performance, cur.estimated, cur.decay
+    metric = dec.metric
     if metric:
-        need = settings["performance"]["min_labels"]
+        need = settings.performance.min_labels
         judged = (
             " -> DECAYED"
-            if dec.get("decayed")
+            if dec.decayed
             else (
                 f" (not judged: fewer than {need:,} labels, performance.min_labels)"
-                if cur["labelled"] < need
+                if cur.labelled < need
                 else ""
             )
         )
         out.print(
-            f"{metric}: realized {_num(perf.get(metric))} on {cur['labelled']:,} labels known "
+            f"{metric}: realized {_num(perf.get(metric))} on {cur.labelled:,} labels known "
             f"by the window's end, estimated {_num(est.get(metric))} without labels, reference "
-            f"{_num(dec.get('reference'))}" + judged
+            f"{_num(dec.reference)}" + judged
         )
-        final = (r["timeline"][-1].get("performance_final") or {}) if r["timeline"] else {}
-        if cur.get("late") and final.get(metric) is not None:
+        final = r.timeline[-1].performance_final if r.timeline else {}
+        if cur.late and final.get(metric) is not None:
             out.print(
                 f"{metric} with every label known now: {_num(final.get(metric))} on "
-                f"{int(final.get('n') or 0):,} labels ({cur['late']:,} became known after the "
+                f"{int(final.get('n') or 0):,} labels ({cur.late:,} became known after the "
                 "window's end)"
             )
-    out.print(f"shift: {cur['shift']['summary']}")
-    first = {k: v for k, v in r["first_detected"].items() if v}
+    out.print(f"shift: {cur.shift.summary}")
+    first = r.first_detected.seen() if r.first_detected is not None else {}
     if first:
         out.print("first seen: " + ", ".join(f"{k} {v[:10]}" for k, v in first.items()))
-    for a in r.get("alerts") or []:
-        if a.get("status") == "firing":
-            out.print(
-                f"alert {a['rule']}: {a['metric']} = {_num(a.get('value'))} ({a['severity']})"
-            )
-    if r.get("report_file"):
-        out.print(f"report: {r['report_file']}")
+    for a in r.fired():
+        out.print(f"alert {a.rule}: {a.metric} = {_num(a.value)} ({a.severity})")
+    if r.report_file:
+        out.print(f"report: {r.report_file}")
 
 
-def show_labels(labels: dict[str, Any], reasons: dict[str, Any]) -> None:
+def show_labels(labels: LabelAccounting, reasons: dict[str, LabelReason]) -> None:
     """Where every label received went (the counts add up to what was received)."""
     out.print(
-        f"labels: {labels['received']:,} received: {labels['matched']:,} matched, "
-        f"{labels.get('elsewhere', 0):,} for predictions outside this report (another version "
-        f"or period), {labels['unknown']:,} for no logged prediction, "
-        f"{labels.get('ambiguous', 0):,} ambiguous, {labels.get('unreadable', 0):,} unreadable"
-        + (f"; {labels['refused']:,} refused at the door" if labels.get("refused") else "")
+        f"labels: {labels.received:,} received: {labels.matched or 0:,} matched, "
+        f"{labels.elsewhere or 0:,} for predictions outside this report (another version "
+        f"or period), {labels.unknown or 0:,} for no logged prediction, "
+        f"{labels.ambiguous or 0:,} ambiguous, {labels.unreadable or 0:,} unreadable"
+        + (f"; {labels.refused:,} refused at the door" if labels.refused else "")
     )
-    show_reasons({**labels, "reasons": reasons})
-    policy = labels.get("on_conflict", "first")
+    show_reasons(
+        {"ambiguous": labels.ambiguous, "reasons": {k: v.model_dump() for k, v in reasons.items()}}
+    )
+    conflicting = labels.conflicting or 0
     out.print(
-        f"  {labels['duplicates']:,} duplicates, {labels['conflicting']:,} conflicting"
+        f"  {labels.duplicates or 0:,} duplicates, {conflicting:,} conflicting"
         + (
-            f" ({_policy_text(policy, labels.get('conflicted', 0))})"
-            if labels["conflicting"]
+            f" ({_policy_text(labels.on_conflict or 'first', labels.conflicted or 0)})"
+            if conflicting
             else ""
         )
-        + f"; {labels['out_of_order']:,} out of order; {labels['labelled']:,} predictions "
-        f"labelled, {labels['pending']:,} still waiting"
-        + (
-            f"; {labels['late']:,} labels known only after their window's end"
-            if labels.get("late")
-            else ""
-        )
+        + f"; {labels.out_of_order or 0:,} out of order; {labels.labelled or 0:,} predictions "
+        f"labelled, {labels.pending or 0:,} still waiting"
+        + (f"; {labels.late:,} labels known only after their window's end" if labels.late else "")
     )
 
 
-def show_timeline(timeline: list[dict[str, Any]], settings: dict[str, Any], last: int = 12) -> None:
+def show_timeline(timeline: list[TimelineItem], settings: Settings, last: int = 12) -> None:
     """The latest windows with the counts their verdicts rest on."""
     if len(timeline) < 2:
         return
-    min_rows = settings["drift"]["min_rows"]
+    min_rows = settings.drift.min_rows
     shown = timeline[-last:]
     table(
         f"the last {len(shown)} of {len(timeline)} windows (drift is tested from {min_rows:,} "
-        f"rows, performance judged from {settings['performance']['min_labels']:,} labels)",
+        f"rows, performance judged from {settings.performance.min_labels:,} labels)",
         ["start", "predictions", "labels by its end", "labels after", "drifted", "shift"],
         [
             [
-                w["start"][:10] if settings["window"].endswith(("d", "w")) else w["start"][:16],
-                f"{w['rows']:,}",
-                f"{w['labelled']:,}",
-                f"{w.get('late', 0):,}",
-                ", ".join(w["features"]["drifted"])
-                or ("-" if w["rows"] >= min_rows else "not tested"),
-                ", ".join((w.get("shift") or {}).get("kinds") or []) or "-",
+                w.start[:10] if settings.window.endswith(("d", "w")) else w.start[:16],
+                f"{w.rows:,}",
+                f"{w.labelled:,}",
+                f"{w.late:,}",
+                ", ".join(w.features.drifted) or ("-" if w.rows >= min_rows else "not tested"),
+                ", ".join(w.shift.kinds) or "-",
             ]
             for w in shown
         ],

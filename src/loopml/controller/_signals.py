@@ -23,6 +23,7 @@ from loopml.storage import _tables as t
 
 if TYPE_CHECKING:
     from loopml._project import Project
+    from loopml.monitoring._report import MonitoringReport
 
 log = logging.getLogger("loopml.loop")
 
@@ -274,7 +275,7 @@ class Signals:
         except LoopmlError as exc:
             log.warning("monitoring the champion failed: %s", exc)
             return {}
-        if not report.get("rows"):
+        if not report.rows:
             after = f" since {since:%Y-%m-%d %H:%M}" if since is not None else ""
             return {
                 "judged": {
@@ -285,9 +286,7 @@ class Signals:
                 }
             }
         judged = judgement(report, self.project.spec.monitoring)
-        errors = (report.get("current", {}).get("metrics", {}).get("current") or {}).get(
-            "error_rate"
-        )
+        errors = report.current.metrics.current.get("error_rate") if report.current else None
         if errors is not None and errors > self.spec.max_error_rate:
             aliases_moved = self.project.registry.history(self.name, "champion")
             if len(aliases_moved) > 1:
@@ -405,21 +404,21 @@ class Signals:
         )
 
 
-def judgement(report: dict[str, Any], spec: MonitoringSpec) -> dict[str, Any]:
+def judgement(report: MonitoringReport, spec: MonitoringSpec) -> dict[str, Any]:
     """What one monitoring report of the champion found, for the loop's triggers: the last
     window judged, and for each signal the latest window that showed it."""
     seen: dict[str, dict[str, Any]] = {}
-    for item in report.get("timeline") or []:
-        shift = set((item.get("shift") or {}).get("kinds") or [])
-        shift |= set((item.get("sliding") or {}).get("shift") or [])
-        decay = item.get("decay") or {}
-        window = {"start": item.get("start"), "end": item.get("end")}
-        if decay.get("decayed"):
+    timeline = report.timeline or []
+    for item in timeline:
+        shift = set(item.shift.kinds) | set(item.sliding.shift)
+        decay = item.decay
+        window = {"start": item.start, "end": item.end}
+        if decay.decayed:
             seen["decay"] = {
                 **window,
-                "detail": f"{decay.get('metric')} {_num(decay.get('value'))} against "
-                f"{_num(decay.get('reference'))} (drop {_num(decay.get('drop'))}, limit "
-                f"{_num(decay.get('limit'))}) on {item.get('labelled', 0):,} labels",
+                "detail": f"{decay.metric} {_num(decay.value)} against "
+                f"{_num(decay.reference)} (drop {_num(decay.drop)}, limit "
+                f"{_num(decay.limit)}) on {item.labelled:,} labels",
             }
         for kind, signal in (
             ("concept", "concept_drift"),
@@ -428,14 +427,13 @@ def judgement(report: dict[str, Any], spec: MonitoringSpec) -> dict[str, Any]:
         ):
             if kind in shift:
                 seen[signal] = {**window, "detail": f"{SIGNAL_NAMES[signal]} flagged"}
-    last = (report.get("timeline") or [{}])[-1]
-    decay = last.get("decay") or {}
-    labelled = int(last.get("labelled") or 0)
+    last = timeline[-1] if timeline else None
+    labelled = last.labelled if last is not None else 0
     need = spec.performance.min_labels
-    if decay.get("drop") is not None:
+    if last is not None and last.decay.drop is not None:
         perf = (
-            f"{decay.get('metric')} {_num(decay.get('value'))} against "
-            f"{_num(decay.get('reference'))} on {labelled:,} labels"
+            f"{last.decay.metric} {_num(last.decay.value)} against "
+            f"{_num(last.decay.reference)} on {labelled:,} labels"
         )
     else:
         perf = (
@@ -444,10 +442,10 @@ def judgement(report: dict[str, Any], spec: MonitoringSpec) -> dict[str, Any]:
             if labelled < need
             else f"{labelled:,} labels"
         )
-    end = str(last.get("end") or "")[:16].replace("T", " ")
+    end = (last.end if last is not None else "")[:16].replace("T", " ")
     return {
-        "at": report.get("generated_at"),
-        "windows": len(report.get("timeline") or []),
+        "at": report.generated_at,
+        "windows": len(timeline),
         "seen": seen,
         "summary": f"last window judged ends {end}: {perf}",
     }

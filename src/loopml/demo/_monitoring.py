@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from loopml._project import Project
+from loopml.errors import LoopmlError
+
+if TYPE_CHECKING:
+    from loopml.monitoring._report import TimelineItem
 
 REPLAY_FROM = datetime(2013, 3, 1, tzinfo=UTC)
 REPLAY_UNTIL = datetime(2014, 1, 1, tzinfo=UTC)
@@ -47,17 +51,20 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
     # The live requests of part 6 were logged at today's date; the replay is 2013's.
     report = mon.report(since=REPLAY_FROM, until=REPLAY_UNTIL)
     report_s = time.perf_counter() - started
-    labels = report["labels"]
+    timeline, current = report.timeline, report.current
+    if not timeline or current is None or report.settings is None or report.reference is None:
+        raise LoopmlError(f"the demo's replay left nothing to monitor: {report.message}")
+    labels = report.labels
     console.print(
-        f"monitored {report['rows']:,} predictions in {len(report['timeline'])} windows of "
-        f"{report['settings']['window']} in {report_s:.1f} s; labels: {labels['matched']:,} "
-        f"joined, {labels['unknown']:,} for unknown predictions, "
-        f"{labels['pending']:,} flights without one (cancelled), median delay "
-        f"{labels.get('delay_p50_s', 0) / 3600:.1f} h"
+        f"monitored {report.rows:,} predictions in {len(timeline)} windows of "
+        f"{report.settings.window} in {report_s:.1f} s; labels: {labels.matched or 0:,} "
+        f"joined, {labels.unknown or 0:,} for unknown predictions, "
+        f"{labels.pending or 0:,} flights without one (cancelled), median delay "
+        f"{(labels.delay_p50_s or 0) / 3600:.1f} h"
     )
-    months = _by_month(report["timeline"])
-    metric = (report["current"]["current"].get("decay") or {}).get("metric", "pr_auc")
-    reference = report["reference"]["metrics"].get(metric)
+    months = _by_month(timeline)
+    metric = current.current.decay.metric or "pr_auc"
+    reference = report.reference.metrics.get(metric)
     out = Table(
         title=f"by month ({metric} on the test set: {reference:.3f})" if reference else "by month",
         title_justify="left",
@@ -89,9 +96,9 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
         "  drift: weeks with a feature beyond its natural variation; realized: as the labels came"
         " in; estimated: from the probabilities alone, before any label"
     )
-    top = _most_drifted(report["timeline"])
+    top = _most_drifted(timeline)
     console.print("  most often drifted: " + ", ".join(f"{k} ({v} weeks)" for k, v in top))
-    first = report["first_detected"]
+    first = report.first_detected.model_dump() if report.first_detected is not None else {}
     for kind, name in (
         ("covariate", "covariate shift (the inputs)"),
         ("label", "label shift (the delay rate alone)"),
@@ -100,14 +107,13 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
     ):
         when = first.get(kind)
         console.print(f"  first {name}: {'week of ' + when[:10] if when else 'not seen'}")
-    fired = [a for a in report.get("alerts", []) if a.get("status") == "firing"]
     by_rule: dict[str, int] = defaultdict(int)
-    for a in fired:
-        by_rule[a["rule"]] += 1
+    for a in report.fired():
+        by_rule[a.rule] += 1
     console.print(
         "alerts raised: "
         + (", ".join(f"{rule} ({n})" for rule, n in sorted(by_rule.items())) or "none")
-        + f"; {len(report.get('active_alerts', []))} still firing"
+        + f"; {len(report.active_alerts or [])} still firing"
     )
     html = None
     try:
@@ -119,8 +125,8 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
         pass
     return {
         "predictions": logged["predictions"],
-        "labels": labels,
-        "windows": len(report["timeline"]),
+        "labels": labels.model_dump(),
+        "windows": len(timeline),
         "first_detected": first,
         "alerts": dict(by_rule),
         "months": months,
@@ -130,11 +136,11 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
     }
 
 
-def _by_month(timeline: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _by_month(timeline: list[TimelineItem]) -> dict[str, dict[str, Any]]:
     """Weekly windows summed up by the month they start in."""
     months: dict[str, dict[str, Any]] = {}
     for w in timeline:
-        key = w["start"][:7]
+        key = w.start[:7]
         m = months.setdefault(
             key,
             {
@@ -148,20 +154,20 @@ def _by_month(timeline: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 "_p": [],
             },
         )
-        m["rows"] += w["rows"]
+        m["rows"] += w.rows
         m["weeks"] += 1
-        m["drift_weeks"] += bool(w["features"]["drifted"])
-        for kind in w["shift"]["kinds"]:
+        m["drift_weeks"] += bool(w.features.drifted)
+        for kind in w.shift.kinds:
             m["kinds"][kind] += 1
-        for name, s in (w["features"].get("scores") or {}).items():
+        for name, s in w.features.scores.items():
             m["scores"][name] = max(m["scores"][name], s or 0.0)
-        metric = (w.get("decay") or {}).get("metric", "pr_auc")
-        final = w.get("performance_final") or {}
+        metric = w.decay.metric or "pr_auc"
+        final = w.performance_final
         if final.get(metric) is not None:
             m["_r"].append((final[metric], final.get("n", 1)))
             m["_p"].append((final.get("positive_rate", 0.0), final.get("n", 1)))
-        if (w.get("estimated") or {}).get(metric) is not None:
-            m["_e"].append((w["estimated"][metric], w["rows"]))
+        if w.estimated.get(metric) is not None:
+            m["_e"].append((w.estimated[metric], w.rows))
     for m in months.values():
         m["realized"] = _mean(m.pop("_r"))
         m["estimated"] = _mean(m.pop("_e"))
@@ -172,10 +178,10 @@ def _by_month(timeline: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return months
 
 
-def _most_drifted(timeline: list[dict[str, Any]]) -> list[tuple[str, int]]:
+def _most_drifted(timeline: list[TimelineItem]) -> list[tuple[str, int]]:
     counts: dict[str, int] = defaultdict(int)
     for w in timeline:
-        for name in w["features"]["drifted"]:
+        for name in w.features.drifted:
             counts[name] += 1
     return sorted(counts.items(), key=lambda kv: -kv[1])[:5]
 

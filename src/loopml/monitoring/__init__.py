@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from loopml.monitoring._alerts import Alert, Alerts
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
     from loopml.monitoring._monitor import WindowChoice, choose_window
+    from loopml.monitoring._report import (
+        LabelAccounting,
+        LatestDrift,
+        MonitoringReport,
+        TimelineItem,
+        WindowRecord,
+    )
     from loopml.monitoring._service import Monitoring
 
 # The drift statistics, profiles and shift classes are pure (numpy, scipy, Arrow). The log, the
@@ -35,6 +42,11 @@ __getattr__ = lazy_attributes(
         "WindowChoice": "loopml.monitoring._monitor",
         "choose_window": "loopml.monitoring._monitor",
         "Monitoring": "loopml.monitoring._service",
+        "MonitoringReport": "loopml.monitoring._report",
+        "WindowRecord": "loopml.monitoring._report",
+        "TimelineItem": "loopml.monitoring._report",
+        "LabelAccounting": "loopml.monitoring._report",
+        "LatestDrift": "loopml.monitoring._report",
     },
 )
 
@@ -44,11 +56,16 @@ __all__ = [
     "ColumnDrift",
     "ColumnProfile",
     "DriftResult",
+    "LabelAccounting",
+    "LatestDrift",
     "MonitorLog",
     "Monitoring",
+    "MonitoringReport",
     "Profile",
     "Shift",
+    "TimelineItem",
     "WindowChoice",
+    "WindowRecord",
     "choose_window",
     "classify",
     "detect_drift",

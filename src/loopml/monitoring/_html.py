@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 from loopml import _htmlkit as kit
 from loopml.evaluation import higher_is_better
 from loopml.monitoring._profile import LABEL, PREDICTION
+from loopml.monitoring._report import MonitoringReport
 
 WINDOWS = {"current": "Current window", "sliding": "Sliding window", "cumulative": "All windows"}
 TOP_DISTRIBUTIONS = 12
@@ -69,9 +70,10 @@ LABEL_ROWS = (
 )
 
 
-def render_html(report: Mapping[str, Any]) -> str:
-    """The report as one HTML page with plotly.js inside, viewable without a network."""
-    r = kit.as_dict(report)
+def render_html(report: MonitoringReport | Mapping[str, Any]) -> str:
+    """The report as one HTML page with plotly.js inside, viewable without a network. A report
+    read back from JSON is drawn as it comes (parts missing or malformed are shown as such)."""
+    r = kit.as_dict(report.to_dict() if isinstance(report, MonitoringReport) else report)
     builders = (_summary, _labels, _drift, _drift_time, _distributions, _performance, _ops, _alerts)
     body = [_header(r)]
     for (key, title), build in zip(SECTIONS, builders, strict=True):
@@ -87,7 +89,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     )
 
 
-def write_html(report: Mapping[str, Any], path: str | Path) -> Path:
+def write_html(report: MonitoringReport | Mapping[str, Any], path: str | Path) -> Path:
     """Render the report and write it to ``path`` atomically."""
     return kit.write_page(render_html(report), path)
 

@@ -469,36 +469,6 @@ def _share(counts: np.ndarray) -> list[float]:
     return (counts / total).round(5).tolist() if total else [0.0] * len(counts)
 
 
-def first_detected(timeline: list[dict[str, Any]]) -> dict[str, str | None]:
-    """When each kind of shift, and decay, was first seen in the current window."""
-    out: dict[str, str | None] = {
-        "covariate": None,
-        "label": None,
-        "concept": None,
-        "decay": None,
-        "prediction": None,
-    }
-    for item in timeline:
-        shift = item["shift"]
-        for kind in ("covariate", "label", "concept", "prediction"):
-            if out[kind] is None and shift.get(kind):
-                out[kind] = item["start"]
-        if out["decay"] is None and item["decay"].get("decayed"):
-            out["decay"] = item["start"]
-    return out
-
-
-def settings(spec: MonitoringSpec, choice: WindowChoice | timedelta) -> dict[str, Any]:
-    if isinstance(choice, timedelta):
-        choice = choose_window(spec, np.zeros(0, np.int64), choice)
-    return {
-        **choice.to_dict(),
-        "on_conflict": spec.on_conflict,
-        "drift": spec.drift.model_dump(),
-        "performance": spec.performance.model_dump(),
-    }
-
-
 def evaluate_window(
     profile: Profile,
     features: pa.Table,

@@ -5,12 +5,13 @@ values without computing anything."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
-import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
+
+from loopml.monitoring._report import LatestDrift
 
 KINDS = ("covariate", "label", "concept")
 
@@ -26,9 +27,9 @@ class DriftCollector(Collector):
     def __init__(self, path: str) -> None:
         self.path = path
         self._stamp: float | None = None
-        self._data: dict[str, Any] | None = None
+        self._data: LatestDrift | None = None
 
-    def _load(self) -> dict[str, Any] | None:
+    def _load(self) -> LatestDrift | None:
         try:
             stamp = os.stat(self.path).st_mtime
         except OSError:
@@ -36,9 +37,9 @@ class DriftCollector(Collector):
         if stamp != self._stamp:
             try:
                 with open(self.path, "rb") as f:
-                    self._data = orjson.loads(f.read())
+                    self._data = LatestDrift.model_validate_json(f.read())
                 self._stamp = stamp
-            except (OSError, orjson.JSONDecodeError):
+            except (OSError, ValidationError):  # half-written or foreign: keep the last good one
                 return self._data
         return self._data
 
@@ -46,7 +47,7 @@ class DriftCollector(Collector):
         data = self._load()
         if not data:
             return
-        model = str(data.get("model", ""))
+        model = data.model
         score = GaugeMetricFamily(
             "loopml_drift_score",
             "Drift of a feature in the latest monitored window: effect size over its calibrated threshold.",
@@ -57,29 +58,29 @@ class DriftCollector(Collector):
             "Adjusted p-value of a feature's drift test in the latest monitored window.",
             labels=["model", "feature"],
         )
-        for name, v in (data.get("features") or {}).items():
-            if v is not None:
-                score.add_metric([model, name], float(v))
-        for name, v in (data.get("pvalues") or {}).items():
-            if v is not None:
-                pvalue.add_metric([model, name], float(v))
+        for name, s in data.features.items():
+            if s is not None:
+                score.add_metric([model, name], float(s))
+        for name, p in data.pvalues.items():
+            if p is not None:
+                pvalue.add_metric([model, name], float(p))
         yield score
         yield pvalue
-        for metric, key, text in (
-            ("loopml_drift_share", "share", "Share of features drifted in the latest window."),
-            ("loopml_prediction_drift_score", "prediction", "Drift score of the predictions."),
-            ("loopml_label_drift_score", "label", "Drift score of the labels."),
+        for metric, value, text in (
+            ("loopml_drift_share", data.share, "Share of features drifted in the latest window."),
+            ("loopml_prediction_drift_score", data.prediction, "Drift score of the predictions."),
+            ("loopml_label_drift_score", data.label, "Drift score of the labels."),
         ):
             g = GaugeMetricFamily(metric, text, labels=["model"])
-            if data.get(key) is not None:
-                g.add_metric([model], float(data[key]))
+            if value is not None:
+                g.add_metric([model], float(value))
             yield g
         shift = GaugeMetricFamily(
             "loopml_shift",
             "1 while the latest window shows this kind of shift.",
             labels=["model", "kind"],
         )
-        kinds = set(data.get("shift") or [])
+        kinds = set(data.shift)
         for kind in KINDS:
             shift.add_metric([model, kind], 1.0 if kind in kinds else 0.0)
         yield shift
@@ -88,11 +89,12 @@ class DriftCollector(Collector):
             "Model performance in the latest window, realized (labels) or estimated (no labels).",
             labels=["model", "metric", "source"],
         )
-        for source in ("performance", "estimated"):
-            for name, v in (data.get(source) or {}).items():
-                if isinstance(v, int | float):
-                    perf.add_metric(
-                        [model, name, "realized" if source == "performance" else "estimated"],
-                        float(v),
-                    )
+        sources: tuple[tuple[str, Mapping[str, object]], ...] = (
+            ("realized", data.performance),
+            ("estimated", data.estimated),
+        )
+        for source, values in sources:
+            for name, v in values.items():
+                if isinstance(v, int | float):  # not a missing value, nor an error's text
+                    perf.add_metric([model, name, source], float(v))
         yield perf

@@ -31,17 +31,28 @@ from loopml.monitoring._monitor import (
     WindowChoice,
     WindowedLog,
     choose_window,
-    first_detected,
     iso,
-    settings,
 )
 from loopml.monitoring._profile import Profile, fit_profile, loads_profile
+from loopml.monitoring._report import (
+    CurrentWindows,
+    FirstDetected,
+    LabelAccounting,
+    LatestDrift,
+    MonitoringReport,
+    Period,
+    Reference,
+    Settings,
+    TimelineItem,
+    WindowMetrics,
+    WindowRecord,
+)
 from loopml.spec import MonitoringSpec
 from loopml.storage import tables as t
 
 if TYPE_CHECKING:
     from loopml._project import Project
-    from loopml.monitoring._alerts import Alerts
+    from loopml.monitoring._alerts import Alert, Alerts
     from loopml.registry import ModelVersion
 
 PROFILE_FILE = "profile.json.gz"
@@ -583,25 +594,26 @@ class Monitoring:
         land: bool = True,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> MonitoringReport:
         """Judge every window of the log, raise alerts for the windows not judged before, and
-        return the report (the same numbers the HTML report draws)."""
+        return the report (the same numbers the HTML report draws; its JSON is
+        :meth:`MonitoringReport.to_dict`)."""
         found = self.windows(version=version, window=window, land=land, since=since, until=until)
         if found is None:
             fb = self.log.feedback()
             waiting = fb.num_rows if fb is not None else 0
-            return {
-                "model": self.model,
-                "rows": 0,
-                "labels": {"received": waiting, "refused": self.refused()},
-                "message": "no predictions logged"
+            return MonitoringReport.empty(
+                self.model,
+                received=waiting,
+                refused=self.refused(),
+                message="no predictions logged"
                 + (" in that period" if since is not None or until is not None else " yet")
                 + (f"; {waiting:,} labels received wait for them" if waiting else ""),
-            }
+            )
         wl, mv, label_stats = found
-        timeline: list[dict[str, Any]] = []
-        current: dict[str, Any] = {}
-        fired: list[dict[str, Any]] = []
+        timeline: list[TimelineItem] = []
+        current: CurrentWindows | None = None
+        fired: list[Alert] = []
         state = self._state()
         done_until = state.get(f"alerts_until.{mv.version}", 0)
         last = wl.n_buckets - 1
@@ -610,13 +622,7 @@ class Monitoring:
             if hi == lo and b != last:
                 continue
             evals = {kind: wl.evaluate(kind, b) for kind in WINDOWS}
-            item = evals["current"].to_dict(columns=False)
-            item["sliding"] = {
-                "drifted": evals["sliding"].features.drifted,
-                "shift": evals["sliding"].shift.kinds,
-                "performance": evals["sliding"].performance,
-            }
-            item["performance_final"] = self._final(wl, lo, hi)
+            item = TimelineItem.of(evals["current"], evals["sliding"], self._final(wl, lo, hi))
             if alerts and self.spec.alerts and evals["current"].end > done_until and b != last:
                 values = {kind: evals[kind].values() for kind in WINDOWS}
                 raised = self.alerts.evaluate(
@@ -627,44 +633,48 @@ class Monitoring:
                     details={"version": mv.version, "shift": evals["current"].shift.kinds},
                 )
                 done_until = evals["current"].end
-                item["alerts"] = [a.rule for a in raised if a.status == "firing"]
-                fired.extend(a.to_dict() for a in raised)
+                item.alerts = [a.rule for a in raised if a.status == "firing"]
+                fired.extend(raised)
             timeline.append(item)
             if b == last:
-                current = {kind: evals[kind].to_dict() for kind in WINDOWS}
-                current["metrics"] = {kind: _clean(evals[kind].values()) for kind in WINDOWS}
                 lo_c, hi_c = wl.rows_of("current", b)
-                current["distributions"] = wl.distributions(lo_c, hi_c)
                 lo_all, hi_all = wl.rows_of("cumulative", b)
-                current["distributions_cumulative"] = wl.distributions(lo_all, hi_all)
+                current = CurrentWindows(
+                    current=WindowRecord.of(evals["current"]),
+                    sliding=WindowRecord.of(evals["sliding"]),
+                    cumulative=WindowRecord.of(evals["cumulative"]),
+                    metrics=WindowMetrics(
+                        **{kind: _clean(evals[kind].values()) for kind in WINDOWS}
+                    ),
+                    distributions=wl.distributions(lo_c, hi_c),
+                    distributions_cumulative=wl.distributions(lo_all, hi_all),
+                )
         state[f"alerts_until.{mv.version}"] = done_until
         self._save_state(state)
-        report = {
-            "model": self.model,
-            "version": mv.version,
-            "generated_at": datetime.now(UTC).isoformat(),
-            "rows": len(wl.at),
-            "period": {"start": iso(int(wl.at[0])), "end": iso(int(wl.at[-1]))},
-            "settings": settings(self.spec, wl.choice),
-            "reference": {
-                "metrics": wl.profile.reference,
-                "features": wl.profile.features,
-                "rows": {n: c.rows for n, c in wl.profile.columns.items()},
-            },
-            "labels": {
+        report = MonitoringReport(
+            model=self.model,
+            version=mv.version,
+            generated_at=datetime.now(UTC).isoformat(),
+            rows=len(wl.at),
+            period=Period(start=iso(int(wl.at[0])), end=iso(int(wl.at[-1]))),
+            settings=Settings.of(self.spec, wl.choice),
+            reference=Reference(
+                metrics=wl.profile.reference,
+                features=wl.profile.features,
+                rows={n: c.rows for n, c in wl.profile.columns.items()},
+            ),
+            labels=LabelAccounting(
                 **{k: v for k, v in label_stats.items() if k != "reasons"},
-                "late": wl.late_labels(),
-                "refused": self.refused(),
-            },
-            "label_reasons": label_stats.get("reasons", {}),
-            "current": current,
-            "timeline": timeline,
-            "first_detected": first_detected(timeline),
-            "alerts": fired,
-            "active_alerts": [a.to_dict() for a in self.alerts.active()]
-            if self.spec.alerts
-            else [],
-        }
+                late=wl.late_labels(),
+                refused=self.refused(),
+            ),
+            label_reasons=label_stats.get("reasons", {}),
+            current=current,
+            timeline=timeline,
+            first_detected=FirstDetected.of(timeline),
+            alerts=fired,
+            active_alerts=self.alerts.active() if self.spec.alerts else [],
+        )
         self._publish(report)
         return report
 
@@ -727,30 +737,17 @@ class Monitoring:
     def _save_state(self, state: dict[str, Any]) -> None:
         self.project.lake_files.write_bytes(self._state_path(), orjson.dumps(state))
 
-    def _publish(self, report: dict[str, Any]) -> None:
+    def _publish(self, report: MonitoringReport) -> None:
         """The latest drift scores, where the serving app's /metrics reads them."""
-        cur = report.get("current", {}).get("current")
-        if not cur:
-            return
-        latest = {
-            "model": report["model"],
-            "version": report["version"],
-            "window_end": cur["end"],
-            "features": {c["name"]: c.get("score") for c in cur["features"]["columns"]},
-            "pvalues": {c["name"]: c.get("p_adjusted") for c in cur["features"]["columns"]},
-            "prediction": (cur.get("prediction") or {}).get("score"),
-            "label": (cur.get("label") or {}).get("score"),
-            "share": cur["features"]["share"],
-            "shift": cur["shift"]["kinds"],
-            "performance": cur.get("performance", {}),
-            "estimated": cur.get("estimated", {}),
-        }
-        self.project.lake_files.write_bytes(latest_path(report["model"]), orjson.dumps(latest))
+        latest = LatestDrift.of(report)
+        if latest is not None:
+            self.project.lake_files.write_bytes(latest_path(report.model), latest.to_json())
 
-    def latest(self) -> dict[str, Any] | None:
+    def latest(self) -> LatestDrift | None:
+        """The drift scores the latest report published (None before any)."""
         rel = latest_path(self.model)
         files = self.project.lake_files
-        return dict(orjson.loads(files.read_bytes(rel))) if files.exists(rel) else None
+        return LatestDrift.model_validate_json(files.read_bytes(rel)) if files.exists(rel) else None
 
 
 def _plain(v: Any) -> Any:

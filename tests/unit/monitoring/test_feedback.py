@@ -127,7 +127,7 @@ def test_late_labels_out_of_order_duplicated_conflicting_unknown_or_early(
         early = p.monitoring.feedback([by_id(i) for i in range(119, 109, -1)])
         assert early == {"accepted": 10, "rejected": []}
         assert p.monitoring.land().feedback == 10
-        assert p.monitoring.report()["rows"] == 0
+        assert p.monitoring.report().rows == 0
 
         assert p.monitoring.record_batch(rows, id_prefix="late")["predictions"] == 120
         # The rest newest first; predictions 0-19 get no label.
@@ -146,7 +146,7 @@ def test_late_labels_out_of_order_duplicated_conflicting_unknown_or_early(
         ]
         assert p.monitoring.feedback(extra)["accepted"] == len(extra)
 
-        report = p.monitoring.report(alerts=False)
+        report = p.monitoring.report(alerts=False).to_dict()
         assert report["rows"] == 120
         labels = {k: v for k, v in report["labels"].items() if not k.startswith("delay_")}
         # Every label for a known prediction after the first (for the newest prediction) follows
@@ -240,14 +240,14 @@ def test_labels_by_the_events_keys_and_natural_labels(built: Built, tmp_path: Pa
         assert any(joined[ids[i]] == 1.0 for i in others)
         assert any(joined[ids[i]] == 0.0 for i in others)
 
-        labels = p.monitoring.report(alerts=False)["labels"]
+        labels = p.monitoring.report(alerts=False).labels
         labelled = sum(t is not None for t in truth)
-        assert labels["labelled"] == labelled
-        assert labels["matched"] == labelled + labels["duplicates"]  # labels, not predictions
-        assert labels["pending"] == rows.num_rows - labelled
-        assert labels["duplicates"] == labels["conflicting"] == 40
-        assert labels["received"] == 40 + natural["accepted"]
-        assert labels["unknown"] == natural["accepted"] - labelled
+        assert labels.labelled == labelled
+        assert labels.matched == labelled + labels.duplicates  # labels, not predictions
+        assert labels.pending == rows.num_rows - labelled
+        assert labels.duplicates == labels.conflicting == 40
+        assert labels.received == 40 + natural["accepted"]
+        assert labels.unknown == natural["accepted"] - labelled
 
 
 def test_a_window_counts_only_the_labels_known_by_its_end(built: Built, tmp_path: Path) -> None:
@@ -271,16 +271,16 @@ def test_a_window_counts_only_the_labels_known_by_its_end(built: Built, tmp_path
         assert p.monitoring.feedback(sent)["accepted"] == 30
 
         report = p.monitoring.report(window=DAY, alerts=False)
-        assert report["labels"]["labelled"] == 30
-        by_day = {item["start"][:10]: item for item in report["timeline"]}
+        assert report.labels.labelled == 30
+        by_day = {item.start[:10]: item for item in report.timeline or []}
         assert set(by_day) == {"2013-01-26", "2013-01-27"}
-        assert by_day["2013-01-26"]["rows"] == first_day
-        assert by_day["2013-01-26"]["labelled"] == 10
-        assert by_day["2013-01-26"]["performance"]["n"] == 10
-        assert by_day["2013-01-26"]["performance_final"]["n"] == 30
+        assert by_day["2013-01-26"].rows == first_day
+        assert by_day["2013-01-26"].labelled == 10
+        assert by_day["2013-01-26"].performance["n"] == 10
+        assert by_day["2013-01-26"].performance_final["n"] == 30
         # A day later the sliding window knows the label seen a second after the first day.
-        assert by_day["2013-01-27"]["labelled"] == 0
-        assert by_day["2013-01-27"]["sliding"]["performance"]["n"] == 20
+        assert by_day["2013-01-27"].labelled == 0
+        assert by_day["2013-01-27"].sliding.performance["n"] == 20
 
 
 # ---------------------------------------------------------------------------- refused feedback
@@ -380,8 +380,8 @@ def test_string_labels_of_a_binary_model_are_read_or_refused(built: Built, tmp_p
         for n, (_, expected) in enumerate(cases):
             if n not in refused:
                 assert joined[ids[n]] == expected, cases[n]
-        labels = p.monitoring.report(alerts=False)["labels"]
-        assert labels["labelled"] == sum(joined[i] is not None for i in ids)
+        labels = p.monitoring.report(alerts=False).labels
+        assert labels.labelled == sum(joined[i] is not None for i in ids)
 
 
 # ---------------------------------------------------------------------------------- landing
@@ -434,11 +434,11 @@ def test_landing_is_idempotent_and_redelivery_is_not_counted_twice(
         assert preds is not None and preds.num_rows == 50
 
         report = p.monitoring.report(alerts=False)
-        assert report["rows"] == 50
-        assert sum(item["rows"] for item in report["timeline"]) == 50
-        labels = report["labels"]
-        assert (labels["received"], labels["matched"], labels["duplicates"]) == (20, 20, 0)
-        assert (labels["labelled"], labels["pending"]) == (20, 30)
+        assert report.rows == 50
+        assert sum(item.rows for item in report.timeline or []) == 50
+        labels = report.labels
+        assert (labels.received, labels.matched, labels.duplicates) == (20, 20, 0)
+        assert (labels.labelled, labels.pending) == (20, 30)
 
 
 def test_unreadable_payloads_are_kept_with_the_reason_and_landing_goes_on(
@@ -476,7 +476,7 @@ def test_unreadable_payloads_are_kept_with_the_reason_and_landing_goes_on(
 
         # Acknowledged: kept once, not rejected again.
         assert p.monitoring.land().rejected == 0
-        assert p.monitoring.report(alerts=False)["rows"] == 30
+        assert p.monitoring.report(alerts=False).rows == 30
 
 
 # -------------------------------------------------------------------------------------- HTTP
@@ -557,8 +557,9 @@ def test_metrics_export_the_drift_scores_of_the_latest_report(built: Built, tmp_
             assert drift_samples(client) == {}
             report = p.monitoring.report(alerts=False)
             scores = drift_samples(client)
-        columns = report["current"]["current"]["features"]["columns"]
-        expected = {c["name"]: c["score"] for c in columns if c.get("score") is not None}
+        assert report.current is not None
+        columns = report.current.current.features.columns
+        expected = {c.name: c.score for c in columns if c.score is not None}
         assert expected and scores == pytest.approx(expected)
 
 
@@ -574,7 +575,7 @@ def test_alerts_fire_once_per_window_and_are_listed(
     with copy_of(built, tmp_path, alerts=DRIFT_RULE) as p:
         assert p.spec.monitoring.alerts["drift"].threshold == -1
         p.monitoring.record_batch(built.rows, id_prefix="a")
-        first = p.monitoring.report(window=DAY)
+        first = p.monitoring.report(window=DAY).to_dict()
         fired = [a for a in first["alerts"] if a["rule"] == "drift"]
         assert fired and all(a["status"] == "firing" for a in fired)
         assert len({a["id"] for a in fired}) == 1
@@ -583,7 +584,7 @@ def test_alerts_fire_once_per_window_and_are_listed(
         assert all("drift" in item["alerts"] for item in judged)
         assert [a["rule"] for a in first["active_alerts"]].count("drift") == 1
 
-        second = p.monitoring.report(window=DAY)
+        second = p.monitoring.report(window=DAY).to_dict()
         assert second["alerts"] == []
         assert all("alerts" not in item for item in second["timeline"])
         (alert,) = p.monitoring.alerts.list(rule="drift")

@@ -80,7 +80,7 @@ def test_a_label_the_model_cannot_have_is_refused_and_cannot_beat_the_right_one(
         assert labels[ids[1]] is None and labels[ids[2]] == 0.0
         # Nothing is lost: the refused rows are kept with their reasons, and counted.
         report = p.monitoring.report(alerts=False)
-        assert report["labels"]["refused"] == 2
+        assert report.labels.refused == 2
         folder = "monitoring/m/refused"
         kept = [
             orjson.loads(line)
@@ -157,10 +157,10 @@ def test_several_labels_for_one_prediction_follow_the_declared_policy(
         assert sent["accepted"] == 4
         labels = labels_of(p)
         assert labels[ids[0]] == kept and labels[ids[1]] == 0.0
-        stats = p.monitoring.report(alerts=False)["labels"]
-        assert stats["on_conflict"] == policy
-        assert (stats["duplicates"], stats["conflicting"], stats["conflicted"]) == (2, 1, 1)
-        assert stats["labelled"] == (1 if policy == "refuse" else 2)
+        stats = p.monitoring.report(alerts=False).labels
+        assert stats.on_conflict == policy
+        assert (stats.duplicates, stats.conflicting, stats.conflicted) == (2, 1, 1)
+        assert stats.labelled == (1 if policy == "refuse" else 2)
         root = str(p.root)
     code, out = run(capsys, "monitor", "-p", root)
     assert code == 0 and "1 conflicting" in out and f"on_conflict: {policy}" in out

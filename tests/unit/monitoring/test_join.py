@@ -70,9 +70,9 @@ def test_labels_by_keys_and_event_time_match_predictions_served_after_the_event(
         assert sent["accepted"] == 30 and sent["rejected"] == []
         assert sent["matching"]["matched"] == 30 and sent["matching"]["unknown"] == 0
         report = p.monitoring.report(alerts=False)
-        labels = report["labels"]
-        assert (labels["matched"], labels["unknown"], labels["labelled"]) == (30, 0, 30)
-        assert report["rows"] == len(ids) == 30
+        labels = report.labels
+        assert (labels.matched, labels.unknown, labels.labelled) == (30, 0, 30)
+        assert report.rows == len(ids) == 30
 
 
 def test_event_time_chooses_among_events_with_the_same_keys(synth: Trained, tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_event_time_chooses_among_events_with_the_same_keys(synth: Trained, tmp_
             + [{"cat": events[0]["cat"], "event_time": "2030-01-01T00:00:00Z", "target": True}]
             + [{"cat": "zzz", "event_time": events[0]["t"].isoformat(), "target": True}]
         )
-        report = p.monitoring.report(alerts=False)
+        report = p.monitoring.report(alerts=False).to_dict()
         labels = report["labels"]
         assert (labels["matched"], labels["ambiguous"], labels["unknown"]) == (6, 1, 2)
         assert (
@@ -128,11 +128,12 @@ def test_a_monitor_whose_labels_all_missed_reports_zero_matched(
         )
         assert sent["accepted"] == 5
         report = p.monitoring.report(alerts=False)  # raised ArrowIndexError before
-        labels = report["labels"]
-        assert (labels["received"], labels["matched"], labels["unknown"]) == (5, 0, 5)
-        assert (labels["labelled"], labels["pending"]) == (0, 20)
-        assert report["label_reasons"]["no_prediction_id"]["examples"][0] == "nope-0"
-        assert report["current"]["current"]["labelled"] == 0
+        labels = report.labels
+        assert (labels.received, labels.matched, labels.unknown) == (5, 0, 5)
+        assert (labels.labelled, labels.pending) == (0, 20)
+        assert report.label_reasons is not None and report.current is not None
+        assert report.label_reasons["no_prediction_id"].examples[0] == "nope-0"
+        assert report.current.current.labelled == 0
 
 
 def test_labels_for_another_version_are_counted_apart(synth: Trained, tmp_path: Path) -> None:
@@ -148,9 +149,9 @@ def test_labels_for_another_version_are_counted_apart(synth: Trained, tmp_path: 
             [{"prediction_id": f"a-{first['version']}-{i}", "target": True} for i in range(4)]
             + [{"prediction_id": f"b-{second['version']}-{i}", "target": False} for i in range(3)]
         )
-        labels = p.monitoring.report(version=2, alerts=False)["labels"]
-        assert (labels["received"], labels["matched"], labels["elsewhere"]) == (7, 3, 4)
-        assert labels["unknown"] == 0
+        labels = p.monitoring.report(version=2, alerts=False).labels
+        assert (labels.received, labels.matched, labels.elsewhere) == (7, 3, 4)
+        assert labels.unknown == 0
 
 
 def test_the_cli_says_how_many_labels_matched_and_fails_when_none_did(

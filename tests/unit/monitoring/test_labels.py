@@ -13,6 +13,7 @@ import pytest
 
 from loopml.monitoring._labels import LabelDomain, binary_name, binary_strings
 from loopml.monitoring._profile import LABEL, canonical_labels, fit_profile
+from loopml.monitoring._report import ColumnDriftRecord, MonitoringReport
 from loopml.spec import DriftSpec
 from tests.unit.monitoring.conftest import Trained, features_of, positive_rate, train_project
 
@@ -42,10 +43,11 @@ def words(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return train_project(tmp_path_factory.mktemp("move") / "p", label="move", task="multiclass")
 
 
-def label_drift(report: dict[str, Any]) -> dict[str, Any]:
-    drift = report["current"]["current"]["label"]
+def label_drift(report: MonitoringReport) -> ColumnDriftRecord:
+    assert report.current is not None
+    drift = report.current.current.label
     assert drift is not None, "the label was not tested"
-    return dict(drift)
+    return drift
 
 
 def test_binary_labels_in_any_spelling_show_no_false_drift(binary: Trained, tmp_path: Path) -> None:
@@ -62,13 +64,14 @@ def test_binary_labels_in_any_spelling_show_no_false_drift(binary: Trained, tmp_
         assert sent == {"accepted": len(truth), "rejected": []}
 
         report = p.monitoring.report(window=_days(ALL), alerts=False)
-        assert report["labels"]["labelled"] == len(truth)
+        assert report.labels.labelled == len(truth)
         drift = label_drift(report)
         # The reference (training labels) and the traffic come from the same process.
-        assert not drift["drifted"], drift
-        assert drift["p_adjusted"] > 0.01 and drift["js"] < 0.1 and drift["psi"] < 0.1, drift
-        assert report["current"]["current"]["shift"]["label"] is False
-        realized = report["current"]["current"]["performance"]
+        assert not drift.drifted, drift
+        assert drift.p_adjusted > 0.01 and drift.js < 0.1 and drift.psi < 0.1, drift
+        assert report.current is not None
+        assert report.current.current.shift.label is False
+        realized = report.current.current.performance
         assert realized["positive_rate"] == pytest.approx(positive_rate(binary.traffic["flag"]))
         # The profile spells the training labels 0/1, whatever type they had.
         profile = p.monitoring.profile(p.registry.get("m", version))
@@ -90,10 +93,11 @@ def test_word_classes_in_any_case_show_no_false_drift(words: Trained, tmp_path: 
         assert "DOWN, UP" in refused["rejected"][0]["error"]
 
         report = p.monitoring.report(window=_days(ALL), alerts=False)
-        assert report["labels"]["labelled"] == len(truth)
+        assert report.labels.labelled == len(truth)
         drift = label_drift(report)
-        assert not drift["drifted"] and drift["p_adjusted"] > 0.01, drift
-        accuracy = report["current"]["current"]["performance"]["accuracy"]
+        assert not drift.drifted and drift.p_adjusted > 0.01, drift
+        assert report.current is not None
+        accuracy = report.current.current.performance["accuracy"]
         assert accuracy > 0.7  # the labels were read as the classes they name
 
 

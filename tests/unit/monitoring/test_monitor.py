@@ -71,14 +71,15 @@ def test_a_low_volume_log_is_judged_in_windows_that_hold_enough_rows(
     with synth.copy(tmp_path) as p:
         p.monitoring.record_batch(features_of(p, synth.traffic), id_prefix="w")
         report = p.monitoring.report(alerts=False)
-        settings = report["settings"]
-        assert settings["source"] == "data" and settings["window"] == "13w"  # 91 days
-        assert re.search(rf"{PER_DAY}(\.\d+)? predictions a day", settings["reason"])
-        min_rows = settings["drift"]["min_rows"]
-        first = report["timeline"][0]
+        settings = report.settings
+        assert settings is not None and report.timeline
+        assert settings.source == "data" and settings.window == "13w"  # 91 days
+        assert re.search(rf"{PER_DAY}(\.\d+)? predictions a day", settings.reason)
+        min_rows = settings.drift.min_rows
+        first = report.timeline[0]
         # a 1-day window held 3 rows: never tested; these hold enough to be
-        assert first["rows"] >= min_rows
-        assert all(score is not None for score in first["features"]["scores"].values())
+        assert first.rows >= min_rows
+        assert all(score is not None for score in first.features.scores.values())
         root = str(p.root)
     code = main(["monitor", "-p", root])
     out = capsys.readouterr().out
