@@ -65,7 +65,16 @@ class Project:
         if self._monitoring is None:
             from loopml.monitoring import Monitoring
 
-            self._monitoring = Monitoring(self)
+            self._monitoring = Monitoring(
+                self.spec,
+                root=self.root,
+                store=self.store,
+                files=self.lake_files,
+                registry=self.registry,
+                models=self.models,
+                features=self.features,
+                events=lambda: self.events,
+            )
         return self._monitoring
 
     @property

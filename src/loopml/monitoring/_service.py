@@ -51,19 +51,45 @@ from loopml.spec import MonitoringSpec
 from loopml.storage import tables as t
 
 if TYPE_CHECKING:
-    from loopml._project import Project
+    from loopml.features import Features
     from loopml.monitoring._alerts import Alert, Alerts
-    from loopml.registry import ModelVersion
+    from loopml.registry import ModelVersion, Registry
+    from loopml.spec import ProjectSpec
+    from loopml.storage import EventLog, FileStore, SqlMetadataStore
+    from loopml.training import Models
 
 PROFILE_FILE = "profile.json.gz"
 
 
 class Monitoring:
-    """Feedback, the monitored log, drift and performance over time, alerts and reports."""
+    """Feedback, the monitored log, drift and performance over time, alerts and reports.
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.spec: MonitoringSpec = project.spec.monitoring
+    Built by the project (``project.monitoring``) from the parts it uses: the spec, the
+    metadata store (alerts, batches), the lake's files (the landed log, state, reports), the
+    registry and models (profiles, versions to score with), the features (training rows for
+    natural labels) and the event log (opened on first use, as the project opens it)."""
+
+    def __init__(
+        self,
+        spec: ProjectSpec,
+        *,
+        root: Path,
+        store: SqlMetadataStore,
+        files: FileStore,
+        registry: Registry,
+        models: Models,
+        features: Features,
+        events: Callable[[], EventLog],
+    ) -> None:
+        self.project_spec = spec
+        self.spec: MonitoringSpec = spec.monitoring
+        self.root = root
+        self.store = store
+        self.files = files
+        self.registry = registry
+        self.models = models
+        self.features = features
+        self._events = events
         self._profiles: dict[int, Profile] = {}
         self._alerts: Alerts | None = None
         self._log: MonitorLog | None = None
@@ -72,25 +98,23 @@ class Monitoring:
 
     @property
     def model(self) -> str:
-        if self.project.spec.model is None:
+        if self.project_spec.model is None:
             raise UsageError("loopml.yaml has no model section: there is nothing to monitor")
-        return self.project.spec.model.name
+        return self.project_spec.model.name
 
     @property
     def log(self) -> MonitorLog:
         if self._log is None:
-            self._log = MonitorLog(
-                self.project.lake_files, self.model, on_conflict=self.spec.on_conflict
-            )
+            self._log = MonitorLog(self.files, self.model, on_conflict=self.spec.on_conflict)
         return self._log
 
     def label_name(self) -> str:
         if self.spec.label:
             return self.spec.label
-        model = self.project.spec.model
+        model = self.project_spec.model
         if model is not None and model.label:
             return model.label
-        features = self.project.spec.features
+        features = self.project_spec.features
         if features is not None and features.label is not None:
             return features.label.name
         return "label"
@@ -98,9 +122,9 @@ class Monitoring:
     def join_keys(self) -> list[str]:
         if self.spec.join_keys is not None:
             return list(self.spec.join_keys)
-        features = self.project.spec.features
+        features = self.project_spec.features
         if features is not None and features.event is not None:
-            source = self.project.spec.sources.get(features.event.source)
+            source = self.project_spec.sources.get(features.event.source)
             if source is not None and source.primary_key:
                 return list(source.primary_key)
         return []
@@ -111,9 +135,9 @@ class Monitoring:
             from loopml.monitoring._alerts import Alerts
 
             self._alerts = Alerts(
-                self.project.store,  # type: ignore[arg-type]  # a MetadataStore, structurally
+                self.store,  # type: ignore[arg-type]  # a MetadataStore, structurally
                 self.spec,
-                root=self.project.root,
+                root=self.root,
                 model=self.model,
             )
         return self._alerts
@@ -123,13 +147,13 @@ class Monitoring:
     def label_domain(self) -> LabelDomain:
         """What the model's labels may be: its task and the champion's classes, else the
         latest version's (unknown before any version is registered)."""
-        model = self.project.spec.model
+        model = self.project_spec.model
         task = model.task if model is not None else "binary"
         if task not in ("multiclass", "binary"):
             return LabelDomain(task)
         for ref in ("champion", "latest"):
             try:
-                mv = self.project.registry.get(self.model, ref)
+                mv = self.registry.get(self.model, ref)
             except NotFoundError:
                 continue
             return LabelDomain(task, tuple(self.profile(mv).classes))
@@ -138,9 +162,9 @@ class Monitoring:
     def feedback_schema(self) -> FeedbackSchema:
         """What a feedback row of this model must hold."""
         fs = None
-        if self.project.spec.features is not None:
+        if self.project_spec.features is not None:
             try:
-                fs = self.project.features.feature_set
+                fs = self.features.feature_set
             except LoopmlError:  # nothing ingested yet: no event time column to read
                 fs = None
         return FeedbackSchema(
@@ -175,7 +199,7 @@ class Monitoring:
             self._keep_refused(checked.rejected, source)
         ids: list[str] = []
         if checked.payloads:
-            events = self.project.events
+            events = self._events()
             for i in range(0, len(checked.payloads), 10_000):
                 ids += events.append(feedback_stream(self.model), checked.payloads[i : i + 10_000])
         result: dict[str, Any] = {"accepted": len(checked.payloads), "rejected": checked.rejected}
@@ -245,12 +269,12 @@ class Monitoring:
         lines = b"".join(
             orjson.dumps({**r, "source": source, "refused_at": stamp}) + b"\n" for r in rejected
         )
-        self.project.lake_files.write_bytes(f"{self._root}/refused/{new_id('r')}.jsonl", lines)
+        self.files.write_bytes(f"{self._root}/refused/{new_id('r')}.jsonl", lines)
 
     def refused(self) -> int:
         """Feedback rows refused at the door so far (kept with their reasons)."""
         folder = f"{self._root}/refused"
-        files = self.project.lake_files
+        files = self.files
         if not files.exists(folder):
             return 0
         return sum(files.read_bytes(f"{folder}/{name}").count(b"\n") for name in files.list(folder))
@@ -273,7 +297,7 @@ class Monitoring:
         on: an earlier event has no prediction to find (labels are computed again from the lake
         at every call, so after a replay of older events, call it again). ``since`` in the
         result says where they started."""
-        fs = self.project.spec.features
+        fs = self.project_spec.features
         if fs is None or fs.label is None:
             raise UsageError("features.label is not defined: there are no natural labels")
         keys = self.join_keys()
@@ -294,7 +318,7 @@ class Monitoring:
                 }
             first = pc.min(logged["pet"]).as_py()
             first_event = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=first)
-        ts = self.project.features.build(as_of=until)
+        ts = self.features.build(as_of=until)
         table = ts.table
         if since is not None:
             table = table.filter(
@@ -365,8 +389,8 @@ class Monitoring:
         """Predict a table of complete feature rows with a registered version (the batch path,
         bit-identical to the row path) and log every prediction like a served one, at the time
         in column ``at``: batch predictions are monitored the same way as online ones."""
-        mv = self.project.registry.get(self.model, ref)
-        model = self.project.models.load(mv)
+        mv = self.registry.get(self.model, ref)
+        model = self.models.load(mv)
         written = 0
         for start in range(0, table.num_rows, chunk):
             part = table.slice(start, chunk)
@@ -452,14 +476,14 @@ class Monitoring:
                 entry["propensity"] = float(propensity[i])
             payloads.append(orjson.dumps(entry))
         if payloads:
-            self.project.events.append(predictions_stream(self.model), payloads)
+            self._events().append(predictions_stream(self.model), payloads)
         return len(payloads)
 
     # ----------------------------------------------------------------------------- landing
 
     def land(self) -> Landed:
         """Land what the prediction and feedback streams hold now."""
-        return self.log.land(self.project.events)
+        return self.log.land(self._events())
 
     # ---------------------------------------------------------------------------- profiles
 
@@ -469,7 +493,7 @@ class Monitoring:
         cached = self._profiles.get(version.version)
         if cached is not None:
             return cached
-        files = self.project.registry.load_files(version)
+        files = self.registry.load_files(version)
         if PROFILE_FILE in files:
             profile = loads_profile(files[PROFILE_FILE])
         else:
@@ -563,7 +587,7 @@ class Monitoring:
             part = part.filter(pc.less(part["at"], to_micros(until)))
         if part.num_rows == 0:
             return None
-        registry = self.project.registry
+        registry = self.registry
         if version is None:
             versioned = part.filter(pc.is_valid(part["version"]))
             if versioned.num_rows == 0:
@@ -712,7 +736,7 @@ class Monitoring:
         }
 
     def _quarantine(self) -> list[tuple[int, int, int]]:
-        with self.project.store.read() as conn:
+        with self.store.read() as conn:
             rows = conn.execute(
                 select(
                     t.batches.c.committed_at, t.batches.c.rows_read, t.batches.c.rows_quarantined
@@ -730,23 +754,23 @@ class Monitoring:
         return f"monitoring/{self.model}/state.json"
 
     def _state(self) -> dict[str, Any]:
-        files = self.project.lake_files
+        files = self.files
         rel = self._state_path()
         return dict(orjson.loads(files.read_bytes(rel))) if files.exists(rel) else {}
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        self.project.lake_files.write_bytes(self._state_path(), orjson.dumps(state))
+        self.files.write_bytes(self._state_path(), orjson.dumps(state))
 
     def _publish(self, report: MonitoringReport) -> None:
         """The latest drift scores, where the serving app's /metrics reads them."""
         latest = LatestDrift.of(report)
         if latest is not None:
-            self.project.lake_files.write_bytes(latest_path(report.model), latest.to_json())
+            self.files.write_bytes(latest_path(report.model), latest.to_json())
 
     def latest(self) -> LatestDrift | None:
         """The drift scores the latest report published (None before any)."""
         rel = latest_path(self.model)
-        files = self.project.lake_files
+        files = self.files
         return LatestDrift.model_validate_json(files.read_bytes(rel)) if files.exists(rel) else None
 
 
