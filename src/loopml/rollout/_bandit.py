@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.storage import Counter
+from loopml.storage._counters import Counter
 
 REWARDS = ("binary", "gaussian")
 FLOOR = 1e-4  # Thompson's smallest propensity: off-policy estimates divide by it

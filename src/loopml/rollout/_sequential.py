@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from loopml.errors import UsageError
-from loopml.storage import Counter
+from loopml.storage._counters import Counter
 
 KINDS = ("proportion", "mean")
 _NORMAL = NormalDist()

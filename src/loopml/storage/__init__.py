@@ -22,7 +22,7 @@ from loopml.spec import (
     RedisConfig,
     SQLiteConfig,
 )
-from loopml.storage._counters import Counter, CounterStore, Counts, open_counters
+from loopml.storage._counters import Counter, CounterStore, Counts
 from loopml.storage._events import Event, EventLog, id_order
 from loopml.storage._ids import new_id
 from loopml.storage._online import Fetch, OnlineStore, TileWrite
@@ -71,6 +71,17 @@ def open_online(config: OnlineConfig, *, root: Path) -> OnlineStore:
 
         return RedisOnlineStore(config)
     raise TypeError(f"unknown online store config {config!r}")
+
+
+def open_counters(config: RedisConfig | None, store: SqlMetadataStore) -> CounterStore:
+    """The project's counter store: the metadata store unless ``storage.counters`` names Redis."""
+    if config is None:
+        from loopml.storage._counters_sql import SqlCounters
+
+        return SqlCounters(store)
+    from loopml.storage._counters_redis import RedisCounters
+
+    return RedisCounters(config)
 
 
 def open_events(config: EventsConfig, *, root: Path) -> EventLog:

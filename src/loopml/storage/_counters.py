@@ -21,11 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from loopml.spec import RedisConfig
-    from loopml.storage._metadata import SqlMetadataStore
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -66,17 +62,6 @@ class CounterStore(Protocol):
         """Forget a rollout's counters and snapshots."""
 
     def describe(self) -> str: ...
-
-
-def open_counters(config: RedisConfig | None, store: SqlMetadataStore) -> CounterStore:
-    """The project's counter store: the metadata store unless ``storage.counters`` names Redis."""
-    if config is None:
-        from loopml.storage._counters_sql import SqlCounters
-
-        return SqlCounters(store)
-    from loopml.storage._counters_redis import RedisCounters
-
-    return RedisCounters(config)
 
 
 def encode_snapshot(values: Mapping[int, Counter]) -> str:
