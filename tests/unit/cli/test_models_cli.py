@@ -149,3 +149,24 @@ def test_force_never_promotes_a_tampered_artifact(
     assert [v["aliases"] for v in json.loads(out)] == [["champion"], []]
     blob.write_bytes(original)
     assert run(capsys, "models", "promote", "2", "--force", "--reason", "hotfix", "-p", p)[0] == 0
+    # Nor the smoke check: a version whose (intact) files do not load is never forced in.
+    from loopml import Project
+
+    with Project.open(tmp_path) as project:
+        v2 = project.models.get(2)
+        files = project.registry.load_files(v2)
+        broken = project.registry.register(
+            v2.model,
+            task=next(m.task for m in project.registry.models() if m.name == v2.model),
+            files={**files, "model.txt": b"not a LightGBM model"},
+            format=v2.format,
+            lineage=v2.lineage,
+            metrics=v2.metrics,
+            by="test",
+        )
+    code, _, err = run(
+        capsys, "models", "promote", str(broken.version), "--force", "--reason", "x", "-p", p
+    )
+    assert code == 1 and "does not load or predict" in err
+    code, out, _ = run(capsys, "models", "list", "-p", p, "--json")
+    assert [v["aliases"] for v in json.loads(out)] == [[], ["champion"], []]
