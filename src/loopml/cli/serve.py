@@ -58,7 +58,8 @@ def serve(
 
 def _announce(host: str, port: int, workers: int, *, poll: float = 0.2) -> None:
     """Say where the server is, and what it serves, once it answers /readyz; say so as well
-    when it listens but has no model to serve (it answers 503 until one is promoted)."""
+    when it listens but has no model to serve (it answers 503 until one is promoted or loads),
+    and why: no version holds the alias, or which version, file and check failed."""
     wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host)
     local = f"http://{wildcard or (f'[{host}]' if ':' in host else host)}:{port}"
     where = (
@@ -77,6 +78,13 @@ def _announce(host: str, port: int, workers: int, *, poll: float = 0.2) -> None:
                 f"worker{'s' if workers != 1 else ''}; POST /predict, docs at /docs, metrics at "
                 "/metrics"
             )
+            if serving.get("fallback"):
+                out.print(
+                    f"version {serving.get('alias_version')} holds {serving.get('alias')!r} but "
+                    f"does not load; retried with backoff and on POST /admin/reload: "
+                    f"{serving.get('last_error')}",
+                    style="yellow",
+                )
             empty = status.get("online_store_empty") or []
             if empty:
                 out.print(
@@ -86,7 +94,14 @@ def _announce(host: str, port: int, workers: int, *, poll: float = 0.2) -> None:
                     style="yellow",
                 )
             return
-        if code == 503 and not waiting_said:
+        if code == 503 and not waiting_said and serving.get("failure"):
+            out.print(
+                f"listening at {where}, but nothing can be served: {status.get('unavailable')}; "
+                "/predict answers 503 until a version loads",
+                style="yellow",
+            )
+            waiting_said = True
+        elif code == 503 and not waiting_said:
             error = serving.get("last_error")
             out.print(
                 f"listening at {where}, but no version of {status.get('model')} holds the alias "

@@ -2,8 +2,9 @@
 
 Files go to the content-addressed :class:`~loopml.storage.ArtifactStore` first, then one write
 transaction records the version, so a crash leaves at most unreferenced blobs. Every alias move is
-one write transaction that reads the current holder, checks the gate, moves the alias and appends
-its history row; write transactions are serialized, so two promotions never both pass a gate
+one write transaction that reads the current holder, checks the gate, checks the target version's
+files against their SHA-256 (no move skips that, ``force`` and rollbacks included), moves the alias
+and appends its history row; write transactions are serialized, so two promotions never both pass a gate
 checked against the same holder.
 """
 
@@ -189,27 +190,7 @@ class Registry:
                 f"with Registry.get",
                 details=where(mv.model, mv.version),
             )
-        out: dict[str, bytes] = {}
-        for name, digest in stored.files.items():
-            details = {**where(mv.model, mv.version), "file": name, "sha256": digest}
-            try:
-                out[name] = self.artifacts.get(digest)
-            except IntegrityError as exc:
-                raise IntegrityError(
-                    f"model {mv.ref}: file {name!r} does not match the SHA-256 recorded at "
-                    f"registration ({digest}): the artifact was changed after registration. "
-                    f"Do not load it; restore the artifact store from a backup or register the "
-                    f"model again",
-                    details={**details, "actual": exc.details.get("actual")},
-                ) from exc
-            except NotFoundError as exc:
-                raise NotFoundError(
-                    f"model {mv.ref}: file {name!r} (sha256 {digest}) is missing from the "
-                    f"artifact store {self.artifacts.files.url}: restore it from a backup or "
-                    f"register the model again",
-                    details=details,
-                ) from exc
-        return out
+        return self._read_checked(stored)
 
     def set_report(self, model: str, version: int, report: Mapping[str, Any]) -> None:
         """Attach (or replace) the evaluation report of a version."""
@@ -274,8 +255,10 @@ class Registry:
         """Move ``alias`` to ``model:version`` through the gate, atomically.
 
         For a gated alias, the latest evaluation of the version against the alias's current
-        holder must have passed, else :class:`GateError`. ``force=True`` skips the check; the move
-        is recorded as ``force`` and needs a reason.
+        holder must have passed, else :class:`GateError`. ``force=True`` skips the gate; the move
+        is recorded as ``force`` and needs a reason. No move skips the integrity check: a version
+        whose files are changed or missing is refused (:class:`IntegrityError`,
+        :class:`NotFoundError`) and the alias stays where it was.
         """
         check_alias(alias)
         check_text(by, "by")
@@ -291,6 +274,7 @@ class Registry:
             evaluation = _latest_against(q.list_evaluations(conn, model, version), current)
             if alias in self.gated_aliases and not force:
                 self._check_gate(conn, model, version, alias, current, evaluation)
+            self._verify_target(conn, model, version, alias, current)
             return q.move_alias(
                 conn,
                 model=model,
@@ -314,6 +298,7 @@ class Registry:
             self._require_version(conn, model, version)
             current = q.holder(conn, model, alias)
             self._refuse_same(model, version, alias, current)
+            self._verify_target(conn, model, version, alias, current)
             return q.move_alias(
                 conn,
                 model=model,
@@ -372,6 +357,7 @@ class Registry:
                     f"{model}:{current}. Promote another version instead",
                     details={**where(model, current), "alias": alias},
                 )
+            self._verify_target(conn, model, arrival.from_version, alias, current)
             return q.move_alias(
                 conn,
                 model=model,
@@ -391,6 +377,42 @@ class Registry:
             return q.list_history(conn, model, alias)
 
     # ------------------------------------------------------------------------------- helpers
+
+    def _read_checked(self, mv: ModelVersion, refusing: str = "") -> dict[str, bytes]:
+        """Every file of ``mv`` (as recorded), each checked against its SHA-256; ``refusing``
+        names the alias move the check stops, so the message says what did not happen."""
+        out: dict[str, bytes] = {}
+        for name, digest in mv.files.items():
+            details = {**where(mv.model, mv.version), "file": name, "sha256": digest}
+            try:
+                out[name] = self.artifacts.get(digest)
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"{refusing}model {mv.ref}: file {name!r} does not match the SHA-256 recorded "
+                    f"at registration ({digest}): the artifact was changed after registration. "
+                    f"Do not load it; restore the artifact store from a backup or register the "
+                    f"model again",
+                    details={**details, "check": "sha256", "actual": exc.details.get("actual")},
+                ) from exc
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    f"{refusing}model {mv.ref}: file {name!r} (sha256 {digest}) is missing from "
+                    f"the artifact store {self.artifacts.files.url}: restore it from a backup or "
+                    f"register the model again",
+                    details={**details, "check": "exists"},
+                ) from exc
+        return out
+
+    def _verify_target(
+        self, conn: Connection, model: str, version: int, alias: str, current: int | None
+    ) -> None:
+        """Refuse an alias move to a version whose files fail their check. No move skips it,
+        ``force`` and rollbacks included: an alias on unloadable bytes would stop every server
+        that reads it. Checked inside the move's transaction, on the version actually moved to."""
+        mv = q.get_version(conn, model, version)
+        assert mv is not None
+        held = f"{model}:{current}" if current is not None else "nothing"
+        self._read_checked(mv, f"refusing to move alias {alias!r} to {mv.ref} ({held} keeps it): ")
 
     def _require_model(self, conn: Connection, model: str) -> str:
         task = q.model_task(conn, model)

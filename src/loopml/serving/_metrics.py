@@ -46,6 +46,13 @@ class ServingMetrics:
         self.swap_failures = Counter(
             "loopml_model_swap_failures", "New versions that failed to load.", registry=r
         )
+        self.fallback = Gauge(
+            "loopml_model_fallback",
+            "1 while the alias's version fails to load and an earlier one is served "
+            "(/status says which version, file and check failed).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.version = Gauge(
             "loopml_model_version",
             "The version being served.",

@@ -97,6 +97,7 @@ class Runtime:
             lambda: self.online,
             alias="challenger",
             interval=self.spec.watch_interval.total_seconds(),
+            fallback=False,  # a challenger that fails is not replaced by an older one
         )
         self.rollout_interval = min(1.0, self.spec.watch_interval.total_seconds())
         self._shadow_pool: ThreadPoolExecutor | None = None
@@ -199,7 +200,7 @@ class Runtime:
             else:
                 current = self.challenger.current
                 if current is None or current.number != rollout.challenger:
-                    self.challenger.check()
+                    self.challenger.poll()  # a failing challenger waits for its backoff
         elif self.arm_models:
             self.arm_models = {}
         self.counters.flush()
@@ -372,6 +373,7 @@ class Runtime:
                 self.counters.add(rollout_id, served.number, "shadowed")
 
     def refresh_gauges(self) -> None:
+        self.metrics.fallback.set(1 if self.holder.serving_fallback else 0)
         if self.logger is not None:
             dropped = self.logger.dropped - getattr(self, "_dropped_seen", 0)
             if dropped > 0:
@@ -388,6 +390,8 @@ class Runtime:
             "model": self.name,
             "mode": self.spec.mode,
             "serving": self.holder.status(),
+            # Why nothing answers: which version, file and check failed (503s until it loads).
+            "unavailable": None if current is not None else self.holder.unavailable(),
             "rollout": self._rollout_status(),
             "breaker_open": self.engine.breaker.open,
             # Lookups and windows the online store holds nothing for (answers flag stale_store).

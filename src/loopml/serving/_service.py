@@ -37,10 +37,10 @@ class Serving:
     def predict(self, rows: Sequence[dict[str, Any]]) -> list[Prediction]:
         """Predictions for request rows, in process, with the configured mode (no budget)."""
         rt = self.runtime
-        rt.holder.check()
+        rt.holder.poll()  # a version that failed to load is retried after its backoff
         served = rt.holder.current
         if served is None:
-            raise UsageError(f"no version of {rt.name} holds {rt.spec.alias!r}: promote one first")
+            raise UsageError(rt.holder.unavailable(), details=rt.holder.status())
         return rt.engine.answer(rt.engine.parse(list(rows)), served)
 
     def precompute(

@@ -70,6 +70,16 @@ def crown(registry: Registry, version: int, *, model: str = MODEL, by: str = "ci
     return registry.promote(model, version, by=by, reason=f"v{version} beats {against}")
 
 
+def tamper(registry: Registry, mv: ModelVersion, name: str = "model.skops") -> Callable[[], None]:
+    """Flip one bit of a version's stored file; returns the function that restores it."""
+    rel = ArtifactStore._rel(mv.files[name])
+    original = registry.artifacts.files.read_bytes(rel)
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0x01
+    registry.artifacts.files.write_bytes(rel, bytes(data))
+    return lambda: registry.artifacts.files.write_bytes(rel, original)
+
+
 def assert_chain(moves: Sequence[AliasMove]) -> None:
     """Each move starts where the one before it ended."""
     previous: int | None = None
@@ -182,6 +192,55 @@ class RegistryContract:
         assert f"{MODEL}:1" in message and "'model.skops'" in message
         assert "changed after registration" in message
         assert isinstance(err, LoopmlError) and err.details["file"] == "model.skops"
+
+    def test_force_skips_the_gate_never_the_integrity_check(self, registry: Registry) -> None:
+        _, v2 = register(registry, 2)
+        crown(registry, 1)
+        restore = tamper(registry, v2)
+        err = _raises(
+            IntegrityError,
+            lambda: registry.promote(MODEL, 2, by="bob", reason="hotfix", force=True),
+        )
+        message = str(err)
+        assert f"{MODEL}:2" in message and "'model.skops'" in message and "champion" in message
+        assert "SHA-256" in message and f"{MODEL}:1" in message  # what still holds the alias
+        assert isinstance(err, LoopmlError) and err.details["file"] == "model.skops"
+        assert registry.get(MODEL).version == 1
+        assert [m.to_version for m in registry.history(MODEL)] == [1]  # nothing recorded
+        # Through the gate too: a passing evaluation does not vouch for bytes changed since.
+        registry.record_evaluation(MODEL, 2, against_version=1, passed=True, report={}, by="ci")
+        _raises(IntegrityError, lambda: registry.promote(MODEL, 2, by="bob", reason="r"))
+        restore()
+        move = registry.promote(MODEL, 2, by="bob", reason="restored", force=True)
+        assert (move.action, move.to_version) == ("force", 2)
+
+    def test_a_missing_artifact_is_never_given_an_alias(self, registry: Registry) -> None:
+        _, v2 = register(registry, 2)
+        crown(registry, 1)
+        registry.artifacts.files.delete(ArtifactStore._rel(v2.files["features.json"]))
+        err = _raises(
+            NotFoundError, lambda: registry.promote(MODEL, 2, by="b", reason="r", force=True)
+        )
+        assert "'features.json'" in str(err) and "missing" in str(err)
+        _raises(NotFoundError, lambda: registry.set_alias(MODEL, "challenger", 2, by="b"))
+        assert registry.aliases(MODEL) == {"champion": 1}
+
+    def test_set_alias_and_rollback_refuse_a_tampered_version(self, registry: Registry) -> None:
+        v1, _ = register(registry, 2)
+        crown(registry, 1)
+        crown(registry, 2)
+        registry.set_alias(MODEL, "challenger", 2, by="me")
+        restore = tamper(registry, v1)
+        err = _raises(IntegrityError, lambda: registry.set_alias(MODEL, "challenger", 1, by="me"))
+        assert f"{MODEL}:1" in str(err) and "challenger" in str(err)
+        err = _raises(
+            IntegrityError, lambda: registry.rollback(MODEL, by="oncall", reason="p99 doubled")
+        )
+        assert f"{MODEL}:1" in str(err) and f"{MODEL}:2" in str(err)
+        assert registry.aliases(MODEL) == {"champion": 2, "challenger": 2}
+        assert len(registry.history(MODEL)) == 3
+        restore()
+        assert registry.rollback(MODEL, by="oncall", reason="p99 doubled").to_version == 1
 
     def test_only_recorded_files_are_read(self, registry: Registry) -> None:
         (mv,) = register(registry)

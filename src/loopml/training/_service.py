@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 
 from loopml.data import default_user
-from loopml.errors import UsageError
+from loopml.errors import GateError, LoopmlError, UsageError
 from loopml.features import Features, TrainingSet
 from loopml.registry import AliasMove, ModelVersion, Registry
 from loopml.spec import ModelSpec, ProjectSpec
@@ -246,6 +246,8 @@ class Models:
         reason: str = "",
     ) -> AliasMove:
         mv = self.registry.get(self.name, ref)
+        if force and alias in self.registry.gated_aliases:
+            self._refuse_unloadable(mv, alias)
         if alias != "champion" and not force:
             return self.registry.set_alias(
                 self.name, alias, mv.version, by=by or default_user(), reason=reason
@@ -253,6 +255,30 @@ class Models:
         return self.registry.promote(
             self.name, mv.version, alias, by=by or default_user(), reason=reason, force=force
         )
+
+    def _refuse_unloadable(self, mv: ModelVersion, alias: str) -> None:
+        """``--force`` skips the gate's comparison, never its smoke check: a version that does not
+        load or predict from its registered files would stop every worker that reads the alias."""
+        try:
+            files = self.registry.load_files(mv)
+        except LoopmlError:
+            return  # changed or missing files: the registry refuses the move, naming the file
+        try:
+            model = Model.from_files(files, mv.trusted_types)
+            if "test.parquet" in files:
+                smoke(model, test_table(files), self.project_spec.gate.smoke_rows)
+        except Exception as exc:  # whatever it is, the version must not serve
+            raise GateError(
+                f"refusing to force {mv.ref} into {alias!r}: it does not load or predict from its "
+                f"registered files ({type(exc).__name__}: {exc}); --force skips the gate's "
+                f"comparison, never this check. Register a working version",
+                details={
+                    "model": mv.model,
+                    "version": mv.version,
+                    "alias": alias,
+                    "check": "smoke",
+                },
+            ) from exc
 
     def rollback(
         self, alias: str = "champion", *, by: str | None = None, reason: str = ""

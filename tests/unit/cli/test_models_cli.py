@@ -112,3 +112,61 @@ def test_train_and_evaluate_print_the_counts_they_rest_on(
     assert code == 0 and "skip backtest: no backtest asked for" in out
     code, _, err = run(capsys, "evaluate", "2", "--backtest", "soon", "-p", p)
     assert code == 2 and "--backtest" in err
+
+
+def test_force_never_promotes_a_tampered_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`promote --force` skips the gate, never the SHA-256 check of the version's files."""
+    spec = BASE
+    for k, v in (
+        ("SPLITCOL", "null"),
+        ("LABEL", "flag"),
+        ("TASK", "binary"),
+        ("ESTIMATOR", "lightgbm"),
+        ("PARAMS", "{n_estimators: 20, num_leaves: 7}"),
+        ("GROUP", ""),
+        ("SPLIT", "time"),
+    ):
+        spec = spec.replace(k, v)
+    (tmp_path / "loopml.yaml").write_text(spec)
+    pacsv.write_csv(items(), tmp_path / "items.csv")
+    p = str(tmp_path)
+    assert run(capsys, "ingest", "items", str(tmp_path / "items.csv"), "-p", p)[0] == 0
+    for _ in range(2):
+        assert run(capsys, "train", "-p", p)[0] == 0
+    assert run(capsys, "models", "promote", "1", "--force", "--reason", "first", "-p", p)[0] == 0
+    code, out, _ = run(capsys, "models", "show", "2", "-p", p, "--json")
+    digest = json.loads(out)["files"]["model.txt"]
+    blob = next((tmp_path / ".loopml").rglob(digest))
+    original = blob.read_bytes()
+    blob.write_bytes(original.replace(b"tree", b"TREE", 1))
+    code, _, err = run(capsys, "models", "promote", "2", "--force", "--reason", "hotfix", "-p", p)
+    assert code == 1, err
+    assert "model.txt" in err and "SHA-256" in err and ":1 keeps it" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "models", "list", "-p", p, "--json")
+    assert [v["aliases"] for v in json.loads(out)] == [["champion"], []]
+    blob.write_bytes(original)
+    assert run(capsys, "models", "promote", "2", "--force", "--reason", "hotfix", "-p", p)[0] == 0
+    # Nor the smoke check: a version whose (intact) files do not load is never forced in.
+    from loopml import Project
+
+    with Project.open(tmp_path) as project:
+        v2 = project.models.get(2)
+        files = project.registry.load_files(v2)
+        broken = project.registry.register(
+            v2.model,
+            task=next(m.task for m in project.registry.models() if m.name == v2.model),
+            files={**files, "model.txt": b"not a LightGBM model"},
+            format=v2.format,
+            lineage=v2.lineage,
+            metrics=v2.metrics,
+            by="test",
+        )
+    code, _, err = run(
+        capsys, "models", "promote", str(broken.version), "--force", "--reason", "x", "-p", p
+    )
+    assert code == 1 and "does not load or predict" in err
+    code, out, _ = run(capsys, "models", "list", "-p", p, "--json")
+    assert [v["aliases"] for v in json.loads(out)] == [[], ["champion"], []]

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,48 @@ def test_serve_without_a_model_section_is_refused(
     (tmp_path / "loopml.yaml").write_text("project: x\n")
     assert main(["serve", "-p", str(tmp_path)]) == 2
     assert "no model section" in capsys.readouterr().err
+
+
+def _announced(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answers: list[Any]
+) -> str:
+    """What `loopml serve` prints while /readyz gives ``answers`` (the last one ready)."""
+    from loopml.cli import serve as serve_cli
+
+    replies = iter(answers)
+    monkeypatch.setattr(serve_cli, "_readyz", lambda url: next(replies))
+    serve_cli._announce("127.0.0.1", 8000, 1, poll=0)
+    return capsys.readouterr().out
+
+
+def test_serve_says_why_the_champion_is_not_served(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A champion that fails to load is named with its file and check, not reported as an
+    alias nobody holds; a fallback version being served is said as well."""
+    failed = (
+        "m:2 (holding 'champion') failed to load (sha256 check of 'model.txt'): model m:2: file "
+        "'model.txt' does not match the SHA-256 recorded at registration"
+    )
+    serving = {"alias": "champion", "alias_version": 2, "failure": {"version": 2}}
+    nothing = {
+        "model": "m",
+        "mode": "dynamic",
+        "serving": {**serving, "version": None, "fallback": False, "last_error": failed},
+        "unavailable": f"{failed}; serving nothing: no other version of m held 'champion'",
+    }
+    ready = {
+        "model": "m",
+        "mode": "dynamic",
+        "serving": {
+            **serving,
+            "version": 1,
+            "fallback": True,
+            "last_error": failed + "; serving m:1, the champion before it",
+        },
+    }
+    text = _announced(monkeypatch, capsys, [(503, nothing), (200, ready)])
+    assert "holds the alias" not in text
+    assert "'model.txt'" in text and "no other version of m held 'champion'" in text
+    assert "serving m version 1 (alias champion" in text
+    assert "the champion before it" in text and "version 2" in text
