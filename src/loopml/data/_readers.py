@@ -346,8 +346,9 @@ def _read_jsonl(buf: pa.Buffer, schema: Schema | None) -> ReadOutcome:
 
 def _jsonl_missing_keys(outcome: ReadOutcome, schema: Schema, lines: LineIndex) -> None:
     """Arrow reads an absent key as null; for required columns, tell the two apart."""
+    present = set(outcome.table.column_names)
     for col in schema.columns:
-        if col.nullable or col.name not in outcome.table.column_names:
+        if col.nullable or col.name not in present:
             continue
         arr = outcome.table.column(col.name)
         if arr.null_count == 0:
@@ -449,8 +450,10 @@ def _conform(outcome: ReadOutcome, schema: Schema | None) -> None:
         for name in table.column_names:
             from_arrow(table.column(name).type, name)  # refuses nested types early
         return
+    # Sets and Arrow's own name index: one lookup per column of a 10,000-column file.
+    present = set(table.column_names)
     for col in schema.columns:
-        if col.name not in table.column_names:
+        if col.name not in present:
             outcome.absent_columns.append(col.name)
             continue
         arr = table.column(col.name)
@@ -506,7 +509,7 @@ def _widening(
 
 
 def _replace(table: pa.Table, name: str, arr: pa.ChunkedArray) -> pa.Table:
-    i = table.column_names.index(name)
+    i = table.schema.get_field_index(name)
     return table.set_column(i, pa.field(name, arr.type), arr)
 
 
