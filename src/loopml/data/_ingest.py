@@ -51,7 +51,7 @@ from loopml.data._schema import (
     apply_declarations,
     merge_changes,
 )
-from loopml.errors import ConflictError
+from loopml.errors import ConflictError, ReadError
 from loopml.spec import SchemaPolicy, SourceSpec
 from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage._faults import checkpoint
@@ -132,6 +132,8 @@ class IngestJob:
     release_of: str | None = None
     # Extra statements for the commit transaction.
     on_commit: Callable[[Any, Landed], None] | None = None
+    # The batch would create its source: a file that cannot be read is refused, not held.
+    new_source: bool = False
 
 
 def ingest_buffer(
@@ -238,6 +240,12 @@ def _process(
     try:
         outcome = read(buf, job.fmt, schema, spec.csv)
     except Unreadable as exc:
+        if job.new_source:
+            # Nothing to hold it against: a source is made by a file that can be read.
+            raise ReadError(
+                f"{job.file}: {exc}; source {job.source!r} was not created",
+                details={"file": job.file, "source": job.source},
+            ) from None
         return _hold_whole(
             store,
             lake,

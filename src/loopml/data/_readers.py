@@ -89,6 +89,8 @@ def open_buffer(path: str) -> pa.Buffer:
 
 
 def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> ReadOutcome:
+    if fmt in ("csv", "jsonl"):
+        _refuse_binary(buf, "CSV" if fmt == "csv" else "JSON Lines", csv.encoding)
     if fmt == "csv":
         outcome = _read_csv(buf, schema, csv)
     elif fmt == "jsonl":
@@ -99,6 +101,23 @@ def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> Re
         raise Unreadable(f"unknown format {fmt!r}")
     _conform(outcome, schema)
     return outcome
+
+
+_SNIFF = 1 << 16
+
+
+def _refuse_binary(buf: pa.Buffer, label: str, encoding: str) -> None:
+    """Text has no NUL bytes (in the encodings that are ASCII-compatible): a file that does is an
+    image, an archive, a spreadsheet named .csv; its bytes would parse as a column of garbage."""
+    if encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        return
+    head = np.frombuffer(buf, dtype=np.uint8, count=min(buf.size, _SNIFF))
+    nul = np.flatnonzero(head == 0)
+    if len(nul):
+        raise Unreadable(
+            f"binary data, not {label} text (a NUL byte at offset {int(nul[0])}); "
+            "is it an image, an archive or a spreadsheet?"
+        )
 
 
 # ---------------------------------------------------------------------------------------- CSV
@@ -287,7 +306,13 @@ def _header_names(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
         )
     except pa.ArrowInvalid as exc:
         raise Unreadable(f"the header line is not readable CSV: {exc}") from None
-    return list(head.column_names)
+    try:
+        return list(head.column_names)
+    except UnicodeDecodeError:
+        raise Unreadable(
+            f"the header line is not {opts.encoding} text (set csv.encoding if the file has "
+            "another one)"
+        ) from None
 
 
 def _text_locator(
