@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import gzip
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -14,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
+from loopml.data._inflate import InflateLimit, inflate
 from loopml.data._ingest import (
     IngestJob,
     IngestResult,
@@ -284,14 +284,14 @@ class Data:
         except OSError as exc:
             raise ReadError(f"cannot read {path}: {exc.strerror}", details={"file": path}) from None
         digest = content_hash(raw)
-        buf = raw
+        buf, refused = raw, None
         if path.lower().endswith(".gz"):
             try:
-                buf = pa.py_buffer(gzip.decompress(raw))
-            except (OSError, EOFError) as exc:
-                raise ReadError(
-                    f"{path}: not a valid gzip file ({exc})", details={"file": path}
-                ) from None
+                buf = inflate(raw, spec.gzip)
+            except InflateLimit as exc:
+                buf, refused = pa.py_buffer(b""), str(exc)
+            except OSError as exc:
+                raise ReadError(f"{path}: {exc}", details={"file": path}) from None
         job = IngestJob(
             source=source,
             spec=spec,
@@ -302,6 +302,7 @@ class Data:
             original=raw.to_pybytes,
             infer_timestamp=infer_timestamp,
             new_source=new_source,
+            refused=refused,
         )
         return self._landed(ingest_buffer(self.store, self.lake, buf, job))
 

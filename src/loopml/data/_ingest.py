@@ -134,6 +134,8 @@ class IngestJob:
     on_commit: Callable[[Any, Landed], None] | None = None
     # The batch would create its source: a file that cannot be read is refused, not held.
     new_source: bool = False
+    # Why the file's content could not even be had (a gzip past its bounds): held whole.
+    refused: str | None = None
 
 
 def ingest_buffer(
@@ -238,6 +240,8 @@ def _process(
     new_schema: Schema | None = None  # a version to activate with this commit
     proposal: list[SchemaChange] = []
     try:
+        if job.refused is not None:
+            raise Unreadable(job.refused)
         outcome = read(buf, job.fmt, schema, spec.csv)
     except Unreadable as exc:
         if job.new_source:
