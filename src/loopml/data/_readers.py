@@ -9,6 +9,7 @@ their line and text.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -444,32 +445,44 @@ _JSON_KEY = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*')
 
 
 def _undecodable_line(lines: LineIndex, line: int) -> Rejected:
-    """A JSON line with bytes that are not UTF-8, naming the key whose value holds them."""
+    """A JSON line with bytes that are not UTF-8, naming the key whose value (or name) holds
+    them: the line parsed with the bad bytes kept as escapes, else the key before them."""
     raw = lines.raw(line)
-    try:
-        raw.decode("utf-8")
-        at = len(raw)  # pragma: no cover - only undecodable lines come here
-    except UnicodeDecodeError as exc:
-        at = exc.start
-    keys = list(_JSON_KEY.finditer(raw, 0, at))
     ordinal = int(lines.record_ordinal(np.array([line]))[0])
-    if not keys:
+    column = value = None
+    try:
+        obj = json.loads(raw.decode("utf-8", "surrogateescape"))
+    except ValueError:  # a bad byte outside any string (in a number, say)
+        obj = None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if _undecodable(k) or (isinstance(v, str) and _undecodable(v)):
+                column, value = _escaped(k), _escaped(v) if isinstance(v, str) else str(v)
+                break
+    if column is None:
+        try:
+            raw.decode("utf-8")
+            at = len(raw)  # pragma: no cover - only undecodable lines come here
+        except UnicodeDecodeError as exc:
+            at = exc.start
+        keys = list(_JSON_KEY.finditer(raw, 0, at))
+        if keys:
+            column = keys[-1].group(1).decode("utf-8", "backslashreplace")
+            after = _VALUE_END.search(raw, at)  # the value up to the next separator
+            found = raw[keys[-1].end() : after.start() if after else len(raw)]
+            value = found.strip().decode("utf-8", "backslashreplace")
+    if column is None:
         detail = "the line is not valid UTF-8"
         return Rejected(line + 1, ordinal, lines.text(line), "bad_encoding", None, None, detail)
-    key = keys[-1]
-    column = key.group(1).decode("utf-8", "backslashreplace")
-    # The value as it reads up to the next separator after the bad byte (for the reason).
-    after = _VALUE_END.search(raw, at)
-    value = raw[key.end() : after.start() if after else len(raw)]
-    return Rejected(
-        line + 1,
-        ordinal,
-        lines.text(line),
-        "bad_encoding",
-        column,
-        value.strip().decode("utf-8", "backslashreplace"),
-        "UTF-8",
-    )
+    return Rejected(line + 1, ordinal, lines.text(line), "bad_encoding", column, value, "UTF-8")
+
+
+def _undecodable(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _jsonl_missing_keys(outcome: ReadOutcome, schema: Schema, lines: LineIndex) -> None:

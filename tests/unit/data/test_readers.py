@@ -91,3 +91,21 @@ def test_the_fast_path_is_kept_for_clean_text() -> None:
     assert not outcome.bad_encoding and not outcome.rejected
     outcome = read(pa.py_buffer(csv_bytes(50)), "csv", None, CsvOptions())
     assert not outcome.bad_encoding and outcome.table.schema.field("x").type == pa.int64()
+
+
+def test_a_json_line_with_bad_bytes_names_the_key_that_holds_them() -> None:
+    lines = [
+        b'{"a": 1, "b": "ok", "c": "x\xffy, z"}',  # in a text value after other keys
+        b'{"a": 1, "b\xfe": "ok"}',  # in a key's name
+        b'{"a": 12\xff, "b": "ok"}',  # in a number: not JSON once decoded either
+        b"\xff\xfe",  # no key at all
+        b'{"a": 2, "b": "fine"}',
+    ]
+    outcome = read(pa.py_buffer(b"\n".join(lines) + b"\n"), "jsonl", None, CsvOptions())
+    assert outcome.table.num_rows == 1 and outcome.rows_read == 5
+    assert [(r.line, r.code, r.column, r.value) for r in outcome.rejected] == [
+        (1, "bad_encoding", "c", "x\\xffy, z"),
+        (2, "bad_encoding", "b\\xfe", "ok"),
+        (3, "bad_encoding", "a", "12\\xff"),
+        (4, "bad_encoding", None, None),
+    ]
