@@ -155,7 +155,7 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
         newlines_in_values=opts.newlines_in_values,
         invalid_row_handler=on_invalid,
     )
-    for _ in range(len(names) + 1):
+    for _ in range(2 * len(names) + 1):  # a column may go to text, then to bytes
         invalid.clear()
         types = {n: overrides.get(n, known[n]) for n in names if n in known}
         types.update({n: t for n, t in overrides.items() if n not in known})
@@ -177,7 +177,9 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
         except pa.ArrowInvalid as exc:
             m = _CONVERSION.search(str(exc))
             name = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else None
-            utf8 = m is not None and "UTF8" in m.group(3)
+            # Arrow names bad UTF-8 when converting to text; converting to a number, its
+            # message shows the value, the bad bytes replaced (then straight to bytes).
+            utf8 = m is not None and ("UTF8" in m.group(3) or "\ufffd" in m.group(3))
             current = overrides.get(name) if name is not None else None
             if name is None or (current is not None and not (utf8 and current == pa.string())):
                 if "Empty CSV file" in str(exc):

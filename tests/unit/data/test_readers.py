@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from loopml import Project
+from loopml.data._infer import infer_schema
 from loopml.data._readers import read
-from loopml.spec import CsvOptions
+from loopml.spec import CsvOptions, SchemaPolicy
 
 BAD_ROWS = (7, 11, 12)  # 1-based record numbers that get a bad byte
 
@@ -109,3 +110,19 @@ def test_a_json_line_with_bad_bytes_names_the_key_that_holds_them() -> None:
         (3, "bad_encoding", "a", "12\\xff"),
         (4, "bad_encoding", None, None),
     ]
+
+
+def test_bad_bytes_in_every_typed_column_are_all_rows_not_an_unreadable_file() -> None:
+    """Each column may need two more passes (as text, then as bytes): a file whose every
+    column holds a bad byte still reads."""
+    clean = b"a,b,c\n" + b"".join(b"%d,%d.5,%d\n" % (i, i, i) for i in range(20))
+    schema = read(pa.py_buffer(clean), "csv", None, CsvOptions()).table.schema
+    typed = infer_schema(
+        pa.table({f.name: pa.nulls(0, f.type) for f in schema}), policy=SchemaPolicy()
+    )
+    bad = clean.replace(b"\n3,3.5,3\n", b"\n3\xff,3.5\xfe,3\xfd\n")
+    outcome = read(pa.py_buffer(bad), "csv", typed, CsvOptions())
+    assert sorted(outcome.bad_encoding) == ["a", "b", "c"]
+    assert [f.type for f in outcome.table.schema] == [pa.int64(), pa.float64(), pa.int64()]
+    for decoded in outcome.bad_encoding.values():
+        assert decoded.bad is not None and list(decoded.bad.nonzero()[0]) == [3]
