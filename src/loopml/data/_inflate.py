@@ -24,8 +24,9 @@ class InflateLimit(Exception):
     """The content would exceed a limit of ``gzip``; the message says which and by how much."""
 
 
-def inflate(data: pa.Buffer | bytes, limits: GzipSpec) -> pa.Buffer:
-    """The content of gzip ``data`` (every member of a multi-member file).
+def inflate(data: pa.Buffer | bytes, limits: GzipSpec, *, head: int | None = None) -> pa.Buffer:
+    """The content of gzip ``data`` (every member of a multi-member file), or only its first
+    ``head`` bytes (a sample: the rest is never inflated).
 
     Raises :class:`InflateLimit` when a limit is passed, ``OSError`` when ``data`` is not gzip
     or is cut short.
@@ -46,6 +47,8 @@ def inflate(data: pa.Buffer | bytes, limits: GzipSpec) -> pa.Buffer:
             except zlib.error as exc:
                 raise OSError(f"not a valid gzip file ({exc})") from None
             pending = member.unconsumed_tail
+            if head is not None and len(out) >= head:
+                return pa.py_buffer(out).slice(0, head)  # no copy
             read = min(pos, len(src)) - len(pending) - len(member.unused_data)
             _check(len(out), read, limits)
         rest = member.unused_data + bytes(src[pos:])
