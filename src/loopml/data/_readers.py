@@ -107,17 +107,24 @@ def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> Re
 _SNIFF = 1 << 16
 
 
+_CONTROL = np.zeros(256, dtype=bool)
+_CONTROL[[*range(0, 9), *range(14, 32), 127]] = True  # tab, LF, VT, FF and CR are text
+
+
 def _refuse_binary(buf: pa.Buffer, label: str, encoding: str) -> None:
-    """Text has no NUL bytes (in the encodings that are ASCII-compatible): a file that does is an
-    image, an archive, a spreadsheet named .csv; its bytes would parse as a column of garbage."""
+    """An image, an archive or a spreadsheet named .csv: its first 64 KiB hold NUL bytes and
+    many control bytes (about one in ten of random bytes; text has none). A text file with a
+    few corrupted bytes is not refused: its rows are checked one by one."""
     if encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32")):
         return
     head = np.frombuffer(buf, dtype=np.uint8, count=min(buf.size, _SNIFF))
-    nul = np.flatnonzero(head == 0)
-    if len(nul):
+    control = int(_CONTROL[head].sum())
+    if control > 0.05 * len(head) and not head.all():
+        at = int(np.argmin(head))  # the first NUL
         raise Unreadable(
-            f"binary data, not {label} text (a NUL byte at offset {int(nul[0])}); "
-            "is it an image, an archive or a spreadsheet?"
+            f"binary data, not {label} text ({control:,} control bytes in the first "
+            f"{len(head):,}, a NUL byte at offset {at}); is it an image, an archive or a "
+            "spreadsheet?"
         )
 
 

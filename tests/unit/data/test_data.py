@@ -77,3 +77,13 @@ def test_what_is_not_a_regular_file_is_named_for_what_it_is(
     err = capsys.readouterr().err
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert [s["source"] for s in p.data.sources()] == []
+
+
+def test_a_stray_nul_byte_does_not_make_a_text_file_binary(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    p = make_project("project: t\n")
+    rows = "".join(f"k{i},{i}\n" for i in range(50)).replace("k7,", "k\x007,")
+    (tmp_path / "a.csv").write_text("k,v\n" + rows)
+    (r,) = p.data.ingest("s", [tmp_path / "a.csv"])
+    assert r.status == "landed" and r.rows_read == 50
