@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
@@ -260,7 +261,8 @@ class Data:
                 )
             except BaseException:
                 if created:  # the source this call made, refused with its first file
-                    with self.store.write() as conn:
+                    # Best effort: the error to report is the one that refused the file.
+                    with contextlib.suppress(Exception), self.store.write() as conn:
                         cat.forget_new_source(conn, source)
                 raise
             results.append(result)

@@ -105,8 +105,6 @@ def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> Re
 
 
 _SNIFF = 1 << 16
-
-
 _CONTROL = np.zeros(256, dtype=bool)
 _CONTROL[[*range(0, 9), *range(14, 32), 127]] = True  # tab, LF, VT, FF and CR are text
 
