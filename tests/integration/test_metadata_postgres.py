@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loopml.errors import BackendUnavailable
+from loopml import Project
+from loopml.errors import BackendUnavailable, ReadError
 from loopml.spec import PostgresConfig
 from loopml.storage import SqlMetadataStore, open_metadata
 from loopml.testing import MetadataStoreContract
@@ -70,3 +71,22 @@ def test_concurrent_ingests_of_the_same_keys_land_them_once(
             s = open_metadata(PostgresConfig(url=url, schema=f"{schema}_{trial}"), root=None)  # type: ignore[arg-type]
             s.drop()  # type: ignore[attr-defined]
             s.close()
+
+
+def test_a_refused_new_source_leaves_nothing_on_postgres(
+    postgres_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    """Issue 17.8 on the server backend: the source a refused first file would have made is
+    unregistered with its aborted batch (foreign keys and all)."""
+    url, schema = postgres_schema
+    (tmp_path / "loopml.yaml").write_text(
+        f"project: t\nstorage:\n  metadata: {{type: postgres, url: '{url}', schema: {schema}}}\n"
+    )
+    (tmp_path / "img.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10)
+    (tmp_path / "ok.csv").write_text("k,v\n" + "".join(f"k{i},{i}\n" for i in range(30)))
+    with Project.open(tmp_path) as p:
+        with pytest.raises(ReadError, match="binary"):
+            p.data.ingest("img", [tmp_path / "img.csv"])
+        assert p.data.sources() == [] and p.data.batches(status=None) == []
+        (r,) = p.data.ingest("img", [tmp_path / "ok.csv"])  # the name is free again
+        assert r.status == "landed"

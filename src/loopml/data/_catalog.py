@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, delete, func, select, update
 
 from loopml.data._schema import Schema, SchemaChange
 from loopml.errors import ConflictError, NotFoundError
@@ -350,6 +350,20 @@ def commit_batch(
             f"batch {batch_id} is no longer pending (another process aborted it)",
             details={"batch": batch_id},
         )
+
+
+def forget_new_source(conn: Connection, name: str) -> bool:
+    """Unregister a source whose first file was refused: only when nothing but aborted batches
+    ever came of it (no schema, no quarantine entry, no other batch). True when it went."""
+    batches = conn.execute(select(t.batches.c.status).where(t.batches.c.source == name)).scalars()
+    if any(status != "aborted" for status in batches):
+        return False
+    for table in (t.schemas, t.quarantine):
+        if conn.execute(select(func.count()).where(table.c.source == name)).scalar_one():
+            return False
+    conn.execute(delete(t.batches).where(t.batches.c.source == name))
+    conn.execute(delete(t.sources).where(t.sources.c.name == name))
+    return True
 
 
 def abort_batch(conn: Connection, batch_id: str) -> None:

@@ -168,8 +168,9 @@ def check_rows(
         findings.add("missing_column", name, _rows(mask), None)
         excused[name] = excused[name] | mask if name in excused else mask
 
+    present = set(table.column_names)  # a set: a wide file has 10,000 columns
     for col in schema.columns:
-        if col.name not in table.column_names:
+        if col.name not in present:
             continue
         arr = table.column(col.name)
         _check_nulls(findings, col, arr, excused.get(col.name))
@@ -184,7 +185,7 @@ def check_rows(
         elif col.type in ("timestamp", "date"):
             _check_time(findings, col, arr, checks, now, is_event_time=col.name == schema.timestamp)
 
-    if schema.primary_key and all(k in table.column_names for k in schema.primary_key):
+    if schema.primary_key and all(k in present for k in schema.primary_key):
         _check_duplicates(findings, table, schema, lake_keys)
     return findings
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
-import gzip
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
+from loopml.data._inflate import InflateLimit, inflate
 from loopml.data._ingest import (
     IngestJob,
     IngestResult,
@@ -44,6 +46,31 @@ def format_of(path: str) -> str | None:
     """The format a file name implies (``.gz`` looked through), or None."""
     name = path.lower().removesuffix(".gz")
     return _FORMATS.get(os.path.splitext(name)[1])
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a directory, not a file; give the files in it (e.g. DIR/*.csv)"),
+    (stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file; save its data to a file first"),
+    (stat.S_ISCHR, "is a character device, not a regular file"),
+    (stat.S_ISBLK, "is a block device, not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+)
+
+
+def check_regular_file(path: str) -> None:
+    """A path that can be ingested: a regular file (symbolic links followed); anything else
+    is named for what it is. (Reading a FIFO would block, a device may never end.)"""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ReadError(f"no such file: {path}", details={"file": path}) from None
+    except OSError as exc:  # a symbolic link loop, a path through a file, no permission
+        raise ReadError(f"cannot read {path}: {exc.strerror}", details={"file": path}) from None
+    for is_kind, says in _KINDS:
+        if is_kind(mode):
+            raise ReadError(f"{path} {says}", details={"file": path})
+    if not stat.S_ISREG(mode):  # pragma: no cover - every kind of file is listed above
+        raise ReadError(f"{path} is not a regular file", details={"file": path})
 
 
 @dataclass(frozen=True)
@@ -177,8 +204,7 @@ class Data:
             if not given:
                 raise ReadError(f"source {source!r}: no files match {spec.path!r}")
         for f in given:
-            if not os.path.isfile(f):
-                raise ReadError(f"no such file: {f}", details={"file": f})
+            check_regular_file(f)
         return given
 
     def ingest(
@@ -214,6 +240,7 @@ class Data:
                     f"cannot tell the format of {path}: name it .csv, .parquet or .jsonl "
                     f"(optionally .gz), or set sources.{source}.format in loopml.yaml"
                 )
+            created = not known
             if not known or declared:
                 if not known and path.lower().removesuffix(".gz").endswith(".tsv"):
                     spec = spec.model_copy(
@@ -222,9 +249,23 @@ class Data:
                 spec = spec.model_copy(update={"format": fmt})
                 self._register(source, fmt, spec, declared=declared)
                 known = True
-            results.append(
-                self.ingest_file(source, spec, path, fmt=fmt, by=by, infer_timestamp=not declared)
-            )
+            try:
+                result = self.ingest_file(
+                    source,
+                    spec,
+                    path,
+                    fmt=fmt,
+                    by=by,
+                    infer_timestamp=not declared,
+                    new_source=created and not declared,
+                )
+            except BaseException:
+                if created:  # the source this call made, refused with its first file
+                    # Best effort: the error to report is the one that refused the file.
+                    with contextlib.suppress(Exception), self.store.write() as conn:
+                        cat.forget_new_source(conn, source)
+                raise
+            results.append(result)
             if progress is not None:
                 progress(results[-1])
         return results
@@ -238,20 +279,21 @@ class Data:
         fmt: str,
         by: str,
         infer_timestamp: bool = False,
+        new_source: bool = False,
     ) -> IngestResult:
         try:
             raw = open_buffer(path)
         except OSError as exc:
             raise ReadError(f"cannot read {path}: {exc.strerror}", details={"file": path}) from None
         digest = content_hash(raw)
-        buf = raw
+        buf, refused = raw, None
         if path.lower().endswith(".gz"):
             try:
-                buf = pa.py_buffer(gzip.decompress(raw))
-            except (OSError, EOFError) as exc:
-                raise ReadError(
-                    f"{path}: not a valid gzip file ({exc})", details={"file": path}
-                ) from None
+                buf = inflate(raw, spec.gzip)
+            except InflateLimit as exc:
+                buf, refused = pa.py_buffer(b""), str(exc)
+            except OSError as exc:
+                raise ReadError(f"{path}: {exc}", details={"file": path}) from None
         job = IngestJob(
             source=source,
             spec=spec,
@@ -261,6 +303,8 @@ class Data:
             by=by,
             original=raw.to_pybytes,
             infer_timestamp=infer_timestamp,
+            new_source=new_source,
+            refused=refused,
         )
         return self._landed(ingest_buffer(self.store, self.lake, buf, job))
 

@@ -75,9 +75,10 @@ def infer_schema(
     if timestamp:
         key.add(timestamp)
     ordered: list[pa.Array] = []  # rows in event-time order, found once when first needed
+    timed = bool(timestamp) and timestamp in table.column_names
 
     def in_time_order(arr: pa.ChunkedArray) -> pa.ChunkedArray:
-        if not timestamp or timestamp not in table.column_names:
+        if not timed:
             return arr
         if not ordered:
             ordered.append(pc.sort_indices(table.column(timestamp)))

@@ -52,7 +52,7 @@ from loopml.data._schema import (
     apply_declarations,
     merge_changes,
 )
-from loopml.errors import ConflictError
+from loopml.errors import ConflictError, ReadError
 from loopml.spec import SchemaPolicy, SourceSpec
 from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage._faults import checkpoint
@@ -133,6 +133,10 @@ class IngestJob:
     release_of: str | None = None
     # Extra statements for the commit transaction.
     on_commit: Callable[[Any, Landed], None] | None = None
+    # The batch would create its source: a file that cannot be read is refused, not held.
+    new_source: bool = False
+    # Why the file's content could not even be had (a gzip past its bounds): held whole.
+    refused: str | None = None
 
 
 def ingest_buffer(
@@ -243,8 +247,16 @@ def _process(
     new_schema: Schema | None = None  # a version to activate with this commit
     proposal: list[SchemaChange] = []
     try:
+        if job.refused is not None:
+            raise Unreadable(job.refused)
         outcome = read(buf, job.fmt, schema, spec.csv)
     except Unreadable as exc:
+        if job.new_source:
+            # Nothing to hold it against: a source is made by a file that can be read.
+            raise ReadError(
+                f"{job.file}: {exc}; source {job.source!r} was not created",
+                details={"file": job.file, "source": job.source},
+            ) from None
         return _hold_whole(
             store,
             lake,

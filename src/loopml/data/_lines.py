@@ -47,6 +47,34 @@ class LineIndex:
         idx = np.flatnonzero(self._ends > self._starts)
         return idx[idx >= self.header_lines]
 
+    def raw(self, line: int) -> bytes:
+        return self.buf[int(self._starts[line]) : int(self._ends[line])].to_pybytes()
+
+    def undecodable(self) -> np.ndarray:
+        """The data lines whose bytes are not valid UTF-8 (the lines viewed as one Arrow string
+        array, no copy, and checked by Arrow)."""
+        from loopml.data._coerce import invalid_utf8
+
+        data = self.data_lines()
+        if not len(data):
+            return data
+        # Each value runs from a line's start to the next one's (its newline included).
+        bounds = np.append(self._starts, len(self.buf)).astype(np.int64)
+        text = pa.Array.from_buffers(
+            pa.large_string(), self.n_lines, [None, pa.py_buffer(bounds), self.buf]
+        )
+        bad = invalid_utf8(text)
+        return bad[np.isin(bad, data)]
+
+    def drop(self, lines: np.ndarray) -> pa.Buffer:
+        """The buffer without ``lines`` (each with its newline): what a reader parses again."""
+        data = np.frombuffer(self.buf, dtype=np.uint8)
+        keep = np.ones(len(data), dtype=bool)
+        bounds = np.append(self._starts, len(data))
+        for line in lines:
+            keep[bounds[int(line)] : bounds[int(line) + 1]] = False
+        return pa.py_buffer(data[keep].tobytes())
+
     def text(self, line: int) -> str:
         raw = self.buf[int(self._starts[line]) : int(self._ends[line])].to_pybytes()
         return raw.decode(self.encoding, "backslashreplace")

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from loopml.data import _catalog as cat
 from loopml.data._batch_checks import ACCEPTABLE
+from loopml.data._inflate import InflateLimit, inflate
 from loopml.data._ingest import IngestJob, IngestResult, Landed, content_hash, ingest_buffer
 from loopml.data._lake import Lake
 from loopml.data._quarantined import Positions
@@ -183,9 +184,14 @@ class Quarantine:
         if entry.kind == "batch":
             data = self.lake.files.read_bytes(entry.path)
             if entry.path.endswith(".gz"):
-                import gzip
-
-                data = gzip.decompress(data)
+                # Within the source's bounds, as on ingest: a held bomb stays held.
+                try:
+                    data = inflate(data, self._source_spec(entry.source).gzip).to_pybytes()
+                except (InflateLimit, OSError) as exc:
+                    raise ReadError(
+                        f"quarantine entry {entry.id}: {exc}",
+                        details={"quarantine": entry.id},
+                    ) from None
             return data, batch.format, None
         assert view.rows is not None
         rows = view.rows

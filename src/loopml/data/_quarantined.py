@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data._checks import Findings, render
-from loopml.data._readers import ReadOutcome
+from loopml.data._readers import ReadOutcome, Rejected
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -48,10 +48,10 @@ class Positions:
 def reason_counts(findings: Findings, outcome: ReadOutcome) -> list[dict[str, Any]]:
     """Failing rows per (code, column), rejected records per code, most common first."""
     counts = findings.counts()
-    rejected: dict[str, int] = {}
+    rejected: dict[tuple[str, str | None], int] = {}
     for r in outcome.rejected:
-        rejected[r.code] = rejected.get(r.code, 0) + 1
-    counts += [{"code": c, "column": None, "count": n} for c, n in rejected.items()]
+        rejected[(r.code, r.column)] = rejected.get((r.code, r.column), 0) + 1
+    counts += [{"code": c, "column": col, "count": n} for (c, col), n in rejected.items()]
     return sorted(counts, key=lambda c: -c["count"])
 
 
@@ -84,7 +84,7 @@ def quarantine_table(
                     "code": rej.code,
                     "column": rej.column,
                     "value": rej.value,
-                    "message": _render_rejected(rej.code, rej.detail),
+                    "message": _render_rejected(rej),
                 }
             ]
         )
@@ -107,5 +107,6 @@ def quarantine_table(
     return table.sort_by([("row", "ascending")])
 
 
-def _render_rejected(code: str, detail: str) -> str:
-    return render(code, None, None, detail)
+def _render_rejected(rej: Rejected) -> str:
+    # A record rejected whole may still name the column at fault (a bad byte in a JSON value).
+    return rej.detail if rej.column is None else render(rej.code, rej.column, rej.value, rej.detail)

@@ -9,6 +9,7 @@ their line and text.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ def open_buffer(path: str) -> pa.Buffer:
 
 
 def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> ReadOutcome:
+    if fmt in ("csv", "jsonl"):
+        _refuse_binary(buf, "CSV" if fmt == "csv" else "JSON Lines", csv.encoding)
     if fmt == "csv":
         outcome = _read_csv(buf, schema, csv)
     elif fmt == "jsonl":
@@ -99,6 +102,28 @@ def read(buf: pa.Buffer, fmt: str, schema: Schema | None, csv: CsvOptions) -> Re
         raise Unreadable(f"unknown format {fmt!r}")
     _conform(outcome, schema)
     return outcome
+
+
+_SNIFF = 1 << 16
+_CONTROL = np.zeros(256, dtype=bool)
+_CONTROL[[*range(0, 9), *range(14, 32), 127]] = True  # tab, LF, VT, FF and CR are text
+
+
+def _refuse_binary(buf: pa.Buffer, label: str, encoding: str) -> None:
+    """An image, an archive or a spreadsheet named .csv: its first 64 KiB hold NUL bytes and
+    many control bytes (about one in ten of random bytes; text has none). A text file with a
+    few corrupted bytes is not refused: its rows are checked one by one."""
+    if encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        return
+    head = np.frombuffer(buf, dtype=np.uint8, count=min(buf.size, _SNIFF))
+    control = int(_CONTROL[head].sum())
+    if control > 0.05 * len(head) and not head.all():
+        at = int(np.argmin(head))  # the first NUL
+        raise Unreadable(
+            f"binary data, not {label} text ({control:,} control bytes in the first "
+            f"{len(head):,}, a NUL byte at offset {at}); is it an image, an archive or a "
+            "spreadsheet?"
+        )
 
 
 # ---------------------------------------------------------------------------------------- CSV
@@ -135,7 +160,7 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
         newlines_in_values=opts.newlines_in_values,
         invalid_row_handler=on_invalid,
     )
-    for _ in range(len(names) + 1):
+    for _ in range(2 * len(names) + 1):  # a column may go to text, then to bytes
         invalid.clear()
         types = {n: overrides.get(n, known[n]) for n in names if n in known}
         types.update({n: t for n, t in overrides.items() if n not in known})
@@ -156,23 +181,23 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
             break
         except pa.ArrowInvalid as exc:
             m = _CONVERSION.search(str(exc))
-            if m is None or int(m.group(1)) >= len(names) or names[int(m.group(1))] in overrides:
+            name = names[int(m.group(1))] if m and int(m.group(1)) < len(names) else None
+            # Arrow names bad UTF-8 when converting to text; converting to a number, its
+            # message shows the value, the bad bytes replaced (then straight to bytes).
+            utf8 = m is not None and ("UTF8" in m.group(3) or "\ufffd" in m.group(3))
+            current = overrides.get(name) if name is not None else None
+            if name is None or (current is not None and not (utf8 and current == pa.string())):
                 if "Empty CSV file" in str(exc):
                     raise Unreadable("the file is empty") from None
                 raise Unreadable(f"not readable as CSV: {exc}") from None
-            name = names[int(m.group(1))]
-            overrides[name] = pa.binary() if "UTF8" in m.group(3) else pa.string()
+            # Bytes that are not UTF-8 can only be read as bytes: a number with a bad byte
+            # fails as a number first, then as text, then is read as bytes.
+            overrides[name] = pa.binary() if utf8 else pa.string()
     else:  # pragma: no cover - each pass overrides one more column
         raise Unreadable("CSV columns kept failing to convert")
 
     outcome = ReadOutcome(table=table, rows_read=table.num_rows)
-    for name, t in overrides.items():
-        if pa.types.is_binary(t):
-            decoded = decode_utf8(table.column(name))
-            if decoded.bad is not None:
-                outcome.bad_encoding[name] = decoded
-            table = _replace(table, name, decoded.array)
-    outcome.table = table
+    _decode_binary(outcome, known, opts)
 
     # A CSV row's text needs its header to be parsed again on release.
     outcome.header = _first_line(buf, opts.encoding) if opts.header else None
@@ -218,6 +243,44 @@ def _read_csv(buf: pa.Buffer, schema: Schema | None, opts: CsvOptions) -> ReadOu
     return outcome
 
 
+def _decode_binary(outcome: ReadOutcome, known: dict[str, pa.DataType], opts: CsvOptions) -> None:
+    """Columns Arrow could only read as bytes (some value is not UTF-8) become text: the bad
+    values are ``bad_encoding`` rows, and a column of unknown type is typed from its other
+    values by Arrow's own inference, as if the bad bytes had never been there."""
+    table = outcome.table
+    for i, f in enumerate(table.schema):
+        if not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)):
+            continue
+        decoded = decode_utf8(table.column(i))
+        if decoded.bad is not None:
+            outcome.bad_encoding[f.name] = decoded
+        values = decoded.array if f.name in known else _infer_text(decoded.array, opts)
+        table = table.set_column(i, pa.field(f.name, values.type), values)
+    outcome.table = table
+
+
+def _infer_text(values: pa.ChunkedArray, opts: CsvOptions) -> pa.ChunkedArray:
+    """The type Arrow's CSV reader would have given these (valid) text values."""
+    import io
+
+    out = io.BytesIO()
+    pacsv.write_csv(pa.table({"v": values}), out)  # quotes every value, nulls as empty lines
+    try:
+        again = pacsv.read_csv(
+            pa.py_buffer(out.getvalue()),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                null_values=opts.null_values,
+                strings_can_be_null=True,
+                true_values=["true", "True", "TRUE"],
+                false_values=["false", "False", "FALSE"],
+            ),
+        )
+    except pa.ArrowInvalid:
+        return values
+    return again.column(0) if again.num_rows == len(values) else values
+
+
 def _first_line(buf: pa.Buffer, encoding: str) -> str:
     head = buf.slice(0, min(buf.size, 1 << 20)).to_pybytes()
     return head.split(b"\n", 1)[0].rstrip(b"\r").decode(encoding, "backslashreplace")
@@ -251,7 +314,13 @@ def _header_names(buf: pa.Buffer, opts: CsvOptions) -> list[str]:
         )
     except pa.ArrowInvalid as exc:
         raise Unreadable(f"the header line is not readable CSV: {exc}") from None
-    return list(head.column_names)
+    try:
+        return list(head.column_names)
+    except UnicodeDecodeError:
+        raise Unreadable(
+            f"the header line is not {opts.encoding} text (set csv.encoding if the file has "
+            "another one)"
+        ) from None
 
 
 def _text_locator(
@@ -325,6 +394,30 @@ def _read_jsonl(buf: pa.Buffer, schema: Schema | None) -> ReadOutcome:
         if schema
         else None
     )
+    outcome = _jsonl_by_arrow(buf, explicit, schema, lines, [])
+    if outcome is None:
+        # Arrow refused the file, or let bytes that are not UTF-8 through: the lines that
+        # hold such bytes are bad_encoding records, and the rest is parsed again.
+        bad = lines.undecodable()
+        rejected = [_undecodable_line(lines, int(i)) for i in bad]
+        if len(bad):
+            lines.exclude(bad)
+            outcome = _jsonl_by_arrow(lines.drop(bad), explicit, schema, lines, rejected)
+        if outcome is None:
+            outcome = _read_jsonl_by_line(lines, schema, rejected)
+    outcome.raw_row = _text_locator(lines, outcome.table)
+    return outcome
+
+
+def _jsonl_by_arrow(
+    buf: pa.Buffer,
+    explicit: pa.Schema | None,
+    schema: Schema | None,
+    lines: LineIndex,
+    rejected: list[Rejected],
+) -> ReadOutcome | None:
+    """The fast path: Arrow's reader, trusted only when it gave one row per line and valid text
+    (it copies string bytes unchecked)."""
     try:
         table = pajson.read_json(
             pa.BufferReader(buf),
@@ -333,21 +426,77 @@ def _read_jsonl(buf: pa.Buffer, schema: Schema | None) -> ReadOutcome:
                 explicit_schema=explicit, unexpected_field_behavior="infer"
             ),
         )
-        if table.num_rows != len(lines.data_lines()):
-            raise pa.ArrowInvalid("records and lines differ")
-        outcome = ReadOutcome(table=table, rows_read=table.num_rows)
-        if schema is not None:
-            _jsonl_missing_keys(outcome, schema, lines)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        outcome = _read_jsonl_by_line(lines, schema)
-    outcome.raw_row = _text_locator(lines, outcome.table)
+        return None
+    if table.num_rows != len(lines.row_lines()) or not _valid_text(table):
+        return None
+    outcome = ReadOutcome(table=table, rows_read=table.num_rows + len(rejected))
+    outcome.rejected = rejected
+    if schema is not None:
+        _jsonl_missing_keys(outcome, schema, lines)
     return outcome
+
+
+def _valid_text(table: pa.Table) -> bool:
+    try:
+        for f, col in zip(table.schema, table.columns, strict=True):
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+                col.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+_VALUE_END = re.compile(rb"[,}]")
+_JSON_KEY = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*')
+
+
+def _undecodable_line(lines: LineIndex, line: int) -> Rejected:
+    """A JSON line with bytes that are not UTF-8, naming the key whose value (or name) holds
+    them: the line parsed with the bad bytes kept as escapes, else the key before them."""
+    raw = lines.raw(line)
+    ordinal = int(lines.record_ordinal(np.array([line]))[0])
+    column = value = None
+    try:
+        obj = json.loads(raw.decode("utf-8", "surrogateescape"))
+    except ValueError:  # a bad byte outside any string (in a number, say)
+        obj = None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if _undecodable(k) or (isinstance(v, str) and _undecodable(v)):
+                column, value = _escaped(k), _escaped(v) if isinstance(v, str) else str(v)
+                break
+    if column is None:
+        try:
+            raw.decode("utf-8")
+            at = len(raw)  # pragma: no cover - only undecodable lines come here
+        except UnicodeDecodeError as exc:
+            at = exc.start
+        keys = list(_JSON_KEY.finditer(raw, 0, at))
+        if keys:
+            column = keys[-1].group(1).decode("utf-8", "backslashreplace")
+            after = _VALUE_END.search(raw, at)  # the value up to the next separator
+            found = raw[keys[-1].end() : after.start() if after else len(raw)]
+            value = found.strip().decode("utf-8", "backslashreplace")
+    if column is None:
+        detail = "the line is not valid UTF-8"
+        return Rejected(line + 1, ordinal, lines.text(line), "bad_encoding", None, None, detail)
+    return Rejected(line + 1, ordinal, lines.text(line), "bad_encoding", column, value, "UTF-8")
+
+
+def _undecodable(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _jsonl_missing_keys(outcome: ReadOutcome, schema: Schema, lines: LineIndex) -> None:
     """Arrow reads an absent key as null; for required columns, tell the two apart."""
+    present = set(outcome.table.column_names)
     for col in schema.columns:
-        if col.nullable or col.name not in outcome.table.column_names:
+        if col.nullable or col.name not in present:
             continue
         arr = outcome.table.column(col.name)
         if arr.null_count == 0:
@@ -361,29 +510,37 @@ def _jsonl_missing_keys(outcome: ReadOutcome, schema: Schema, lines: LineIndex) 
             outcome.missing_fields[col.name] = mask
 
 
-def _read_jsonl_by_line(lines: LineIndex, schema: Schema | None) -> ReadOutcome:
+def _read_jsonl_by_line(
+    lines: LineIndex, schema: Schema | None, rejected: list[Rejected]
+) -> ReadOutcome:
+    """The slow path: line by line (lines with bad bytes were rejected already)."""
     records: list[dict[str, Any]] = []
-    rejected: list[Rejected] = []
-    bad_lines: list[int] = []
-    data = lines.data_lines()
-    for ordinal, line in enumerate(data, start=1):
+    rejected = list(rejected)
+    bad_lines: list[int] = [r.line - 1 for r in rejected if r.line is not None]
+    data = lines.row_lines()
+    for line, ordinal in zip(data, lines.record_ordinal(data), strict=True):
         text = lines.text(int(line))
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            code, detail = (
-                ("bad_encoding", "not valid UTF-8")
-                if "utf-8" in str(exc).lower()
-                else ("bad_json", f"not valid JSON: {exc}")
+            rejected.append(
+                Rejected(
+                    int(line) + 1,
+                    int(ordinal),
+                    text,
+                    "bad_json",
+                    None,
+                    None,
+                    f"not valid JSON: {exc}",
+                )
             )
-            rejected.append(Rejected(int(line) + 1, ordinal, text, code, None, None, detail))
             bad_lines.append(int(line))
             continue
         if not isinstance(obj, dict):
             rejected.append(
                 Rejected(
                     int(line) + 1,
-                    ordinal,
+                    int(ordinal),
                     text,
                     "bad_json",
                     None,
@@ -449,8 +606,10 @@ def _conform(outcome: ReadOutcome, schema: Schema | None) -> None:
         for name in table.column_names:
             from_arrow(table.column(name).type, name)  # refuses nested types early
         return
+    # Sets and Arrow's own name index: one lookup per column of a 10,000-column file.
+    present = set(table.column_names)
     for col in schema.columns:
-        if col.name not in table.column_names:
+        if col.name not in present:
             outcome.absent_columns.append(col.name)
             continue
         arr = table.column(col.name)
@@ -506,7 +665,7 @@ def _widening(
 
 
 def _replace(table: pa.Table, name: str, arr: pa.ChunkedArray) -> pa.Table:
-    i = table.column_names.index(name)
+    i = table.schema.get_field_index(name)
     return table.set_column(i, pa.field(name, arr.type), arr)
 
 

@@ -63,16 +63,22 @@ class Schema(BaseModel):
     primary_key: list[str] = Field(default_factory=list)
     # Built from loopml.yaml's declarations alone, before any data (never stored).
     _declared_only: bool = PrivateAttr(False)
+    # name -> column, so that a lookup per column of a wide file stays linear; rebuilt when the
+    # list is replaced or grows (columns are appended, never renamed).
+    _index: tuple[int, int, dict[str, ColumnSchema]] | None = PrivateAttr(None)
 
     @property
     def declared_only(self) -> bool:
         return self._declared_only
 
     def column(self, name: str) -> ColumnSchema | None:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        return None
+        key = (id(self.columns), len(self.columns))
+        if self._index is None or self._index[:2] != key:
+            by_name: dict[str, ColumnSchema] = {}
+            for c in self.columns:
+                by_name.setdefault(c.name, c)  # the first of a name, as a scan would find
+            self._index = (*key, by_name)
+        return self._index[2].get(name)
 
     @property
     def names(self) -> list[str]:

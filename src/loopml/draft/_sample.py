@@ -11,9 +11,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from loopml.data import format_of
+from loopml.data._data import check_regular_file
+from loopml.data._inflate import InflateLimit, inflate
 from loopml.data._readers import Unreadable, open_buffer, read
 from loopml.errors import ReadError, UsageError
-from loopml.spec import NAME_PATTERN, CsvOptions
+from loopml.spec import NAME_PATTERN, CsvOptions, GzipSpec
 
 SAMPLE_BYTES = 64 << 20  # a larger text file is sampled from its start
 
@@ -41,12 +43,23 @@ def read_sample(path: Path) -> Sample:
         raise UsageError(
             f"cannot tell the format of {path}: name it .csv, .tsv, .parquet or .jsonl"
         )
+    check_regular_file(str(path))
     raw = open_buffer(str(path))
-    buf = pa.py_buffer(gzip.decompress(raw.to_pybytes())) if path.name.endswith(".gz") else raw
+    buf = raw
+    if path.name.endswith(".gz"):
+        # Only the sample is inflated: a small file may hold gigabytes.
+        try:
+            buf = inflate(raw, GzipSpec(), head=None if fmt == "parquet" else SAMPLE_BYTES + 1)
+        except (InflateLimit, OSError) as exc:
+            raise ReadError(f"{path}: {exc}", details={"file": str(path)}) from None
     sampled = False
     if fmt != "parquet" and buf.size > SAMPLE_BYTES:
-        head = buf.slice(0, SAMPLE_BYTES).to_pybytes()
-        buf, sampled = pa.py_buffer(head[: head.rfind(b"\n") + 1]), True
+        # Cut after the last whole line (looked for near the end: no copy of the sample).
+        tail = max(SAMPLE_BYTES - (1 << 20), 0)
+        cut = buf.slice(tail, SAMPLE_BYTES - tail).to_pybytes().rfind(b"\n")
+        if cut < 0:
+            cut = buf.slice(0, SAMPLE_BYTES).to_pybytes().rfind(b"\n") - tail
+        buf, sampled = buf.slice(0, tail + cut + 1), True
     tsv = path.name.lower().removesuffix(".gz").endswith(".tsv")
     csv = CsvOptions(delimiter="\t" if tsv else ",")
     try:

@@ -156,9 +156,13 @@ def read_feedback(path: Path) -> FeedbackInput:
     try:
         data = path.read_bytes()
         if name.endswith(".gz"):
-            import gzip
+            from loopml.data._inflate import InflateLimit, inflate
+            from loopml.spec import GzipSpec
 
-            data = gzip.decompress(data)
+            try:  # within the bounds of an ingested gzip file: a small file may hold gigabytes
+                data = inflate(data, GzipSpec()).to_pybytes()
+            except (InflateLimit, OSError) as exc:
+                raise ReadError(str(exc)) from None
         return parse_feedback(data, format=kind)
     except (ReadError, UsageError) as exc:
         raise type(exc)(

@@ -243,6 +243,28 @@ class CsvOptions(_Model):
     )
 
 
+class GzipSpec(_Model):
+    """Bounds on what a gzip file may inflate to. A file past them is held whole in quarantine
+    (``unreadable``, saying which bound) without being inflated further: a 1 MB file can hold
+    1 GiB (a decompression bomb)."""
+
+    max_bytes: int = Field(
+        4 << 30,
+        ge=1 << 20,
+        le=1 << 40,
+        description="The most bytes a gzip file's content may have (default 4 GiB).",
+    )
+    max_ratio: float = Field(
+        200,
+        ge=10,
+        le=2000,
+        description=(
+            "The most times a gzip file's content may exceed its compressed size, once past "
+            "64 MiB (text compresses 3 to 20 times; deflate cannot pass about 1000)."
+        ),
+    )
+
+
 class SourceSpec(_Model):
     """One source of data: where its files are and what its rows are."""
 
@@ -258,6 +280,7 @@ class SourceSpec(_Model):
     schema_: SchemaPolicy = Field(default_factory=SchemaPolicy, alias="schema")
     checks: CheckSpec = Field(default_factory=CheckSpec)
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    gzip: GzipSpec = Field(default_factory=GzipSpec)
 
 
 def check_source_name(name: str) -> str:

@@ -653,3 +653,22 @@ def test_cli_feedback_monitor_and_alerts(
 
     code, out = run(capsys, "alerts", "list", "--json", "-p", root)
     assert code == 0 and isinstance(json.loads(out), list)
+
+
+def test_a_gzip_bomb_of_feedback_is_refused_without_being_inflated(tmp_path: Path) -> None:
+    """Issue 17.7: feedback files were inflated whole, whatever they held."""
+    import tracemalloc
+
+    from loopml.errors import ReadError
+    from loopml.monitoring._feedback import read_feedback
+    from tests.unit.data.test_inflate import bomb
+
+    path = bomb(tmp_path / "labels.csv.gz", 256 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ReadError, match=r"labels\.csv\.gz: .*gzip\.max_ratio"):
+            read_feedback(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20, f"{peak / (1 << 20):.0f} MiB"
