@@ -67,16 +67,16 @@ class BatchServer:
         self.models = models
         self.monitoring = monitoring
         self.at = at
-        self._models: dict[int, Model] = {}
+        self._loaded: dict[int, Model] = {}
         # Prediction ids unique to this server: the monitored log keeps the first of an id.
         self._run = new_id("b")[:12]
         self._sequence = 0
         self._rng = np.random.default_rng(seed)
 
     def model(self, version: int) -> Model:
-        found = self._models.get(version)
+        found = self._loaded.get(version)
         if found is None:
-            found = self._models[version] = self.models.load(self.models.get(version))
+            found = self._loaded[version] = self.models.load(self.models.get(version))
         return found
 
     def serve(self, table: pa.Table, *, id_prefix: str | None = None) -> dict[str, Any]:
