@@ -122,7 +122,12 @@ class Project:
         if self._experiments is None:
             from loopml.rollout import Experiments
 
-            self._experiments = Experiments(self)
+            self._experiments = Experiments(
+                rollouts=self.rollouts,
+                models=self.models,
+                registry=self.registry,
+                monitoring=self.monitoring,
+            )
         return self._experiments
 
     @property

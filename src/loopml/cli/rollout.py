@@ -62,11 +62,10 @@ def start(
     """Start an experiment over model versions. An A/B test prints the sample size it needs
     per arm (fixed-horizon and sequential) from --effect and --power."""
     from loopml.data import default_user
-    from loopml.rollout import Experiments
 
     options = {"epsilon": epsilon} if epsilon is not None else {}
     with open_project(project) as p:
-        r = Experiments(p).start(
+        r = p.experiments.start(
             strategy,
             _numbers(arms, "--arms", int),
             shares=_numbers(shares, "--shares", float) if shares else None,
@@ -119,7 +118,6 @@ def end(
     experiment's numbers recorded as an evaluation) or stop it."""
     from loopml.data import default_user
     from loopml.errors import UsageError
-    from loopml.rollout import Experiments
 
     if stop == (promote is not None):
         raise UsageError("give either --promote winner|VERSION or --stop")
@@ -135,7 +133,7 @@ def end(
         target: int | str | None = None
         if promote is not None:
             target = "winner" if promote == "winner" else _numbers(promote, "--promote", int)[0]
-        done = Experiments(p).end(active, promote=target, reason=reason, by=by)
+        done = p.experiments.end(active, promote=target, reason=reason, by=by)
     if json:
         print_json(done)
         return 0
@@ -166,9 +164,7 @@ def status(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
         recent = [r for r in rollouts.list(model, limit=RECENT + 1) if not r.active][:RECENT]
         result = None
         if active is not None and active.experiment:
-            from loopml.rollout import Experiments
-
-            result = Experiments(p).evaluate(active)
+            result = p.experiments.evaluate(active)
     if json:
         print_json(
             {

@@ -262,9 +262,7 @@ class Controller:
         if experiment is not None and experiment.experiment:
             # An experiment owns the traffic until someone ends it: the loop keeps its
             # numbers current (a bandit's rewards) and starts no cycle meanwhile.
-            from loopml.rollout import Experiments
-
-            Experiments(self.project).evaluate(experiment, until=now)
+            self.project.experiments.evaluate(experiment, until=now)
             if data != state.data:
                 self._save(state, "idle", now, events, data=data)
             return None
@@ -562,7 +560,14 @@ class Controller:
         task = self.project.models.spec.task
         metric = canary.metric or default_metric(task)
         since = rollout.step_started_at if rollout.strategy == "canary" else rollout.started_at
-        arms = arm_losses(self.project, rollout, metric=metric, since=since, until=now)
+        arms = arm_losses(
+            rollout,
+            registry=self.project.registry,
+            monitoring=self.project.monitoring,
+            metric=metric,
+            since=since,
+            until=now,
+        )
         min_labels = spec.shadow.min_labels if rollout.strategy == "shadow" else canary.min_labels
         cmp = compare_losses(
             arms["champion"],

@@ -78,7 +78,7 @@ def replay(
     mon = project.monitoring
     label = mon.label_name()
     keys = mon.join_keys()
-    server = BatchServer(project, at=at)
+    server = BatchServer(rollouts=project.rollouts, models=project.models, monitoring=mon, at=at)
     et, la = table[at], table[label_at]
     table = table.filter(pc.greater_equal(et, pa.scalar(start, et.type)))
     et, la = table[at], table[label_at]
@@ -230,7 +230,10 @@ def replay_file(
     champion = project.registry.get(project.models.name, "champion").version
     digest = hashlib.sha256(path.read_bytes() + at.encode()).hexdigest()[:10]
     prefix = f"replay-{digest}-v{champion}"
-    served = BatchServer(project, at=at).serve(table, id_prefix=prefix)
+    server = BatchServer(
+        rollouts=project.rollouts, models=project.models, monitoring=project.monitoring, at=at
+    )
+    served = server.serve(table, id_prefix=prefix)
     sent = None
     if labels:
         sent = _send_labels(project, events, table, times, prefix)

@@ -58,7 +58,7 @@ def run_experiments(console: Console, project: Project) -> dict[str, Any]:
 
 
 def run_bandit(console: Console, project: Project) -> dict[str, Any]:
-    from loopml.rollout import BatchServer, Experiments
+    from loopml.rollout import BatchServer
 
     models = project.models
     champion = models.get("champion").version
@@ -77,14 +77,16 @@ def run_bandit(console: Console, project: Project) -> dict[str, Any]:
     ).version
     assert narrow is not None and recent is not None
     arms = [champion, narrow.version, recent.version]
-    ex = Experiments(project)
+    ex = project.experiments
     rollout = ex.start("bandit", arms, policy="thompson", at=BANDIT_START, by="demo")
     console.print(
         f"bandit {rollout.id} (Thompson sampling) over versions {arms[0]} (champion, Jan-Feb), "
         f"{arms[1]} (January only) and {arms[2]} (January-March); reward: a correct on-time "
         f"prediction; {BANDIT_DAYS} days from {BANDIT_START:%b %d}, routed day by day"
     )
-    server = BatchServer(project, seed=7)
+    server = BatchServer(
+        rollouts=project.rollouts, models=project.models, monitoring=project.monitoring, seed=7
+    )
     flights = project.features.build(
         as_of=BANDIT_START + timedelta(days=BANDIT_DAYS + 2), labelled_only=False
     ).table

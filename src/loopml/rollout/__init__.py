@@ -2,7 +2,11 @@
 requests, never answering) and canary (answering a stepped share), with assignment by a stable
 hash and the decision statistics of each step; and experiments over model versions: A/B tests
 with always-valid inference, bandits (epsilon-greedy, UCB1, Thompson) and interleaving of
-rankers. State and counters are shared by every worker (the metadata store, or Redis)."""
+rankers. State and counters are shared by every worker (the metadata store, or Redis).
+
+Experiments, the batch server and the log comparison are built from the parts they use (the
+rollouts, the model's versions, the monitored log), each named by a small Protocol here; a
+``Project`` holds them all, so ``Experiments(project)`` works, but rollout never imports it."""
 
 from typing import TYPE_CHECKING
 
@@ -17,6 +21,7 @@ from loopml.rollout._decide import (
     per_row_loss,
     wilson,
 )
+from loopml.rollout._services import BatchParts, ExperimentParts, OutcomeLog, ScoreLog
 from loopml.storage import Counter, CounterStore
 
 if TYPE_CHECKING:
@@ -71,18 +76,22 @@ __all__ = [
     "CHALLENGER_ALIAS",
     "EXPERIMENTS",
     "STRATEGIES",
+    "BatchParts",
     "BatchServer",
     "Comparison",
     "Counter",
     "CounterBuffer",
     "CounterStore",
     "Decision",
+    "ExperimentParts",
     "Experiments",
+    "OutcomeLog",
     "RedisCounters",
     "Rollout",
     "Rollouts",
     "Route",
     "Router",
+    "ScoreLog",
     "SqlCounters",
     "arm_losses",
     "compare_arms",

@@ -7,50 +7,85 @@ predicts in bulk while a canary runs."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pyarrow as pa
 
 from loopml.rollout._router import arm_shares, positions
+from loopml.rollout._services import check_parts
 from loopml.rollout._store import Rollout
 from loopml.storage import Counter, new_id
 from loopml.training import Model
 
 if TYPE_CHECKING:
-    from loopml._project import Project
+    from loopml.rollout._services import BatchParts, ScoreLog
+    from loopml.rollout._store import Rollouts
+    from loopml.training import Models
 
 
 class BatchServer:
-    """Answers tables of requests for a project's model, under its active rollout."""
+    """Answers tables of requests for a model (``models``), under its active rollout
+    (``rollouts``), logging every answer (``monitoring``); or for the parts one object holds
+    (``BatchServer(project)``)."""
+
+    @overload
+    def __init__(
+        self, parts: BatchParts, /, *, at: str = "_event_time", seed: int | None = None
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        /,
+        *,
+        rollouts: Rollouts,
+        models: Models,
+        monitoring: ScoreLog,
+        at: str = "_event_time",
+        seed: int | None = None,
+    ) -> None: ...
 
     def __init__(
-        self, project: Project, *, at: str = "_event_time", seed: int | None = None
+        self,
+        parts: BatchParts | None = None,
+        /,
+        *,
+        rollouts: Rollouts | None = None,
+        models: Models | None = None,
+        monitoring: ScoreLog | None = None,
+        at: str = "_event_time",
+        seed: int | None = None,
     ) -> None:
-        self.project = project
+        given = {"rollouts": rollouts, "models": models, "monitoring": monitoring}
+        check_parts("BatchServer", parts, given)
+        if parts is not None:
+            rollouts, models, monitoring = parts.rollouts, parts.models, parts.monitoring
+        # check_parts refused a missing part; this tells the type checker so
+        assert rollouts is not None and models is not None and monitoring is not None
+        self.rollouts = rollouts
+        self.models = models
+        self.monitoring = monitoring
         self.at = at
-        self.rollouts = project.rollouts
-        self._models: dict[int, Model] = {}
+        self._loaded: dict[int, Model] = {}
         # Prediction ids unique to this server: the monitored log keeps the first of an id.
         self._run = new_id("b")[:12]
         self._sequence = 0
         self._rng = np.random.default_rng(seed)
 
     def model(self, version: int) -> Model:
-        found = self._models.get(version)
+        found = self._loaded.get(version)
         if found is None:
-            mv = self.project.registry.get(self.project.models.name, version)
-            found = self._models[version] = self.project.models.load(mv)
+            found = self._loaded[version] = self.models.load(self.models.get(version))
         return found
 
     def serve(self, table: pa.Table, *, id_prefix: str | None = None) -> dict[str, Any]:
         """Predict and log every row; returns how many rows each version answered (and how
         many the challenger shadowed)."""
-        name = self.project.models.name
         if table.num_rows == 0:
             return {"rows": 0, "answered": {}, "shadowed": 0}
-        champion = self.project.registry.get(name, "champion").version
-        rollout = self.rollouts.active(name)
+        champion = self.models.get("champion").version
+        rollout = self.rollouts.active(self.models.name)
         self._sequence += 1
         # Given a prefix, the caller keeps it unique (a replay: by its start and period, so
         # that a replay is reproducible); without one, this server's own run and sequence.
@@ -168,7 +203,7 @@ class BatchServer:
         model = self.model(version)
         started = time.perf_counter()
         scores = model.predict(part)
-        self.project.monitoring.log_scored(
+        self.monitoring.log_scored(
             part,
             scores,
             version=version,

@@ -23,21 +23,25 @@ from loopml.rollout._decide import per_row_loss
 from loopml.rollout._store import Rollout
 
 if TYPE_CHECKING:
-    from loopml._project import Project
+    from loopml.registry import Registry
+    from loopml.rollout._services import OutcomeLog
 
 
 def arm_losses(
-    project: Project,
     rollout: Rollout,
     *,
+    registry: Registry,
+    monitoring: OutcomeLog,
     metric: str,
     since: datetime,
     until: datetime,
     land: bool = True,
 ) -> dict[str, Any]:
     """``{"champion": losses, "challenger": losses, "paired": bool}`` for predictions made in
-    [since, until) whose label was known by ``until``."""
-    mon = project.monitoring
+    [since, until) whose label was known by ``until``, read from the monitored log
+    (``monitoring``; ``registry`` finds the champion's version, whose profile gives the task,
+    classes and threshold)."""
+    mon = monitoring
     if land:
         mon.land()
     empty = {"champion": np.zeros(0), "challenger": np.zeros(0), "paired": False}
@@ -54,7 +58,7 @@ def arm_losses(
         return empty
     mode = pc.fill_null(preds["mode"], "")
     served = preds.filter(pc.not_equal(mode, "shadow"))
-    champion_mv = project.registry.get(rollout.model, rollout.champion)
+    champion_mv = registry.get(rollout.model, rollout.champion)
     profile = mon.profile(champion_mv)
     task = profile.task or "binary"
     kind = "number" if task in ("binary", "regression") else "text"

@@ -25,7 +25,7 @@ import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pyarrow as pa
@@ -34,11 +34,15 @@ import pyarrow.compute as pc
 from loopml.errors import ConflictError, UsageError
 from loopml.features import to_micros
 from loopml.rollout._decide import per_row_loss
+from loopml.rollout._services import check_parts
 from loopml.rollout._store import EXPERIMENTS, REWARDS, Rollout
 from loopml.storage import Counter
 
 if TYPE_CHECKING:
-    from loopml._project import Project
+    from loopml.registry import Registry
+    from loopml.rollout._services import ExperimentParts, OutcomeLog
+    from loopml.rollout._store import Rollouts
+    from loopml.training import Models
 
 # metric -> (kind of the per-prediction value, higher is better)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -81,12 +85,46 @@ def _counter(values: np.ndarray) -> Counter:
 
 
 class Experiments:
-    """Start, read and end a project's experiments."""
+    """Start, read and end a project's experiments: from its rollouts, its model's versions
+    (``models``, ``registry``) and the monitored log (``monitoring``), or from one object
+    holding them (``Experiments(project)``)."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.rollouts = project.rollouts
-        self.name = project.models.name
+    @overload
+    def __init__(self, parts: ExperimentParts, /) -> None: ...
+
+    @overload
+    def __init__(
+        self, /, *, rollouts: Rollouts, models: Models, registry: Registry, monitoring: OutcomeLog
+    ) -> None: ...
+
+    def __init__(
+        self,
+        parts: ExperimentParts | None = None,
+        /,
+        *,
+        rollouts: Rollouts | None = None,
+        models: Models | None = None,
+        registry: Registry | None = None,
+        monitoring: OutcomeLog | None = None,
+    ) -> None:
+        given = {
+            "rollouts": rollouts,
+            "models": models,
+            "registry": registry,
+            "monitoring": monitoring,
+        }
+        check_parts("Experiments", parts, given)
+        if parts is not None:
+            rollouts, models = parts.rollouts, parts.models
+            registry, monitoring = parts.registry, parts.monitoring
+        # check_parts refused a missing part; this tells the type checker so
+        assert rollouts is not None and models is not None
+        assert registry is not None and monitoring is not None
+        self.rollouts = rollouts
+        self.models = models
+        self.registry = registry
+        self.monitoring = monitoring
+        self.name = models.name
 
     # ------------------------------------------------------------------------------- start
 
@@ -127,7 +165,7 @@ class Experiments:
                 f"interleaving compares exactly two rankers, got {len(arms)} versions",
                 details={"arms": arms},
             )
-        models = self.project.models
+        models = self.models
         control = models.get(arms[0])
         for version in arms:
             problem = models.smoke(version)  # every file checked, its own test rows predicted
@@ -136,7 +174,7 @@ class Experiments:
                     f"version {version} cannot serve, so it cannot be an arm: {problem}",
                     details={"version": version},
                 )
-        profile = self.project.monitoring.profile(control)
+        profile = self.monitoring.profile(control)
         task = profile.task or "binary"
         metric = metric or ("squared_error" if task == "regression" else "accuracy")
         if metric not in METRICS:
@@ -204,7 +242,7 @@ class Experiments:
             if k < 1:
                 raise UsageError(f"k must be at least 1, got {k}", details={"field": "k"})
             config.update(k=k, metric="label", kind="proportion", higher_is_better=True)
-        champion = self.project.registry.aliases(self.name).get("champion")
+        champion = self.registry.aliases(self.name).get("champion")
         data = {
             "arms": arms,
             "shares": share_list,
@@ -225,7 +263,7 @@ class Experiments:
         among how many logged answers (``distinct`` None: the field was never logged)."""
         from loopml.monitoring._log import FEATURE_PREFIX
 
-        mon = self.project.monitoring
+        mon = self.monitoring
         mon.land()
         preds = mon.log.predictions()
         logged = preds.num_rows if preds is not None else 0
@@ -243,7 +281,7 @@ class Experiments:
     ) -> tuple[float | None, float | None]:
         """The control's metric on its own held-out rows: the baseline proportion, or the
         standard deviation of the per-prediction metric."""
-        files = self.project.registry.load_files(control)
+        files = self.registry.load_files(control)
         from loopml.training._gate import test_table
         from loopml.training._model import Model
         from loopml.training._train import holdout_files
@@ -254,7 +292,7 @@ class Experiments:
         # rows it has not seen, which is what the arms will meet.
         model = Model.from_files(holdout_files(files) or files, control.trusted_types)
         test = test_table(files)
-        label = model.label or self.project.monitoring.label_name()
+        label = model.label or self.monitoring.label_name()
         if not label or label not in test.column_names:
             return None, None
         scores = model.predict(test)
@@ -280,7 +318,7 @@ class Experiments:
         self, rollout: Rollout, *, until: datetime | None = None, land: bool = True
     ) -> pa.Table:
         """The experiment's answers (shadows excluded) with their labels known by ``until``."""
-        mon = self.project.monitoring
+        mon = self.monitoring
         if land:
             mon.land()
         preds = mon.log.predictions()
@@ -359,7 +397,7 @@ class Experiments:
             if part.num_rows == 0:
                 continue
             # each arm's own decision threshold and class names
-            profile = self.project.monitoring.profile(self.project.registry.get(self.name, v))
+            profile = self.monitoring.profile(self.registry.get(self.name, v))
             scores = part["score"].to_numpy(zero_copy_only=False).astype(float)
             ok = np.isfinite(scores)
             predicted: np.ndarray = scores
@@ -582,8 +620,8 @@ class Experiments:
                     f"version {version} is not an arm of experiment {r.id} ({r.arms})",
                     details={"version": version},
                 )
-        models = self.project.models
-        champion = self.project.registry.aliases(self.name).get("champion")
+        models = self.models
+        champion = self.registry.aliases(self.name).get("champion")
         why = reason or f"{r.strategy} experiment {r.id}: version {version} won"
         if champion == version:
             ended = self.rollouts.end(
@@ -596,7 +634,7 @@ class Experiments:
                 f"version {version} fails to load, so it is not promoted: {problem}",
                 details={"version": version},
             )
-        self.project.registry.record_evaluation(
+        self.registry.record_evaluation(
             self.name,
             version,
             against_version=champion,

@@ -1,12 +1,12 @@
 """Planning an A/B test: when the units it needs are more than the unit's values seen in the
 prediction log, the plan says so with both numbers (in the result, and so in --json, and on
-the command line)."""
+the command line). Experiments are built from the parts they use (by keyword, or from any
+object holding them), the same as from a project."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import timedelta
+from types import SimpleNamespace
 
 import pyarrow.compute as pc
 import pytest
@@ -14,32 +14,6 @@ import pytest
 from loopml import Project
 from loopml.cli import main
 from loopml.rollout import Experiments
-from loopml.testing import STREAM_START, stream_spec, write_stream
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """Two versions, and 500 of the champion's answers logged with their request fields."""
-    root = tmp_path_factory.mktemp("experiments")
-    (root / "loopml.yaml").write_text(stream_spec())
-    p = Project.open(root)
-    for path in write_stream(root / "incoming", days=8, per_hour=6, drift_day=None):
-        p.data.ingest("events", [path])
-    first = p.models.train(as_of=STREAM_START + timedelta(days=6)).version
-    assert first is not None and p.models.evaluate(first.version).passed
-    p.models.promote(first.version, reason="first")
-    assert p.models.train().version is not None
-    rows = p.features.build().table.slice(0, 500)
-    model = p.models.load(1)
-    p.monitoring.log_scored(
-        rows,
-        model.predict(rows),
-        version=1,
-        ids=[f"q{i}" for i in range(rows.num_rows)],
-        features=model.encoding.features,
-    )
-    yield p
-    p.close()
 
 
 def stop(p: Project) -> None:
@@ -98,3 +72,34 @@ def test_the_command_line_shows_the_warning(
         assert "distinct values of c" in started["experiment"]["warnings"][0]
     finally:
         stop(project)
+
+
+def test_experiments_built_from_their_parts_plan_as_from_the_project(project: Project) -> None:
+    parts = {
+        "rollouts": project.rollouts,
+        "models": project.models,
+        "registry": project.registry,
+        "monitoring": project.monitoring,
+    }
+    plans = []
+    for ex in (
+        Experiments(project),
+        Experiments(**parts),
+        Experiments(SimpleNamespace(**parts)),
+        project.experiments,
+    ):
+        try:
+            r = ex.start("ab", [1, 2], unit="c", effect=0.02, by="tests")
+            assert ex.evaluate(r)["versions"] == [1, 2]
+        finally:
+            stop(project)
+        plans.append(r.data["experiment"])
+    assert plans[0]["unit_values"]["logged"] == 500
+    assert plans[1:] == [plans[0]] * 3
+
+
+def test_experiments_refuse_missing_or_doubled_parts(project: Project) -> None:
+    with pytest.raises(TypeError, match=r"Experiments\(\) is missing registry=, monitoring="):
+        Experiments(rollouts=project.rollouts, models=project.models)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="not both"):
+        Experiments(project, rollouts=project.rollouts)  # type: ignore[call-overload]
