@@ -123,7 +123,15 @@ class ServingSpec(_Model):
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     consistency: ConsistencySpec | None = None
     top_k: int = Field(3, ge=1, description="Multiclass: how many classes a response lists.")
-    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_body_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="The largest request body on any route, enforced while it is read (413).",
+    )
+    body_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="A request body not fully arrived by then is answered 408.",
+    )
     max_batch: int = Field(1000, ge=1, description="Rows in one /predict request.")
     token_env: str = Field(
         "LOOPML_TOKEN", description="The environment variable holding the bearer token."
