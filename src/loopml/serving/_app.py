@@ -31,19 +31,17 @@ from loopml.serving._predict import FastPath, PredictHandler, dumps, parse_json
 from loopml.serving._runtime import Runtime
 
 JSON = "application/json"
+ROW = {"$ref": "#/components/schemas/PredictRow"}
 PREDICT_BODY = {
     "required": True,
     "content": {
         JSON: {
             "schema": {
-                "oneOf": [
+                "anyOf": [
+                    ROW,
                     {
                         "type": "object",
-                        "description": "One row: the request features (and optionally _id, _at).",
-                    },
-                    {
-                        "type": "object",
-                        "properties": {"rows": {"type": "array", "items": {"type": "object"}}},
+                        "properties": {"rows": {"type": "array", "items": ROW, "minItems": 1}},
                         "required": ["rows"],
                     },
                 ]
@@ -51,6 +49,36 @@ PREDICT_BODY = {
         }
     },
 }
+# The JSON types a request feature of each type is sent as (null: unknown, always allowed).
+FEATURE_TYPES: dict[str, list[str]] = {
+    "int": ["integer"],
+    "float": ["number"],
+    "bool": ["boolean"],
+    "string": ["string"],
+    "timestamp": ["string", "number"],
+    "duration": ["string", "number"],
+}
+
+
+def row_schema(rt: Runtime | None) -> dict[str, Any]:
+    """The JSON schema of one /predict row: the served feature set's request features (each
+    required, null for unknown), ``_id`` and ``_at``; any object without a feature set."""
+    fs = rt.engine.fs if rt is not None else None
+    if fs is None:
+        return {"type": "object", "description": "One row: the model's input features."}
+    props: dict[str, Any] = {
+        name: {"type": [*FEATURE_TYPES.get(fs.features[name].type, ["string"]), "null"]}
+        for name in fs.request
+    }
+    props["_id"] = {"type": "string", "description": "Your id (kept as c_<id>), no ':'."}
+    props["_at"] = {"type": ["string", "number", "null"], "description": "The event time."}
+    return {
+        "type": "object",
+        "description": "One row: the request features (null for unknown), optionally _id, _at.",
+        "properties": props,
+        "required": list(fs.request),
+        "additionalProperties": False,
+    }
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -192,7 +220,7 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         "/rank",
         summary="Rank candidates with the model; interleave two rankers during an experiment",
         openapi_extra=RANK_BODY,
-        responses=responses(*BODY, 422),
+        responses=responses(*BODY, 422, 503),
     )
     async def rank(request: Request) -> Response:
         rt: Runtime = request.app.state.rt
@@ -330,7 +358,14 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
     add_oip_routes(app, HttpError, read_body)
     add_docs_routes(app)
     schema = app.openapi
-    app.openapi = lambda: add_error_schemas(schema())  # type: ignore[method-assign]
+
+    def openapi() -> dict[str, Any]:
+        doc = add_error_schemas(schema())
+        rt = getattr(app.state, "rt", None)  # the document is built after the runtime opened
+        doc["components"]["schemas"]["PredictRow"] = row_schema(rt)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return FastPath(app)
 
 

@@ -191,10 +191,7 @@ def add_oip_routes(
             n = len(data)
             columns[tensor["name"]] = data
         rows = [{k: v[j] for k, v in columns.items()} for j in range(n or 0)]
-        try:
-            preds, _ = await request.app.state.predict.answer(rows)
-        except http_error as exc:
-            raise err(getattr(exc, "status", 400), str(exc)) from None
+        preds, _ = await request.app.state.predict.answer(rows)  # errors: the one table
         task = served.model.task
         if task == "multiclass":
             data = [list(map(float, p.output)) for p in preds]

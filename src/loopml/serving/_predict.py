@@ -18,7 +18,7 @@ import orjson
 from loopml.errors import UsageError
 from loopml.serving._engine import Engine, Prediction
 from loopml.serving._errors import HttpError, classify
-from loopml.serving._limits import LimitedReceive, declared_too_large
+from loopml.serving._limits import BodyWatch, LimitedReceive, declared_too_large
 from loopml.serving._runtime import Runtime
 
 log = logging.getLogger("loopml.serving")
@@ -176,6 +176,7 @@ class FastPath:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.watch = BodyWatch()
 
     @property
     def state(self) -> Any:
@@ -194,7 +195,9 @@ class FastPath:
             body = answer.oip_body() if scope["path"].startswith("/v2/") else answer.body()
             await _respond(send, answer.status, body, answer.headers())
             return
-        limited = LimitedReceive(receive, spec.max_body_bytes, spec.body_timeout.total_seconds())
+        limited = LimitedReceive(
+            receive, spec.max_body_bytes, spec.body_timeout.total_seconds(), self.watch
+        )
         if scope["path"] != "/predict" or scope["method"] != "POST":
             await self.app(scope, limited, send)
             return

@@ -19,6 +19,7 @@ import numpy as np
 from loopml.errors import UsageError
 from loopml.features._flags import Flags
 from loopml.serving._engine import CLIENT_ID_PREFIX, RESERVED, merge_flags
+from loopml.serving._errors import HttpError
 from loopml.serving._holder import Served
 from loopml.serving._runtime import Runtime
 
@@ -35,9 +36,11 @@ class RankHandler:
         candidates, context, k, rank_id = self._parse(payload)
         served = rt.holder.current
         if served is None:
-            raise UsageError(
+            raise HttpError(
+                503,
+                "no_model",
                 f"no version of {rt.name} holds the alias {rt.spec.alias!r} yet: promote one",
-                details={"alias": rt.spec.alias},
+                {"alias": rt.spec.alias},
             )
         started = time.perf_counter()
         rows = rt.engine.parse([{**context, **c} for c in candidates])
