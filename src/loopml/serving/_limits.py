@@ -14,6 +14,7 @@ request on the hot path, a watchdog entry well under one.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from loopml.serving._errors import HttpError
@@ -55,10 +56,9 @@ class BodyWatch:
         self.reading.pop(read, None)
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         while self.reading:
             await asyncio.sleep(TICK)
-            now = loop.time()
+            now = time.monotonic()
             for read, deadline in list(self.reading.items()):
                 if deadline <= now:
                     self.reading.pop(read, None)
@@ -97,7 +97,7 @@ class LimitedReceive:
             return await self._receive()
         if self._task is None:  # the first read: the deadline runs from here
             self._task = asyncio.current_task()
-            self._watch.add(self, asyncio.get_running_loop().time() + self.timeout)
+            self._watch.add(self, time.monotonic() + self.timeout)
         if self._expired:
             raise self._timed_out()
         try:
