@@ -178,6 +178,8 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
     async def _answer(request: Request, exc: Exception) -> Response:
         # Every route's errors, and the framework's (no such route, wrong method), through one
         # table; the /v2 routes answer in the protocol's shape.
+        if isinstance(exc, ClientDisconnect):  # the body never finished: nobody to answer
+            exc = HttpError(400, "disconnected", "the client went away")
         if isinstance(exc, RequestValidationError):
             first = exc.errors()[0] if exc.errors() else {}
             field = ".".join(str(x) for x in first.get("loc", ()))
@@ -196,10 +198,18 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
 
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     from loopml.errors import LoopmlError
 
-    for kind in (HttpError, LoopmlError, HTTPException, RequestValidationError, Exception):
+    for kind in (
+        HttpError,
+        LoopmlError,
+        HTTPException,
+        RequestValidationError,
+        ClientDisconnect,
+        Exception,
+    ):
         app.add_exception_handler(kind, _answer)
 
     @app.post(

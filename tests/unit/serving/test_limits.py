@@ -135,3 +135,20 @@ def test_a_body_that_stops_arriving_times_out(
 def test_small_bodies_still_answer(client: TestClient) -> None:
     assert client.post("/v2/models/flights_delay/infer", json={"inputs": []}).status_code == 400
     assert client.post("/predict", content=b"{not json").status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/predict", "/rank", "/v2/models/flights_delay/infer"])
+def test_a_client_gone_mid_body_is_not_a_server_error(
+    client: TestClient, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+
+    async def leaves() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b'{"rows": [', "more_body": True}
+        return {"type": "http.disconnect"}
+
+    status, _, body = _call(client, path, leaves)
+    assert status == 400 and b"went away" in body, body
