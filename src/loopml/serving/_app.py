@@ -3,7 +3,10 @@ readiness, Prometheus ``/metrics`` and the OpenAPI docs, on FastAPI with orjson;
 /predict`` itself is answered by a plain ASGI fast path in front of it.
 
 Bad input gets a 4xx naming the field, ``{"error": {"code", "message", "details"}}`` (the
-``/v2`` routes answer ``{"error": "..."}`` as the protocol says); the server keeps serving.
+``/v2`` routes answer ``{"error": "..."}`` as the protocol says), every route through one table
+(:mod:`loopml.serving._errors`), which the OpenAPI document lists; the server keeps serving.
+Bodies are bounded while they are read (:mod:`loopml.serving._limits`). ``/docs`` loads Swagger
+UI from this server, never from a CDN.
 """
 
 from __future__ import annotations
@@ -19,35 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
-from loopml.errors import LoopmlError
+from loopml.serving._docs import add_docs_routes
+from loopml.serving._errors import BODY, HttpError, add_error_schemas, classify, responses
 from loopml.serving._oip import add_oip_routes
-from loopml.serving._predict import (
-    FastPath,
-    HttpError,
-    PredictHandler,
-    dumps,
-    error_body,
-    parse_json,
-    status_of,
-)
+from loopml.serving._predict import FastPath, PredictHandler, dumps, parse_json
 from loopml.serving._runtime import Runtime
 
 JSON = "application/json"
+ROW = {"$ref": "#/components/schemas/PredictRow"}
 PREDICT_BODY = {
     "required": True,
     "content": {
         JSON: {
             "schema": {
-                "oneOf": [
+                "anyOf": [
+                    ROW,
                     {
                         "type": "object",
-                        "description": "One row: the request features (and optionally _id, _at).",
-                    },
-                    {
-                        "type": "object",
-                        "properties": {"rows": {"type": "array", "items": {"type": "object"}}},
+                        "properties": {"rows": {"type": "array", "items": ROW, "minItems": 1}},
                         "required": ["rows"],
                     },
                 ]
@@ -55,35 +49,96 @@ PREDICT_BODY = {
         }
     },
 }
+# The JSON types a request feature of each type is sent as (null: unknown, always allowed).
+FEATURE_TYPES: dict[str, list[str]] = {
+    "int": ["integer"],
+    "float": ["number"],
+    "bool": ["boolean"],
+    "string": ["string"],
+    "timestamp": ["string", "number"],
+    "duration": ["string", "number"],
+}
+
+
+def row_schema(rt: Runtime | None) -> dict[str, Any]:
+    """The JSON schema of one /predict row: the served feature set's request features (each
+    required, null for unknown), ``_id`` and ``_at``; any object without a feature set."""
+    fs = rt.engine.fs if rt is not None else None
+    if fs is None:
+        return {"type": "object", "description": "One row: the model's input features."}
+    props: dict[str, Any] = {
+        name: {"type": [*FEATURE_TYPES.get(fs.features[name].type, ["string"]), "null"]}
+        for name in fs.request
+    }
+    props["_id"] = {"type": "string", "description": "Your id (kept as c_<id>), no ':'."}
+    props["_at"] = {"type": ["string", "number", "null"], "description": "The event time."}
+    return {
+        "type": "object",
+        "description": "One row: the request features (null for unknown), optionally _id, _at.",
+        "properties": props,
+        "required": list(fs.request),
+        "additionalProperties": False,
+    }
 
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(dumps(data), status_code=status, media_type=JSON)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes before reading them."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise HttpError(400, "bad_request", "Content-Length is not a number")
-        if int(length) > limit:
-            raise HttpError(
-                413,
-                "too_large",
-                f"the body is {length} bytes; the limit is {limit}",
-                {"limit": limit},
-            )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(
-                413, "too_large", f"the body is over the limit of {limit} bytes", {"limit": limit}
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+def json_body(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An operation's documented JSON request body (the routes read it themselves)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {JSON: {"schema": schema or {"type": "object"}}},
+        }
+    }
+
+
+RANK_BODY = json_body(
+    "The candidates to rank, an optional context merged into each, k, and an optional id.",
+    {
+        "type": "object",
+        "required": ["candidates"],
+        "properties": {
+            "candidates": {"type": "array", "items": {"type": "object"}},
+            "context": {"type": "object"},
+            "k": {"type": "integer", "minimum": 1},
+            "id": {"type": "string"},
+        },
+    },
+)
+EVENTS_BODY = json_body(
+    'A JSON list of event objects, or {"rows": [...]}.',
+    {
+        "oneOf": [
+            {"type": "array", "items": {"type": "object"}},
+            {
+                "type": "object",
+                "required": ["rows"],
+                "properties": {"rows": {"type": "array", "items": {"type": "object"}}},
+            },
+        ]
+    },
+)
+FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Labels: a JSON array, JSON Lines or CSV, one label a row.",
+        "content": {
+            JSON: {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def read_body(request: Request) -> bytes:
+    """The body: bounded by the ASGI wrapper in front of the app, which raises 413 or 408 while
+    it is read (:class:`loopml.serving._limits.LimitedReceive`)."""
+    return b"".join([chunk async for chunk in request.stream()])
 
 
 def create_app(project: str | Path | None = None, *, runtime: Runtime | None = None) -> Any:
@@ -111,6 +166,8 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         # Prometheus instead.
         options["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
+        docs_url=None,  # served from local assets below
+        redoc_url=None,  # ReDoc would load its script from a CDN
         title="loopml serving",
         description="Predictions from the champion: dynamic, static or hybrid, with a fallback under a latency budget.",
         version="1",
@@ -118,44 +175,66 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         **options,
     )
 
-    def _count(request: Request, status: int, code: str) -> None:
+    async def _answer(request: Request, exc: Exception) -> Response:
+        # Every route's errors, and the framework's (no such route, wrong method), through one
+        # table; the /v2 routes answer in the protocol's shape.
+        if isinstance(exc, ClientDisconnect):  # the body never finished: nobody to answer
+            exc = HttpError(400, "disconnected", "the client went away")
+        if isinstance(exc, RequestValidationError):
+            first = exc.errors()[0] if exc.errors() else {}
+            field = ".".join(str(x) for x in first.get("loc", ()))
+            exc = HttpError(422, "bad_request", f"{field}: {first.get('msg')}", {"field": field})
+        answer = classify(exc)
         rt = getattr(request.app.state, "rt", None)
         if rt is not None:
-            rt.metrics.errors.labels(str(status), code).inc()
+            rt.metrics.errors.labels(str(answer.status), answer.code).inc()
+        oip = request.url.path.startswith("/v2/")
+        return Response(
+            answer.oip_body() if oip else answer.body(),
+            answer.status,
+            headers={k.decode(): v.decode() for k, v in answer.headers()[1:]},
+            media_type=JSON,
+        )
 
-    @app.exception_handler(HttpError)
-    async def _http_error(request: Request, exc: HttpError) -> Response:
-        _count(request, exc.status, exc.code)
-        if request.url.path.startswith("/v2/"):
-            return _json({"error": exc.message}, exc.status)
-        return Response(error_body(exc.code, exc.message, exc.details), exc.status, media_type=JSON)
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
-    @app.exception_handler(LoopmlError)
-    async def _loopml_error(request: Request, exc: LoopmlError) -> Response:
-        status = status_of(exc)
-        _count(request, status, exc.code)
-        if request.url.path.startswith("/v2/"):
-            return _json({"error": exc.message}, status)
-        return Response(error_body(exc.code, exc.message, exc.details), status, media_type=JSON)
+    from loopml.errors import LoopmlError
+
+    for kind in (
+        HttpError,
+        LoopmlError,
+        HTTPException,
+        RequestValidationError,
+        ClientDisconnect,
+        Exception,
+    ):
+        app.add_exception_handler(kind, _answer)
 
     @app.post(
-        "/predict", summary="Predict one row or many", openapi_extra={"requestBody": PREDICT_BODY}
+        "/predict",
+        summary="Predict one row or many",
+        openapi_extra={"requestBody": PREDICT_BODY},
+        responses=responses(*BODY, 422, 503),
     )
     async def predict(request: Request) -> Response:
         # Normally answered by the ASGI fast path; this route documents it (and serves when the
         # app is mounted without the fast path).
         handler: PredictHandler = request.app.state.predict
-        body = await read_body(request, handler.rt.spec.max_body_bytes)
+        body = await read_body(request)
         status, data = await handler.handle(body)
         return Response(data, status_code=status, media_type=JSON)
 
     @app.post(
         "/rank",
         summary="Rank candidates with the model; interleave two rankers during an experiment",
+        openapi_extra=RANK_BODY,
+        responses=responses(*BODY, 422, 503),
     )
     async def rank(request: Request) -> Response:
         rt: Runtime = request.app.state.rt
-        payload = parse_json(await read_body(request, rt.spec.max_body_bytes))
+        payload = parse_json(await read_body(request))
         handler = getattr(request.app.state, "rank", None)
         if handler is None:
             from loopml.serving._rank import RankHandler
@@ -169,7 +248,16 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
     async def healthz() -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/readyz", summary="A model is loaded and answering")
+    @app.get(
+        "/readyz",
+        summary="A model is loaded and answering",
+        responses={
+            503: {
+                "description": "No model is loaded yet: the same status body.",
+                "content": {JSON: {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def readyz(request: Request) -> Response:
         status = request.app.state.rt.status()
         return _json(status, 200 if status["ready"] else 503)
@@ -178,7 +266,7 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
     async def status(request: Request) -> Response:
         return _json(request.app.state.rt.status())
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         rt: Runtime = request.app.state.rt
         rt.refresh_gauges()
@@ -201,11 +289,13 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         "/events/{source}",
         summary="Send events to a source's stream (needs the token)",
         status_code=202,
+        openapi_extra=EVENTS_BODY,
+        responses=responses(*BODY, 401, 403, 404, 422, 503),
     )
     async def events(source: str, request: Request) -> Response:
         _authorize(request)
         rt: Runtime = request.app.state.rt
-        payload = parse_json(await read_body(request, rt.spec.max_body_bytes))
+        payload = parse_json(await read_body(request))
         rows = payload.get("rows") if isinstance(payload, dict) else payload
         if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
             raise HttpError(
@@ -222,6 +312,8 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         summary="Send labels for predictions, by prediction id or by the event's keys and "
         "event_time (needs the token): a JSON array, JSON Lines or CSV (Content-Type: text/csv)",
         status_code=202,
+        openapi_extra=FEEDBACK_BODY,
+        responses=responses(*BODY, 401, 403, 413, 422, 503),
     )
     async def feedback(request: Request) -> Response:
         _authorize(request)
@@ -229,7 +321,7 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         from loopml.errors import ReadError
         from loopml.monitoring._feedback import parse_feedback
 
-        body = await read_body(request, rt.spec.max_body_bytes)
+        body = await read_body(request)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         format = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
         try:
@@ -261,7 +353,11 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
             )
         return _json({"accepted": result["accepted"], "rejected": result["rejected"][:100]}, 202)
 
-    @app.post("/admin/reload", summary="Check the served alias now (needs the token)")
+    @app.post(
+        "/admin/reload",
+        summary="Check the served alias now (needs the token)",
+        responses=responses(*BODY, 401, 403),
+    )
     async def reload(request: Request) -> Response:
         _authorize(request)
         rt: Runtime = request.app.state.rt
@@ -269,7 +365,17 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         swapped = await loop.run_in_executor(request.app.state.pool, rt.holder.check)
         return _json({"swapped": swapped, **rt.holder.status()})
 
-    add_oip_routes(app, HttpError)
+    add_oip_routes(app, HttpError, read_body)
+    add_docs_routes(app)
+    schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = add_error_schemas(schema())
+        rt = getattr(app.state, "rt", None)  # the document is built after the runtime opened
+        doc["components"]["schemas"]["PredictRow"] = row_schema(rt)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return FastPath(app)
 
 

@@ -4,7 +4,7 @@ with its circuit breaker. Framework-free: the HTTP app and the Python API both u
 
 from __future__ import annotations
 
-import itertools
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -17,12 +17,50 @@ import orjson
 from loopml.errors import UsageError
 from loopml.features import FeatureSet, OnlineFeatures, encode_key
 from loopml.features._flags import Flags
+from loopml.features._online import to_micros
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
-from loopml.storage import OnlineStore, new_id
+from loopml.storage import OnlineStore
 
 RESERVED = ("_id", "_at", "_flags")
+# A client's own prediction id is kept (a retry is answered, and logged, under the same id) in
+# a namespace of its own: server ids start with "p_", a client's with this, so that neither can
+# ever take the other's.
+CLIENT_ID_PREFIX = "c_"
+MAX_CLIENT_ID = 128
+
+
+class PredictionIds:
+    """Prediction ids: ``p_``, 48 bits of milliseconds, this worker's tag (32 random bits drawn
+    when it starts: which worker answered), then 80 random bits, in hex (so they sort by time).
+    Unguessable, so that no client can claim the ids other callers will get. The randomness is
+    read from the OS in blocks, one system call per 400 ids, and hex is cheap: an id costs
+    about a microsecond (``loopml.storage.new_id``'s base32 costs 5).
+
+    >>> ids = PredictionIds()
+    >>> a, b = ids(), ids()
+    >>> len(a), a[:2], a[14:22] == b[14:22], a[22:] != b[22:]
+    (42, 'p_', True, True)
+    """
+
+    BLOCK = 4000  # bytes of randomness read at once: 400 ids
+
+    def __init__(self, prefix: str = "p") -> None:
+        self.prefix = prefix + "_"
+        self.worker = os.urandom(4).hex()
+        self._random = b""
+        self._at = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._random):
+                self._random, self._at = os.urandom(self.BLOCK), 0
+            rnd = self._random[self._at : self._at + 10]
+            self._at += 10
+        millis = int(time.time() * 1000) & 0xFFFF_FFFF_FFFF
+        return f"{self.prefix}{millis:012x}{self.worker}{rnd.hex()}"
 
 
 def static_table(model: str, version: int) -> str:
@@ -115,14 +153,18 @@ def describe(
 
 
 class Breaker:
-    """Opens after ``failures`` consecutive failures; after ``cooldown`` seconds one trial call
-    goes through (half-open): success closes it, failure opens it again."""
+    """Opens after ``failures`` consecutive failures of the model (an exception or a missed
+    latency budget; never a caller's bad request); after ``cooldown`` seconds one trial call
+    goes through (half-open): success closes it, failure opens it again. It keeps why it
+    opened, for ``/status`` and ``/metrics``."""
 
     def __init__(self, failures: int, cooldown: float) -> None:
         self.limit = failures
         self.cooldown = cooldown
         self.consecutive = 0
         self.opened_at: float | None = None
+        self.reason: str | None = None  # the last failure: "model_error: RuntimeError(...)"
+        self.opened = 0  # times it opened
         self._lock = threading.Lock()
 
     @property
@@ -130,6 +172,8 @@ class Breaker:
         return self.opened_at is not None
 
     def allow(self) -> bool:
+        if self.opened_at is None:  # the common case, read without the lock
+            return True
         with self._lock:
             if self.opened_at is None:
                 return True
@@ -139,15 +183,40 @@ class Breaker:
             return False
 
     def success(self) -> None:
+        if self.consecutive == 0 and self.opened_at is None:
+            return  # closed already: no lock on the hot path
         with self._lock:
             self.consecutive = 0
             self.opened_at = None
 
-    def failure(self) -> None:
+    def failure(self, reason: str) -> bool:
+        """Count a model failure; true when it opened the breaker."""
         with self._lock:
             self.consecutive += 1
+            self.reason = reason
             if self.consecutive >= self.limit:
+                was_open = self.opened_at is not None
                 self.opened_at = time.monotonic()
+                if not was_open:
+                    self.opened += 1
+                    return True
+            return False
+
+    def status(self) -> dict[str, Any]:
+        opened_at = self.opened_at
+        state = "closed"
+        if opened_at is not None:
+            waited = time.monotonic() - opened_at
+            state = "half_open" if waited >= self.cooldown else "open"
+        return {
+            "state": state,
+            "failures": self.consecutive,
+            "limit": self.limit,
+            "reason": self.reason if self.consecutive else None,
+            "opened_s_ago": round(time.monotonic() - opened_at, 3) if opened_at else None,
+            "cooldown_s": self.cooldown,
+            "opened": self.opened,
+        }
 
 
 class Engine:
@@ -177,9 +246,7 @@ class Engine:
         # Static-table rows (and misses) read in the last feature_cache seconds.
         self._cache_seconds = spec.feature_cache.total_seconds()
         self._static: dict[tuple[str, str], tuple[float, Any]] = {}
-        # Prediction ids: a per-process random prefix and a counter (unique, and cheap).
-        self._id_prefix = new_id("p")[:16]
-        self._ids = itertools.count()
+        self._new_id = PredictionIds("p")
 
     # ------------------------------------------------------------------------- validation
 
@@ -210,8 +277,8 @@ class Engine:
                 row = self.online.request_row(raw) if self.online is not None else dict(raw)
             except UsageError as exc:
                 raise UsageError(where + exc.message, details={**exc.details, "row": i}) from None
-            row["_id"] = raw.get("_id") if isinstance(raw.get("_id"), str) else None
-            row["_at"] = raw.get("_at")
+            row["_id"] = _client_id(raw.get("_id"), where, i)
+            row["_at"] = _event_time(raw.get("_at"), where, i)
             out.append(row)
         return out
 
@@ -297,8 +364,9 @@ class Engine:
         )
 
     def new_id(self) -> str:
-        """A fresh prediction id."""
-        return f"{self._id_prefix}{next(self._ids):012x}"
+        """A fresh prediction id: unguessable (80 random bits after the time), so no client can
+        claim the ids other callers will be given."""
+        return self._new_id()
 
     def key_of(self, row: Mapping[str, Any]) -> str | None:
         return encode_key([row.get(k) for k in self.static_key])
@@ -353,6 +421,40 @@ class Engine:
             consistency_table(self.name),
             [(key, time.time(), orjson.dumps({"o": output, "v": pred.version}))],
         )
+
+
+def _client_id(value: Any, where: str, row: int) -> str | None:
+    """A client's ``_id``, namespaced (or None: the server assigns one)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_CLIENT_ID
+        or ":" in value  # ids with ':' are the server's: a ranking's items, a shadow's answer
+        or not value.isprintable()
+    ):
+        raise UsageError(
+            f"{where}'_id' must be a string of 1 to {MAX_CLIENT_ID} printable characters "
+            f"without ':' (or leave it out: the server assigns one)",
+            details={"row": row, "field": "_id"},
+        )
+    return CLIENT_ID_PREFIX + value
+
+
+def _event_time(value: Any, where: str, row: int) -> Any:
+    """The request's ``_at``, checked (and kept as sent: it is read as of then later); a bad one
+    is the caller's error (422), never the model's (it must not count against the breaker)."""
+    if value is None:
+        return None
+    try:
+        to_micros(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise UsageError(
+            f"{where}'_at' is not a timestamp ({exc}): send an ISO 8601 time or epoch seconds",
+            details={"row": row, "field": "_at"},
+        ) from None
+    return value
 
 
 def merge_flags(a: Flags | None, b: Flags | None) -> Flags | None:

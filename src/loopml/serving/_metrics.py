@@ -66,6 +66,12 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.breaker_opened = Counter(
+            "loopml_breaker_opened",
+            "Times the circuit breaker opened, by the kind of the failure that opened it.",
+            ["reason"],
+            registry=r,
+        )
         self.flags = Counter(
             "loopml_feature_flags",
             (

@@ -3,6 +3,7 @@ and inference with named tensors, answered by the same engine as ``/predict``.""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from loopml import __version__
+from loopml.serving._errors import BODY, responses
 
 _DATATYPES = {
     "int": "INT64",
@@ -29,7 +31,44 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
-def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "shape", "data"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "shape": {"type": "array", "items": {"type": "integer"}},
+                                    "datatype": {"type": "string"},
+                                    "data": {"type": "array"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+MODEL = responses(404, 503, oip=True)
+INFER = responses(*BODY, 404, 422, 503, oip=True)
+
+
+def add_oip_routes(
+    app: FastAPI,
+    http_error: type[Exception],
+    read_body: Callable[[Request], Awaitable[bytes]],
+) -> None:
     def err(status: int, message: str) -> Exception:
         return http_error(status, "oip", message)
 
@@ -37,7 +76,16 @@ def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
     async def live() -> Response:
         return _json({"live": True})
 
-    @app.get("/v2/health/ready", summary="OIP: server ready")
+    @app.get(
+        "/v2/health/ready",
+        summary="OIP: server ready",
+        responses={
+            503: {
+                "description": "No model is loaded yet.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def ready(request: Request) -> Response:
         ok = request.app.state.rt.holder.current is not None
         return _json({"ready": ok}, 200 if ok else 503)
@@ -88,26 +136,28 @@ def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
             "outputs": [{"name": output, "datatype": "FP64", "shape": shape}],
         }
 
-    @app.get("/v2/models/{name}", summary="OIP: model metadata")
+    @app.get("/v2/models/{name}", summary="OIP: model metadata", responses=MODEL)
     async def model_meta(name: str, request: Request) -> Response:
         rt, served = _model(request, name, None)
         return _json(_metadata(rt, served))
 
-    @app.get("/v2/models/{name}/versions/{version}", summary="OIP: model version metadata")
+    @app.get(
+        "/v2/models/{name}/versions/{version}",
+        summary="OIP: model version metadata",
+        responses=MODEL,
+    )
     async def version_meta(name: str, version: str, request: Request) -> Response:
         rt, served = _model(request, name, version)
         return _json(_metadata(rt, served))
 
-    @app.get("/v2/models/{name}/ready", summary="OIP: model ready")
+    @app.get("/v2/models/{name}/ready", summary="OIP: model ready", responses=MODEL)
     async def model_ready(name: str, request: Request) -> Response:
         _model(request, name, None)
         return _json({"name": name, "ready": True})
 
     async def _infer(request: Request, name: str, version: str | None) -> Response:
-        rt, served = _model(request, name, version)
-        body = await request.body()
-        if len(body) > rt.spec.max_body_bytes:
-            raise err(413, f"the body is over the limit of {rt.spec.max_body_bytes} bytes")
+        _rt, served = _model(request, name, version)
+        body = await read_body(request)  # bounded while read (413, 408)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -141,10 +191,7 @@ def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
             n = len(data)
             columns[tensor["name"]] = data
         rows = [{k: v[j] for k, v in columns.items()} for j in range(n or 0)]
-        try:
-            preds, _ = await request.app.state.predict.answer(rows)
-        except http_error as exc:
-            raise err(getattr(exc, "status", 400), str(exc)) from None
+        preds, _ = await request.app.state.predict.answer(rows)  # errors: the one table
         task = served.model.task
         if task == "multiclass":
             data = [list(map(float, p.output)) for p in preds]
@@ -173,10 +220,20 @@ def add_oip_routes(app: FastAPI, http_error: type[Exception]) -> None:
             response["id"] = payload["id"]
         return _json(response)
 
-    @app.post("/v2/models/{name}/infer", summary="OIP: inference")
+    @app.post(
+        "/v2/models/{name}/infer",
+        summary="OIP: inference",
+        openapi_extra=INFER_BODY,
+        responses=INFER,
+    )
     async def infer(name: str, request: Request) -> Response:
         return await _infer(request, name, None)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer", summary="OIP: inference with a version")
+    @app.post(
+        "/v2/models/{name}/versions/{version}/infer",
+        summary="OIP: inference with a version",
+        openapi_extra=INFER_BODY,
+        responses=INFER,
+    )
     async def infer_version(name: str, version: str, request: Request) -> Response:
         return await _infer(request, name, version)

@@ -15,37 +15,17 @@ from typing import Any
 
 import orjson
 
-from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
+from loopml.errors import UsageError
 from loopml.serving._engine import Engine, Prediction
+from loopml.serving._errors import HttpError, classify
+from loopml.serving._limits import BodyWatch, LimitedReceive, declared_too_large
 from loopml.serving._runtime import Runtime
 
 log = logging.getLogger("loopml.serving")
 
 
-class HttpError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or {}
-
-
 def dumps(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
-    return dumps({"error": {"code": code, "message": message, "details": details or {}}})
-
-
-def status_of(exc: LoopmlError) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, UsageError):
-        return 422
-    return 500
 
 
 def parse_json(body: bytes) -> Any:
@@ -92,17 +72,12 @@ class PredictHandler:
                 )
             (pred,), _ = await self.answer([payload])
             return 200, dumps(pred.body(rt.spec.top_k))
-        except HttpError as exc:
-            rt.metrics.errors.labels(str(exc.status), exc.code).inc()
-            return exc.status, error_body(exc.code, exc.message, exc.details)
-        except LoopmlError as exc:
-            status = status_of(exc)
-            rt.metrics.errors.labels(str(status), exc.code).inc()
-            return status, error_body(exc.code, exc.message, exc.details)
         except Exception as exc:
-            log.exception("/predict failed")
-            rt.metrics.errors.labels("500", "internal").inc()
-            return 500, error_body("internal", f"the server failed: {type(exc).__name__}")
+            answer = classify(exc)
+            if answer.status >= 500:
+                log.error("/predict failed", exc_info=exc)
+            rt.metrics.errors.labels(str(answer.status), answer.code).inc()
+            return answer.status, answer.body()
 
     async def answer(self, rows: list[Any]) -> tuple[list[Prediction], float]:
         """Predictions for request rows (raises HttpError/UsageError on bad input)."""
@@ -169,81 +144,80 @@ class PredictHandler:
             else:
                 preds = engine.answer(rows, served)
         except TimeoutError:
-            engine.breaker.failure()
-            rt.metrics.breaker_open.set(1 if engine.breaker.open else 0)
+            self._failed("latency_budget", f"no answer within {budget:g} s")
             return engine.fallback(rows, "latency_budget", served)
         except UsageError:
-            raise
+            raise  # the caller's error (a 4xx): never counted against the model
         except Exception as exc:  # noqa: BLE001 - a failing model is answered by the fallback
             log.warning("the model failed: %r", exc)
-            engine.breaker.failure()
-            rt.metrics.breaker_open.set(1 if engine.breaker.open else 0)
+            self._failed("model_error", repr(exc)[:300])
             return engine.fallback(rows, "model_error", served)
-        engine.breaker.success()
-        rt.metrics.breaker_open.set(0)
+        if engine.breaker.consecutive:
+            engine.breaker.success()
+            rt.metrics.breaker_open.set(0)
         return preds
+
+    def _failed(self, kind: str, what: str) -> None:
+        """A model failure counted by the breaker, and the breaker's state in the metrics."""
+        rt = self.rt
+        breaker = rt.engine.breaker
+        if breaker.failure(f"{kind}: {what}"):
+            log.error(
+                "the circuit breaker opened after %s failures: %s: %s", breaker.limit, kind, what
+            )
+            rt.metrics.breaker_opened.labels(kind).inc()
+        rt.metrics.breaker_open.set(1 if breaker.open else 0)
 
 
 class FastPath:
-    """ASGI: ``POST /predict`` answered directly by the handler; everything else (and every
-    other scope) goes to the FastAPI app."""
+    """ASGI in front of the FastAPI app: every request's body is bounded while it is read
+    (:mod:`loopml.serving._limits`), and ``POST /predict`` is answered directly by the handler;
+    everything else (and every other scope) goes to the FastAPI app."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.watch = BodyWatch()
 
     @property
     def state(self) -> Any:
         return self.app.state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
         handler: PredictHandler | None = getattr(self.app.state, "predict", None)
-        if handler is None:
+        if scope["type"] != "http" or handler is None:
             await self.app(scope, receive, send)
             return
-        limit = handler.rt.spec.max_body_bytes
-        status, body = await self._read(scope, receive, limit)
-        if status == 200:
-            status, body = await handler.handle(body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        spec = handler.rt.spec
+        refused = declared_too_large(scope["headers"], spec.max_body_bytes)
+        if refused is not None:
+            handler.rt.metrics.errors.labels(str(refused.status), refused.code).inc()
+            answer = classify(refused)
+            body = answer.oip_body() if scope["path"].startswith("/v2/") else answer.body()
+            await _respond(send, answer.status, body, answer.headers())
+            return
+        limited = LimitedReceive(
+            receive, spec.max_body_bytes, spec.body_timeout.total_seconds(), self.watch
         )
-        await send({"type": "http.response.body", "body": body})
+        if scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, limited, send)
+            return
+        try:
+            body = await limited.read()
+        except HttpError as exc:
+            handler.rt.metrics.errors.labels(str(exc.status), exc.code).inc()
+            answer = classify(exc)
+            await _respond(send, answer.status, answer.body(), answer.headers())
+            return
+        status, data = await handler.handle(body)
+        await _respond(send, status, data, [(b"content-type", b"application/json")])
 
-    @staticmethod
-    async def _read(scope: dict[str, Any], receive: Any, limit: int) -> tuple[int, bytes]:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit():
-                    return 400, error_body("bad_request", "Content-Length is not a number")
-                if int(value) > limit:
-                    return 413, error_body(
-                        "too_large",
-                        f"the body is {int(value)} bytes; the limit is {limit}",
-                        {"limit": limit},
-                    )
-        chunks = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return 400, error_body("disconnected", "the client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return 413, error_body(
-                    "too_large", f"the body is over the limit of {limit} bytes", {"limit": limit}
-                )
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return 200, b"".join(chunks)
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

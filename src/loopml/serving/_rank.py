@@ -18,7 +18,8 @@ import numpy as np
 
 from loopml.errors import UsageError
 from loopml.features._flags import Flags
-from loopml.serving._engine import RESERVED, merge_flags
+from loopml.serving._engine import CLIENT_ID_PREFIX, RESERVED, merge_flags
+from loopml.serving._errors import HttpError
 from loopml.serving._holder import Served
 from loopml.serving._runtime import Runtime
 
@@ -35,9 +36,11 @@ class RankHandler:
         candidates, context, k, rank_id = self._parse(payload)
         served = rt.holder.current
         if served is None:
-            raise UsageError(
+            raise HttpError(
+                503,
+                "no_model",
                 f"no version of {rt.name} holds the alias {rt.spec.alias!r} yet: promote one",
-                details={"alias": rt.spec.alias},
+                {"alias": rt.spec.alias},
             )
         started = time.perf_counter()
         rows = rt.engine.parse([{**context, **c} for c in candidates])
@@ -72,7 +75,8 @@ class RankHandler:
                 for i, team in zip(merged.items, merged.teams, strict=True)
             ]
         seconds = time.perf_counter() - started
-        rank_id = rank_id or rt.engine.new_id()
+        # A client's id is namespaced like a /predict row's: it never takes a server id.
+        rank_id = CLIENT_ID_PREFIX + rank_id if rank_id else rt.engine.new_id()
         rollout_id = rollout.id if arms is not None and rollout is not None else None
         now = int(time.time() * 1_000_000)
         items = []
@@ -143,8 +147,17 @@ class RankHandler:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UsageError(f"'k' must be a positive integer, got {k!r}", details={"field": "k"})
         rank_id = payload.get("id")
-        if rank_id is not None and (not isinstance(rank_id, str) or not rank_id or ":" in rank_id):
-            raise UsageError("'id' must be a non-empty string without ':'", details={"field": "id"})
+        if rank_id is not None and (
+            not isinstance(rank_id, str)
+            or not rank_id
+            or ":" in rank_id
+            or len(rank_id) > 128
+            or not rank_id.isprintable()
+        ):
+            raise UsageError(
+                "'id' must be a string of 1 to 128 printable characters without ':'",
+                details={"field": "id"},
+            )
         unknown = sorted(set(payload) - {"candidates", "context", "k", "id"})
         if unknown:
             raise UsageError(

@@ -394,6 +394,7 @@ class Runtime:
             "unavailable": None if current is not None else self.holder.unavailable(),
             "rollout": self._rollout_status(),
             "breaker_open": self.engine.breaker.open,
+            "breaker": self.engine.breaker.status(),
             # Lookups and windows the online store holds nothing for (answers flag stale_store).
             "online_store_empty": sorted(self.online.unwritten) if self.online else [],
             "log": {

@@ -134,7 +134,14 @@ class ServingSpec(_Model):
         3, ge=1, le=1000, description="Multiclass: how many classes a response lists."
     )
     max_body_bytes: int = Field(
-        1_000_000, ge=1024, le=2**30, description="The largest request body accepted (bytes)."
+        1_000_000,
+        ge=1024,
+        le=2**30,
+        description="The largest request body on any route, enforced while it is read (413).",
+    )
+    body_timeout: PositiveDuration = Field(
+        timedelta(seconds=30),
+        description="A request body not fully arrived by then is answered 408.",
     )
     max_batch: int = Field(1000, ge=1, le=1_000_000, description="Rows in one /predict request.")
     token_env: str = Field(

@@ -4,6 +4,7 @@ fallback under a latency budget and the circuit breaker."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -283,3 +284,37 @@ def test_fallback_when_the_model_fails(served: Project, reqs: list[dict[str, Any
         assert (
             c.post("/predict", json=reqs[0]).json()["mode"] == "dynamic"
         )  # half-open trial closed it
+
+
+def test_a_client_cannot_claim_the_ids_ordinary_callers_get(
+    client: TestClient, reqs: list[dict[str, Any]]
+) -> None:
+    first = client.post("/predict", json=reqs[0]).json()["id"]
+    # What a client would guess next if ids counted: the same prefix, the counter plus k.
+    head, tail = first[:-12], first[-12:]
+    n = int(tail, 16) if _hex(tail) else 0
+    guesses = [f"{head}{n + k:012x}" for k in range(1, 21)]
+    claimed = [client.post("/predict", json={**reqs[1], "_id": g}).json()["id"] for g in guesses]
+    ordinary = [client.post("/predict", json=reqs[2]).json()["id"] for _ in range(40)]
+    assert not set(claimed) & set(ordinary)
+    assert len(set(ordinary)) == len(ordinary)
+    # A client's id is kept (idempotent retries answer under it) in its own namespace.
+    assert all(c == f"c_{g}" for c, g in zip(claimed, guesses, strict=True))
+    assert not any(o.startswith("c_") for o in ordinary)
+    # Server ids are unguessable: consecutive ones share no counter.
+    for a, b in itertools.pairwise(ordinary):
+        assert sum(x != y for x, y in zip(a[-16:], b[-16:], strict=True)) >= 8, (a, b)
+    ranked = client.post("/rank", json={"candidates": reqs[:2], "id": "mine"}).json()
+    assert ranked["id"] == "c_mine" and ranked["items"][0]["id"] == "c_mine:0"
+
+
+def _hex(text: str) -> bool:
+    return all(ch in "0123456789abcdef" for ch in text)
+
+
+@pytest.mark.parametrize("bad", [5, "", "a:b", "x" * 200, ["a"]])
+def test_a_client_id_must_be_a_short_plain_string(
+    client: TestClient, reqs: list[dict[str, Any]], bad: Any
+) -> None:
+    r = client.post("/predict", json={**reqs[0], "_id": bad})
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "_id", r.text
