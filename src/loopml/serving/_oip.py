@@ -100,7 +100,7 @@ def add_oip_routes(
             raise err(404, f"unknown model {name!r}: this server serves {rt.name!r}")
         served = rt.holder.current
         if served is None:
-            raise err(503, f"model {name!r} has no version holding {rt.spec.alias!r}")
+            raise err(503, f"model {name!r}: {rt.holder.unavailable()}")
         if version is not None and version != str(served.number):
             raise err(
                 404, f"version {version} of {name!r} is not served here (serving {served.number})"

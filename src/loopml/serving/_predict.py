@@ -92,11 +92,7 @@ class PredictHandler:
             )
         served = rt.holder.current
         if served is None:
-            raise HttpError(
-                503,
-                "no_model",
-                f"no version of {rt.name} holds the alias {rt.spec.alias!r} yet: promote one",
-            )
+            raise HttpError(503, "no_model", rt.holder.unavailable(), {"alias": rt.spec.alias})
         engine: Engine = rt.engine
         parsed = engine.parse(rows)  # client errors: 422 naming the field, before any model work
         groups, shadowed, rollout_id, propensity = rt.split(parsed, served)

@@ -36,12 +36,7 @@ class RankHandler:
         candidates, context, k, rank_id = self._parse(payload)
         served = rt.holder.current
         if served is None:
-            raise HttpError(
-                503,
-                "no_model",
-                f"no version of {rt.name} holds the alias {rt.spec.alias!r} yet: promote one",
-                {"alias": rt.spec.alias},
-            )
+            raise HttpError(503, "no_model", rt.holder.unavailable(), {"alias": rt.spec.alias})
         started = time.perf_counter()
         rows = rt.engine.parse([{**context, **c} for c in candidates])
         values = [

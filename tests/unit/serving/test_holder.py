@@ -178,3 +178,27 @@ def test_a_worker_with_a_tampered_champion_over_http(
         serving = c.get("/status").json()["serving"]
         assert not serving["fallback"] and serving["failure"] is None
         assert "loopml_model_fallback 0.0" in c.get("/metrics").text
+
+
+def test_every_route_answers_why_nothing_is_served(project: Project) -> None:
+    """With nothing loadable, /predict, /rank and the Open Inference Protocol answer 503 with the
+    holder's reason (which version, which file, which check), not "no version holds the alias"."""
+    v1 = project.models.get(1)
+    blob = v1.files["model.json"]
+    Path(project.artifacts.files.path(f"sha256/{blob[:2]}/{blob}")).unlink()
+    body = requests_of(project, 1, start=20_000)[0]
+    with TestClient(create_app(runtime=Runtime(project))) as c:
+        answers = [
+            c.post("/predict", json=body),
+            c.post("/rank", json={"context": {}, "candidates": [body]}),
+            c.post(
+                "/v2/models/flights_delay/infer",
+                json={"inputs": [{"name": k, "shape": [1], "datatype": "BYTES", "data": [v]}
+                                 for k, v in body.items() if isinstance(v, str)]},
+            ),
+        ]  # fmt: skip
+    for r in answers:
+        assert r.status_code == 503, r.text
+        text = r.text
+        assert "flights_delay:1" in text and "model.json" in text, text
+        assert "holds the alias" not in text
