@@ -4,7 +4,8 @@ models built from them (a scikit-learn model loads only the types recorded when 
 and the one smoke test that decides whether a loaded version may serve.
 
 Every part of loopml that loads a version goes through :class:`VerifiedVersion`
-(``Models.verified`` and ``Models.load_verified``), and the gate, a forced promotion,
+(``Models.verified`` and ``Models.load_verified``; rollout's experiment set-up, which reads its
+control's files itself, is the one left to move), and the gate, a forced promotion,
 ``Models.smoke`` and a serving worker's holder all run :func:`smoke`: a version the gate
 passes is one every worker serves, and a version a worker refuses never passes the gate.
 """
