@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from loopml.registry import ModelVersion, Registry
     from loopml.spec import ProjectSpec
     from loopml.storage import EventLog, FileStore, SqlMetadataStore
-    from loopml.training import Models
+    from loopml.training import Models, VerifiedVersion
 
 PROFILE_FILE = "profile.json.gz"
 
@@ -390,7 +390,7 @@ class Monitoring:
         bit-identical to the row path) and log every prediction like a served one, at the time
         in column ``at``: batch predictions are monitored the same way as online ones."""
         mv = self.registry.get(self.model, ref)
-        model = self.models.load(mv)
+        model = self.models.load_verified(mv)
         written = 0
         for start in range(0, table.num_rows, chunk):
             part = table.slice(start, chunk)
@@ -493,32 +493,25 @@ class Monitoring:
         cached = self._profiles.get(version.version)
         if cached is not None:
             return cached
-        files = self.registry.load_files(version)
-        if PROFILE_FILE in files:
-            profile = loads_profile(files[PROFILE_FILE])
+        verified = self.models.verified(version)  # every file checked against its SHA-256
+        if PROFILE_FILE in verified.files:
+            profile = loads_profile(verified.files[PROFILE_FILE])
         else:
-            profile = self._fit_from_test(version, files)
+            profile = self._fit_from_test(verified)
         if profile.threshold is None and profile.task == "binary":
             # a profile from before thresholds were kept: read it from the files at hand
-            from loopml.training._model import Model
-
-            profile.threshold = Model.from_files(files, version.trusted_types).threshold
+            profile.threshold = verified.model().threshold
         self._profiles[version.version] = profile
         return profile
 
-    def _fit_from_test(self, version: ModelVersion, files: dict[str, bytes]) -> Profile:
-        import io
-
-        import pyarrow.parquet as pq
-
-        from loopml.training._model import Model
-
-        if "test.parquet" not in files:
+    def _fit_from_test(self, verified: VerifiedVersion) -> Profile:
+        version = verified.version
+        if "test.parquet" not in verified.files:
             raise NotFoundError(
                 f"{version.ref} has neither a profile nor test rows to fit one from"
             )
-        model = Model.from_files(files, version.trusted_types)
-        test = pq.read_table(io.BytesIO(files["test.parquet"]))
+        model = verified.model()
+        test = verified.test()
         enc = model.encoding
         profile = fit_profile(
             test,

@@ -54,7 +54,7 @@ from loopml.training import Model
 
 if TYPE_CHECKING:
     from loopml._project import Project
-    from loopml.registry import ModelVersion
+    from loopml.training import VerifiedVersion
 
 __all__ = ["ENGINES", "predict_file"]
 
@@ -127,11 +127,11 @@ def predict_file(
         )
     if src_path.resolve() == out_path.resolve():
         raise UsageError(f"{src_path} is both the input and the output: write elsewhere")
-    mv = project.models.get(ref)
-    # What Models.load does; the files are kept for the Ray workers. Each is checked against the
-    # SHA-256 recorded at registration.
-    files = project.registry.load_files(mv)
-    model = Model.from_files(files, mv.trusted_types)
+    # Every file checked against the SHA-256 recorded at registration; the model's files are
+    # kept for the Ray workers, which build the same model from them.
+    verified = project.models.verified(ref)
+    mv = verified.version
+    model = verified.model()
     source = _open_input(src_path, _csv_types(project))
     plan = _plan(project, model, source, mv.version, snapshot)
     if plan.inputs == "requests" and plan.snapshot is None:
@@ -146,9 +146,15 @@ def predict_file(
                 build = _features_of(project, plan.snapshot) if plan.inputs == "requests" else None
                 rows, chunks = _run_local(model, plan, source, chunk_rows, build, writer, progress)
             else:
-                model_files = {k: v for k, v in files.items() if k in _MODEL_FILES}
                 rows, chunks = _run_ray(
-                    project, model_files, mv, plan, source, chunk_rows, writer, progress, num_cpus
+                    project,
+                    verified.only(_MODEL_FILES),
+                    plan,
+                    source,
+                    chunk_rows,
+                    writer,
+                    progress,
+                    num_cpus,
                 )
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -465,21 +471,15 @@ def _run_local(
 
 class _RayScorer:
     """Scores Ray Data batches. Ray makes one per actor, so the model is rebuilt once per actor
-    from the files it was registered with (fetched from the object store)."""
+    from the files the driver read and checked (fetched from the object store)."""
 
-    def __init__(
-        self,
-        shared: Mapping[str, Any],
-        trusted_types: list[str],
-        plan: _Plan,
-        project_root: str,
-    ) -> None:
+    def __init__(self, shared: Mapping[str, Any], plan: _Plan, project_root: str) -> None:
         import ray
 
-        files = shared["model_files"]
-        if isinstance(files, ray.ObjectRef):
-            files = ray.get(files)
-        self.model = Model.from_files(files, trusted_types)
+        verified = shared["model"]
+        if isinstance(verified, ray.ObjectRef):
+            verified = ray.get(verified)
+        self.model = verified.model()
         self.plan = plan
         self.project: Project | None = None
         self.build: Callable[[pa.Table], pa.Table] | None = None
@@ -524,8 +524,7 @@ def _import_ray() -> Any:
 
 def _run_ray(
     project: Project,
-    model_files: dict[str, bytes],
-    mv: ModelVersion,
+    model: VerifiedVersion,
     plan: _Plan,
     source: _Input,
     chunk_rows: int,
@@ -582,8 +581,7 @@ def _run_ray(
             fn_constructor_kwargs={
                 # Inside a dict, so that every actor gets the reference and fetches the bytes
                 # from the object store (once per actor).
-                "shared": {"model_files": ray.put(model_files)},
-                "trusted_types": list(mv.trusted_types or []),
+                "shared": {"model": ray.put(model)},
                 "plan": plan,
                 "project_root": str(project.root),
             },

@@ -18,14 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from loopml.errors import LoopmlError
 from loopml.features import OnlineFeatures
 from loopml.registry import ModelVersion
 from loopml.serving._predictor import RowPredictor
 from loopml.training import Model, Models
-from loopml.training._gate import test_table
 
 log = logging.getLogger("loopml.serving")
 
@@ -62,6 +59,14 @@ def _failure_of(mv: ModelVersion, exc: BaseException) -> tuple[str, str | None, 
     if isinstance(exc, LoopmlError):
         return str(exc.details.get("check", "load")), exc.details.get("file"), exc.message
     return "load", None, f"{type(exc).__name__}: {exc}"
+
+
+def _load_error(mv: ModelVersion, exc: BaseException) -> LoopmlError:
+    _, file, message = _failure_of(mv, exc)
+    return LoopmlError(
+        f"{mv.ref} could not be built from its files: {message}",
+        details={"check": "load", "file": file},
+    )
 
 
 class ModelHolder:
@@ -106,28 +111,26 @@ class ModelHolder:
 
     def load_version(self, mv: ModelVersion) -> Served:
         """Load, verify and smoke-test one version (raises on any problem; the error's
-        ``details["check"]`` says which check failed: sha256, exists, load or smoke)."""
-        files = self.models.registry.load_files(mv)  # SHA-256 of every file checked
+        ``details["check"]`` says which check failed: sha256, exists, load or smoke). The smoke
+        test is the gate's (``Models.smoke_test``): a version the gate passed loads here."""
+        version = self.models.verified(mv)  # SHA-256 of every file checked
         try:
-            model = Model.from_files(files, mv.trusted_types)
-            predictor = RowPredictor(model, online=self._online())
+            model = version.model()
         except Exception as exc:
-            _, file, message = _failure_of(mv, exc)
-            raise LoopmlError(
-                f"{mv.ref} could not be built from its files: {message}",
-                details={"check": "load", "file": file},
-            ) from exc
+            raise _load_error(mv, exc) from exc
         try:
-            sample = test_table(files).slice(0, 5).to_pylist() if "test.parquet" in files else []
-            for row in sample:
-                out = predictor.score(row)
-                if not np.all(np.isfinite(out)):
-                    raise LoopmlError(f"it predicted {out!r} on its own test rows")
+            self.models.smoke_test(version, model)
         except Exception as exc:
             raise LoopmlError(
                 f"{mv.ref} failed its smoke test: {_failure_of(mv, exc)[2]}",
                 details={"check": "smoke", "file": "test.parquet"},
             ) from exc
+        try:
+            # Only once the smoke test has shown one output a row: the single-row path sizes
+            # its buffers from the model's manifest.
+            predictor = RowPredictor(model, online=self._online())
+        except Exception as exc:
+            raise _load_error(mv, exc) from exc
         prior = mv.metrics.get("positive_rate") if model.task == "binary" else None
         return Served(mv, model, predictor, prior)
 

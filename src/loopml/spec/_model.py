@@ -188,5 +188,9 @@ class GateSpec(_Model):
         "gate that could compute no metric check at all refuses either way.",
     )
     smoke_rows: int = Field(
-        100, ge=1, le=1_000_000, description="Rows predicted by the loaded artifact."
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Test rows the smoke test predicts with the loaded artifact: in the gate, "
+        "in a forced promotion and before a serving worker serves a version.",
     )

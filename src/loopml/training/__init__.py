@@ -9,6 +9,7 @@ from loopml.training._report import higher_is_better, primary_metric
 from loopml.training._service import Models, TrainResult
 from loopml.training._split import Split, split
 from loopml.training._train import Trained, fit
+from loopml.training._verified import VerifiedVersion
 
 __all__ = [
     "Check",
@@ -19,6 +20,7 @@ __all__ = [
     "TrainResult",
     "Trained",
     "Verdict",
+    "VerifiedVersion",
     "compare_imbalance",
     "fit",
     "higher_is_better",

@@ -1,7 +1,8 @@
 """The gate: a challenger against the champion on the same held-out test set and on a backtest
 over the most recent labelled data, with bounds from ``loopml.yaml``; a smoke test loads the
-registered artifact and predicts. The verdict and its numbers are recorded on the version, and
-only a passing verdict against the current champion lets ``promote`` move the alias.
+registered artifact and predicts (``loopml.training._verified.smoke``, the rule a serving
+worker applies too). The verdict and its numbers are recorded on the version, and only a passing
+verdict against the current champion lets ``promote`` move the alias.
 
 Every check the gate is asked for is in the verdict with the rows it was judged on, or skipped
 with the reason: a check missing from a verdict would read as a check passed. The models are
@@ -14,7 +15,6 @@ smoke test loads.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from loopml.errors import LoopmlError, UsageError
 from loopml.spec import GateSpec, MetricBound, ModelSpec, format_duration
 from loopml.training._model import Model
 from loopml.training._report import _clean, evaluate_scores, higher_is_better, primary_metric
 from loopml.training._train import labels
+from loopml.training._verified import smoke
+from loopml.training._verified import test_table as test_table  # rollout reads it from here
 
 TIME = "_event_time"
 
@@ -138,23 +139,6 @@ def default_bounds(task: str) -> dict[str, MetricBound]:
     if higher_is_better(metric):
         return {metric: MetricBound(min_change=-0.005)}
     return {metric: MetricBound(max_change_rel=0.01)}
-
-
-def smoke(model: Model, test: pa.Table, rows: int) -> int:
-    """Predict the first ``rows`` test rows; :class:`UsageError` when a prediction is not
-    finite. Returns how many rows were predicted."""
-    sample = test.slice(0, min(rows, test.num_rows))
-    if not np.all(np.isfinite(np.asarray(model.predict(sample), dtype=float))):
-        raise UsageError("the model predicted NaN or infinity on the smoke rows")
-    return sample.num_rows
-
-
-def test_table(files: dict[str, bytes]) -> pa.Table:
-    if "test.parquet" not in files:
-        raise UsageError(
-            "this version was registered without its test set; it cannot go through the gate"
-        )
-    return pq.read_table(io.BytesIO(files["test.parquet"]))
 
 
 def run_gate(

@@ -14,9 +14,10 @@ from loopml.errors import GateError, LoopmlError, UsageError
 from loopml.features import Features, TrainingSet
 from loopml.registry import AliasMove, ModelVersion, Registry
 from loopml.spec import ModelSpec, ProjectSpec
-from loopml.training._gate import Judged, Verdict, run_gate, smoke, test_table
+from loopml.training._gate import Judged, Verdict, run_gate
 from loopml.training._model import Model
-from loopml.training._train import Trained, fit, holdout_files
+from loopml.training._train import Trained, fit
+from loopml.training._verified import VerifiedVersion, smoke, verified_version
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Models:
         parent = parent_ref = since = None
         if warm_start is not None:
             mv = self.registry.get(self.name, warm_start)
-            parent, parent_ref = self.load(mv), mv.ref
+            parent, parent_ref = self.load_verified(mv), mv.ref
             # After the last row it learned from (its held-out rows are new data to it).
             end = mv.lineage.get("trained_until") or mv.lineage.get("data_end")
             since = datetime.fromisoformat(end) if end else None
@@ -133,22 +134,31 @@ class Models:
 
     # ---------------------------------------------------------------------------- registry
 
-    def load(self, ref: str | int | ModelVersion = "champion") -> Model:
+    def verified(self, ref: str | int | ModelVersion = "champion") -> VerifiedVersion:
+        """A registered version's files, every one checked against its SHA-256 (and the record
+        against the registry's): the one way loopml reads a version."""
+        mv = ref if isinstance(ref, ModelVersion) else self.registry.get(self.name, ref)
+        return verified_version(self.registry, mv)
+
+    def load_verified(self, ref: str | int | ModelVersion = "champion") -> Model:
         """A registered version as a usable model; every file's SHA-256 is checked first, and a
         scikit-learn model loads only the types recorded when it was saved."""
-        mv = ref if isinstance(ref, ModelVersion) else self.registry.get(self.name, ref)
-        files = self.registry.load_files(mv)
-        return Model.from_files(files, mv.trusted_types)
+        return self.verified(ref).model()
+
+    load = load_verified  # the shorter name the docs and scripts use: the same method
+
+    def smoke_test(self, version: VerifiedVersion, model: Model | None = None) -> int:
+        """The smoke test (:func:`loopml.training._verified.smoke`) on the version's own test
+        rows, ``gate.smoke_rows`` of them; raises what failed, returns the rows predicted.
+        ``model``: the version's artifact when already loaded."""
+        served = model if model is not None else version.model()
+        return smoke(served, version.test(), self.project_spec.gate.smoke_rows)
 
     def smoke(self, ref: str | int | ModelVersion) -> str | None:
-        """None when the version loads (every file checked against its SHA-256) and predicts
-        finite values on its own test rows; otherwise what went wrong."""
+        """None when the version loads (every file checked against its SHA-256) and passes the
+        smoke test on its own test rows; otherwise what went wrong."""
         try:
-            mv = ref if isinstance(ref, ModelVersion) else self.registry.get(self.name, ref)
-            files = self.registry.load_files(mv)
-            model = Model.from_files(files, mv.trusted_types)
-            if "test.parquet" in files:
-                smoke(model, test_table(files), self.project_spec.gate.smoke_rows)
+            self.smoke_test(self.verified(ref))
         except Exception as exc:  # noqa: BLE001 - any failure means it must not serve
             return f"{type(exc).__name__}: {exc}"
         return None
@@ -188,12 +198,9 @@ class Models:
             raise UsageError(f"{mv.ref} is the {against} already; nothing to compare")
 
         def load_challenger() -> tuple[Model, Judged, Any]:
-            files = self.registry.load_files(mv)
-            return (
-                Model.from_files(files, mv.trusted_types),
-                self._judged(mv, files),
-                test_table(files),
-            )
+            challenger = self.verified(mv)
+            served = challenger.model()
+            return served, self._judged(challenger, served), challenger.test()
 
         def recent() -> Any:
             ts = training_set or self.features.build(as_of=as_of)
@@ -201,7 +208,7 @@ class Models:
 
         def load_champion() -> Judged:
             assert holder is not None
-            return self._judged(holder, self.registry.load_files(holder))
+            return self._judged(self.verified(holder))
 
         champion = (holder.version, load_champion) if holder is not None else None
         verdict = run_gate(
@@ -226,12 +233,13 @@ class Models:
         return verdict
 
     @staticmethod
-    def _judged(mv: ModelVersion, files: dict[str, bytes]) -> Judged:
+    def _judged(version: VerifiedVersion, artifact: Model | None = None) -> Judged:
         """The model of a version the gate judges: the held-out one of a refitted version (its
-        metrics are that model's), else the artifact; and the newest row it learned from."""
-        held = holdout_files(files)
-        model = Model.from_files(held or files, mv.trusted_types)
-        lineage = mv.lineage
+        metrics are that model's), else the artifact (``artifact`` when already loaded); and
+        the newest row it learned from."""
+        held = version.holdout()
+        model = held or artifact or version.model()
+        lineage = version.version.lineage
         end = (lineage.get("holdout") or {}).get("end") if held else None
         end = end or lineage.get("trained_until")
         return Judged(model, datetime.fromisoformat(end) if end else None)
@@ -260,13 +268,11 @@ class Models:
         """``--force`` skips the gate's comparison, never its smoke check: a version that does not
         load or predict from its registered files would stop every worker that reads the alias."""
         try:
-            files = self.registry.load_files(mv)
+            version = self.verified(mv)
         except LoopmlError:
             return  # changed or missing files: the registry refuses the move, naming the file
         try:
-            model = Model.from_files(files, mv.trusted_types)
-            if "test.parquet" in files:
-                smoke(model, test_table(files), self.project_spec.gate.smoke_rows)
+            self.smoke_test(version)
         except Exception as exc:  # whatever it is, the version must not serve
             raise GateError(
                 f"refusing to force {mv.ref} into {alias!r}: it does not load or predict from its "

@@ -18,6 +18,7 @@ import copy
 import io
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -250,7 +251,7 @@ def rows_seen(table: pa.Table, *, refit: bool) -> dict[str, Any]:
     }
 
 
-def holdout_files(files: dict[str, bytes]) -> dict[str, bytes] | None:
+def holdout_files(files: Mapping[str, bytes]) -> dict[str, bytes] | None:
     """The held-out model's files in a refitted version's files (None: not refitted)."""
     held = {k[len(HOLDOUT) :]: v for k, v in files.items() if k.startswith(HOLDOUT)}
     return held or None
