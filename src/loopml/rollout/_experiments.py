@@ -281,17 +281,13 @@ class Experiments:
     ) -> tuple[float | None, float | None]:
         """The control's metric on its own held-out rows: the baseline proportion, or the
         standard deviation of the per-prediction metric."""
-        files = self.registry.load_files(control)
-        from loopml.training._gate import test_table
-        from loopml.training._model import Model
-        from loopml.training._train import holdout_files
-
-        if "test.parquet" not in files:
+        verified = self.models.verified(control)
+        if "test.parquet" not in verified.files:
             return None, None
         # A refitted version learned its test rows: its held-out model tells how it does on
         # rows it has not seen, which is what the arms will meet.
-        model = Model.from_files(holdout_files(files) or files, control.trusted_types)
-        test = test_table(files)
+        model = verified.holdout() or verified.model()
+        test = verified.test()
         label = model.label or self.monitoring.label_name()
         if not label or label not in test.column_names:
             return None, None
