@@ -8,7 +8,18 @@ import sys
 import pytest
 
 import loopml
-from loopml import data, draft, features, monitoring, rollout, sampling, spec, storage, testing
+from loopml import (
+    data,
+    draft,
+    features,
+    monitoring,
+    rollout,
+    sampling,
+    serving,
+    spec,
+    storage,
+    testing,
+)
 
 
 def test_all_names_exist() -> None:
@@ -20,6 +31,7 @@ def test_all_names_exist() -> None:
         monitoring,
         rollout,
         sampling,
+        serving,
         spec,
         storage,
         testing,
@@ -48,6 +60,7 @@ STORAGE_LIBRARIES = ("sqlalchemy", "duckdb", "fastapi", "redis", "fsspec", "uvic
         "from loopml.features import compile_expression, parse, encode_key",
         "from loopml.rollout import make_policy, compare_arms, Counter, wilson",
         "from loopml.storage import Counter, CounterStore, OnlineStore, EventLog",
+        "import loopml.serving",
     ],
 )
 def test_pure_parts_import_without_storage(statement: str) -> None:
