@@ -52,9 +52,16 @@ WEIGHTS = (0.78, 0.12, 0.04, 0.06)
 CLASSES = ("2xx", "4xx", "5xx", "conn")
 
 
+BODY_TIMEOUT_S = 5  # the worker's serving.body_timeout: shorter than --stall, so stalls are cut
+
+
 def spec() -> str:
-    """The demo's spec, its worker watching the champion every second."""
-    return DEMO_SPEC.replace("  mode: dynamic\n", "  mode: dynamic\n  watch_interval: 1s\n")
+    """The demo's spec, its worker watching the champion every second and giving a body
+    ``BODY_TIMEOUT_S`` seconds to arrive."""
+    return DEMO_SPEC.replace(
+        "  mode: dynamic\n",
+        f"  mode: dynamic\n  watch_interval: 1s\n  body_timeout: {BODY_TIMEOUT_S}s\n",
+    )
 
 
 def setup(root: Path) -> tuple[Project, list[int]]:
@@ -370,6 +377,8 @@ def report(run: Run, a: Any, seconds: float) -> dict[str, Any]:
         "no_5xx": total["5xx"] == 0,
         "memory_flat_10pct": growth is not None and growth <= 0.10,
         "no_failed_request_during_swaps": failed_in_swaps == 0 and bool(run.swaps),
+        # A body that stops arriving holds no worker: each is cut off (408) before it resumes.
+        "stalled_bodies_cut_off": all(s["cut_off"] for s in run.stalls),
     }
     return out
 
@@ -430,6 +439,11 @@ def show(r: dict[str, Any]) -> None:
         f"  0 failed requests during swaps: "
         f"{'PASS' if v['no_failed_request_during_swaps'] else 'FAIL'} "
         f"({r['failed_in_swaps']} of {r['valid_in_swaps']} valid requests in swap windows)"
+    )
+    cut = sum(s["cut_off"] for s in r["stalls"])
+    print(
+        f"  stalled bodies cut off by the server: "
+        f"{'PASS' if v['stalled_bodies_cut_off'] else 'FAIL'} ({cut} of {len(r['stalls'])})"
     )
 
 
