@@ -19,7 +19,7 @@ import pytest
 from loopml import Project
 from loopml.rollout import Experiments
 from tests.conftest import require_service
-from tests.e2e.test_serving_swap import free_port
+from tests.e2e._server import free_port, wait_ready
 from tests.unit.serving.conftest import SPEC, champion_project, requests_of
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def test_two_workers_count_every_request_of_an_ab_test(
     answers: list[tuple[dict[str, Any], dict[str, Any]]] = []
     lock = threading.Lock()
     try:
-        _wait_ready(base, server)
+        wait_ready(base, server)
         time.sleep(1.5)  # both workers have read the experiment (they refresh once a second)
 
         def load(i: int) -> None:
@@ -94,15 +94,3 @@ def test_two_workers_count_every_request_of_an_ab_test(
     served = {v: sum(a["version"] == v for _, a in answers) for v in (1, second.version)}
     assert {v: counts[v]["requests"].n for v in served} == served
     assert sum(served.values()) == REQUESTS and min(served.values()) > 0
-
-
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    err = server.stderr.read().decode()[-2000:] if server.stderr else ""
-    raise AssertionError(f"the server did not become ready: {err}")

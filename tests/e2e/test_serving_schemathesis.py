@@ -6,7 +6,6 @@ arriving gets 408."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_serving_swap import free_port
+from tests.e2e._server import served
 from tests.unit.serving.conftest import SPEC, champion_project
 
 pytestmark = pytest.mark.slow
@@ -43,33 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     root = tmp_path_factory.mktemp("schemathesis") / "p"
     spec = SPEC.replace("  mode: dynamic\n", "  mode: dynamic\n  body_timeout: 2s\n")
     champion_project(root, spec=spec).close()
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loopml.cli", "serve", "--port", str(port), "-p", str(root)],
-        env={**os.environ, "LOOPML_TOKEN": TOKEN},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            proc.kill()
-            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            raise AssertionError("the server did not become ready: " + err)
+    with served(root, env={"LOOPML_TOKEN": TOKEN}) as (base, proc):
         yield base, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_schemathesis_finds_no_server_error_and_nothing_undocumented(

@@ -3,10 +3,6 @@ over within the watch interval, and a tampered version never gets the alias."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,15 +13,10 @@ import httpx
 import pytest
 
 from loopml.errors import IntegrityError
+from tests.e2e._server import served
 from tests.unit.serving.conftest import SPEC, champion_project, requests_of
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_swap_under_load_loses_no_request(tmp_path: Path) -> None:
@@ -34,37 +25,7 @@ def test_swap_under_load_loses_no_request(tmp_path: Path) -> None:
     second = project.models.train(note="second").version
     assert second is not None
     bodies = requests_of(project, 200, start=15_000)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loopml.cli",
-            "serve",
-            "--port",
-            str(port),
-            "-p",
-            str(tmp_path / "p"),
-        ],
-        env={**os.environ},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError(
-                "the server did not become ready: " + server.stderr.read().decode()[-2000:]
-                if server.stderr
-                else ""
-            )
+    with served(tmp_path / "p") as (base, _):
         statuses: Counter[int] = Counter()
         versions: Counter[Any] = Counter()
         stop = threading.Event()
@@ -100,9 +61,6 @@ def test_swap_under_load_loses_no_request(tmp_path: Path) -> None:
         for t in threads:
             t.join()
         status = httpx.get(f"{base}/status").json()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     total = sum(statuses.values())
     assert statuses == Counter({200: total}), statuses  # zero failed requests
     assert total > 1000
