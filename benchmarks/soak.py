@@ -242,8 +242,10 @@ async def staller(base: str, run: Run, end: float, stall: float, valid: bytes, t
                     "seconds": round(took, 2),
                     "status": status,
                     "error": error,
-                    # The server gave up on the body before it resumed.
-                    "cut_off": took < stall - 0.5,
+                    # The server gave up on the body: a 408, or the connection it closed. The
+                    # client cannot read the 408 while its body is suspended, so it learns of it
+                    # when it resumes (a read error); a server that waited answers 200.
+                    "cut_off": status == 408 or (status is None and error != "ReadTimeout"),
                 }
             )
 
