@@ -28,7 +28,7 @@ from loopml.errors import (
 if TYPE_CHECKING:
     from loopml._project import Project
 
-__version__ = "0.1.0"
+from loopml._version import __version__
 
 __all__ = [
     "BackendUnavailable",

@@ -82,8 +82,24 @@ class Project:
         """Precomputation, in-process prediction and the HTTP app."""
         if self._serving is None:
             from loopml.serving import Serving
+            from loopml.serving._parts import ServingParts
 
-            self._serving = Serving(self)
+            self._serving = Serving(
+                ServingParts(
+                    spec=self.spec,
+                    root=self.root,
+                    data=self.data,
+                    models=self.models,
+                    features=self.features,
+                    registry=self.registry,
+                    lake_files=self.lake_files,
+                    artifact_files=self.artifacts.files,
+                    open_rollouts=lambda: self.rollouts,
+                    open_online=lambda: self.online,
+                    open_events=lambda: self.events,
+                    open_monitoring=lambda: self.monitoring,
+                )
+            )
         return self._serving
 
     @property

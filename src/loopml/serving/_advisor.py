@@ -75,11 +75,11 @@ from loopml.serving._advice import (
 )
 from loopml.serving._engine import Engine, static_table
 from loopml.serving._holder import Served
+from loopml.serving._parts import HoldsServingParts, ServingParts, serving_parts
 from loopml.serving._precompute import precompute
 from loopml.spec import FallbackSpec, LogSpec, StaticSpec
 
 if TYPE_CHECKING:
-    from loopml._project import Project
     from loopml.training import Model
 
 __all__ = [
@@ -179,14 +179,17 @@ def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def read_log(project: Project, *, keep: int = KEPT_REQUESTS) -> tuple[pa.Table, int]:
+def read_log(
+    project: ServingParts | HoldsServingParts, *, keep: int = KEPT_REQUESTS
+) -> tuple[pa.Table, int]:
     """The requests of the prediction log: new entries are read through the consumer group
     ``loopml-advisor``, folded into the kept requests (the newest ``keep``; an entry delivered
     twice is kept once) and acknowledged once kept. Returns the kept requests and how many
     entries were new."""
+    project = serving_parts(project)
     fs = project.features.feature_set
     model = project.models.name
-    files = project.artifacts.files
+    files = project.artifact_files
     path = f"advisor/{model}/requests.parquet"
     kept = pq.read_table(io.BytesIO(files.read_bytes(path))) if files.exists(path) else None
     stream = predictions_stream(model)
@@ -246,12 +249,15 @@ def _key_dicts(table: pa.Table, key: Sequence[str]) -> dict[str, dict[str, Any]]
     return out
 
 
-def top_keys(project: Project, key: Sequence[str], n: int) -> list[dict[str, Any]]:
+def top_keys(
+    project: ServingParts | HoldsServingParts, key: Sequence[str], n: int
+) -> list[dict[str, Any]]:
     """The ``n`` most requested keys, as ``{feature: value}``: from the prediction log (through
     :func:`read_log`), or, when nothing has been logged, from the lake's event source (the keys
     with the most events)."""
     if n < 1:
         raise UsageError(f"head must be at least 1, got {n}", details={"head": n})
+    project = serving_parts(project)
     features = project.features
     _check_key(features.feature_set, key)
     kept, _ = read_log(project)
@@ -330,7 +336,7 @@ def _divergence(table: _Run, dynamic: _Run, model: Model) -> Divergence | None:
     )
 
 
-def _requests(project: Project, requests: pa.Table | None) -> tuple[pa.Table, str]:
+def _requests(project: ServingParts, requests: pa.Table | None) -> tuple[pa.Table, str]:
     if requests is not None:
         return requests, "a table of request rows"
     stream = predictions_stream(project.models.name)
@@ -363,7 +369,7 @@ def _hybrid_head(pre_counts: np.ndarray, total: int, head: int | None, cap: int)
 
 
 def advise(
-    project: Project,
+    project: ServingParts | HoldsServingParts,
     requests: pa.Table | None = None,
     *,
     key: Sequence[str] | None = None,
@@ -378,6 +384,7 @@ def advise(
     from loopml.serving._runtime import Runtime
 
     started = time.perf_counter()
+    project = serving_parts(project)
     spec = project.spec.serving
     if project.spec.features is None:
         raise UsageError(

@@ -141,6 +141,23 @@ async def read_body(request: Request) -> bytes:
     return b"".join([chunk async for chunk in request.stream()])
 
 
+def open_runtime(root: str | Path) -> Runtime:
+    """A worker's runtime over the project at ``root``, which it closes when it stops.
+
+    The app factory is a composition root for the worker it starts from a path: with a Ray batch
+    worker's ``_open_features``, this is one of the two places in serving that import ``Project``
+    (allowed by the import contract's ``ignore_imports``), imported here so that nothing else in
+    the module reaches the project."""
+    from loopml._project import Project
+
+    project = Project.open(root)
+    try:
+        return Runtime(project.serving.parts, on_stop=project.close)
+    except BaseException:
+        project.close()  # a runtime that failed to build leaves no store open behind it
+        raise
+
+
 def create_app(project: str | Path | None = None, *, runtime: Runtime | None = None) -> Any:
     """The serving app (an ASGI application) for the project at ``project`` (or
     ``$LOOPML_PROJECT``), or around a runtime built by the caller."""
@@ -148,7 +165,7 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or Runtime.open(root)
+        rt = runtime or open_runtime(root)
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="loopml-model")
         app.state.rt = rt
         app.state.pool = pool
@@ -340,7 +357,7 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
             request.app.state.pool,
-            lambda: rt.project.monitoring.feedback(rows, source="http", where=parsed.where),
+            lambda: rt.parts.monitoring.feedback(rows, source="http", where=parsed.where),
         )
         if not result["accepted"]:
             first = result["rejected"][0]

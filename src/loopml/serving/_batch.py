@@ -50,10 +50,11 @@ import pyarrow.parquet as pq
 
 from loopml import errors
 from loopml.errors import BackendUnavailable, ReadError, UsageError
+from loopml.serving._parts import HoldsServingParts, ServingParts, serving_parts
 from loopml.training import Model
 
 if TYPE_CHECKING:
-    from loopml._project import Project
+    from loopml.features import Features
     from loopml.training import VerifiedVersion
 
 __all__ = ["ENGINES", "predict_file"]
@@ -93,7 +94,7 @@ class _Input:
 
 
 def predict_file(
-    project: Project,
+    project: ServingParts | HoldsServingParts,
     input: str | Path,
     output: str | Path,
     *,
@@ -112,6 +113,7 @@ def predict_file(
     (default: every core); with ``LOOPML_RAY_ADDRESS`` set, that cluster is used instead.
     """
     started = time.perf_counter()
+    project = serving_parts(project)
     if engine not in ENGINES:
         raise UsageError(
             f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}",
@@ -143,7 +145,11 @@ def predict_file(
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             if engine == "local":
-                build = _features_of(project, plan.snapshot) if plan.inputs == "requests" else None
+                build = (
+                    _features_of(project.features, plan.snapshot)
+                    if plan.inputs == "requests"
+                    else None
+                )
                 rows, chunks = _run_local(model, plan, source, chunk_rows, build, writer, progress)
             else:
                 rows, chunks = _run_ray(
@@ -181,7 +187,7 @@ def predict_file(
 # ----------------------------------------------------------------------------- the plan
 
 
-def _csv_types(project: Project) -> dict[str, pa.DataType]:
+def _csv_types(project: ServingParts) -> dict[str, pa.DataType]:
     """The declared types of the features, so that every CSV chunk (and every Ray block) reads
     them alike. Timestamps are left to Arrow: a CSV may write them without a zone, and the feature
     path casts them."""
@@ -226,7 +232,7 @@ def _open_input(path: Path, csv_types: dict[str, pa.DataType]) -> _Input:
 
 
 def _plan(
-    project: Project, model: Model, source: _Input, version: int, snapshot: str | None
+    project: ServingParts, model: Model, source: _Input, version: int, snapshot: str | None
 ) -> _Plan:
     names = source.schema.names
     declared = project.spec.features is not None
@@ -290,9 +296,8 @@ def _output_schema(model: Model, plan: _Plan, input_schema: pa.Schema) -> pa.Sch
     return _assemble(model, plan, _plain(ids), scores).schema
 
 
-def _features_of(project: Project, snapshot: str | None) -> Callable[[pa.Table], pa.Table]:
+def _features_of(features: Features, snapshot: str | None) -> Callable[[pa.Table], pa.Table]:
     """The features of request chunks, point-in-time, from one pinned snapshot."""
-    features = project.features
     return lambda chunk: features.build_for(chunk, snapshot=snapshot)
 
 
@@ -481,21 +486,31 @@ class _RayScorer:
             verified = ray.get(verified)
         self.model = verified.model()
         self.plan = plan
-        self.project: Project | None = None
+        self.close: Callable[[], None] | None = None
         self.build: Callable[[pa.Table], pa.Table] | None = None
         if plan.inputs == "requests":
-            from loopml._project import Project
-
-            self.project = Project.open(project_root)
-            self.build = _features_of(self.project, plan.snapshot)
+            features, self.close = _open_features(project_root)
+            self.build = _features_of(features, plan.snapshot)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return _score(self.model, self.plan, batch, self.build)
 
     def __del__(self) -> None:
-        project = getattr(self, "project", None)  # None when __init__ failed early
-        if project is not None:
-            project.close()
+        close = getattr(self, "close", None)  # None when __init__ failed early
+        if close is not None:
+            close()
+
+
+def _open_features(root: str) -> tuple[Features, Callable[[], None]]:
+    """The project's features in a Ray worker's process, and what closes them.
+
+    A worker runs in a process of its own, where no composition root has built the parts: this
+    is the one place outside the app factory where serving opens the project itself (allowed by
+    the import contract's ``ignore_imports``)."""
+    from loopml._project import Project
+
+    project = Project.open(root)
+    return project.features, project.close
 
 
 def _worker_error(exc: Exception) -> Exception:
@@ -523,7 +538,7 @@ def _import_ray() -> Any:
 
 
 def _run_ray(
-    project: Project,
+    project: ServingParts,
     model: VerifiedVersion,
     plan: _Plan,
     source: _Input,

@@ -10,7 +10,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from loopml import __version__
+from loopml._version import __version__
 from loopml.serving._errors import BODY, responses
 
 _DATATYPES = {

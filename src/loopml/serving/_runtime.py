@@ -1,5 +1,5 @@
-"""Everything one serving worker holds: the project, the model holder (hot swap), the engine,
-the prediction log and the metrics."""
+"""Everything one serving worker holds: the project's parts, the model holder (hot swap), the
+engine, the prediction log and the metrics."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from loopml._project import Project
 from loopml.features import OnlineFeatures
 from loopml.monitoring._log import predictions_stream
 from loopml.monitoring._monitor import ERROR_REASONS
@@ -20,6 +19,7 @@ from loopml.serving._engine import Engine, Prediction
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._log import PredictionLogger
 from loopml.serving._metrics import ServingMetrics
+from loopml.serving._parts import HoldsServingParts, ServingParts, serving_parts
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
 
@@ -29,15 +29,21 @@ ARM_RETRY_S = 30.0  # an experiment arm that failed to load is tried again after
 
 
 class Runtime:
-    """One worker's serving state."""
+    """One worker's serving state, built from the parts of a project (``Runtime(project)``
+    takes them from a ``Project``). ``on_stop`` is called once the worker has stopped: the app
+    factory closes there the project it opened for it."""
 
     def __init__(
-        self, project: Project, *, spec: ServingSpec | None = None, own_project: bool = False
+        self,
+        parts: ServingParts | HoldsServingParts,
+        *,
+        spec: ServingSpec | None = None,
+        on_stop: Callable[[], object] | None = None,
     ) -> None:
-        self.project = project
+        project = self.parts = serving_parts(parts)
         self.spec = spec or project.spec.serving
         self.name = project.models.name
-        self._own = own_project
+        self._on_stop = on_stop
         self.metrics = ServingMetrics()
         has_features = project.spec.features is not None
         fs = project.features.feature_set if has_features else None
@@ -112,7 +118,7 @@ class Runtime:
         self._bandit_updated_at = time.monotonic()  # the first update after one interval
         self.bandit_updates = 0
 
-    def _drift_gauges(self, project: Project) -> None:
+    def _drift_gauges(self, project: ServingParts) -> None:
         """The monitor's latest drift scores, exported with the serving metrics."""
         from loopml.monitoring._prometheus import DriftCollector
         from loopml.monitoring._service import latest_path
@@ -120,10 +126,6 @@ class Runtime:
         path = project.lake_files.path(latest_path(self.name))
         if "://" not in path:  # a local lake; remote ones are read by the monitor's own export
             self.metrics.add_collector(DriftCollector(path))
-
-    @classmethod
-    def open(cls, root: str | Path) -> Runtime:
-        return cls(Project.open(root), own_project=True)
 
     def _swapped(self, served: Served) -> None:
         self.metrics.swaps.inc()
@@ -155,8 +157,8 @@ class Runtime:
         self.holder.stop()
         if self.logger is not None:
             self.logger.stop()
-        if self._own:
-            self.project.close()
+        if self._on_stop is not None:
+            self._on_stop()
         # Hand the frozen objects back to the collector: a worker stopped inside a longer-lived
         # process (the demo, tests) must not keep them, nor its native handles, to the end.
         gc.unfreeze()
@@ -220,7 +222,7 @@ class Runtime:
                 loaded[v] = champion
                 continue
             try:
-                mv = self.project.registry.get(self.name, v)
+                mv = self.parts.registry.get(self.name, v)
                 loaded[v] = self.holder.load_version(mv)
                 self.arm_errors.pop(v, None)
             except Exception as exc:  # noqa: BLE001 - the experiment waits; serving goes on
@@ -262,7 +264,13 @@ class Runtime:
         try:
             from loopml.rollout import Experiments
 
-            Experiments(self.project).evaluate(rollout)
+            parts = self.parts
+            Experiments(
+                rollouts=parts.rollouts,
+                models=parts.models,
+                registry=parts.registry,
+                monitoring=parts.monitoring,
+            ).evaluate(rollout)
             self.bandit_updates += 1
         except Exception as exc:  # noqa: BLE001 - serving goes on with the last snapshot
             log.warning("updating the bandit's rewards failed: %s", exc)
@@ -381,7 +389,7 @@ class Runtime:
                 self._dropped_seen = self.logger.dropped
 
     def publish(self, source: str, rows: list[dict[str, Any]]) -> int:
-        return self.project.features.publish(source, rows)
+        return self.parts.features.publish(source, rows)
 
     def status(self) -> dict[str, Any]:
         current = self.holder.current

@@ -15,21 +15,21 @@ from loopml.serving._runtime import Runtime
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from loopml._project import Project
+    from loopml.serving._parts import ServingParts
 
 
 class Serving:
     """Precomputation, in-process prediction and the app of one project."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
+    def __init__(self, parts: ServingParts) -> None:
+        self.parts = parts
         self._runtime: Runtime | None = None
 
     @property
     def runtime(self) -> Runtime:
         """An in-process serving runtime (loads the served alias; no background threads)."""
         if self._runtime is None:
-            rt = Runtime(self.project)
+            rt = Runtime(self.parts)
             rt.holder.check()
             self._runtime = rt
         return self._runtime
@@ -54,7 +54,7 @@ class Serving:
     ) -> dict[str, Any]:
         """The static table of a version (the served alias by default): every key of
         ``serving.static.key``, or the ``head`` most requested keys (hybrid), or given ``keys``."""
-        spec = self.project.spec.serving
+        spec = self.parts.spec.serving
         if not spec.static.key:
             raise UsageError(
                 "serving.static.key is not set: declare the features predictions are keyed by"
@@ -62,13 +62,13 @@ class Serving:
         if head is not None and keys is None:
             from loopml.serving._advisor import top_keys
 
-            keys = top_keys(self.project, spec.static.key, head)
+            keys = top_keys(self.parts, spec.static.key, head)
         elif keys is None and spec.mode == "hybrid" and spec.hybrid.keys is not None:
             keys = spec.hybrid.keys
         return precompute(
-            self.project.models,
-            self.project.features,
-            self.project.online,
+            self.parts.models,
+            self.parts.features,
+            self.parts.online,
             spec.static.key,
             ref=ref if ref is not None else spec.alias,
             snapshot=snapshot,
@@ -80,7 +80,7 @@ class Serving:
     def app(self) -> FastAPI:
         from loopml.serving._app import create_app
 
-        return create_app(runtime=Runtime(self.project))
+        return create_app(runtime=Runtime(self.parts))
 
     def close(self) -> None:
         self._runtime = None
