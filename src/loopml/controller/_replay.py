@@ -312,8 +312,7 @@ def _send_labels(
 ) -> dict[str, Any]:
     """The rows' labels, by ``features.label`` over the file's columns, sent as feedback for
     the predictions just logged (by their ids), known when the label definition says."""
-    from loopml.features._expr import arrow_type
-    from loopml.features._offline import _with_label
+    from loopml.features import arrow_type, with_label
 
     fs = project.features.feature_set
     if fs.label is None:
@@ -330,7 +329,7 @@ def _send_labels(
             table = table.append_column(c, col if col.type.equals(want) else col.cast(want))
     if "_event_time" not in table.column_names:
         table = table.append_column("_event_time", times)
-    labelled = _with_label(table, fs, None, labelled_only=False)
+    labelled = with_label(table, fs, None, labelled_only=False)
     values = labelled[fs.label.name].to_pylist()
     known = labelled["_label_available_at"].to_pylist()
     rows = [

@@ -12,8 +12,9 @@ from loopml.data._catalog import (
 from loopml.data._checks import MESSAGES as REASON_MESSAGES
 from loopml.data._data import Data, SchemaDiff, SourceReset, format_of
 from loopml.data._infer import infer_schema
-from loopml.data._ingest import IngestResult, OnlineRefresh
-from loopml.data._lake import Lake
+from loopml.data._ingest import ingest_buffer
+from loopml.data._job import IngestJob, IngestResult, Landed, OnlineRefresh
+from loopml.data._lake import Lake, fetch_arrow
 from loopml.data._quarantine import Quarantine, QuarantineView, default_user
 from loopml.data._schema import ColumnSchema, Schema, SchemaChange
 
@@ -23,8 +24,10 @@ __all__ = [
     "CheckNote",
     "ColumnSchema",
     "Data",
+    "IngestJob",
     "IngestResult",
     "Lake",
+    "Landed",
     "OnlineRefresh",
     "Quarantine",
     "QuarantineRecord",
@@ -37,6 +40,8 @@ __all__ = [
     "SourceRecord",
     "SourceReset",
     "default_user",
+    "fetch_arrow",
     "format_of",
     "infer_schema",
+    "ingest_buffer",
 ]

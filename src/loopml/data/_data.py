@@ -15,13 +15,8 @@ import pyarrow as pa
 
 from loopml.data import _catalog as cat
 from loopml.data._inflate import InflateLimit, inflate
-from loopml.data._ingest import (
-    IngestJob,
-    IngestResult,
-    OnlineRefresh,
-    content_hash,
-    ingest_buffer,
-)
+from loopml.data._ingest import content_hash, ingest_buffer
+from loopml.data._job import IngestJob, IngestResult, OnlineRefresh
 from loopml.data._lake import Lake
 from loopml.data._quarantine import Quarantine, default_user
 from loopml.data._readers import open_buffer

@@ -13,17 +13,18 @@ The protocol, per batch:
 A crash before 4 leaves a pending batch whose owner is dead; the next ingest of that source
 (or ``loopml data recover``) deletes its files and marks it aborted, and the file can be ingested
 again. Nothing reads a batch before its commit.
+
+Beside it: the records a batch needs and yields (``_job``), a batch held whole (``_held``) and
+what a batch asks of the schema (``_proposals``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,111 +33,20 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data import _catalog as cat
-from loopml.data._batch_checks import (
-    ACCEPTABLE,
-    BatchVerdict,
-    CheckNote,
-    batch_stats,
-    check_batch,
-    time_notes,
-)
+from loopml.data._batch_checks import BatchVerdict, batch_stats, check_batch, time_notes
 from loopml.data._checks import Findings, check_rows
+from loopml.data._held import hold_whole, still_held
 from loopml.data._infer import infer_schema
+from loopml.data._job import IngestJob, IngestResult, Landed
 from loopml.data._lake import Lake, batch_path, quarantine_dir
-from loopml.data._quarantined import Positions, quarantine_table, reason_counts
-from loopml.data._readers import ReadOutcome, Unreadable, read
-from loopml.data._schema import (
-    Schema,
-    SchemaChange,
-    apply_changes,
-    apply_declarations,
-    merge_changes,
-)
+from loopml.data._proposals import changes_of, is_lossless, proposals, propose
+from loopml.data._quarantined import quarantine_table, reason_counts
+from loopml.data._readers import Unreadable, read
+from loopml.data._schema import Schema, SchemaChange, apply_changes, apply_declarations
 from loopml.errors import ConflictError, ReadError
-from loopml.spec import SchemaPolicy, SourceSpec
 from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage._faults import checkpoint
 from loopml.storage._owner import owner_alive, owner_token
-
-
-@dataclass
-class OnlineRefresh:
-    """What landing a batch did to the online store (filled in by the project, which knows the
-    features): ``refreshed``, ``not_materialized`` (nothing to keep current yet) or ``failed``."""
-
-    status: str
-    tiles: int = 0
-    lookups: int = 0
-    message: str = ""
-
-
-@dataclass
-class IngestResult:
-    """The accounting of one file: ``rows_read == rows_accepted + rows_quarantined``."""
-
-    source: str
-    file: str
-    batch_id: str | None
-    status: str  # landed | partial | held | duplicate
-    rows_read: int
-    rows_accepted: int
-    rows_quarantined: int
-    reasons: list[dict[str, Any]] = field(default_factory=list)
-    batch_reasons: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    quarantine_id: str | None = None
-    schema_version: int | None = None
-    schema_changes: list[str] = field(default_factory=list)
-    # Changes this batch asked of the schema that wait for `loopml schema accept` (the rows
-    # that need them are in quarantine, or were warned about).
-    proposed_changes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    content_hash: str = ""
-    checks: list[CheckNote] = field(default_factory=list)  # what the batch was compared with
-    accepted: dict[str, Any] = field(default_factory=dict)  # checks a release waived
-    online: OnlineRefresh | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Landed:
-    """What a commit recorded, for the statements a job adds to its transaction."""
-
-    batch_id: str
-    quarantine_id: str | None  # the entry of this batch's quarantined rows, if any
-    accepted: dict[str, Any]
-
-
-@dataclass
-class IngestJob:
-    """Everything one batch needs besides its bytes."""
-
-    source: str
-    spec: SourceSpec
-    fmt: str
-    file: str
-    content_hash: str
-    by: str
-    origin: dict[str, Any] = field(default_factory=lambda: {"kind": "file"})
-    positions: Positions | None = None
-    original: Callable[[], bytes] | None = None  # the file's bytes, for a batch held whole
-    now: datetime | None = None
-    infer_timestamp: bool = False  # an undeclared source: take the first time column
-    # A delivered file gets batch checks and joins their history; a stream micro-batch or a
-    # release of rows that were checked as part of their file does neither.
-    delivery: bool = True
-    accept: frozenset[str] = frozenset()  # batch checks a release waives (row_count, null_rate)
-    # A release: the entry it would resolve. Held again, or landing nothing, it leaves that
-    # entry held as it is, and makes no new one.
-    release_of: str | None = None
-    # Extra statements for the commit transaction.
-    on_commit: Callable[[Any, Landed], None] | None = None
-    # The batch would create its source: a file that cannot be read is refused, not held.
-    new_source: bool = False
-    # Why the file's content could not even be had (a gzip past its bounds): held whole.
-    refused: str | None = None
 
 
 def ingest_buffer(
@@ -257,7 +167,7 @@ def _process(
                 f"{job.file}: {exc}; source {job.source!r} was not created",
                 details={"file": job.file, "source": job.source},
             ) from None
-        return _hold_whole(
+        return hold_whole(
             store,
             lake,
             job,
@@ -281,8 +191,8 @@ def _process(
         )
         schema = new_schema
     else:
-        changes = _changes(outcome, schema)
-        lossless = all(_lossless(c, policy) for c in changes)
+        changes = changes_of(outcome, schema)
+        lossless = all(is_lossless(c, policy) for c in changes)
         if changes and (policy.on_change == "accept" or lossless):
             assert stored is not None
             new_schema = apply_changes(stored, changes, {**outcome.new_columns, **outcome.typed})
@@ -345,7 +255,7 @@ def _process(
         # The accepted rate is where the column's history starts for later files.
         stats["baseline"] = {"null_rate": verdict.accepted["null_rate"]}
     notes = verdict.notes + time_notes(spec.checks, schema)
-    proposal += _proposals(findings, schema, policy)
+    proposal += proposals(findings, schema, policy)
     if eager is not None:
         eager.wait()
         checkpoint("ingest.lake_written")
@@ -353,7 +263,7 @@ def _process(
             lake.files.delete(lake_rel)
 
     if findings.batch:
-        return _hold_whole(
+        return hold_whole(
             store,
             lake,
             job,
@@ -373,7 +283,7 @@ def _process(
         keep[bad] = False
         table = table.filter(pa.array(keep))
     if job.release_of is not None and table.num_rows == 0:
-        return _still_held(
+        return still_held(
             store,
             lake,
             job,
@@ -418,7 +328,7 @@ def _process(
                 changes=changes,
             )
         if proposal and stored is not None:
-            _propose(conn, job.source, stored, proposal, job)
+            propose(conn, job.source, stored, proposal, by=job.by, file=job.file)
         cat.commit_batch(
             conn,
             batch_id,
@@ -465,19 +375,6 @@ def _process(
     )
 
 
-def _lossless(change: SchemaChange, policy: SchemaPolicy) -> bool:
-    """A change that alters no value landed so far: an untyped column's first type, or (with
-    ``schema.widen_numbers``) a numeric widening."""
-    if change.kind == "typed":
-        return True
-    return (
-        policy.widen_numbers
-        and change.kind == "widen_type"
-        and (change.old, change.new)
-        in (("bool", "int64"), ("bool", "float64"), ("int64", "float64"))
-    )
-
-
 def _first_time_column(table: pa.Table) -> str | None:
     for f in table.schema:
         if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
@@ -506,192 +403,6 @@ class _EagerWrite:
         self._thread.join()
         if self._error is not None:
             raise self._error
-
-
-def _changes(outcome: ReadOutcome, schema: Schema) -> list[SchemaChange]:
-    changes: list[SchemaChange] = []
-    for name, (type_, unit, tz) in outcome.new_columns.items():
-        shown = f"timestamp[{unit}{', ' + tz if tz else ''}]" if type_ == "timestamp" else type_
-        changes.append(SchemaChange(kind="new_column", column=name, new=shown))
-    for name, (type_, _, _) in outcome.typed.items():
-        changes.append(SchemaChange(kind="typed", column=name, old="null", new=type_))
-    for name, wider in outcome.widened.items():
-        col = schema.column(name)
-        assert col is not None
-        changes.append(SchemaChange(kind="widen_type", column=name, old=col.type, new=wider))
-    for name in outcome.absent_columns:
-        col = schema.column(name)
-        if col is not None and not col.nullable:
-            changes.append(SchemaChange(kind="missing_column", column=name))
-    return changes
-
-
-def _proposals(findings: Findings, schema: Schema, policy: SchemaPolicy) -> list[SchemaChange]:
-    """What the data asks of the schema without holding the batch: unseen categories that were
-    only warned about, and nulls in a column that was inferred (not declared) non-nullable."""
-    out = []
-    for w in findings.warnings:
-        if w["code"] == "unseen_category" and w.get("values"):
-            out.append(
-                SchemaChange(kind="new_categories", column=w["column"], new="|".join(w["values"]))
-            )
-    keys = set(schema.primary_key) | ({schema.timestamp} if schema.timestamp else set())
-    for code, column in zip(findings.codes, findings.columns, strict=True):
-        decl = policy.columns.get(column or "")
-        if code == "null" and column not in keys and (decl is None or decl.nullable is None):
-            out.append(SchemaChange(kind="nullable", column=column or ""))
-    return out
-
-
-def _propose(
-    conn: Any, source: str, stored: Schema, changes: list[SchemaChange], job: IngestJob
-) -> None:
-    pending = cat.proposed_schema(conn, source)
-    merged = merge_changes(pending.changes, changes) if pending else changes
-    # New columns take their types from the change text; build the proposal from the stored schema.
-    types = {c.column: _parse_type(c.new or "string") for c in merged if c.kind == "new_column"}
-    proposed = apply_changes(stored, merged, types)
-    cat.replace_proposal(conn, source, proposed, merged, by=job.by, note=f"proposed by {job.file}")
-
-
-def _parse_type(shown: str) -> tuple[Any, Any, Any]:
-    if shown.startswith("timestamp["):
-        inner = shown[len("timestamp[") : -1].split(", ")
-        return "timestamp", inner[0], inner[1] if len(inner) > 1 else None
-    return shown, None, None
-
-
-def _hold_whole(
-    store: SqlMetadataStore,
-    lake: Lake,
-    job: IngestJob,
-    batch_id: str,
-    buf: pa.Buffer,
-    batch_reasons: list[dict[str, Any]],
-    *,
-    rows_read: int,
-    schema_version: int | None,
-    proposal: tuple[list[SchemaChange], Schema] | None = None,
-    row_reasons: list[dict[str, Any]] | None = None,
-    notes: list[CheckNote] | None = None,
-) -> IngestResult:
-    """Quarantine the whole batch, keeping the original file so it can be released later.
-
-    A release held again keeps its entry as it is (its records, where they came from, why they
-    were held) and makes no new one: nothing landed, so there is nothing new to record but the
-    reasons, which the result carries."""
-    entry_id = job.release_of or new_id("q")
-    batch_reasons = [_with_remedy(r, entry_id) for r in batch_reasons]
-    if job.release_of is not None:
-        if proposal is not None:
-            with store.write() as conn:
-                _propose(conn, job.source, proposal[1], proposal[0], job)
-        return _still_held(
-            store,
-            lake,
-            job,
-            batch_id,
-            rows_read=rows_read,
-            reasons=[
-                {"code": r["code"], "column": r["column"], "count": rows_read}
-                for r in batch_reasons
-            ],
-            batch_reasons=batch_reasons,
-            notes=notes or [],
-        )
-    name = os.path.basename(job.file) or "input"
-    rel = f"{quarantine_dir(job.source, batch_id)}/{name}"
-    data = job.original() if job.original is not None else buf.to_pybytes()
-    lake.files.write_bytes(rel, data)
-    reasons = [
-        {"code": r["code"], "column": r["column"], "count": rows_read, "message": r["message"]}
-        for r in batch_reasons
-    ]
-    with store.write() as conn:
-        if proposal is not None:
-            _propose(conn, job.source, proposal[1], proposal[0], job)
-        cat.commit_batch(
-            conn,
-            batch_id,
-            rows_read=rows_read,
-            rows_accepted=0,
-            rows_quarantined=rows_read,
-            schema_version=schema_version,
-            lake_path=None,
-            stats={"rows": rows_read, "parsed": 0, "nulls": {}, "delivery": job.delivery},
-            warnings=[],
-        )
-        cat.add_quarantine(
-            conn,
-            entry_id=entry_id,
-            batch_id=batch_id,
-            source=job.source,
-            kind="batch",
-            rows=rows_read,
-            reasons=reasons + [dict(r, also=True) for r in row_reasons or []],
-            path=rel,
-        )
-        if job.on_commit is not None:
-            job.on_commit(conn, Landed(batch_id, entry_id, {}))
-    return IngestResult(
-        source=job.source,
-        file=job.file,
-        batch_id=batch_id,
-        status="held",
-        rows_read=rows_read,
-        rows_accepted=0,
-        rows_quarantined=rows_read,
-        reasons=[
-            {"code": r["code"], "column": r["column"], "count": rows_read} for r in batch_reasons
-        ],
-        batch_reasons=batch_reasons,
-        quarantine_id=entry_id,
-        schema_version=schema_version,
-        proposed_changes=[c.describe() for c in proposal[0]] if proposal else [],
-        content_hash=job.content_hash,
-        checks=notes or [],
-    )
-
-
-def _with_remedy(reason: dict[str, Any], entry_id: str) -> dict[str, Any]:
-    """A check a user may overrule says how (the entry id is known only now)."""
-    flag = ACCEPTABLE.get(reason["code"])
-    if flag is None:
-        return reason
-    remedy = f"; to land it as it is: loopml quarantine release {entry_id} {flag}"
-    return dict(reason, message=reason["message"] + remedy)
-
-
-def _still_held(
-    store: SqlMetadataStore,
-    lake: Lake,
-    job: IngestJob,
-    batch_id: str,
-    *,
-    rows_read: int,
-    reasons: list[dict[str, Any]],
-    batch_reasons: list[dict[str, Any]] | None = None,
-    notes: list[CheckNote],
-) -> IngestResult:
-    """A release that lands nothing: its batch is undone, and its entry stays held as it was."""
-    assert job.release_of is not None
-    lake.remove_batch_files(job.source, batch_id)
-    with store.write() as conn:
-        cat.abort_batch(conn, batch_id)
-    return IngestResult(
-        source=job.source,
-        file=job.file,
-        batch_id=None,
-        status="held",
-        rows_read=rows_read,
-        rows_accepted=0,
-        rows_quarantined=rows_read,
-        reasons=reasons,
-        batch_reasons=batch_reasons or [],
-        quarantine_id=job.release_of,
-        content_hash=job.content_hash,
-        checks=notes,
-    )
 
 
 def _count_records(buf: pa.Buffer, job: IngestJob) -> int:

@@ -15,7 +15,8 @@ import pyarrow as pa
 from loopml.data import _catalog as cat
 from loopml.data._batch_checks import ACCEPTABLE
 from loopml.data._inflate import InflateLimit, inflate
-from loopml.data._ingest import IngestJob, IngestResult, Landed, content_hash, ingest_buffer
+from loopml.data._ingest import content_hash, ingest_buffer
+from loopml.data._job import IngestJob, IngestResult, Landed
 from loopml.data._lake import Lake
 from loopml.data._quarantined import Positions
 from loopml.errors import ConflictError, ReadError, UsageError

@@ -11,6 +11,16 @@ from typing import TYPE_CHECKING
 from loopml._lazy import lazy_attributes
 from loopml.features._expr import ExprType, Node, arrow_type, expr_type_of, parse
 from loopml.features._expression import Expression, compile_expression
+from loopml.features._flags import (
+    FLAGS,
+    FROM_CACHE,
+    MISSING_CATEGORY,
+    NEWER_THAN_EVENT,
+    OLDER_THAN_TTL,
+    STALE_STORE,
+    UNSEEN_CATEGORY,
+    Flags,
+)
 from loopml.features._keys import encode_key
 
 if TYPE_CHECKING:
@@ -21,7 +31,7 @@ if TYPE_CHECKING:
         Window,
         build_feature_set,
     )
-    from loopml.features._offline import TrainingSet, describe, request_events
+    from loopml.features._offline import TrainingSet, describe, request_events, with_label
     from loopml.features._online import OnlineFeatures, to_micros
     from loopml.features._service import Features, sampler
     from loopml.features._stream import (
@@ -45,6 +55,7 @@ __getattr__ = lazy_attributes(
         "TrainingSet": "loopml.features._offline",
         "describe": "loopml.features._offline",
         "request_events": "loopml.features._offline",
+        "with_label": "loopml.features._offline",
         "OnlineFeatures": "loopml.features._online",
         "to_micros": "loopml.features._online",
         "Features": "loopml.features._service",
@@ -57,11 +68,19 @@ __getattr__ = lazy_attributes(
 )
 
 __all__ = [
+    "FLAGS",
+    "FROM_CACHE",
+    "MISSING_CATEGORY",
+    "NEWER_THAN_EVENT",
+    "OLDER_THAN_TTL",
+    "STALE_STORE",
+    "UNSEEN_CATEGORY",
     "ExprType",
     "Expression",
     "Feature",
     "FeatureSet",
     "Features",
+    "Flags",
     "Lookup",
     "Node",
     "OnlineFeatures",
@@ -82,4 +101,5 @@ __all__ = [
     "sampler",
     "stream_name",
     "to_micros",
+    "with_label",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data._lake import fetch_arrow
+from loopml.data import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet, Lookup, Window
 from loopml.features._expression import Expression
@@ -96,7 +96,7 @@ def build(
         con.unregister("_spine")
     table = _with_expressions(table, fs.stage3, table.num_rows)
     if fs.label is not None and events is None:
-        table = _with_label(table, fs, as_of if timed else None, labelled_only)
+        table = with_label(table, fs, as_of if timed else None, labelled_only)
     order = _column_order(table, fs)
     return TrainingSet(
         table=table.select(order),
@@ -264,9 +264,12 @@ def window_events(w: Window, source: pa.Table) -> pa.Table:
     return pa.table(out)
 
 
-def _with_label(
+def with_label(
     table: pa.Table, fs: FeatureSet, as_of: datetime | None, labelled_only: bool
 ) -> pa.Table:
+    """``table`` (the event columns the label reads, and ``_event_time``) with the label
+    ``features.label`` defines and ``_label_available_at``, when it became known. With
+    ``labelled_only``, only the rows that have a label (known by ``as_of``, if given)."""
     label = fs.label
     assert label is not None
     values = label.expr.evaluate({c: table[c] for c in label.expr.columns}, table.num_rows)

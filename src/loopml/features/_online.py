@@ -16,7 +16,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data._lake import fetch_arrow
+from loopml.data import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet, Lookup, Window
 from loopml.features._expr import ExprType

@@ -25,8 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
 
-from loopml.data import Data, IngestResult
-from loopml.data._ingest import IngestJob, Landed, ingest_buffer
+from loopml.data import Data, IngestJob, IngestResult, Landed, ingest_buffer
 from loopml.errors import UsageError
 from loopml.features._definitions import FeatureSet
 from loopml.features._online import MARK_TILES, OnlineFeatures

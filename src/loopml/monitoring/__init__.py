@@ -17,6 +17,8 @@ from loopml.monitoring._shift import Shift, classify
 
 if TYPE_CHECKING:
     from loopml.monitoring._alerts import Alert, Alerts
+    from loopml.monitoring._join import FEATURE_PREFIX
+    from loopml.monitoring._labels import binary_truth
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
     from loopml.monitoring._monitor import WindowChoice, choose_window
     from loopml.monitoring._report import (
@@ -36,6 +38,8 @@ __getattr__ = lazy_attributes(
     {
         "Alert": "loopml.monitoring._alerts",
         "Alerts": "loopml.monitoring._alerts",
+        "FEATURE_PREFIX": "loopml.monitoring._join",
+        "binary_truth": "loopml.monitoring._labels",
         "MonitorLog": "loopml.monitoring._log",
         "feedback_stream": "loopml.monitoring._log",
         "predictions_stream": "loopml.monitoring._log",
@@ -51,6 +55,7 @@ __getattr__ = lazy_attributes(
 )
 
 __all__ = [
+    "FEATURE_PREFIX",
     "Alert",
     "Alerts",
     "ColumnDrift",
@@ -66,6 +71,7 @@ __all__ = [
     "TimelineItem",
     "WindowChoice",
     "WindowRecord",
+    "binary_truth",
     "choose_window",
     "classify",
     "detect_drift",

@@ -162,6 +162,13 @@ def binary_strings(values: pa.Array | pa.ChunkedArray, classes: Sequence[Any] = 
     return pc.if_else(truth, "1", "0")
 
 
+def binary_truth(label: Any, classes: Sequence[Any]) -> Any:
+    """Which binary labels are the positive class (null where there is no label), however
+    they are spelled: 1/0, true/false, yes/no, or the model's two class names (the feedback log
+    holds 1/0)."""
+    return pc.equal(binary_strings(label, classes), "1")
+
+
 def binary_name(name: str, classes: Sequence[Any] = ()) -> str:
     """A profile's spelling of a binary class (``"true"``, ``"1.0"``, a class name) as
     ``"0"``/``"1"``."""

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.monitoring._drift import DriftResult, compare
-from loopml.monitoring._labels import binary_strings
+from loopml.monitoring._labels import binary_truth
 from loopml.monitoring._log import FEATURE_PREFIX
 from loopml.monitoring._performance import (
     calibration_gap,
@@ -37,13 +37,6 @@ WINDOWS = ("current", "sliding", "cumulative")
 # growing log keeps its windows (a steady rate lands on the same step).
 WINDOW_STEPS = tuple(timedelta(days=d) for d in (1, 7, 14, 30, 91, 182, 365))
 ERROR_REASONS = frozenset({"model_error", "breaker_open"})
-
-
-def binary_truth(label: Any, classes: list[Any]) -> Any:
-    """Which binary labels are the positive class (null where there is no label), however
-    they are spelled: 1/0, true/false, yes/no, or the model's two class names (the feedback log
-    holds 1/0)."""
-    return pc.equal(binary_strings(label, classes), "1")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.features import to_micros
-from loopml.monitoring._monitor import binary_truth
+from loopml.monitoring import binary_truth
 from loopml.rollout._decide import per_row_loss
 from loopml.rollout._store import Rollout
 

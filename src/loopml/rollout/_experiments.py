@@ -261,7 +261,7 @@ class Experiments:
     def unit_values(self, unit: str) -> dict[str, Any]:
         """How many distinct values of the request field ``unit`` the prediction log holds,
         among how many logged answers (``distinct`` None: the field was never logged)."""
-        from loopml.monitoring._log import FEATURE_PREFIX
+        from loopml.monitoring import FEATURE_PREFIX
 
         mon = self.monitoring
         mon.land()
@@ -293,7 +293,7 @@ class Experiments:
             return None, None
         scores = model.predict(test)
         if task == "binary":
-            from loopml.monitoring._monitor import binary_truth
+            from loopml.monitoring import binary_truth
 
             y = pc.fill_null(binary_truth(test[label], profile.classes), False).to_numpy(
                 zero_copy_only=False
@@ -385,7 +385,7 @@ class Experiments:
             return out, units
         table = table.filter(table["known"])
         task = cfg.get("task", "binary")
-        from loopml.monitoring._log import FEATURE_PREFIX
+        from loopml.monitoring import FEATURE_PREFIX
 
         unit_col = FEATURE_PREFIX + r.unit if r.unit else None
         for v in r.arms:
@@ -398,7 +398,7 @@ class Experiments:
             ok = np.isfinite(scores)
             predicted: np.ndarray = scores
             if task == "binary":
-                from loopml.monitoring._monitor import binary_truth
+                from loopml.monitoring import binary_truth
 
                 y = pc.fill_null(binary_truth(part["label"], profile.classes), False)
                 yv = y.to_numpy(zero_copy_only=False)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from loopml._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from loopml.monitoring._log import predictions_stream
+    from loopml.monitoring import predictions_stream
     from loopml.serving._advisor import Advice, advise, top_keys
     from loopml.serving._app import create_app
     from loopml.serving._batch import predict_file
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "predictions_stream": "loopml.monitoring._log",
+        "predictions_stream": "loopml.monitoring",
         **dict.fromkeys(("Advice", "advise", "top_keys"), "loopml.serving._advisor"),
         "create_app": "loopml.serving._app",
         "predict_file": "loopml.serving._batch",

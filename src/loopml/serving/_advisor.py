@@ -42,9 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loopml.data._lake import fetch_arrow
+from loopml.data import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features import (
+    NEWER_THAN_EVENT,
+    OLDER_THAN_TTL,
     Features,
     FeatureSet,
     OnlineFeatures,
@@ -52,8 +54,7 @@ from loopml.features import (
     encode_key,
     request_events,
 )
-from loopml.features._flags import NEWER_THAN_EVENT, OLDER_THAN_TTL
-from loopml.monitoring._log import predictions_stream
+from loopml.monitoring import predictions_stream
 from loopml.serving._advice import (
     SHARES,
     TOPS,

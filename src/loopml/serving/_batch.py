@@ -193,7 +193,7 @@ def _csv_types(project: ServingParts) -> dict[str, pa.DataType]:
     path casts them."""
     if project.spec.features is None:
         return {}
-    from loopml.features._expr import arrow_type
+    from loopml.features import arrow_type
 
     types = {}
     for name, feature in project.features.feature_set.features.items():

@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data._lake import fetch_arrow
+from loopml.data import fetch_arrow
 from loopml.errors import UsageError
 from loopml.features import Features, encode_key, request_events
 from loopml.serving._engine import static_table

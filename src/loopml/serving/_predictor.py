@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.features import OnlineFeatures
-from loopml.features._flags import MISSING_CATEGORY, UNSEEN_CATEGORY, Flags
+from loopml.features import MISSING_CATEGORY, UNSEEN_CATEGORY, Flags, OnlineFeatures
 from loopml.serving._fast import fast_booster
 from loopml.training import Model
 from loopml.training._model import LIGHTGBM
