@@ -27,6 +27,11 @@ import orjson
 # {lookup, window or feature: [flag, ...]} (loopml.features._flags), kept as logged
 Flags = dict[str, list[str]]
 
+# Looked up once: encode runs once per request.
+_ARRAY = np.ndarray
+_DUMPS = orjson.dumps
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
 
 @dataclass(slots=True)
 class PredictionRecord:
@@ -48,7 +53,7 @@ class PredictionRecord:
 
     def encode(self) -> bytes:
         """The entry's bytes in the prediction log."""
-        output = self.output
+        output, latency = self.output, self.latency_us
         entry: dict[str, Any] = {
             "id": self.id,
             "at": self.at,
@@ -56,9 +61,9 @@ class PredictionRecord:
             "version": self.version,
             "mode": self.mode,
             "fallback": self.fallback,
-            "output": output.tolist() if isinstance(output, np.ndarray) else output,
+            "output": output.tolist() if isinstance(output, _ARRAY) else output,
             # a hundredth of a microsecond: a batch's time per row is often below one
-            "latency_us": None if self.latency_us is None else round(self.latency_us, 2),
+            "latency_us": None if latency is None else round(latency, 2),
             "features": self.features,
         }
         # Most entries carry none of these: left out rather than written as nulls.
@@ -71,7 +76,7 @@ class PredictionRecord:
         if self.flags:
             entry["flags"] = self.flags
         # numpy scalars (a score, a feature read from an array) are written as plain numbers
-        return orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY)
+        return _DUMPS(entry, option=_NUMPY)
 
     @classmethod
     def decode(cls, payload: bytes | str) -> PredictionRecord:
