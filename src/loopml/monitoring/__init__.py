@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from loopml.monitoring._labels import binary_truth
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
     from loopml.monitoring._monitor import WindowChoice, choose_window
+    from loopml.monitoring._record import PredictionRecord
     from loopml.monitoring._report import (
         LabelAccounting,
         LatestDrift,
@@ -46,6 +47,7 @@ __getattr__ = lazy_attributes(
         "WindowChoice": "loopml.monitoring._monitor",
         "choose_window": "loopml.monitoring._monitor",
         "Monitoring": "loopml.monitoring._service",
+        "PredictionRecord": "loopml.monitoring._record",
         "MonitoringReport": "loopml.monitoring._report",
         "WindowRecord": "loopml.monitoring._report",
         "TimelineItem": "loopml.monitoring._report",
@@ -66,6 +68,7 @@ __all__ = [
     "MonitorLog",
     "Monitoring",
     "MonitoringReport",
+    "PredictionRecord",
     "Profile",
     "Shift",
     "TimelineItem",

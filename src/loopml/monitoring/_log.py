@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml.monitoring._join import FEATURE_PREFIX, join_labels, prepared
+from loopml.monitoring._record import PredictionRecord
 from loopml.storage import Event, EventLog, FileStore, id_order
 
 GROUP = "loopml-monitor"
@@ -206,16 +207,13 @@ def _order(event_id: str) -> int:
 
 
 def _prediction_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
+    rows: list[PredictionRecord] = []
     rejected: list[dict[str, Any]] = []
     order: list[int] = []
     for e in events:
         try:
-            entry = orjson.loads(e.payload)
-            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-                raise ValueError("not a prediction entry (no id)")
-            int(entry["at"])
-        except (ValueError, TypeError, KeyError) as exc:
+            record = PredictionRecord.decode(e.payload)
+        except ValueError as exc:
             rejected.append(
                 {
                     "event_id": e.id,
@@ -224,24 +222,24 @@ def _prediction_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str,
                 }
             )
             continue
-        rows.append(entry)
+        rows.append(record)
         order.append(_order(e.id))
     if not rows:
         return pa.table({}), rejected
-    outputs = [r.get("output") for r in rows]
+    outputs = [r.output for r in rows]
     multi = any(isinstance(o, list) for o in outputs)
     cols: dict[str, Any] = {
-        "id": pa.array([r["id"] for r in rows], pa.string()),
-        "at": pa.array([int(r["at"]) for r in rows], pa.int64()),
-        "version": pa.array([r.get("version") for r in rows], pa.int64()),
-        "mode": pa.array([r.get("mode") for r in rows], pa.string()),
+        "id": pa.array([r.id for r in rows], pa.string()),
+        "at": pa.array([r.at for r in rows], pa.int64()),
+        "version": pa.array([r.version for r in rows], pa.int64()),
+        "mode": pa.array([r.mode for r in rows], pa.string()),
         # a shadow prediction names the served prediction it shadows (labels join to that one)
-        "of": pa.array([r.get("of") for r in rows], pa.string()),
+        "of": pa.array([r.of for r in rows], pa.string()),
         # an experiment's answers: which one, and the probability the arm had of being chosen
-        "rollout": pa.array([r.get("rollout") for r in rows], pa.int64()),
-        "propensity": pa.array([_num(r.get("propensity")) for r in rows], pa.float64()),
-        "fallback": pa.array([r.get("fallback") for r in rows], pa.string()),
-        "latency_us": pa.array([_num(r.get("latency_us")) for r in rows], pa.float64()),
+        "rollout": pa.array([r.rollout for r in rows], pa.int64()),
+        "propensity": pa.array([_num(r.propensity) for r in rows], pa.float64()),
+        "fallback": pa.array([r.fallback for r in rows], pa.string()),
+        "latency_us": pa.array([_num(r.latency_us) for r in rows], pa.float64()),
         "_order": pa.array(order, pa.int64()),
     }
     if multi:
@@ -255,10 +253,10 @@ def _prediction_table(events: Sequence[Event]) -> tuple[pa.Table, list[dict[str,
         cols["score"] = pa.array([_num(o) for o in outputs], pa.float64())
     names: dict[str, None] = {}
     for r in rows:
-        for k in r.get("features") or {}:
+        for k in r.features:
             names.setdefault(k, None)
     for name in names:
-        values = [(r.get("features") or {}).get(name) for r in rows]
+        values = [r.features.get(name) for r in rows]
         cols[FEATURE_PREFIX + name] = _column(values)
     return pa.table(cols), rejected
 

@@ -34,6 +34,7 @@ from loopml.monitoring._monitor import (
     iso,
 )
 from loopml.monitoring._profile import Profile, fit_profile, loads_profile
+from loopml.monitoring._record import PredictionRecord
 from loopml.monitoring._report import (
     CurrentWindows,
     FirstDetected,
@@ -457,24 +458,20 @@ class Monitoring:
         when = times.to_pylist()
         payloads = []
         for i in range(table.num_rows):
-            entry = {
-                "id": ids[i],
-                "at": int(when[i]),
-                "model": self.model,
-                "version": version,
-                "mode": mode,
-                "fallback": None,
-                "output": scores[i].tolist() if scores.ndim == 2 else float(scores[i]),
-                "latency_us": round(latency_us, 2),
-                "features": {f: _plain(cols[f][i]) for f in logged},
-            }
-            if of is not None:
-                entry["of"] = of[i]
-            if rollout is not None:
-                entry["rollout"] = rollout
-            if propensity is not None:
-                entry["propensity"] = float(propensity[i])
-            payloads.append(orjson.dumps(entry))
+            record = PredictionRecord(
+                id=ids[i],
+                at=int(when[i]),
+                model=self.model,
+                version=version,
+                mode=mode,
+                output=scores[i].tolist() if scores.ndim == 2 else float(scores[i]),
+                latency_us=latency_us,
+                features={f: _plain(cols[f][i]) for f in logged},
+                of=of[i] if of is not None else None,
+                rollout=rollout,
+                propensity=float(propensity[i]) if propensity is not None else None,
+            )
+            payloads.append(record.encode())
         if payloads:
             self._events().append(predictions_stream(self.model), payloads)
         return len(payloads)

@@ -29,6 +29,7 @@ many keys there are. :func:`advise` measures both on the project itself:
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +38,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -54,7 +54,7 @@ from loopml.features import (
     encode_key,
     request_events,
 )
-from loopml.monitoring import predictions_stream
+from loopml.monitoring import PredictionRecord, predictions_stream
 from loopml.serving._advice import (
     SHARES,
     TOPS,
@@ -81,7 +81,10 @@ from loopml.serving._precompute import precompute
 from loopml.spec import FallbackSpec, LogSpec, StaticSpec
 
 if TYPE_CHECKING:
+    from loopml.storage import Event
     from loopml.training import Model
+
+log = logging.getLogger("loopml.serving")
 
 __all__ = [
     "SHARES",
@@ -157,17 +160,29 @@ def _parse(online: OnlineFeatures, table: pa.Table) -> list[dict[str, Any]]:
 _COERCE: dict[str, Any] = {"int": int, "float": float, "bool": bool, "string": str}
 
 
-def _log_table(fs: FeatureSet, entries: list[dict[str, Any]]) -> pa.Table:
+def _log_table(fs: FeatureSet, entries: list[PredictionRecord]) -> pa.Table:
     cols: dict[str, pa.Array] = {}
     for name in fs.request:
         kind = fs.features[name].type
         cast_to = _COERCE.get(kind, lambda v: v)
-        values = [(e.get("features") or {}).get(name) for e in entries]
+        values = [e.features.get(name) for e in entries]
         values = [None if v is None else cast_to(v) for v in values]
         cols[name] = pa.array(values, type=arrow_type(kind))
-    cols["_at"] = pa.array([e.get("at") for e in entries], type=pa.int64())
-    cols["_pid"] = pa.array([str(e.get("id")) for e in entries], type=pa.string())
+    cols["_at"] = pa.array([e.at for e in entries], type=pa.int64())
+    cols["_pid"] = pa.array([e.id for e in entries], type=pa.string())
     return pa.table(cols)
+
+
+def _records(events: Sequence[Event]) -> list[PredictionRecord]:
+    """The entries that are predictions; the rest are skipped here (the monitor keeps them,
+    with the reason, among its rejected payloads)."""
+    out = []
+    for e in events:
+        try:
+            out.append(PredictionRecord.decode(e.payload))
+        except ValueError as exc:
+            log.warning("skipped prediction log entry %s: %s", e.id, exc)
+    return out
 
 
 def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -199,7 +214,7 @@ def read_log(
         events = project.events.read(stream, GROUP, CONSUMER, count=_READ)
         if not events:
             break
-        fresh = _log_table(fs, [orjson.loads(e.payload) for e in events])
+        fresh = _log_table(fs, _records(events))
         if kept is not None:
             fresh = _aligned(fresh, kept.schema) if kept.schema != fresh.schema else fresh
             seen = pc.is_in(fresh["_pid"], value_set=kept["_pid"].combine_chunks())

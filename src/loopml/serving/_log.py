@@ -8,10 +8,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
-import orjson
-
+from loopml.monitoring._record import PredictionRecord
 from loopml.storage import EventLog
 
 log = logging.getLogger("loopml.serving")
@@ -44,13 +42,13 @@ class PredictionLogger:
         self.dropped = 0
         self.errors = 0
 
-    def log(self, entry: dict[str, Any]) -> None:
+    def log(self, record: PredictionRecord) -> None:
         if len(self._queue) >= self.max_queue:
             self.dropped += 1
             return
         # Serialized here, a few microseconds each, rather than hundreds at once in the writer
         # thread, where holding the GIL would stall requests.
-        self._queue.append(orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY))
+        self._queue.append(record.encode())
         if len(self._queue) >= self.batch:
             self._wake.set()
 

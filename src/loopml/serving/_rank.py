@@ -18,6 +18,7 @@ import numpy as np
 
 from loopml.errors import UsageError
 from loopml.features._flags import Flags
+from loopml.monitoring._record import PredictionRecord
 from loopml.serving._engine import CLIENT_ID_PREFIX, RESERVED, merge_flags
 from loopml.serving._errors import HttpError
 from loopml.serving._holder import Served
@@ -84,22 +85,21 @@ class RankHandler:
                 rt.count_flags(item_flags)
             items.append(item)
             if rt.logger is not None:
-                entry = {
-                    "id": item_id,
-                    "at": now,
-                    "model": rt.name,
-                    "version": version,
-                    "mode": "rank",
-                    "fallback": None,
-                    "output": score,
-                    "latency_us": round(seconds * 1e6 / max(len(shown), 1), 1),
-                    "features": {k2: v for k2, v in values[i].items() if k2 not in RESERVED},
-                    "of": rank_id,
-                    "rollout": rollout_id,
-                }
-                if item_flags:
-                    entry["flags"] = item_flags
-                rt.logger.log(entry)
+                rt.logger.log(
+                    PredictionRecord(
+                        id=item_id,
+                        at=now,
+                        model=rt.name,
+                        version=version,
+                        mode="rank",
+                        output=score,
+                        latency_us=seconds * 1e6 / max(len(shown), 1),
+                        features={k2: v for k2, v in values[i].items() if k2 not in RESERVED},
+                        of=rank_id,
+                        rollout=rollout_id,
+                        flags=item_flags or None,
+                    )
+                )
             if rollout_id is not None:
                 rt.counters.add(rollout_id, version, "shown")
         if rollout_id is not None:

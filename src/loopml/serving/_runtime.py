@@ -179,7 +179,7 @@ class Runtime:
         if pred.flags:
             self.count_flags(pred.flags)
         if self.logger is not None:
-            self.logger.log(pred.log_entry())
+            self.logger.log(pred.record())
 
     def count_flags(self, flags: dict[str, list[str]]) -> None:
         """Add one answer's flags to ``loopml_feature_flags``."""
@@ -364,18 +364,12 @@ class Runtime:
                     self.counters.add(rollout_id, served.number, "errors")
                 continue
             seconds = time.perf_counter() - started
-            entry = pred.log_entry()
-            entry.update(
-                id=f"{pred.id}:shadow",
-                of=pred.id,
-                version=served.number,
-                mode="shadow",
-                fallback=None,
-                output=output.tolist() if hasattr(output, "tolist") else output,
-                latency_us=round(seconds * 1e6, 1),
-            )
+            record = pred.record()
+            record.id, record.of = f"{pred.id}:shadow", pred.id
+            record.version, record.mode, record.fallback = served.number, "shadow", None
+            record.output, record.latency_us = output, seconds * 1e6
             assert self.logger is not None
-            self.logger.log(entry)
+            self.logger.log(record)
             self.shadowed += 1
             if rollout_id is not None:
                 self.counters.add(rollout_id, served.number, "shadowed")

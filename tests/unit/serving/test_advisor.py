@@ -29,6 +29,7 @@ from loopml.serving._advisor import (
     gini,
     keys_covering,
     peakedness,
+    read_log,
     recommend,
     top_keys,
 )
@@ -389,6 +390,23 @@ def test_advice_from_the_prediction_log(shop: Project) -> None:
     # And so does Serving.precompute(head=...): it writes the head of the log.
     summary = shop.serving.precompute(head=2, window=None)
     assert summary["keys"] == 2
+
+
+def test_entries_that_are_not_predictions_are_skipped_by_the_advisor(shop: Project) -> None:
+    # Landing keeps them among its rejected payloads; the advisor reads past them.
+    shop.events.append(
+        "predictions.shop", [b"not json{", b"[1, 2]", b'{"no": "id"}', b'{"id": "x"}']
+    )
+    rt = Runtime(shop)
+    rt.holder.check()
+    served = rt.holder.current
+    assert served is not None and rt.logger is not None
+    for pred in rt.engine.answer(rt.engine.parse(requests().slice(0, 5).to_pylist()), served):
+        rt.record(pred, pred.latency_us / 1e6)
+    assert rt.logger.flush() == 5
+    kept, new = read_log(shop)
+    assert new == 5 and kept.num_rows >= 5
+    assert shop.events.pending("predictions.shop", GROUP) == 0
 
 
 def test_the_command(shop: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
