@@ -29,7 +29,16 @@ if TYPE_CHECKING:
     from loopml.rollout._compare import arm_losses
     from loopml.rollout._experiments import Experiments
     from loopml.rollout._interleave import preference, team_draft
-    from loopml.rollout._router import CounterBuffer, Route, Router, positions, unit_position
+    from loopml.rollout._router import (
+        ArmShares,
+        Assignment,
+        CounterBuffer,
+        Route,
+        Router,
+        assign,
+        positions,
+        unit_position,
+    )
     from loopml.rollout._sequential import compare_arms, sample_size
     from loopml.rollout._store import (
         CHALLENGER_ALIAS,
@@ -55,7 +64,16 @@ __getattr__ = lazy_attributes(
         ),
         "counts_summary": "loopml.rollout._store",
         **dict.fromkeys(
-            ("CounterBuffer", "Route", "Router", "positions", "unit_position"),
+            (
+                "ArmShares",
+                "Assignment",
+                "CounterBuffer",
+                "Route",
+                "Router",
+                "assign",
+                "positions",
+                "unit_position",
+            ),
             "loopml.rollout._router",
         ),
         "RedisCounters": "loopml.storage._counters_redis",
@@ -76,6 +94,8 @@ __all__ = [
     "CHALLENGER_ALIAS",
     "EXPERIMENTS",
     "STRATEGIES",
+    "ArmShares",
+    "Assignment",
     "BatchParts",
     "BatchServer",
     "Comparison",
@@ -94,6 +114,7 @@ __all__ = [
     "ScoreLog",
     "SqlCounters",
     "arm_losses",
+    "assign",
     "compare_arms",
     "compare_losses",
     "counts_summary",
