@@ -10,6 +10,7 @@ counters are summed in memory and added to the shared ones in one transaction pe
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import itertools
 import logging
@@ -65,7 +66,7 @@ class ArmShares:
     cumulative: list[float]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost a one-row request 0.4 µs
 class Assignment:
     """Where each row of a request or a batch goes under a model's rollout: the one answer of
     :func:`assign`, used by serving and by the batch server alike.
@@ -84,6 +85,8 @@ class Assignment:
     @classmethod
     def champion(cls, rows: int, version: int, rollout: int | None = None) -> Assignment:
         """Every row to ``version``, nothing shadowed."""
+        if rows == 1:
+            return cls(rollout, _one(version), _ONE_SHADOW[False])
         return cls(rollout, np.full(rows, version, dtype=np.int64), np.zeros(rows, dtype=bool))
 
     def versions(self) -> list[int]:
@@ -99,6 +102,21 @@ class Assignment:
     def rows(self, version: int) -> np.ndarray:
         """The rows ``version`` answers."""
         return np.flatnonzero(self.version == version)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@functools.lru_cache(maxsize=256)
+def _one(value: int | float) -> np.ndarray:
+    """A read-only array of one value, shared: a one-row request's assignment allocates
+    nothing (each allocation costs about as much as the rule itself)."""
+    return _frozen(np.array([value], dtype=np.int64 if isinstance(value, int) else np.float64))
+
+
+_ONE_SHADOW = {flag: _frozen(np.array([flag], dtype=bool)) for flag in (False, True)}
 
 
 def assign(
@@ -137,8 +155,9 @@ def assign(
     if experiment and (not ready or shares is None or shares.rollout != r.id):
         return Assignment.champion(n, champion)
     if n == 1 and r.strategy != "bandit":
-        # One row, the serving hot path: the same thresholds on one float, since numpy costs
-        # about a microsecond per call on an array of one (5.4 µs against 1.9 for the row).
+        # One row, the serving hot path: the same thresholds on one float, and shared arrays
+        # of one, since numpy costs about a microsecond per call on an array of one (measured:
+        # 5.4 µs for a one-row canary assignment through the arrays, 1.8 µs here).
         unit = units[0] if units is not None else None
         p = unit_position(r.id, ids[0] if unit is None else unit)
         if experiment:
@@ -147,17 +166,17 @@ def assign(
             i = min(bisect.bisect_right(cumulative, p * cumulative[-1]), len(cumulative) - 1)
             return Assignment(
                 r.id,
-                np.array([shares.versions[i]], dtype=np.int64),
-                np.zeros(1, dtype=bool),
-                np.array([shares.probabilities[i]], dtype=np.float64),
+                _one(int(shares.versions[i])),
+                _ONE_SHADOW[False],
+                _one(float(shares.probabilities[i])),
             )
         if not ready:
             return Assignment.champion(1, champion, r.id)
         theirs = r.strategy == "canary" and p < r.share
         return Assignment(
             r.id,
-            np.array([r.challenger if theirs else champion], dtype=np.int64),
-            np.array([not theirs and p < r.shadow], dtype=bool),
+            _one(int(r.challenger if theirs else champion)),
+            _ONE_SHADOW[not theirs and p < r.shadow],
         )
     if r.strategy == "bandit":
         u = (rng if rng is not None else np.random.default_rng()).random(n)
