@@ -271,17 +271,18 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - serving goes on with the last snapshot
             log.warning("updating the bandit's rewards failed: %s", exc)
 
-    def assign(self, rows: list[dict[str, Any]], served: Served) -> Assignment:
+    def assign(
+        self, rows: list[dict[str, Any]], served: Served, challenger: Served | None
+    ) -> Assignment:
         """Which version answers each row and which rows are shadowed, by the rollout's one
-        rule (:func:`loopml.rollout.assign`). Without an active rollout, every row goes to the
-        champion and nothing else happens."""
+        rule (:func:`loopml.rollout.assign`), ``challenger`` being the one this request holds.
+        Without an active rollout, every row goes to the champion and nothing else happens."""
         rollout = self.router.current
         if rollout is None or not rollout.active:
             return Assignment.champion(len(rows), served.number)
         if rollout.experiment:
             ready = self.arms_ready(rollout.arms)
         else:
-            challenger = self.challenger.current
             ready = challenger is not None and challenger.number == rollout.challenger
         for row in rows:
             if not row.get("_id"):
@@ -290,14 +291,16 @@ class Runtime:
             [row["_id"] for row in rows], rows, champion=served.number, ready=ready
         )
 
-    def _holder_of(self, version: int, served: Served) -> Served:
-        """The loaded version that answers an assignment's rows."""
+    def _holder_of(
+        self, version: int, served: Served, challenger: Served | None, a: Assignment
+    ) -> Served:
+        """The loaded version that answers an assignment's rows: the champion, an
+        experiment's arm, or the challenger the rows were assigned with."""
         if version == served.number:
             return served
-        challenger = self.challenger.current
-        if challenger is not None and challenger.number == version:
-            return challenger
-        return self.arm_models[version]
+        if a.propensity is not None or challenger is None:
+            return self.arm_models[version]
+        return challenger
 
     async def predict(
         self, rows: list[Any], served: Served, pool: Executor
@@ -310,16 +313,18 @@ class Runtime:
         started = time.perf_counter()
         engine = self.engine
         parsed = engine.parse(rows)
-        a = self.assign(parsed, served)
+        # Read once: the background refresh may swap the challenger while this request runs.
+        challenger = self.challenger.current
+        a = self.assign(parsed, served, challenger)
         versions = a.versions()
         if len(versions) == 1:
-            holder = self._holder_of(versions[0], served)
+            holder = self._holder_of(versions[0], served, challenger, a)
             preds = await self._model_or_fallback(parsed, holder, pool)
         else:  # each version answers its own rows
             answered: list[Prediction | None] = [None] * len(parsed)
             for version in versions:
                 idx = a.rows(version).tolist()
-                holder = self._holder_of(version, served)
+                holder = self._holder_of(version, served, challenger, a)
                 out = await self._model_or_fallback([parsed[i] for i in idx], holder, pool)
                 for i, p in zip(idx, out, strict=True):
                     answered[i] = p
@@ -336,11 +341,14 @@ class Runtime:
             if rollout_id is not None:
                 self.count(rollout_id, p, each)
         if rollout_id is not None and a.propensity is None:
-            challenger = self.challenger.current
             shadowed = np.flatnonzero(a.shadow).tolist()
             if shadowed:
                 self.shadow([preds[i] for i in shadowed if preds[i].fallback is None], challenger)
-            if challenger is not None and challenger.number in versions:
+            if (
+                challenger is not None
+                and challenger.number != served.number  # promoted under a running canary
+                and challenger.number in versions
+            ):
                 # a canary: the champion scores the challenger's answers too
                 theirs = challenger.number
                 self.shadow(
