@@ -18,6 +18,7 @@ Phases::
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -32,15 +33,9 @@ from loopml.controller._signals import BY, Signals
 from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
 from loopml.errors import ConflictError, LoopmlError, UsageError
 from loopml.features import TrainingSet
-from loopml.rollout import (
-    CHALLENGER_ALIAS,
-    Rollout,
-    arm_losses,
-    compare_losses,
-    counts_summary,
-    default_metric,
-)
-from loopml.rollout._decide import Decision, ops_checks
+from loopml.rollout import CHALLENGER_ALIAS, Rollout, counts_summary
+from loopml.rollout._decide import Decision
+from loopml.rollout._judge import Judge, is_last_step, look_key
 from loopml.spec import LoopSpec
 
 if TYPE_CHECKING:
@@ -108,6 +103,19 @@ class Controller:
             "canary": self._canary,
             "paused": self._paused,
         }
+
+    @functools.cached_property
+    def judge(self) -> Judge:
+        """Judges rollout steps: the rollout package decides, the loop acts on the decision
+        (built on first use: a loop without rollouts opens no monitoring for it)."""
+        project = self.project
+        return Judge(
+            rollouts=self.rollouts,
+            registry=project.registry,
+            monitoring=project.monitoring,
+            spec=self.spec.rollout,
+            task=project.models.spec.task,
+        )
 
     # ----------------------------------------------------------------------------- driving
 
@@ -405,10 +413,10 @@ class Controller:
         missed = self._unrecorded_steps(rollout)
         if missed:
             return self._save(state, state.phase, now, missed, data=data)
-        decision = self._decide(rollout, now, data.get("looks", {}))
+        decision = self.judge.judge(rollout, now, data.get("looks", {}))
         if decision.action == "hold":
             if decision.numbers.get("looked") is not None:
-                data.setdefault("looks", {}).setdefault(_look_key(rollout), []).append(
+                data.setdefault("looks", {}).setdefault(look_key(rollout), []).append(
                     decision.numbers["looked"]
                 )
                 return self._save(
@@ -447,14 +455,7 @@ class Controller:
                 ],
                 data=data,
             )
-        # A step to the whole traffic is the promotion itself: a champion arm must remain to
-        # compare against until then.
-        last = (
-            rollout.strategy == "shadow"
-            or rollout.step + 1 >= len(rollout.steps)
-            or rollout.steps[rollout.step + 1] >= 1.0
-        )
-        if not last:
+        if not is_last_step(rollout):
             moved = self.rollouts.advance(rollout, at=now, decision=decision.to_dict())
             return self._save(
                 state,
@@ -541,76 +542,6 @@ class Controller:
         return self._save(state, "idle", now, events, data=data)
 
     # ----------------------------------------------------------------------------- pieces
-
-    def _decide(self, rollout: Rollout, now: datetime, looks: dict[str, list[int]]) -> Decision:
-        """Advance, roll back or hold, from the shared counters and the labelled log.
-        ``looks``: the looks already spent at each step (an undecided look is not repeated)."""
-        spec = self.spec.rollout
-        canary = spec.canary
-        counts = self.rollouts.counts(rollout.id)
-        reasons, ops = ops_checks(
-            counts.get(rollout.champion, {}),
-            counts.get(rollout.challenger, {}),
-            max_error_rate=canary.max_error_rate,
-            max_latency_ratio=canary.max_latency_ratio,
-            alpha=canary.alpha,
-        )
-        if reasons:
-            return Decision("rollback", reasons, {"ops": ops})
-        task = self.project.models.spec.task
-        metric = canary.metric or default_metric(task)
-        since = rollout.step_started_at if rollout.strategy == "canary" else rollout.started_at
-        arms = arm_losses(
-            rollout,
-            registry=self.project.registry,
-            monitoring=self.project.monitoring,
-            metric=metric,
-            since=since,
-            until=now,
-        )
-        min_labels = spec.shadow.min_labels if rollout.strategy == "shadow" else canary.min_labels
-        cmp = compare_losses(
-            arms["champion"],
-            arms["challenger"],
-            margin=canary.margin,
-            alpha=canary.alpha,
-            min_labels=min_labels,
-            paired=arms["paired"],
-        )
-        numbers = {"metric": metric, **cmp.to_dict(), "ops": ops}
-        timed_out = now - rollout.step_started_at > canary.step_timeout
-        if cmp.look is None or cmp.look in looks.get(_look_key(rollout), []):
-            # Too few labels, or this look was spent undecided: wait for the next doubling.
-            if timed_out:
-                return Decision(
-                    "rollback",
-                    [
-                        f"undecided after {canary.step_timeout} at step {rollout.step} (inconclusive)"
-                    ],
-                    numbers,
-                )
-            return Decision("hold", [f"{cmp.verdict}: waiting for more labels"], numbers)
-        if cmp.verdict == "worse":
-            return Decision(
-                "rollback",
-                [
-                    f"{metric} {cmp.challenger_mean:.4f} against the champion's "
-                    f"{cmp.champion_mean:.4f}: worse with confidence (extra loss at least "
-                    f"{cmp.lower:.4f})"
-                ],
-                numbers,
-            )
-        if cmp.verdict == "not_worse":
-            return Decision(
-                "advance",
-                [
-                    f"{metric} {cmp.challenger_mean:.4f} against {cmp.champion_mean:.4f}: extra "
-                    f"loss at most {cmp.upper:.4f} < margin {cmp.margin:.4f}"
-                ],
-                numbers,
-            )
-        numbers["looked"] = cmp.look  # an undecided look is spent: recorded, not repeated
-        return Decision("hold", ["undecided: waiting for more labels"], numbers)
 
     def _start_rollout(self, strategy: str, champion: int, version: int, now: datetime) -> Rollout:
         active = self.rollouts.active(self.name)
@@ -716,10 +647,6 @@ class Controller:
         hook = self.hooks.get(name)
         if hook is not None:
             hook()
-
-
-def _look_key(rollout: Rollout) -> str:
-    return f"{rollout.id}:{rollout.step}"
 
 
 def _pick(metrics: dict[str, Any]) -> dict[str, Any]:

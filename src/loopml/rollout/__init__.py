@@ -1,8 +1,8 @@
 """Rollouts: how a challenger reaches traffic. Shadow (scored beside the champion on a share of
 requests, never answering) and canary (answering a stepped share), with assignment by a stable
-hash and the decision statistics of each step; and experiments over model versions: A/B tests
-with always-valid inference, bandits (epsilon-greedy, UCB1, Thompson) and interleaving of
-rankers. State and counters are shared by every worker (the metadata store, or Redis).
+hash (``assign``: one rule for serving and for batches) and the judging of each step
+(``Judge``); and experiments over model versions: A/B tests with always-valid inference, bandits
+(epsilon-greedy, UCB1, Thompson) and interleaving of rankers. State and counters are shared by every worker (the metadata store, or Redis).
 
 Experiments, the batch server and the log comparison are built from the parts they use (the
 rollouts, the model's versions, the monitored log), each named by a small Protocol here; a
@@ -29,7 +29,17 @@ if TYPE_CHECKING:
     from loopml.rollout._compare import arm_losses
     from loopml.rollout._experiments import Experiments
     from loopml.rollout._interleave import preference, team_draft
-    from loopml.rollout._router import CounterBuffer, Route, Router, positions, unit_position
+    from loopml.rollout._judge import Judge
+    from loopml.rollout._router import (
+        ArmShares,
+        Assignment,
+        CounterBuffer,
+        Route,
+        Router,
+        assign,
+        positions,
+        unit_position,
+    )
     from loopml.rollout._sequential import compare_arms, sample_size
     from loopml.rollout._store import (
         CHALLENGER_ALIAS,
@@ -55,7 +65,16 @@ __getattr__ = lazy_attributes(
         ),
         "counts_summary": "loopml.rollout._store",
         **dict.fromkeys(
-            ("CounterBuffer", "Route", "Router", "positions", "unit_position"),
+            (
+                "ArmShares",
+                "Assignment",
+                "CounterBuffer",
+                "Route",
+                "Router",
+                "assign",
+                "positions",
+                "unit_position",
+            ),
             "loopml.rollout._router",
         ),
         "RedisCounters": "loopml.storage._counters_redis",
@@ -63,6 +82,7 @@ __getattr__ = lazy_attributes(
         "BatchServer": "loopml.rollout._batch",
         "arm_losses": "loopml.rollout._compare",
         "Experiments": "loopml.rollout._experiments",
+        "Judge": "loopml.rollout._judge",
         "compare_arms": "loopml.rollout._sequential",
         "sample_size": "loopml.rollout._sequential",
         "make_policy": "loopml.rollout._bandit",
@@ -76,6 +96,8 @@ __all__ = [
     "CHALLENGER_ALIAS",
     "EXPERIMENTS",
     "STRATEGIES",
+    "ArmShares",
+    "Assignment",
     "BatchParts",
     "BatchServer",
     "Comparison",
@@ -85,6 +107,7 @@ __all__ = [
     "Decision",
     "ExperimentParts",
     "Experiments",
+    "Judge",
     "OutcomeLog",
     "RedisCounters",
     "Rollout",
@@ -94,6 +117,7 @@ __all__ = [
     "ScoreLog",
     "SqlCounters",
     "arm_losses",
+    "assign",
     "compare_arms",
     "compare_losses",
     "counts_summary",

@@ -1,5 +1,5 @@
-"""Traffic answered in batches under the model's rollout: each request routed as a serving
-worker would route it (the same stable hash), each arm's rows predicted by the batch path (equal
+"""Traffic answered in batches under the model's rollout: each request routed by the rule a serving
+worker routes by (:func:`loopml.rollout.assign`), each arm's rows predicted by the batch path (equal
 to the row path), every answer logged like a served one, and the arms' requests added to the shared
 counters. Replays (the demo, the tests, a backfill) use it; so does anything that
 predicts in bulk while a canary runs."""
@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 import pyarrow as pa
 
-from loopml.rollout._router import arm_shares, positions
+from loopml.rollout._router import ArmShares, Assignment, arm_shares, assign
 from loopml.rollout._services import check_parts
-from loopml.rollout._store import Rollout
 from loopml.storage import Counter, new_id
 from loopml.training import Model
 
@@ -91,38 +90,36 @@ class BatchServer:
         # that a replay is reproducible); without one, this server's own run and sequence.
         prefix = id_prefix or f"req-{self._run}-{self._sequence}"
         ids = [f"{prefix}-{i}" for i in range(table.num_rows)]
-        if rollout is not None and rollout.strategy in ("ab", "bandit"):
-            return self._serve_arms(table, rollout, ids)
-        arm = np.zeros(table.num_rows, dtype=bool)  # True: the challenger answers
-        shadowed = np.zeros(table.num_rows, dtype=bool)
-        if rollout is not None:
-            units = table[rollout.unit].to_pylist() if rollout.unit else ids
-            u = positions(rollout.id, units)
-            if rollout.strategy == "canary":
-                arm = u < rollout.share
-            shadowed = ~arm & (u < rollout.shadow)
+        # An experiment's probabilities are read once per batch, as a worker reads them once
+        # per refresh; each row is assigned by the rule serving uses (rollout.assign).
+        shares = (
+            arm_shares(self.rollouts, rollout, self._rng)
+            if rollout is not None and rollout.strategy in ("ab", "bandit")
+            else None
+        )
+        unit = rollout.unit if rollout is not None else None
+        units = table[unit].to_pylist() if unit and unit in table.column_names else None
+        a = assign(rollout, ids, champion=champion, units=units, shares=shares, rng=self._rng)
+        if shares is not None and a.propensity is not None:
+            return self._serve_arms(table, a, shares, ids, unit if units is not None else None)
         answered: dict[int, int] = {}
         counts: dict[tuple[int, str], Counter] = {}
-        for version, rows in (
-            (champion, np.flatnonzero(~arm)),
-            (rollout.challenger if rollout else None, np.flatnonzero(arm)),
-        ):
-            if version is None or len(rows) == 0:
-                continue
+        for version in a.versions():
+            rows = a.rows(version)
             self._answer(table, rows, version, [ids[i] for i in rows])
             answered[version] = len(rows)
             n = float(len(rows))
             counts[(version, "requests")] = Counter(n, n, n)
             counts[(version, "errors")] = Counter(0.0, 0.0, 0.0)
             # No latency counter: a batch's time per row says nothing of a served request's.
-        n_shadow = int(shadowed.sum())
-        if rollout is not None:
+        n_shadow = int(a.shadow.sum())
+        if rollout is not None and a.rollout is not None:
             # The other model scores the same requests in the background: the challenger those
             # the champion answered (shadow), the champion those the challenger answered (a
             # canary), so that every step compares the two on the same requests.
             for version, rows in (
-                (rollout.challenger, np.flatnonzero(shadowed)),
-                (champion, np.flatnonzero(arm)),
+                (rollout.challenger, np.flatnonzero(a.shadow)),
+                (champion, np.flatnonzero(a.version != champion)),
             ):
                 if len(rows) == 0:
                     continue
@@ -135,56 +132,43 @@ class BatchServer:
                     of=[ids[i] for i in rows],
                 )
                 counts[(version, "shadowed")] = Counter(float(len(rows)), 0.0, 0.0)
-        if rollout is not None:
-            self.rollouts.add_counts(rollout.id, counts)
+            self.rollouts.add_counts(a.rollout, counts)
         return {
             "rows": table.num_rows,
             "answered": answered,
             "shadowed": n_shadow,
-            "rollout": rollout.id if rollout else None,
+            "rollout": a.rollout,
         }
 
-    def _serve_arms(self, table: pa.Table, rollout: Rollout, ids: list[str]) -> dict[str, Any]:
-        """An A/B test's or a bandit's batch: each row goes to one arm (the unit's stable place
-        in the shares, or a draw from the bandit's probabilities, read once per batch as a
-        worker reads them once per refresh), logged with the arm's propensity."""
-        arms, probs, cumulative = arm_shares(self.rollouts, rollout, self._rng)
-        if rollout.strategy == "ab":
-            units = table[rollout.unit].to_pylist() if rollout.unit else ids
-            u = positions(rollout.id, units)
-        else:
-            u = self._rng.random(table.num_rows)
-        chosen = np.minimum(
-            np.searchsorted(np.asarray(cumulative), u * cumulative[-1], side="right"),
-            len(arms) - 1,
-        )
+    def _serve_arms(
+        self, table: pa.Table, a: Assignment, shares: ArmShares, ids: list[str], unit: str | None
+    ) -> dict[str, Any]:
+        """An A/B test's or a bandit's batch: each arm's rows predicted and logged with the
+        arm's propensity, and the unit with the features (the test averages per unit)."""
+        assert a.rollout is not None and a.propensity is not None  # an experiment's assignment
         answered: dict[int, int] = {}
         counts: dict[tuple[int, str], Counter] = {}
-        # the unit is logged with the features, so that the test averages per unit
-        unit = [rollout.unit] if rollout.unit and rollout.unit in table.column_names else []
-        for i, version in enumerate(arms):
-            rows = np.flatnonzero(chosen == i)
-            if len(rows) == 0:
-                continue
+        for version in a.versions():
+            rows = a.rows(version)
             self._answer(
                 table,
                 rows,
                 version,
                 [ids[j] for j in rows],
-                extra=unit,
-                rollout=rollout.id,
-                propensity=[probs[i]] * len(rows),
+                extra=[unit] if unit else [],
+                rollout=a.rollout,
+                propensity=a.propensity[rows].tolist(),
             )
             answered[version] = len(rows)
             n = float(len(rows))
             counts[(version, "requests")] = Counter(n, n, n)
-        self.rollouts.add_counts(rollout.id, counts)
+        self.rollouts.add_counts(a.rollout, counts)
         return {
             "rows": table.num_rows,
             "answered": answered,
             "shadowed": 0,
-            "rollout": rollout.id,
-            "probabilities": dict(zip(arms, probs, strict=True)),
+            "rollout": a.rollout,
+            "probabilities": dict(zip(shares.versions, shares.probabilities, strict=True)),
         }
 
     def _answer(

@@ -10,12 +10,12 @@ counters are summed in memory and added to the shared ones in one transaction pe
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import itertools
 import logging
-import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,158 @@ def positions(rollout_id: int, units: Iterable[Any]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ArmShares:
+    """An experiment's arms as they are routed: the versions, the chance of each and their
+    running sum (read once per refresh by a worker, once per batch by the batch server)."""
+
+    rollout: int
+    versions: list[int]
+    probabilities: list[float]
+    cumulative: list[float]
+
+
+@dataclass(slots=True)  # not frozen: its __init__ would cost a one-row request 0.4 µs
+class Assignment:
+    """Where each row of a request or a batch goes under a model's rollout: the one answer of
+    :func:`assign`, used by serving and by the batch server alike.
+
+    ``version``: the version answering each row; ``shadow``: the rows the challenger scores
+    beside the champion's answer; ``propensity``: an experiment's, the chance each row's arm
+    had; ``rollout``: the rollout the answers are counted under (None: no rollout applies,
+    every row is the champion's and nothing is counted).
+    """
+
+    rollout: int | None
+    version: np.ndarray  # int64, one per row
+    shadow: np.ndarray  # bool, one per row
+    propensity: np.ndarray | None = None  # float64, one per row (an experiment's)
+
+    @classmethod
+    def champion(cls, rows: int, version: int, rollout: int | None = None) -> Assignment:
+        """Every row to ``version``, nothing shadowed."""
+        if rows == 1:
+            return cls(rollout, _one(version), _ONE_SHADOW[False])
+        return cls(rollout, np.full(rows, version, dtype=np.int64), np.zeros(rows, dtype=bool))
+
+    def versions(self) -> list[int]:
+        """The versions answering, in the order they first answer a row."""
+        v = self.version
+        if len(v) == 0:
+            return []
+        if len(v) == 1 or (v == v[0]).all():  # one version: the common case, no sort
+            return [int(v[0])]
+        first = np.unique(v, return_index=True)[1]
+        return [int(v[i]) for i in sorted(first)]
+
+    def rows(self, version: int) -> np.ndarray:
+        """The rows ``version`` answers."""
+        return np.flatnonzero(self.version == version)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@functools.lru_cache(maxsize=256)
+def _one(value: int | float) -> np.ndarray:
+    """A read-only array of one value, shared: a one-row request's assignment allocates
+    nothing (each allocation costs about as much as the rule itself)."""
+    return _frozen(np.array([value], dtype=np.int64 if isinstance(value, int) else np.float64))
+
+
+_ONE_SHADOW = {flag: _frozen(np.array([flag], dtype=bool)) for flag in (False, True)}
+
+
+def assign(
+    rollout: Rollout | None,
+    ids: Sequence[Any],
+    *,
+    champion: int,
+    units: Sequence[Any] | None = None,
+    shares: ArmShares | None = None,
+    ready: bool = True,
+    rng: np.random.Generator | None = None,
+) -> Assignment:
+    """The rollout's rule, for the rows of one request or one batch.
+
+    Each row's unit is its value of the rollout's unit field (``units``), or its request id
+    (``ids``) where it has none; its place is the unit's stable hash in [0, 1). A canary gives
+    the challenger the rows placed below its share; a shadow (or a canary's shadow share) marks
+    the champion's rows placed below it for the challenger to score. An A/B test gives each row
+    the arm its place falls in among the declared shares, a bandit a fresh draw among the
+    policy's probabilities (``shares``, ``rng``), each with its propensity. ``ready``: the
+    versions the rollout routes to are loaded; if not, a canary's rows stay with the champion
+    (still counted) and an experiment does not apply. Interleaving applies to rankings only:
+    single predictions stay with the champion.
+
+    >>> a = assign(None, ["req-1", "req-2"], champion=3)
+    >>> a.version.tolist(), a.shadow.tolist(), a.rollout
+    ([3, 3], [False, False], None)
+    """
+    n = len(ids)
+    r = rollout
+    if r is None or not r.active:
+        return Assignment.champion(n, champion)
+    if r.strategy == "interleave":
+        return Assignment.champion(n, champion)
+    experiment = r.strategy in ("ab", "bandit")
+    if experiment and (not ready or shares is None or shares.rollout != r.id):
+        return Assignment.champion(n, champion)
+    if n == 1 and r.strategy != "bandit":
+        # One row, the serving hot path: the same thresholds on one float, and shared arrays
+        # of one, since numpy costs about a microsecond per call on an array of one (measured:
+        # 5.4 µs for a one-row canary assignment through the arrays, 1.8 µs here).
+        unit = units[0] if units is not None else None
+        p = unit_position(r.id, ids[0] if unit is None else unit)
+        if experiment:
+            assert shares is not None  # refused above
+            cumulative = shares.cumulative
+            i = min(bisect.bisect_right(cumulative, p * cumulative[-1]), len(cumulative) - 1)
+            return Assignment(
+                r.id,
+                _one(int(shares.versions[i])),
+                _ONE_SHADOW[False],
+                _one(float(shares.probabilities[i])),
+            )
+        if not ready:
+            return Assignment.champion(1, champion, r.id)
+        theirs = r.strategy == "canary" and p < r.share
+        return Assignment(
+            r.id,
+            _one(int(r.challenger if theirs else champion)),
+            _ONE_SHADOW[not theirs and p < r.shadow],
+        )
+    if r.strategy == "bandit":
+        u = (rng if rng is not None else np.random.default_rng()).random(n)
+    else:
+        chosen = (
+            ids
+            if units is None
+            else [i if v is None else v for i, v in zip(ids, units, strict=True)]
+        )
+        u = positions(r.id, chosen)
+    if experiment:
+        assert shares is not None  # refused above
+        cumulative = shares.cumulative
+        arm = np.minimum(
+            np.searchsorted(cumulative, u * cumulative[-1], side="right"),
+            len(shares.versions) - 1,
+        )
+        return Assignment(
+            r.id,
+            np.asarray(shares.versions, dtype=np.int64)[arm],
+            np.zeros(n, dtype=bool),
+            np.asarray(shares.probabilities, dtype=np.float64)[arm],
+        )
+    challenger = (u < r.share) if r.strategy == "canary" else np.zeros(n, dtype=bool)
+    if not ready:  # nothing loaded to answer or to shadow with: the champion's, still counted
+        return Assignment.champion(n, champion, r.id)
+    version = np.where(challenger, r.challenger, champion).astype(np.int64)
+    return Assignment(r.id, version, ~challenger & (u < r.shadow))
+
+
+@dataclass(frozen=True)
 class Route:
     """Where one request goes: the version that answers, and whether it is shadowed."""
 
@@ -68,6 +220,9 @@ class Route:
 
 CHAMPION = Route(None, "champion", False, None)
 
+# The champion's place in an assignment made without knowing its version (Router.route).
+_SERVED = 0
+
 
 class Router:
     """One worker's view of the model's active rollout."""
@@ -78,8 +233,8 @@ class Router:
         self.unit = unit
         self.current: Rollout | None = None
         self.last_error: str | None = None
-        # (rollout id, arms, probabilities, cumulative probabilities) of an A/B test or bandit
-        self.arms: tuple[int, list[int], list[float], list[float]] | None = None
+        # the arms of an A/B test or bandit, with their probabilities
+        self.arms: ArmShares | None = None
         self._rng = np.random.default_rng()
 
     def refresh(self) -> Rollout | None:
@@ -88,7 +243,7 @@ class Router:
         try:
             current = self.rollouts.active(self.model)
             if current is not None and current.active and current.strategy in ("ab", "bandit"):
-                self.arms = (current.id, *arm_shares(self.rollouts, current, self._rng))
+                self.arms = arm_shares(self.rollouts, current, self._rng)
             self.current = current
             self.last_error = None
         except Exception as exc:  # noqa: BLE001 - keep the last known rollout
@@ -96,34 +251,36 @@ class Router:
             log.warning("could not read the rollout of %s: %s", self.model, exc)
         return self.current
 
-    def route(self, request_id: str, row: dict[str, Any] | None = None) -> Route:
+    def assign(
+        self,
+        ids: Sequence[str],
+        rows: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        champion: int,
+        ready: bool = True,
+    ) -> Assignment:
+        """:func:`assign` under the current rollout, for requests (``rows``: their fields, read
+        for the rollout's unit)."""
         r = self.current
-        if r is None or not r.active:
+        units = [row.get(r.unit) for row in rows] if r and r.unit and rows is not None else None
+        return assign(
+            r, ids, champion=champion, units=units, shares=self.arms, ready=ready, rng=self._rng
+        )
+
+    def route(self, request_id: str, row: Mapping[str, Any] | None = None) -> Route:
+        """Where one request goes (:meth:`assign` for one row)."""
+        a = self.assign([request_id], None if row is None else [row], champion=_SERVED)
+        if a.rollout is None:
             return CHAMPION
-        unit = row.get(r.unit) if r.unit and row is not None else None
-        if r.strategy in ("ab", "bandit"):
-            arms = self.arms
-            if arms is None or arms[0] != r.id:
-                return CHAMPION
-            # A/B: the unit's stable place; a bandit: a fresh draw per request.
-            u = (
-                unit_position(r.id, request_id if unit is None else unit)
-                if r.strategy == "ab"
-                else random.random()
-            )
-            i = min(bisect.bisect_right(arms[3], u * arms[3][-1]), len(arms[1]) - 1)
-            return Route(arms[1][i], "arm", False, r.id, arms[2][i])
-        if r.strategy == "interleave":
-            return CHAMPION  # /rank interleaves; single predictions stay with the champion
-        u = unit_position(r.id, request_id if unit is None else unit)
-        if r.strategy == "canary" and u < r.share:
-            return Route(r.challenger, "challenger", False, r.id)
-        return Route(None, "champion", r.shadow > 0 and u < r.shadow, r.id)
+        version = int(a.version[0])
+        if a.propensity is not None:
+            return Route(version, "arm", False, a.rollout, float(a.propensity[0]))
+        if version != _SERVED:
+            return Route(version, "challenger", False, a.rollout)
+        return Route(None, "champion", bool(a.shadow[0]), a.rollout)
 
 
-def arm_shares(
-    rollouts: Rollouts, r: Rollout, rng: np.random.Generator
-) -> tuple[list[int], list[float], list[float]]:
+def arm_shares(rollouts: Rollouts, r: Rollout, rng: np.random.Generator) -> ArmShares:
     """An experiment's arms, the probability of each and their running sum: the declared
     shares of an A/B test, or the policy's choice probabilities of a bandit from the shared
     reward snapshot (read each time: a worker calls this once per refresh)."""
@@ -138,7 +295,7 @@ def arm_shares(
         # rewards are stored higher-is-better (a loss negated)
         stats = [snap.get(v, Counter()) for v in r.arms]
         shares = [float(p) for p in policy.probabilities(stats, rng)]
-    return list(r.arms), shares, list(itertools.accumulate(shares))
+    return ArmShares(r.id, list(r.arms), shares, list(itertools.accumulate(shares)))
 
 
 class CounterBuffer:

@@ -7,16 +7,13 @@ model). Bad input gets a 4xx naming the field; a failing or slow model gets the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 
-from loopml.errors import UsageError
-from loopml.serving._engine import Engine, Prediction
+from loopml.serving._engine import Prediction
 from loopml.serving._errors import HttpError, classify
 from loopml.serving._limits import BodyWatch, LimitedReceive, declared_too_large
 from loopml.serving._runtime import Runtime
@@ -80,9 +77,10 @@ class PredictHandler:
             return answer.status, answer.body()
 
     async def answer(self, rows: list[Any]) -> tuple[list[Prediction], float]:
-        """Predictions for request rows (raises HttpError/UsageError on bad input)."""
+        """Predictions for request rows (raises HttpError/UsageError on bad input): the request's
+        limits and the model's presence are checked here, the prediction flow (routing, shadow,
+        counting, propensity) is the runtime's."""
         rt = self.rt
-        started = time.perf_counter()
         if len(rows) > rt.spec.max_batch:
             raise HttpError(
                 413,
@@ -93,76 +91,7 @@ class PredictHandler:
         served = rt.holder.current
         if served is None:
             raise HttpError(503, "no_model", rt.holder.unavailable(), {"alias": rt.spec.alias})
-        engine: Engine = rt.engine
-        parsed = engine.parse(rows)  # client errors: 422 naming the field, before any model work
-        groups, shadowed, rollout_id, propensity = rt.split(parsed, served)
-        if len(groups) == 1:
-            preds = await self._model_or_fallback(engine, parsed, groups[0][0])
-        else:  # a canary: each version answers its own rows
-            answered: list[Prediction | None] = [None] * len(parsed)
-            for version, idx in groups:
-                out = await self._model_or_fallback(engine, [parsed[i] for i in idx], version)
-                for i, p in zip(idx, out, strict=True):
-                    answered[i] = p
-            preds = [p for p in answered if p is not None]
-        elapsed = time.perf_counter() - started
-        each = elapsed / len(preds)
-        if propensity is not None:  # an experiment's answers: logged with their arm's chance
-            for p, chance in zip(preds, propensity, strict=True):
-                p.rollout, p.propensity = rollout_id, chance
-        for p in preds:
-            p.latency_us = each * 1e6
-            rt.record(p, each)
-            if rollout_id is not None:
-                rt.count(rollout_id, p, each)
-        if shadowed:
-            rt.shadow(
-                [preds[i] for i in shadowed if preds[i].fallback is None], rt.challenger.current
-            )
-        if len(groups) > 1 and propensity is None:
-            # a canary: the champion scores the challenger's answers too
-            theirs = groups[1][0].number
-            rt.shadow([p for p in preds if p.version == theirs and p.fallback is None], served)
-        return preds, elapsed
-
-    async def _model_or_fallback(
-        self, engine: Engine, rows: list[dict[str, Any]], served: Any
-    ) -> list[Prediction]:
-        rt = self.rt
-        if not engine.breaker.allow():
-            return engine.fallback(rows, "breaker_open", served)
-        budget = rt.spec.latency_budget.total_seconds() if rt.spec.latency_budget else None
-        try:
-            if rt.spec.isolated:
-                loop = asyncio.get_running_loop()
-                future = loop.run_in_executor(self.pool, engine.answer, rows, served)
-                preds = await asyncio.wait_for(future, budget) if budget else await future
-            else:
-                preds = engine.answer(rows, served)
-        except TimeoutError:
-            self._failed("latency_budget", f"no answer within {budget:g} s")
-            return engine.fallback(rows, "latency_budget", served)
-        except UsageError:
-            raise  # the caller's error (a 4xx): never counted against the model
-        except Exception as exc:  # noqa: BLE001 - a failing model is answered by the fallback
-            log.warning("the model failed: %r", exc)
-            self._failed("model_error", repr(exc)[:300])
-            return engine.fallback(rows, "model_error", served)
-        if engine.breaker.consecutive:
-            engine.breaker.success()
-            rt.metrics.breaker_open.set(0)
-        return preds
-
-    def _failed(self, kind: str, what: str) -> None:
-        """A model failure counted by the breaker, and the breaker's state in the metrics."""
-        rt = self.rt
-        breaker = rt.engine.breaker
-        if breaker.failure(f"{kind}: {what}"):
-            log.error(
-                "the circuit breaker opened after %s failures: %s: %s", breaker.limit, kind, what
-            )
-            rt.metrics.breaker_opened.labels(kind).inc()
-        rt.metrics.breaker_open.set(1 if breaker.open else 0)
+        return await rt.predict(rows, served, self.pool)
 
 
 class FastPath:

@@ -3,18 +3,22 @@ engine, the prediction log and the metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
+from loopml.errors import UsageError
 from loopml.features import OnlineFeatures
 from loopml.monitoring._log import predictions_stream
 from loopml.monitoring._monitor import ERROR_REASONS
-from loopml.rollout import CounterBuffer, Router
+from loopml.rollout import Assignment, CounterBuffer, Router
 from loopml.serving._engine import Engine, Prediction
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._log import PredictionLogger
@@ -275,57 +279,128 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - serving goes on with the last snapshot
             log.warning("updating the bandit's rewards failed: %s", exc)
 
-    def split(
-        self, rows: list[dict[str, Any]], served: Served
-    ) -> tuple[list[tuple[Served, list[int]]], list[int], int | None, list[float | None] | None]:
-        """Which rows each version answers (the champion's first), which the challenger
-        shadows, the rollout they belong to, and (an experiment's) each row's propensity.
+    def assign(
+        self, rows: list[dict[str, Any]], served: Served, challenger: Served | None
+    ) -> Assignment:
+        """Which version answers each row and which rows are shadowed, by the rollout's one
+        rule (:func:`loopml.rollout.assign`), ``challenger`` being the one this request holds.
         Without an active rollout, every row goes to the champion and nothing else happens."""
         rollout = self.router.current
-        everything = [(served, list(range(len(rows))))]
         if rollout is None or not rollout.active:
-            return everything, [], None, None
+            return Assignment.champion(len(rows), served.number)
         if rollout.experiment:
-            if rollout.strategy == "interleave" or not self.arms_ready(rollout.arms):
-                return everything, [], None, None
-            return self._split_arms(rows, served, rollout.id)
-        challenger = self.challenger.current
-        ready = challenger is not None and challenger.number == rollout.challenger
-        mine: list[int] = []
-        theirs: list[int] = []
-        shadow: list[int] = []
-        for i, row in enumerate(rows):
+            ready = self.arms_ready(rollout.arms)
+        else:
+            ready = challenger is not None and challenger.number == rollout.challenger
+        for row in rows:
             if not row.get("_id"):
                 row["_id"] = self.engine.new_id()  # routed by it, and answered under it
-            route = self.router.route(row["_id"], row)
-            if route.arm == "challenger" and ready:
-                theirs.append(i)
-            else:
-                mine.append(i)
-                if route.shadow and ready:
-                    shadow.append(i)
-        groups = [(served, mine)]
-        if theirs and challenger is not None:
-            groups.append((challenger, theirs))
-        return groups, shadow, rollout.id, None
+        return self.router.assign(
+            [row["_id"] for row in rows], rows, champion=served.number, ready=ready
+        )
 
-    def _split_arms(
-        self, rows: list[dict[str, Any]], served: Served, rollout_id: int
-    ) -> tuple[list[tuple[Served, list[int]]], list[int], int | None, list[float | None] | None]:
-        by_version: dict[int, list[int]] = {}
-        propensity: list[float | None] = []
-        for i, row in enumerate(rows):
-            if not row.get("_id"):
-                row["_id"] = self.engine.new_id()
-            route = self.router.route(row["_id"], row)
-            version = route.version if route.version is not None else served.number
-            by_version.setdefault(version, []).append(i)
-            propensity.append(route.propensity)
-        groups = [
-            (served if v == served.number else self.arm_models[v], idx)
-            for v, idx in by_version.items()
-        ]
-        return groups, [], rollout_id, propensity
+    def _holder_of(
+        self, version: int, served: Served, challenger: Served | None, a: Assignment
+    ) -> Served:
+        """The loaded version that answers an assignment's rows: the champion, an
+        experiment's arm, or the challenger the rows were assigned with."""
+        if version == served.number:
+            return served
+        if a.propensity is not None or challenger is None:
+            return self.arm_models[version]
+        return challenger
+
+    async def predict(
+        self, rows: list[Any], served: Served, pool: Executor
+    ) -> tuple[list[Prediction], float]:
+        """Predictions for request rows under the model's rollout, and the seconds they took:
+        parsed (a UsageError naming the field, before any model work), assigned, each version
+        answering its own rows (the fallback when it fails or is slow: ``pool`` runs an isolated
+        model), every answer recorded and counted under the rollout, with an experiment's
+        propensity, and the other model scoring the shadowed answers in the background."""
+        started = time.perf_counter()
+        engine = self.engine
+        parsed = engine.parse(rows)
+        # Read once: the background refresh may swap the challenger while this request runs.
+        challenger = self.challenger.current
+        a = self.assign(parsed, served, challenger)
+        versions = a.versions()
+        if len(versions) == 1:
+            holder = self._holder_of(versions[0], served, challenger, a)
+            preds = await self._model_or_fallback(parsed, holder, pool)
+        else:  # each version answers its own rows
+            answered: list[Prediction | None] = [None] * len(parsed)
+            for version in versions:
+                idx = a.rows(version).tolist()
+                holder = self._holder_of(version, served, challenger, a)
+                out = await self._model_or_fallback([parsed[i] for i in idx], holder, pool)
+                for i, p in zip(idx, out, strict=True):
+                    answered[i] = p
+            preds = [p for p in answered if p is not None]
+        elapsed = time.perf_counter() - started
+        each = elapsed / len(preds)
+        rollout_id = a.rollout
+        if a.propensity is not None:  # an experiment's answers: logged with their arm's chance
+            for p, chance in zip(preds, a.propensity.tolist(), strict=True):
+                p.rollout, p.propensity = rollout_id, chance
+        for p in preds:
+            p.latency_us = each * 1e6
+            self.record(p, each)
+            if rollout_id is not None:
+                self.count(rollout_id, p, each)
+        if rollout_id is not None and a.propensity is None:
+            shadowed = np.flatnonzero(a.shadow).tolist()
+            if shadowed:
+                self.shadow([preds[i] for i in shadowed if preds[i].fallback is None], challenger)
+            if (
+                challenger is not None
+                and challenger.number != served.number  # promoted under a running canary
+                and challenger.number in versions
+            ):
+                # a canary: the champion scores the challenger's answers too
+                theirs = challenger.number
+                self.shadow(
+                    [p for p in preds if p.version == theirs and p.fallback is None], served
+                )
+        return preds, elapsed
+
+    async def _model_or_fallback(
+        self, rows: list[dict[str, Any]], served: Served, pool: Executor
+    ) -> list[Prediction]:
+        engine = self.engine
+        if not engine.breaker.allow():
+            return engine.fallback(rows, "breaker_open", served)
+        budget = self.spec.latency_budget.total_seconds() if self.spec.latency_budget else None
+        try:
+            if self.spec.isolated:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(pool, engine.answer, rows, served)
+                preds = await asyncio.wait_for(future, budget) if budget else await future
+            else:
+                preds = engine.answer(rows, served)
+        except TimeoutError:
+            self._failed("latency_budget", f"no answer within {budget:g} s")
+            return engine.fallback(rows, "latency_budget", served)
+        except UsageError:
+            raise  # the caller's error (a 4xx): never counted against the model
+        except Exception as exc:  # noqa: BLE001 - a failing model is answered by the fallback
+            log.warning("the model failed: %r", exc)
+            self._failed("model_error", repr(exc)[:300])
+            return engine.fallback(rows, "model_error", served)
+        if engine.breaker.consecutive:
+            engine.breaker.success()
+            self.metrics.breaker_open.set(0)
+        return preds
+
+    def _failed(self, kind: str, what: str) -> None:
+        """A model failure counted by the breaker, and the breaker's state in the metrics."""
+        breaker = self.engine.breaker
+        if breaker.failure(f"{kind}: {what}"):
+            log.error(
+                "the circuit breaker opened after %s failures: %s: %s", breaker.limit, kind, what
+            )
+            self.metrics.breaker_opened.labels(kind).inc()
+        self.metrics.breaker_open.set(1 if breaker.open else 0)
 
     def count(self, rollout_id: int, pred: Prediction, seconds: float) -> None:
         if pred.version is None:

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 
 from loopml.rollout import (
+    ArmShares,
+    Assignment,
     Counter,
     CounterBuffer,
     Rollout,
     Rollouts,
     Router,
+    assign,
     positions,
     unit_position,
 )
@@ -166,6 +169,63 @@ def test_a_canary_with_shadow_never_shadows_a_challenger_answer() -> None:
     for rid in IDS[:20_000]:
         r = router.route(rid)
         assert not (r.shadow and r.arm == "challenger")
+
+
+# ------------------------------------------------------------------------------ assignment
+
+
+def test_a_batch_assignment_equals_each_request_routed_alone() -> None:
+    # One rule: the vectorized assignment of many rows, the one-row fast path and Router.route.
+    r = _rollout(share=0.3, shadow=0.6, unit="user")
+    router = _router(r)
+    ids = IDS[:3000]
+    users: list[Any] = [f"user-{i % 700}" if i % 5 else None for i in range(len(ids))]
+    a = assign(r, ids, champion=1, units=users)
+    assert a.rollout == 7 and a.propensity is None
+    assert a.version.dtype == np.int64 and a.shadow.dtype == bool
+    for i, (rid, user) in enumerate(zip(ids, users, strict=True)):
+        route = router.route(rid, {"user": user} if user is not None else {})
+        one = assign(r, [rid], champion=1, units=[user])
+        assert int(one.version[0]) == int(a.version[i]) == (route.version or 1)
+        assert bool(one.shadow[0]) == bool(a.shadow[i]) == route.shadow
+
+
+def test_an_experiment_assigns_arms_with_their_propensity() -> None:
+    r = _rollout(strategy="ab", data={"arms": [1, 2, 3]})
+    shares = ArmShares(7, [1, 2, 3], [0.5, 0.25, 0.25], [0.5, 0.75, 1.0])
+    a = assign(r, IDS[:20_000], champion=1, shares=shares)
+    assert a.rollout == 7 and a.propensity is not None
+    for version, share in ((1, 0.5), (2, 0.25), (3, 0.25)):
+        rows = a.rows(version)
+        assert abs(len(rows) / 20_000 - share) < 0.02
+        assert set(a.propensity[rows].tolist()) == {share}
+    assert not a.shadow.any()
+    for i, rid in enumerate(IDS[:2000]):  # a one-row request: the same arm, the same chance
+        one = assign(r, [rid], champion=1, shares=shares)
+        assert one.propensity is not None
+        assert (one.version[0], one.propensity[0]) == (a.version[i], a.propensity[i])
+    # Shares of another rollout, or arms not loaded: the experiment does not apply.
+    stale = ArmShares(6, [1, 2, 3], [0.5, 0.25, 0.25], [0.5, 0.75, 1.0])
+    for other in (assign(r, IDS[:10], champion=1, shares=stale), assign(r, IDS[:10], champion=1)):
+        assert other.rollout is None and other.versions() == [1]
+    assert assign(r, IDS[:10], champion=1, shares=shares, ready=False).rollout is None
+
+
+def test_a_canary_not_loaded_keeps_its_rows_on_the_champion_still_counted() -> None:
+    a = assign(_rollout(share=1.0, shadow=1.0), IDS[:100], champion=1, ready=False)
+    assert a.rollout == 7 and a.versions() == [1] and not a.shadow.any()
+
+
+def test_no_rollout_and_interleaving_assign_everything_to_the_champion() -> None:
+    for r in (None, _rollout(status="promoted"), _rollout(strategy="interleave")):
+        a = assign(r, IDS[:5], champion=4)
+        assert a.rollout is None and a.version.tolist() == [4] * 5 and not a.shadow.any()
+    assert assign(None, [], champion=4).versions() == []
+
+
+def test_assignment_versions_in_order_of_first_row() -> None:
+    a = Assignment(7, np.array([3, 1, 3, 2], dtype=np.int64), np.zeros(4, dtype=bool))
+    assert a.versions() == [3, 1, 2] and a.rows(3).tolist() == [0, 2]
 
 
 class _FailingRollouts:

@@ -132,7 +132,7 @@ def test_a_bandit_moves_traffic_to_the_arm_that_earns_rewards(
         later, rt = _ask(project, reqs[200:])
         assert sum(a["version"] == 3 for a in later) / len(later) > 0.85
         assert rt.router.arms is not None
-        probs = dict(zip(rt.router.arms[1], rt.router.arms[2], strict=True))
+        probs = dict(zip(rt.router.arms.versions, rt.router.arms.probabilities, strict=True))
         project.monitoring.land()
         log = project.monitoring.log.predictions()
         assert log is not None
@@ -357,7 +357,10 @@ def test_a_served_bandit_learns_from_feedback_posted_to_the_app(
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 arms = rt.router.arms
-                if arms is not None and dict(zip(arms[1], arms[2], strict=True))[2] > 0.9:
+                if (
+                    arms is not None
+                    and dict(zip(arms.versions, arms.probabilities, strict=True))[2] > 0.9
+                ):
                     break
                 time.sleep(0.2)
             later = [client.post("/predict", json=b).json() for b in reqs[150:300]]
