@@ -58,6 +58,15 @@ def test_two_workers_count_every_request_of_an_ab_test(
     lock = threading.Lock()
     try:
         wait_ready(base, server)
+        # Both workers answer (on new connections) before the load starts: on a busy machine the
+        # second may still be loading when the first is ready, and would then get no connection.
+        seen: set[str] = set()
+        deadline = time.time() + 90
+        while len(seen) < 2 and time.time() < deadline:
+            status = httpx.get(f"{base}/status", timeout=5).json()
+            if status.get("ready"):
+                seen.add(status["worker"])
+        assert len(seen) == 2, f"only worker {seen} became ready"
         time.sleep(1.5)  # both workers have read the experiment (they refresh once a second)
 
         def load(i: int) -> None:

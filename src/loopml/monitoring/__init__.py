@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from loopml.monitoring._join import FEATURE_PREFIX
     from loopml.monitoring._labels import binary_truth
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
-    from loopml.monitoring._monitor import WindowChoice, choose_window
+    from loopml.monitoring._monitor import ERROR_REASONS, WindowChoice, choose_window
     from loopml.monitoring._record import PredictionRecord
     from loopml.monitoring._report import (
         LabelAccounting,
@@ -48,6 +48,7 @@ __getattr__ = lazy_attributes(
         "choose_window": "loopml.monitoring._monitor",
         "Monitoring": "loopml.monitoring._service",
         "PredictionRecord": "loopml.monitoring._record",
+        "ERROR_REASONS": "loopml.monitoring._monitor",
         "MonitoringReport": "loopml.monitoring._report",
         "WindowRecord": "loopml.monitoring._report",
         "TimelineItem": "loopml.monitoring._report",
@@ -57,6 +58,7 @@ __getattr__ = lazy_attributes(
 )
 
 __all__ = [
+    "ERROR_REASONS",
     "FEATURE_PREFIX",
     "Alert",
     "Alerts",

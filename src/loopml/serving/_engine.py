@@ -15,10 +15,8 @@ import numpy as np
 import orjson
 
 from loopml.errors import UsageError
-from loopml.features import FeatureSet, OnlineFeatures, encode_key
-from loopml.features._flags import Flags
-from loopml.features._online import to_micros
-from loopml.monitoring._record import PredictionRecord
+from loopml.features import FeatureSet, Flags, OnlineFeatures, encode_key, to_micros
+from loopml.monitoring import PredictionRecord
 from loopml.serving._holder import ModelHolder, Served
 from loopml.serving._predictor import RowPredictor
 from loopml.spec import ServingSpec
@@ -364,6 +362,11 @@ class Engine:
             features={k: v for k, v in values.items() if k not in RESERVED},
             at=int(time.time() * 1_000_000),
         )
+
+    @property
+    def worker(self) -> str:
+        """This worker's tag: the part of every prediction id it answers with that names it."""
+        return self._new_id.worker
 
     def new_id(self) -> str:
         """A fresh prediction id: unguessable (80 random bits after the time), so no client can

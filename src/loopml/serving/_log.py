@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from loopml.monitoring._record import PredictionRecord
+from loopml.monitoring import PredictionRecord
 from loopml.storage import EventLog
 
 log = logging.getLogger("loopml.serving")

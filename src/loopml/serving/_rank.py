@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.features._flags import Flags
-from loopml.monitoring._record import PredictionRecord
+from loopml.features import Flags
+from loopml.monitoring import PredictionRecord
 from loopml.serving._engine import CLIENT_ID_PREFIX, RESERVED, merge_flags
 from loopml.serving._errors import HttpError
 from loopml.serving._holder import Served

@@ -16,8 +16,7 @@ import numpy as np
 
 from loopml.errors import UsageError
 from loopml.features import OnlineFeatures
-from loopml.monitoring._log import predictions_stream
-from loopml.monitoring._monitor import ERROR_REASONS
+from loopml.monitoring import ERROR_REASONS, predictions_stream
 from loopml.rollout import Assignment, CounterBuffer, Router
 from loopml.serving._engine import Engine, Prediction
 from loopml.serving._holder import ModelHolder, Served
@@ -466,6 +465,7 @@ class Runtime:
             "ready": current is not None,
             "model": self.name,
             "mode": self.spec.mode,
+            "worker": self.engine.worker,  # the tag in the prediction ids this worker answers
             "serving": self.holder.status(),
             # Why nothing answers: which version, file and check failed (503s until it loads).
             "unavailable": None if current is not None else self.holder.unavailable(),
