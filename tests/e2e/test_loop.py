@@ -148,7 +148,7 @@ def test_a_decay_alert_retrains_and_the_canary_promotes(copy: Path) -> None:
         # The rollout's record: promoted, with the decision of each step.
         rollout = Rollouts(p.store).get(started["rollout"])
         assert rollout.status == "promoted" and rollout.challenger == version
-        decisions = rollout.data["decisions"]
+        decisions = rollout.progress.decisions
         assert [(d["step"], d["action"]) for d in decisions] == [(0, "advance"), (1, "advance")]
         assert decisions[0]["reasons"] == by_kind["canary_step"]["reasons"]
         state = ctl.states.load(name)
@@ -224,7 +224,7 @@ def test_a_challenger_trained_on_noise_is_rolled_back_at_the_first_step(
         rollout = Rollouts(p.store).get(rollout_id)
         assert rollout.status == "rolled_back"
         assert rollout.step == 0  # at its first step, never advanced
-        (decision,) = rollout.data["decisions"]
+        (decision,) = rollout.progress.decisions
         assert decision["action"] == "rollback" and decision["step"] == 0
         (reason,) = decision["reasons"]
         assert reason.startswith("log_loss ") and "worse with confidence" in reason
@@ -508,7 +508,7 @@ def check_invariants(p: Project, *, until: datetime) -> None:
     for r in rollouts:
         mine = [e for e in steps if e.detail["rollout"] == r.id]
         assert [e.detail["from"] for e in mine] == r.steps[: r.step], (r.to_dict(), mine)
-        applied = [d for d in r.data["decisions"] if d["step"] < r.step]
+        applied = [d for d in r.progress.decisions if d["step"] < r.step]
         assert [d["step"] for d in applied] == list(range(r.step))
         assert all(d["action"] == "advance" for d in applied)
         assert [e.detail["reasons"] for e in mine] == [d["reasons"] for d in applied]

@@ -83,23 +83,25 @@ def start(
     if json:
         print_json(info)
         return 0
-    cfg = r.data.get("experiment", {})
+    from loopml.rollout import ExperimentConfig
+
+    cfg = r.experiment if r.experiment is not None else ExperimentConfig()
     out.print(
         f"experiment {r.id} started: {r.strategy} over versions "
         + ", ".join(str(a) for a in r.arms)
-        + f" (control {r.arms[0]}), metric {cfg.get('metric')}"
+        + f" (control {r.arms[0]}), metric {cfg.metric}"
     )
-    size = cfg.get("sample_size")
+    size = cfg.sample_size
     if size:
         out.print(
             f"  to detect a difference of {size['effect']:g} with power {size['power']:.0%} at "
             f"alpha {size['alpha']:g}: {size['per_arm_fixed']:,} units per arm for a single "
             f"look, {size['per_arm_sequential']:,} per arm when looking as often as you like"
         )
-    for warning in cfg.get("warnings") or []:
+    for warning in cfg.warnings:
         out.print(f"  warning: {warning}", style="yellow", markup=False)
     if r.strategy == "bandit":
-        out.print(f"  policy {cfg.get('policy')}; rewards come from the feedback log")
+        out.print(f"  policy {cfg.policy}; rewards come from the feedback log")
     return 0
 
 
@@ -124,7 +126,7 @@ def end(
     by = default_user()
     with open_project(project) as p:
         active = p.rollouts.active(p.models.name)
-        if active is None or not active.experiment:
+        if active is None or not active.is_experiment:
             raise NotFoundError(
                 f"model {p.models.name!r} has no active experiment; `loopml rollout status` "
                 "shows the last ones",
@@ -163,7 +165,7 @@ def status(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
         counts = counts_summary(rollouts.counts(active.id)) if active else None
         recent = [r for r in rollouts.list(model, limit=RECENT + 1) if not r.active][:RECENT]
         result = None
-        if active is not None and active.experiment:
+        if active is not None and active.is_experiment:
             result = p.experiments.evaluate(active)
     if json:
         print_json(
@@ -184,7 +186,7 @@ def status(project: ProjectOpt = Path("."), json: JsonOpt = False) -> int:
             out.print(
                 f"  rollout {r.id}: {r.strategy} of version {r.challenger} against "
                 f"{r.champion}, {r.status} {when(r.ended_at)} (started {when(r.started_at)})"
-                + (f": {r.data['reason']}" if r.data.get("reason") else "")
+                + (f": {r.progress.reason}" if r.progress.reason else "")
             )
         return 0
     show_rollout(active.to_dict(), counts or {})

@@ -267,7 +267,7 @@ class Controller:
             )
             return self._save(state, "paused", now, events, data=data)
         experiment = self.rollouts.active(self.name)
-        if experiment is not None and experiment.experiment:
+        if experiment is not None and experiment.is_experiment:
             # An experiment owns the traffic until someone ends it: the loop keeps its
             # numbers current (a bandit's rewards) and starts no cycle meanwhile.
             self.project.experiments.evaluate(experiment, until=now)
@@ -520,7 +520,7 @@ class Controller:
         if rollout.status == "promoted":
             # Ended by a step that died before moving the champion, or after but before
             # recording it: finish (the move is idempotent) and record the promotion.
-            last = (rollout.data.get("decisions") or [None])[-1]
+            last = rollout.progress.decisions[-1] if rollout.progress.decisions else None
             decided = Decision(last["action"], last["reasons"], last["numbers"]) if last else None
             events = self._promote(rollout.challenger, now, f"rollout {rollout.id} passed", decided)
             events[0][1]["resumed"] = True
@@ -605,9 +605,7 @@ class Controller:
             for e in self.states.events(self.name, kind="canary_step")
             if e.detail.get("rollout") == rollout.id
         )
-        decided = {
-            d["step"]: d for d in rollout.data.get("decisions", []) if d.get("action") == "advance"
-        }
+        decided = {d["step"]: d for d in rollout.progress.decisions if d.get("action") == "advance"}
         steps = rollout.steps
         return [
             (

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from loopml.rollout._experiments import Experiments
     from loopml.rollout._interleave import preference, team_draft
     from loopml.rollout._judge import Judge
+    from loopml.rollout._records import ExperimentConfig, Plan, Progress
     from loopml.rollout._router import (
         ArmShares,
         Assignment,
@@ -64,6 +65,8 @@ __getattr__ = lazy_attributes(
             "loopml.rollout._store",
         ),
         "counts_summary": "loopml.rollout._store",
+        # a rollout's typed records (pydantic): its plan, an experiment's configuration, progress
+        **dict.fromkeys(("ExperimentConfig", "Plan", "Progress"), "loopml.rollout._records"),
         **dict.fromkeys(
             (
                 "ArmShares",
@@ -105,10 +108,13 @@ __all__ = [
     "CounterBuffer",
     "CounterStore",
     "Decision",
+    "ExperimentConfig",
     "ExperimentParts",
     "Experiments",
     "Judge",
     "OutcomeLog",
+    "Plan",
+    "Progress",
     "RedisCounters",
     "Rollout",
     "Rollouts",

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from loopml.errors import ConflictError, UsageError
 from loopml.features import to_micros
 from loopml.rollout._decide import per_row_loss
+from loopml.rollout._records import ExperimentConfig
 from loopml.rollout._services import check_parts
 from loopml.rollout._store import EXPERIMENTS, REWARDS, Rollout
 from loopml.storage import Counter
@@ -243,11 +244,9 @@ class Experiments:
                 raise UsageError(f"k must be at least 1, got {k}", details={"field": "k"})
             config.update(k=k, metric="label", kind="proportion", higher_is_better=True)
         champion = self.registry.aliases(self.name).get("champion")
-        data = {
-            "arms": arms,
-            "shares": share_list,
-            "experiment": {**config, "champion_at_start": champion, "by": by},
-        }
+        experiment = ExperimentConfig(
+            arms=arms, shares=share_list, **config, champion_at_start=champion, by=by
+        )
         return self.rollouts.start(
             self.name,
             strategy=strategy,
@@ -255,7 +254,7 @@ class Experiments:
             challenger=arms[1],
             unit=unit,
             at=at,
-            data=data,
+            experiment=experiment,
         )
 
     def unit_values(self, unit: str) -> dict[str, Any]:
@@ -325,7 +324,7 @@ class Experiments:
             pc.not_equal(pc.fill_null(preds["mode"], ""), "shadow"),
         )
         preds = preds.filter(keep)
-        task = rollout.data.get("experiment", {}).get("task", "binary")
+        task = rollout.experiment.task if rollout.experiment is not None else "binary"
         kind = "text" if task == "multiclass" else "number"
         joined, _ = mon.log.joined(
             preds, mon.join_keys(), kind, observed_since=to_micros(rollout.started_at)
@@ -344,7 +343,7 @@ class Experiments:
         keeps what must survive between looks (running always-valid p-values, the bandit's
         reward snapshot)."""
         r = self.rollouts.get(rollout) if isinstance(rollout, int) else rollout
-        if not r.experiment:
+        if not r.is_experiment:
             raise UsageError(
                 f"rollout {r.id} is a {r.strategy}, not an experiment",
                 details={"rollout": r.id},
@@ -378,13 +377,13 @@ class Experiments:
     ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray | None]]:
         """Each arm's per-prediction metric (labelled answers only) and, when the unit was
         logged, each value's unit."""
-        cfg = r.data.get("experiment", {})
+        cfg = _config(r)
         out: dict[int, np.ndarray] = {v: np.zeros(0) for v in r.arms}
         units: dict[int, np.ndarray | None] = {v: None for v in r.arms}
         if table.num_rows == 0:
             return out, units
         table = table.filter(table["known"])
-        task = cfg.get("task", "binary")
+        task = cfg.task
         from loopml.monitoring import FEATURE_PREFIX
 
         unit_col = FEATURE_PREFIX + r.unit if r.unit else None
@@ -414,7 +413,7 @@ class Experiments:
             else:
                 yv = pc.cast(part["label"], pa.float64()).to_numpy(zero_copy_only=False)
             out[v] = metric_values(
-                cfg.get("metric", "accuracy"),
+                cfg.metric,
                 predicted[ok],
                 yv[ok],
                 task=task,
@@ -434,10 +433,10 @@ class Experiments:
     ) -> dict[str, Any]:
         from loopml.rollout._sequential import compare_arms
 
-        cfg = r.data["experiment"]
+        cfg = _config(r)
         counts: dict[int, Counter] = {}
         per_unit = False
-        kind = cfg["kind"]
+        kind = cfg.kind
         for v, vals in values.items():
             u = units.get(v)
             if u is not None and len(vals):
@@ -453,33 +452,31 @@ class Experiments:
                 counts[v] = _counter(vals)
         if per_unit:
             kind = "mean"
-        previous = {int(k): float(p) for k, p in (r.data.get("p_values") or {}).items()}
-        size = cfg.get("sample_size") or {}
+        previous = {int(k): float(p) for k, p in (r.progress.p_values or {}).items()}
+        size = cfg.sample_size
         result = compare_arms(
             counts,
             control=r.arms[0],
             kind=kind,
-            effect=float(cfg["effect"]),
-            alpha=float(cfg["alpha"]),
-            higher_is_better=bool(cfg["higher_is_better"]),
+            effect=float(cfg.effect or 0.0),
+            alpha=cfg.alpha,
+            higher_is_better=cfg.higher_is_better,
             previous=previous,
             min_n=min(100, int(size.get("per_arm_fixed") or 100)),
         )
         out = result.to_dict()
         out.update(
-            metric=cfg["metric"],
+            metric=cfg.metric,
             kind=kind,
             per_unit=per_unit,
             sample_size=size,
-            effect=cfg["effect"],
+            effect=cfg.effect,
         )
         if record:
             self._record(
                 r,
-                {
-                    "p_values": {str(a.version): a.p_value for a in result.arms},
-                    "result": _brief(out),
-                },
+                result=_brief(out),
+                p_values={str(a.version): a.p_value for a in result.arms},
             )
         return out
 
@@ -488,8 +485,8 @@ class Experiments:
     ) -> dict[str, Any]:
         from loopml.rollout._bandit import make_policy
 
-        cfg = r.data["experiment"]
-        higher = bool(cfg["higher_is_better"])
+        cfg = _config(r)
+        higher = cfg.higher_is_better
         rewards = {v: (vals if higher else -vals) for v, vals in values.items()}
         stats = {v: _counter(rewards[v]) for v in r.arms}
         labelled = float(sum(s.n for s in stats.values()))
@@ -498,13 +495,13 @@ class Experiments:
             self.rollouts.counters.put_snapshot(r.id, REWARDS, labelled, stats)
             stored, stats = self.rollouts.counters.snapshot(r.id, REWARDS)
             stats = {v: stats.get(v, Counter()) for v in r.arms}
-        policy = make_policy(cfg["policy"], **cfg.get("options", {}))
+        policy = make_policy(cfg.policy, **cfg.options)
         rng = np.random.default_rng(r.id)
         probs = policy.probabilities([stats[v] for v in r.arms], rng)
         best = max(r.arms, key=lambda v: stats[v].total / stats[v].n if stats[v].n else -math.inf)
         from loopml.rollout._bandit import Thompson
 
-        belief = Thompson(reward="binary" if cfg["kind"] == "proportion" else "gaussian")
+        belief = Thompson(reward="binary" if cfg.kind == "proportion" else "gaussian")
         p_best = belief.probabilities([stats[v] for v in r.arms], rng)
         winner = best if float(p_best[r.arms.index(best)]) >= PROBABLY_BEST else None
         arms_out = []
@@ -521,8 +518,8 @@ class Experiments:
                 }
             )
         return {
-            "metric": cfg["metric"],
-            "policy": cfg["policy"],
+            "metric": cfg.metric,
+            "policy": cfg.policy,
             "snapshot_labels": stored,
             "arms_detail": arms_out,
             "decision": "winner" if winner is not None else "continue",
@@ -538,7 +535,7 @@ class Experiments:
     def _interleave(self, r: Rollout, table: pa.Table) -> dict[str, Any]:
         from loopml.rollout._interleave import preference
 
-        cfg = r.data["experiment"]
+        cfg = _config(r)
         a, b = r.arms
         wins_a = wins_b = ties = 0
         if table.num_rows:
@@ -558,7 +555,7 @@ class Experiments:
                     wins_b += 1
                 else:
                     ties += 1
-        pref = preference(wins_a, wins_b, ties, alpha=float(cfg["alpha"]))
+        pref = preference(wins_a, wins_b, ties, alpha=cfg.alpha)
         winner = {"a": a, "b": b}.get(pref.preferred or "")
         return {
             **pref.to_dict(),
@@ -572,9 +569,11 @@ class Experiments:
             ],
         }
 
-    def _record(self, r: Rollout, patch: Mapping[str, Any]) -> None:
+    def _record(
+        self, r: Rollout, *, result: Mapping[str, Any], p_values: Mapping[str, float]
+    ) -> None:
         with contextlib.suppress(ConflictError):  # ended meanwhile: nothing more to keep
-            self.rollouts.update_data(r, patch)
+            self.rollouts.record(r, result=result, p_values=p_values)
 
     # -------------------------------------------------------------------------------- end
 
@@ -749,3 +748,8 @@ def _brief(result: Mapping[str, Any]) -> dict[str, Any]:
         "sample_size",
     )
     return {k: result[k] for k in keep if k in result}
+
+
+def _config(r: Rollout) -> ExperimentConfig:
+    """The experiment's configuration; the defaults for a row stored without one."""
+    return r.experiment if r.experiment is not None else ExperimentConfig()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from loopml.rollout._records import ExperimentConfig
 from loopml.rollout._store import REWARDS, Rollout, Rollouts
 from loopml.storage import Counter
 
@@ -285,12 +286,13 @@ def arm_shares(rollouts: Rollouts, r: Rollout, rng: np.random.Generator) -> ArmS
     shares of an A/B test, or the policy's choice probabilities of a bandit from the shared
     reward snapshot (read each time: a worker calls this once per refresh)."""
     if r.strategy == "ab":
-        shares = [float(s) for s in r.data.get("shares") or []] or [1.0 / len(r.arms)] * len(r.arms)
+        declared = r.experiment.shares if r.experiment is not None else []
+        shares = list(declared) or [1.0 / len(r.arms)] * len(r.arms)
     else:
         from loopml.rollout._bandit import make_policy
 
-        cfg = r.data.get("experiment", {})
-        policy = make_policy(cfg.get("policy", "thompson"), **cfg.get("options", {}))
+        cfg = r.experiment if r.experiment is not None else ExperimentConfig()
+        policy = make_policy(cfg.policy, **cfg.options)
         _, snap = rollouts.counters.snapshot(r.id, REWARDS)
         # rewards are stored higher-is-better (a loss negated)
         stats = [snap.get(v, Counter()) for v in r.arms]

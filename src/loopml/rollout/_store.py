@@ -16,6 +16,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from loopml.errors import ConflictError, NotFoundError, UsageError
+from loopml.rollout._records import ExperimentConfig, Plan, Progress, dump_data, parse_data
 from loopml.storage import Counter, CounterStore, Counts, SqlMetadataStore
 from loopml.storage import _tables as t
 
@@ -45,11 +46,14 @@ class Rollout:
     started_at: datetime
     step_started_at: datetime
     ended_at: datetime | None
-    data: dict[str, Any] = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
+    experiment: ExperimentConfig | None = None  # an experiment's configuration
+    progress: Progress = field(default_factory=Progress)
+    extra: dict[str, Any] = field(default_factory=dict)  # stored keys no record names
 
     @property
     def steps(self) -> list[float]:
-        return list(self.data.get("steps") or [])
+        return list(self.plan.steps)
 
     @property
     def active(self) -> bool:
@@ -59,12 +63,16 @@ class Rollout:
     def arms(self) -> list[int]:
         """The versions compared: an experiment's arms (the control first), else the champion
         and the challenger."""
-        arms = self.data.get("arms")
-        return [int(a) for a in arms] if arms else [self.champion, self.challenger]
+        arms = self.experiment.arms if self.experiment is not None else None
+        return list(arms) if arms else [self.champion, self.challenger]
 
     @property
-    def experiment(self) -> bool:
+    def is_experiment(self) -> bool:
         return self.strategy in EXPERIMENTS
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON its row holds (its records serialized, the one place they are)."""
+        return dump_data(self.plan, self.experiment, self.progress, self.extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +89,7 @@ class Rollout:
             "started_at": self.started_at.isoformat(),
             "step_started_at": self.step_started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            **{k: v for k, v in self.data.items() if k in _SHOWN},
+            **{k: v for k, v in self.stored().items() if k in _SHOWN},
         }
 
 
@@ -151,7 +159,8 @@ class Rollouts:
         shadow: float = 0.0,
         unit: str | None = None,
         at: datetime | None = None,
-        data: Mapping[str, Any] | None = None,
+        experiment: ExperimentConfig | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Rollout:
         """Start a rollout; refused while the model has another active one."""
         if strategy not in STRATEGIES:
@@ -188,7 +197,9 @@ class Rollouts:
                     started_at=at,
                     step_started_at=at,
                     ended_at=None,
-                    data={"steps": steps, "decisions": [], **(data or {})},
+                    data=dump_data(
+                        Plan(steps=steps), experiment, Progress(decisions=[]), extra or {}
+                    ),
                 )
             )
             key = result.inserted_primary_key
@@ -203,7 +214,7 @@ class Rollouts:
         nxt = rollout.step + 1
         if nxt >= len(rollout.steps):
             raise UsageError(f"rollout {rollout.id} is at its last step; promote or end it")
-        data = _with_decision(rollout, decision, at)
+        data = _stored(rollout, _with_decision(rollout, decision, at))
         with self.store.write() as conn:
             done = conn.execute(
                 update(t.rollouts)
@@ -223,11 +234,23 @@ class Rollouts:
             )
         return self.get(rollout.id)
 
-    def update_data(self, rollout: Rollout, patch: Mapping[str, Any]) -> Rollout:
-        """Merge ``patch`` into an active rollout's stored data (one transaction; the stored
-        data, not the caller's copy, is what is merged into)."""
+    def record(
+        self,
+        rollout: Rollout,
+        *,
+        result: Mapping[str, Any] | None = None,
+        p_values: Mapping[str, float] | None = None,
+    ) -> Rollout:
+        """Keep an active experiment's last analysis (one transaction; the stored progress,
+        not the caller's copy, is what is updated)."""
+        patch: dict[str, Any] = {}
+        if result is not None:
+            patch["result"] = dict(result)
+        if p_values is not None:
+            patch["p_values"] = dict(p_values)
         with self.store.write() as conn:
-            data = {**_still_active(conn, rollout).data, **patch}
+            now = _still_active(conn, rollout)
+            data = _stored(now, now.progress.model_copy(update=patch))
             conn.execute(
                 update(t.rollouts)
                 .where(and_(t.rollouts.c.id == rollout.id, t.rollouts.c.status == ACTIVE))
@@ -250,8 +273,10 @@ class Rollouts:
         with self.store.write() as conn:
             # The stored data, not the caller's copy: a decision recorded since it was read
             # (an advance racing a stop) must survive the ending.
-            data = _with_decision(_still_active(conn, rollout), decision, at)
-            data["reason"] = reason
+            now = _still_active(conn, rollout)
+            data = _stored(
+                now, _with_decision(now, decision, at).model_copy(update={"reason": reason})
+            )
             conn.execute(
                 update(t.rollouts)
                 .where(and_(t.rollouts.c.id == rollout.id, t.rollouts.c.status == ACTIVE))
@@ -292,19 +317,19 @@ def _still_active(conn: Connection, rollout: Rollout) -> Rollout:
     return _rollout(row)
 
 
-def _with_decision(
-    rollout: Rollout, decision: Mapping[str, Any] | None, at: datetime
-) -> dict[str, Any]:
-    data = dict(rollout.data)
-    if decision is not None:
-        data["decisions"] = [
-            *data.get("decisions", []),
-            {"at": at.isoformat(), "step": rollout.step, **decision},
-        ]
-    return data
+def _with_decision(rollout: Rollout, decision: Mapping[str, Any] | None, at: datetime) -> Progress:
+    if decision is None:
+        return rollout.progress
+    made = {"at": at.isoformat(), "step": rollout.step, **decision}
+    return rollout.progress.model_copy(update={"decisions": [*rollout.progress.decisions, made]})
+
+
+def _stored(rollout: Rollout, progress: Progress) -> dict[str, Any]:
+    return dump_data(rollout.plan, rollout.experiment, progress, rollout.extra)
 
 
 def _rollout(row: RowMapping) -> Rollout:
+    plan, experiment, progress, extra = parse_data(row["data"])
     return Rollout(
         id=int(row["id"]),
         model=row["model"],
@@ -319,5 +344,8 @@ def _rollout(row: RowMapping) -> Rollout:
         started_at=row["started_at"],
         step_started_at=row["step_started_at"],
         ended_at=row["ended_at"],
-        data=dict(row["data"] or {}),
+        plan=plan,
+        experiment=experiment,
+        progress=progress,
+        extra=extra,
     )

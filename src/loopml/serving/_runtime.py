@@ -200,7 +200,7 @@ class Runtime:
         """Read the active rollout, load its challenger, flush the counters."""
         rollout = self.router.refresh()
         if rollout is not None and rollout.active:
-            if rollout.experiment:
+            if rollout.is_experiment:
                 self._load_arms(rollout.arms)
             else:
                 current = self.challenger.current
@@ -287,7 +287,7 @@ class Runtime:
         rollout = self.router.current
         if rollout is None or not rollout.active:
             return Assignment.champion(len(rows), served.number)
-        if rollout.experiment:
+        if rollout.is_experiment:
             ready = self.arms_ready(rollout.arms)
         else:
             ready = challenger is not None and challenger.number == rollout.challenger
@@ -490,10 +490,10 @@ class Runtime:
             "id": r.id,
             "strategy": r.strategy,
             "challenger": r.challenger,
-            "arms": r.arms if r.experiment else None,
-            "arms_loaded": sorted(self.arm_models) if r.experiment else None,
+            "arms": r.arms if r.is_experiment else None,
+            "arms_loaded": sorted(self.arm_models) if r.is_experiment else None,
             "arm_errors": {str(v): e for v, e in self.arm_errors.items() if v in r.arms}
-            if r.experiment
+            if r.is_experiment
             else None,
             "share": r.share,
             "shadow": r.shadow,

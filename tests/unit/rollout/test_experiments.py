@@ -28,7 +28,7 @@ def test_a_plan_needing_more_units_than_seen_warns_with_both_numbers(project: Pr
         r = Experiments(project).start("ab", [1, 2], unit="c", effect=0.02, by="tests")
     finally:
         stop(project)
-    cfg = r.data["experiment"]
+    cfg = r.experiment.to_dict()
     size = cfg["sample_size"]
     assert cfg["unit_values"] == {"unit": "c", "distinct": distinct, "logged": 500}
     (warning,) = cfg["warnings"]
@@ -41,7 +41,7 @@ def test_a_plan_within_the_units_seen_does_not_warn(project: Project) -> None:
         r = Experiments(project).start("ab", [1, 2], unit="id", effect=0.3, by="tests")
     finally:
         stop(project)
-    cfg = r.data["experiment"]
+    cfg = r.experiment.to_dict()
     assert cfg["sample_size"]["per_arm_sequential"] * 2 <= cfg["unit_values"]["distinct"] == 500
     assert cfg["warnings"] == []
 
@@ -51,7 +51,7 @@ def test_a_unit_never_logged_is_said(project: Project) -> None:
         r = Experiments(project).start("ab", [1, 2], unit="user", effect=0.02, by="tests")
     finally:
         stop(project)
-    (warning,) = r.data["experiment"]["warnings"]
+    (warning,) = r.experiment.warnings
     assert "no logged request has the field user" in warning
 
 
@@ -93,7 +93,7 @@ def test_experiments_built_from_their_parts_plan_as_from_the_project(project: Pr
             assert ex.evaluate(r)["versions"] == [1, 2]
         finally:
             stop(project)
-        plans.append(r.data["experiment"])
+        plans.append(r.experiment.to_dict())
     assert plans[0]["unit_values"]["logged"] == 500
     assert plans[1:] == [plans[0]] * 3
 

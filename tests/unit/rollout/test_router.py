@@ -17,6 +17,8 @@ from loopml.rollout import (
     Assignment,
     Counter,
     CounterBuffer,
+    ExperimentConfig,
+    Plan,
     Rollout,
     Rollouts,
     Router,
@@ -46,7 +48,7 @@ def _rollout(**changes: Any) -> Rollout:
         started_at=T0,
         step_started_at=T0,
         ended_at=None,
-        data={"steps": [0.05, 0.25, 1.0], "decisions": []},
+        plan=Plan(steps=[0.05, 0.25, 1.0]),
     )
     return replace(base, **changes)
 
@@ -152,7 +154,7 @@ def test_a_missing_unit_field_falls_back_to_the_request_id() -> None:
 
 
 def test_shadow_marks_about_its_share_and_never_answers_with_the_challenger() -> None:
-    router = _router(_rollout(strategy="shadow", share=0.0, shadow=0.3, data={"steps": []}))
+    router = _router(_rollout(strategy="shadow", share=0.0, shadow=0.3, plan=Plan(steps=[])))
     routes = [router.route(i) for i in IDS]
     assert all(r.arm == "champion" and r.version is None and r.rollout == 7 for r in routes)
     shadowed = sum(r.shadow for r in routes) / len(routes)
@@ -160,7 +162,7 @@ def test_shadow_marks_about_its_share_and_never_answers_with_the_challenger() ->
 
 
 def test_shadow_off_marks_nothing() -> None:
-    router = _router(_rollout(strategy="shadow", share=0.0, shadow=0.0, data={"steps": []}))
+    router = _router(_rollout(strategy="shadow", share=0.0, shadow=0.0, plan=Plan(steps=[])))
     assert not any(router.route(i).shadow for i in IDS[:5000])
 
 
@@ -191,7 +193,7 @@ def test_a_batch_assignment_equals_each_request_routed_alone() -> None:
 
 
 def test_an_experiment_assigns_arms_with_their_propensity() -> None:
-    r = _rollout(strategy="ab", data={"arms": [1, 2, 3]})
+    r = _rollout(strategy="ab", experiment=ExperimentConfig(arms=[1, 2, 3]))
     shares = ArmShares(7, [1, 2, 3], [0.5, 0.25, 0.25], [0.5, 0.75, 1.0])
     a = assign(r, IDS[:20_000], champion=1, shares=shares)
     assert a.rollout == 7 and a.propensity is not None

@@ -71,13 +71,13 @@ class RolloutsContract:
     # ------------------------------------------------------------------------- start
 
     def test_start_a_canary(self, rollouts: Rollouts) -> None:
-        r = _canary(rollouts, unit="user", data={"note": "x"})
+        r = _canary(rollouts, unit="user", extra={"note": "x"})
         assert (r.model, r.strategy, r.champion, r.challenger) == ("m", "canary", 1, 2)
         assert (r.status, r.step, r.share, r.shadow, r.unit) == ("active", 0, 0.05, 0.0, "user")
         assert r.active and r.steps == STEPS
         assert r.started_at == T0 and r.step_started_at == T0 and r.ended_at is None
         assert r.started_at.tzinfo is not None
-        assert r.data == {"steps": STEPS, "decisions": [], "note": "x"}
+        assert r.stored() == {"steps": STEPS, "decisions": [], "note": "x"}
         assert rollouts.active("m") == r == rollouts.get(r.id)
         d = r.to_dict()
         assert d["steps"] == STEPS and d["started_at"] == T0.isoformat() and "note" not in d
@@ -156,7 +156,7 @@ class RolloutsContract:
             ended = rollouts.end(r, status, at=at, reason=f"because {status}")
             assert (ended.status, ended.share, ended.shadow) == (status, 0.0, 0.0)
             assert ended.ended_at == at and not ended.active
-            assert ended.data["reason"] == ended.to_dict()["reason"] == f"because {status}"
+            assert ended.progress.reason == ended.to_dict()["reason"] == f"because {status}"
             assert rollouts.active("m") is None
 
     def test_ending_twice_is_refused(self, rollouts: Rollouts) -> None:
@@ -178,18 +178,18 @@ class RolloutsContract:
         r = rollouts.advance(r, at=t1, decision={"action": "advance", "numbers": {"z": 1.5}})
         r = rollouts.advance(r, at=t1)  # no decision recorded
         r = rollouts.end(r, "rolled_back", at=t2, reason="worse", decision={"action": "rollback"})
-        assert r.data["decisions"] == [
+        assert r.progress.decisions == [
             {"at": t1.isoformat(), "step": 0, "action": "advance", "numbers": {"z": 1.5}},
             {"at": t2.isoformat(), "step": 2, "action": "rollback"},
         ]
-        assert r.data["steps"] == STEPS
-        assert r.to_dict()["decisions"] == r.data["decisions"]
+        assert r.plan.steps == STEPS
+        assert r.to_dict()["decisions"] == r.progress.decisions
 
     def test_ending_a_stale_object_keeps_later_decisions(self, rollouts: Rollouts) -> None:
         stale = _canary(rollouts)
         rollouts.advance(stale, at=T0, decision={"action": "advance"})
         ended = rollouts.end(stale, "stopped", at=T0, reason="by hand")
-        assert [d["action"] for d in ended.data["decisions"]] == ["advance"]
+        assert [d["action"] for d in ended.progress.decisions] == ["advance"]
 
     # -------------------------------------------------------------------------- list
 
@@ -288,6 +288,73 @@ class RolloutsContract:
                     p.kill()
                     p.join()
         _check_total(rollouts, r.id, self.PROCESSES * self.ADDS_PER_PROCESS)
+
+    def test_a_row_written_by_the_old_code_reads_and_shows_the_same(
+        self, store: SqlMetadataStore
+    ) -> None:
+        """Rows stored as ``Rollout.data`` dicts (before the typed records) read back: their JSON,
+        the CLI's ``--json`` and ``/status`` (``to_dict``) are what the old code showed."""
+        from loopml.storage import _tables as t
+
+        old = {
+            "steps": [],
+            "decisions": [],
+            "arms": [1, 2, 3],
+            "shares": [0.2, 0.4, 0.4],
+            "experiment": {"metric": "error", "kind": "proportion", "higher_is_better": False},
+            "result": {"decision": "continue"},
+            "p_values": {"2": 0.5, "3": 0.9},
+        }
+        with store.write() as conn:
+            key = conn.execute(
+                t.rollouts.insert().values(
+                    model="m",
+                    strategy="ab",
+                    champion=1,
+                    challenger=2,
+                    status="active",
+                    step=0,
+                    share=0.0,
+                    shadow=0.0,
+                    unit=None,
+                    started_at=T0,
+                    step_started_at=T0,
+                    ended_at=None,
+                    data=old,
+                )
+            ).inserted_primary_key
+        assert key is not None
+        rollouts = Rollouts(store)
+        r = rollouts.get(int(key[0]))
+        assert r.is_experiment and r.arms == [1, 2, 3] and r.experiment is not None
+        assert (r.experiment.metric, r.experiment.higher_is_better) == ("error", False)
+        assert r.experiment.policy == "thompson" and r.experiment.alpha == 0.05  # defaults
+        assert r.stored() == old
+        # to_dict as the old code built it: the columns, then the shown keys of the stored JSON
+        shown = ("steps", "decisions", "reason", "arms", "shares", "experiment", "result")
+        assert r.to_dict() == {
+            "id": r.id,
+            "model": "m",
+            "strategy": "ab",
+            "champion": 1,
+            "challenger": 2,
+            "status": "active",
+            "step": 0,
+            "share": 0.0,
+            "shadow": 0.0,
+            "unit": None,
+            "started_at": T0.isoformat(),
+            "step_started_at": T0.isoformat(),
+            "ended_at": None,
+            **{k: v for k, v in old.items() if k in shown},
+        }
+        # a look recorded on it keeps every other key
+        r = rollouts.record(r, result={"decision": "winner"}, p_values={"2": 0.01, "3": 0.9})
+        assert r.stored() == {
+            **old,
+            "result": {"decision": "winner"},
+            "p_values": {"2": 0.01, "3": 0.9},
+        }
 
 
 class TestSQLiteRollouts(RolloutsContract):

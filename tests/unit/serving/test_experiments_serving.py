@@ -63,7 +63,7 @@ def test_ab_keeps_units_on_their_arm_and_decides_from_feedback(
 ) -> None:
     ex = Experiments(project)
     r = ex.start("ab", [1, 2], unit="tailnum", effect=0.05, by="tests")
-    size = r.data["experiment"]["sample_size"]
+    size = r.experiment.sample_size
     assert 0 < size["per_arm_fixed"] < size["per_arm_sequential"]
     try:
         answers, _ = _ask(project, reqs)
@@ -99,7 +99,7 @@ def test_ab_keeps_units_on_their_arm_and_decides_from_feedback(
     assert project.registry.aliases(project.models.name)["champion"] == 2
     ended = project.rollouts.get(r.id)
     assert ended.status == "promoted"
-    assert ended.data["decisions"][-1]["winner"] == 2
+    assert ended.progress.decisions[-1]["winner"] == 2
     evaluation = project.registry.get(project.models.name, 2)
     assert evaluation.version == 2
     move = project.models.history("champion")[-1]
@@ -387,7 +387,7 @@ def test_an_ab_test_of_a_multiclass_model_reads_accuracy(
     with pytest.raises(UsageError, match="accuracy or error"):
         ex.start("ab", [1, 2], metric="log_loss")
     r = ex.start("ab", [1, 2], effect=0.05)
-    assert r.data["experiment"]["baseline"] > 0.8  # the control's accuracy on its test rows
+    assert r.experiment.baseline > 0.8  # the control's accuracy on its test rows
     rows = items(400, seed=5).to_pylist()
     rt = Runtime(p)
     with TestClient(create_app(runtime=rt)) as client:
