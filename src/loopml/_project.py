@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,9 +99,16 @@ class Project:
                     open_online=lambda: self.online,
                     open_events=lambda: self.events,
                     open_monitoring=lambda: self.monitoring,
+                    open_features=open_features,
                 )
             )
         return self._serving
+
+    @property
+    def open_features(self) -> Callable[[str | Path], tuple[Features, Callable[[], None]]]:
+        """The opener of a project's features in a process of its own (a Ray batch worker):
+        the module function :func:`open_features`, which pickles by reference."""
+        return open_features
 
     @property
     def registry(self) -> Registry:
@@ -225,3 +233,17 @@ class Project:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_features(root: str | Path) -> tuple[Features, Callable[[], None]]:
+    """The features of the project at ``root``, opened in this process, and what closes them.
+
+    A Ray batch worker runs in a process of its own, where no composition root has built the
+    parts: the composition root hands serving this function (a module-level one, so that Ray
+    pickles it by reference) and serving never imports the project itself."""
+    project = Project.open(root)
+    try:
+        return project.features, project.close
+    except BaseException:
+        project.close()  # features that failed to build leave no store open behind them
+        raise

@@ -144,10 +144,9 @@ async def read_body(request: Request) -> bytes:
 def open_runtime(root: str | Path) -> Runtime:
     """A worker's runtime over the project at ``root``, which it closes when it stops.
 
-    The app factory is a composition root for the worker it starts from a path: with a Ray batch
-    worker's ``_open_features``, this is one of the two places in serving that import ``Project``
-    (allowed by the import contract's ``ignore_imports``), imported here so that nothing else in
-    the module reaches the project."""
+    The app factory is a composition root for the worker it starts from a path: this is the one
+    place in serving that imports ``Project`` (allowed by the import contract's
+    ``ignore_imports``), imported here so that nothing else in the module reaches the project."""
     from loopml._project import Project
 
     project = Project.open(root)

@@ -21,7 +21,8 @@ Two engines run the same per-chunk code (so they give the same predictions, bit 
   and writes one Parquet file. Reading and encoding the next chunk, and writing the previous one,
   run in threads while the booster (which releases the GIL and uses every core) predicts.
 - ``ray`` reads with Ray Data and predicts in a pool of actors, each rebuilding the model once from
-  its registered files (sent through the object store). The driver gathers the scored blocks, in
+  its registered files (sent through the object store) and, for request rows, opening the
+  project's features with the composition root's opener (``ServingParts.open_features``). The driver gathers the scored blocks, in
   input order, into the same single Parquet file as the local engine; it is the one writer, which
   keeps the output identical and atomic, at the price of the driver's bandwidth.
 
@@ -50,7 +51,7 @@ import pyarrow.parquet as pq
 
 from loopml import errors
 from loopml.errors import BackendUnavailable, ReadError, UsageError
-from loopml.serving._parts import HoldsServingParts, ServingParts, serving_parts
+from loopml.serving._parts import HoldsServingParts, OpenFeatures, ServingParts, serving_parts
 from loopml.training import Model
 
 if TYPE_CHECKING:
@@ -478,7 +479,13 @@ class _RayScorer:
     """Scores Ray Data batches. Ray makes one per actor, so the model is rebuilt once per actor
     from the files the driver read and checked (fetched from the object store)."""
 
-    def __init__(self, shared: Mapping[str, Any], plan: _Plan, project_root: str) -> None:
+    def __init__(
+        self,
+        shared: Mapping[str, Any],
+        plan: _Plan,
+        project_root: str,
+        open_features: OpenFeatures,
+    ) -> None:
         import ray
 
         verified = shared["model"]
@@ -489,7 +496,8 @@ class _RayScorer:
         self.close: Callable[[], None] | None = None
         self.build: Callable[[pa.Table], pa.Table] | None = None
         if plan.inputs == "requests":
-            features, self.close = _open_features(project_root)
+            # The composition root's opener (serving never opens the project itself).
+            features, self.close = open_features(project_root)
             self.build = _features_of(features, plan.snapshot)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -499,18 +507,6 @@ class _RayScorer:
         close = getattr(self, "close", None)  # None when __init__ failed early
         if close is not None:
             close()
-
-
-def _open_features(root: str) -> tuple[Features, Callable[[], None]]:
-    """The project's features in a Ray worker's process, and what closes them.
-
-    A worker runs in a process of its own, where no composition root has built the parts: this
-    is the one place outside the app factory where serving opens the project itself (allowed by
-    the import contract's ``ignore_imports``)."""
-    from loopml._project import Project
-
-    project = Project.open(root)
-    return project.features, project.close
 
 
 def _worker_error(exc: Exception) -> Exception:
@@ -599,6 +595,7 @@ def _run_ray(
                 "shared": {"model": ray.put(model)},
                 "plan": plan,
                 "project_root": str(project.root),
+                "open_features": project.open_features,
             },
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
             num_cpus=1,

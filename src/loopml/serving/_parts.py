@@ -26,15 +26,20 @@ if TYPE_CHECKING:
     from loopml.storage import ArtifactStore, EventLog, FileStore, OnlineStore
     from loopml.training import Models
 
+OpenFeatures = Callable[[str | Path], tuple["Features", Callable[[], None]]]
+"""Opens the features of the project at a root in the calling process, and gives what closes
+them: a module-level function of the composition root, so that Ray pickles it by reference."""
+
 
 @dataclass(frozen=True)
 class ServingParts:
     """What serving uses of a project: its spec, model, features, registry, lake and artifact
     files, and openers for the rollouts, the online store, the event transport and
-    monitoring (called on first use; the project caches what they open)."""
+    monitoring (called on first use; the project caches what they open), and the opener of the
+    project's features in a process of its own (a Ray batch worker, given ``root``)."""
 
     spec: ProjectSpec
-    root: Path  # only for a Ray worker, which opens the project in its own process
+    root: Path  # only for a Ray worker, which opens the features in its own process
     data: Data
     models: Models
     features: Features
@@ -45,6 +50,7 @@ class ServingParts:
     open_online: Callable[[], OnlineStore]
     open_events: Callable[[], EventLog]
     open_monitoring: Callable[[], Monitoring]
+    open_features: OpenFeatures
 
     @property
     def rollouts(self) -> Rollouts:
@@ -102,6 +108,9 @@ class HoldsServingParts(Protocol):
     @property
     def monitoring(self) -> Monitoring: ...
 
+    @property
+    def open_features(self) -> OpenFeatures: ...
+
 
 def serving_parts(holder: ServingParts | HoldsServingParts) -> ServingParts:
     """The parts, taken once from ``holder`` (the ones opened on first use stay so)."""
@@ -120,4 +129,5 @@ def serving_parts(holder: ServingParts | HoldsServingParts) -> ServingParts:
         open_online=lambda: holder.online,
         open_events=lambda: holder.events,
         open_monitoring=lambda: holder.monitoring,
+        open_features=holder.open_features,
     )

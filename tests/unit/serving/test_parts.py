@@ -1,10 +1,13 @@
 """Serving is built from a project's parts (the composition root hands them over): nothing opened
 before it is used, a runtime served from the parts alone, and the app factory closing the project
-it opened for a worker, whether the worker stops or fails to start."""
+it opened for a worker, whether the worker stops or fails to start, and a Ray batch worker opening
+the project's features with the opener the composition root hands over."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from loopml import Project
 from loopml.errors import LoopmlError
+from loopml.features import Features
 from loopml.serving import Runtime, create_app
-from loopml.serving._parts import ServingParts
+from loopml.serving._parts import ServingParts, serving_parts
 from tests.unit.serving.conftest import requests_of
 
 
@@ -81,3 +85,44 @@ def test_a_worker_that_fails_to_start_leaves_no_project_open(
         assert closed == [served.root]
     finally:
         spec.write_text(text)
+
+
+def test_a_ray_worker_opens_features_with_the_composition_roots_opener(
+    served: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml._project import open_features
+
+    # Handed over, never imported by serving; Ray pickles it by reference to loopml._project.
+    parts = served.serving.parts
+    assert parts.open_features is open_features
+    assert serving_parts(served).open_features is open_features
+    assert pickle.loads(pickle.dumps(parts.open_features)) is open_features
+    closed = _closes(monkeypatch)
+    features, close = parts.open_features(str(served.root))
+    assert features.feature_set.features == served.features.feature_set.features
+    assert closed == []
+    close()
+    assert closed == [served.root]
+
+
+def test_a_ray_scorer_opens_request_features_with_the_opener_it_is_given(
+    served: Project,
+) -> None:
+    from loopml.serving._batch import _MODEL_FILES, _Plan, _RayScorer
+
+    opened: list[str] = []
+    closed: list[str] = []
+
+    def opener(root: str | Path) -> tuple[Features, Callable[[], None]]:
+        opened.append(str(root))
+        return served.features, lambda: closed.append(str(root))
+
+    model = served.models.verified("champion").only(_MODEL_FILES)
+    plan = _Plan("requests", [], [], model.version.version, None)
+    scorer = _RayScorer({"model": model}, plan, str(served.root), opener)
+    assert opened == [str(served.root)] and scorer.build is not None
+    del scorer
+    assert closed == [str(served.root)]
+    # Rows with every model input need no features: nothing is opened.
+    _RayScorer({"model": model}, replace(plan, inputs="features"), str(served.root), opener)
+    assert opened == [str(served.root)]
