@@ -83,25 +83,10 @@ class Project:
         """Precomputation, in-process prediction and the HTTP app."""
         if self._serving is None:
             from loopml.serving import Serving
-            from loopml.serving._parts import ServingParts
+            from loopml.serving._parts import serving_parts
 
-            self._serving = Serving(
-                ServingParts(
-                    spec=self.spec,
-                    root=self.root,
-                    data=self.data,
-                    models=self.models,
-                    features=self.features,
-                    registry=self.registry,
-                    lake_files=self.lake_files,
-                    artifact_files=self.artifacts.files,
-                    open_rollouts=lambda: self.rollouts,
-                    open_online=lambda: self.online,
-                    open_events=lambda: self.events,
-                    open_monitoring=lambda: self.monitoring,
-                    open_features=open_features,
-                )
-            )
+            # The project holds every part serving takes (structurally a HoldsServingParts).
+            self._serving = Serving(serving_parts(self))
         return self._serving
 
     @property

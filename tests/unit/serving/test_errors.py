@@ -22,16 +22,9 @@ from loopml.errors import (
     ReadError,
     UsageError,
 )
-from loopml.serving import Runtime, create_app
 from loopml.serving._errors import HttpError, classify
-from loopml.spec import ServingSpec
 from tests.unit.serving.conftest import requests_of
-from tests.unit.serving.test_app import Slow
-
-
-def client_for(project: Project, **serving: Any) -> TestClient:
-    spec = ServingSpec.model_validate({**project.spec.serving.model_dump(mode="json"), **serving})
-    return TestClient(create_app(runtime=Runtime(project, spec=spec)))
+from tests.unit.serving.test_app import Slow, client_for
 
 
 @pytest.fixture(scope="module")
