@@ -39,6 +39,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command("loopml.cli.models:train", "Train the model in loopml.yaml, evaluate it beside its baselines, register it."),
     "evaluate": Command("loopml.cli.models:evaluate", "The gate: compare a version with the champion on the same rows."),
     "serve": Command("loopml.cli.serve:serve", "Serve the champion over HTTP."),
+    "ui": Command("loopml.cli.ui:ui", "The dashboard: the incident timeline and the whole loop in a browser."),
     "precompute": Command("loopml.cli.serve:precompute", "Write the static table of predictions into the online store."),
     "advise-serving": Command("loopml.cli.advise:advise_serving", "Measure static, dynamic and hybrid serving on real requests; recommend one."),
     "predict": Command("loopml.cli.predict:predict", "Predict every row of a file with a registered version."),

@@ -27,7 +27,7 @@ def serve(
     project: ProjectOpt = Path("."),
 ) -> int:
     """Serve the champion over HTTP: /predict, the Open Inference Protocol (/v2), /metrics,
-    /healthz, /readyz and the OpenAPI docs at /docs."""
+    /healthz, /readyz, the OpenAPI docs at /docs and the dashboard at /ui."""
     import uvicorn
 
     from loopml.spec import load_spec
@@ -43,7 +43,7 @@ def serve(
         target=_announce, args=(host, port, workers), name="loopml-announce", daemon=True
     ).start()
     uvicorn.run(
-        "loopml.serving._app:app_from_env",
+        "loopml.ui._app:serving_with_ui_from_env",
         factory=True,
         host=host,
         port=port,
@@ -76,7 +76,7 @@ def _announce(host: str, port: int, workers: int, *, poll: float = 0.2) -> None:
                 f"serving {status.get('model')} version {serving.get('version')} (alias "
                 f"{serving.get('alias')}, mode {status.get('mode')}) at {where}, {workers} "
                 f"worker{'s' if workers != 1 else ''}; POST /predict, docs at /docs, metrics at "
-                "/metrics"
+                "/metrics, dashboard at /ui"
             )
             if serving.get("fallback"):
                 out.print(

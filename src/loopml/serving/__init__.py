@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from loopml.serving._app import create_app
     from loopml.serving._batch import predict_file
     from loopml.serving._engine import Breaker, Engine, Prediction, static_table
+    from loopml.serving._errors import classify
     from loopml.serving._holder import ModelHolder, Served
     from loopml.serving._log import PredictionLogger
     from loopml.serving._predictor import RowPredictor
@@ -27,6 +28,7 @@ __getattr__ = lazy_attributes(
         **dict.fromkeys(("Advice", "advise", "top_keys"), "loopml.serving._advisor"),
         "create_app": "loopml.serving._app",
         "predict_file": "loopml.serving._batch",
+        "classify": "loopml.serving._errors",
         **dict.fromkeys(
             ("Breaker", "Engine", "Prediction", "static_table"), "loopml.serving._engine"
         ),
@@ -50,6 +52,7 @@ __all__ = [
     "Served",
     "Serving",
     "advise",
+    "classify",
     "create_app",
     "predict_file",
     "predictions_stream",

@@ -156,6 +156,11 @@ class SqlMetadataStore:
             if prepare is not None:
                 prepare(conn)
             t.metadata_obj.create_all(conn, checkfirst=True)
+            # create_all skips a table that exists, with its indexes: an index added to the
+            # layout later is created here on a store written by an older loopml.
+            for table in t.metadata_obj.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
             version = conn.execute(
                 select(t.meta.c.value).where(t.meta.c.key == "schema_version")
             ).scalar()

@@ -109,6 +109,7 @@ batches = Table(
     Column("started_at", UtcDateTime, nullable=False),
     Column("committed_at", UtcDateTime),
     Index("ix_batches_source_status", "source", "status"),
+    Index("ix_batches_committed_at", "committed_at"),
     Index(
         "ux_batches_content",
         "source",
@@ -135,6 +136,8 @@ quarantine = Table(
     Column("resolved_by", String(128)),
     Column("resolution", Json),
     Index("ix_quarantine_source_status", "source", "status"),
+    Index("ix_quarantine_created_at", "created_at"),
+    Index("ix_quarantine_resolved_at", "resolved_at"),
 )
 
 snapshots = Table(
@@ -144,6 +147,7 @@ snapshots = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("note", Text, nullable=False, server_default=""),
+    Index("ix_schemas_created_at", "created_at"),
 )
 
 stream_offsets = Table(
@@ -213,6 +217,7 @@ alias_history = Table(
     Column("reason", Text, nullable=False, server_default=""),
     Column("evaluation_id", Integer),
     Index("ix_alias_history_model_alias", "model", "alias", "id"),
+    Index("ix_alias_history_at", "at"),
 )
 
 evaluations = Table(
@@ -228,6 +233,7 @@ evaluations = Table(
     Column("created_by", String(128), nullable=False),
     ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
     Index("ix_evaluations_model_version", "model", "version", "id"),
+    Index("ix_evaluations_created_at", "created_at"),
 )
 
 # ---------------------------------------------------------------------------------- monitoring
@@ -254,6 +260,8 @@ alerts = Table(
     Column("details", Json, nullable=False),
     Index("ix_alerts_model_status", "model", "status"),
     Index("ix_alerts_rule_id", "rule", "id"),
+    Index("ix_alerts_first_at", "first_at"),
+    Index("ix_alerts_resolved_at", "resolved_at"),
 )
 
 alert_state = Table(
@@ -315,6 +323,7 @@ loop_events = Table(
     Column("recorded_at", UtcDateTime, nullable=False),  # the wall clock
     Column("detail", Json, nullable=False),
     Index("ix_loop_events_model_id", "model", "id"),
+    Index("ix_loop_events_at", "at"),
 )
 
 rollouts = Table(
@@ -335,6 +344,8 @@ rollouts = Table(
     Column("ended_at", UtcDateTime),
     Column("data", Json, nullable=False),  # steps, decisions with their numbers, the reason
     Index("ix_rollouts_model_status", "model", "status"),
+    Index("ix_rollouts_started_at", "started_at"),
+    Index("ix_rollouts_ended_at", "ended_at"),
 )
 
 rollout_counters = Table(
@@ -357,4 +368,23 @@ rollout_snapshots = Table(
     Column("name", String(64), primary_key=True),
     Column("stamp", Float, nullable=False),
     Column("data", Text, nullable=False),
+)
+
+# ----------------------------------------------------------------------------------- actions
+
+# What a person did through the dashboard (a rollback, a quarantine release, a schema accepted,
+# a loop step): who, why, on what, and what came of it. The domain tables record the change
+# itself (alias_history, quarantine, schemas); this is the audit trail of the request.
+actions = Table(
+    "actions",
+    metadata_obj,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("by", String(128), nullable=False),
+    Column("action", String(64), nullable=False),  # rollback | release | drop | accept | step
+    Column("target", String(200), nullable=False),  # what it acted on, e.g. "quarantine:q_..."
+    Column("reason", Text, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("outcome", Json, nullable=False),  # what came of it, or the error
+    Index("ix_actions_at", "at"),
 )
