@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, Table, and_, func, or_, select
 
 from loopml.errors import UsageError
-from loopml.storage import _tables as t
 from loopml.storage import SqlMetadataStore
+from loopml.storage import _tables as t
 
 # The groups the filter offers, and the kinds in each (a loop event's kind is its own).
 GROUPS: dict[str, tuple[str, ...]] = {
