@@ -241,7 +241,7 @@ def entry_counts(conn: Connection, source: str | None = None) -> dict[str, int]:
     query = select(q.c.status, func.count()).group_by(q.c.status)
     if source:
         query = query.where(q.c.source == source)
-    counts = {str(k): int(n) for k, n in conn.execute(query)}
+    counts: dict[str, int] = {str(k): int(n) for k, n in conn.execute(query)}
     counts["all"] = sum(counts.values())
     return counts
 
@@ -263,13 +263,14 @@ def snapshot_page(conn: Connection, *, before: str | None = None, limit: int) ->
     ]
     page = _page(rows, limit, lambda r: cursor_of(r.created_at, r.id))
     if page.rows:
-        counts = dict(
-            conn.execute(
+        counts: dict[str, int] = {
+            str(k): int(n)
+            for k, n in conn.execute(
                 select(sb.c.snapshot_id, func.count())
                 .where(sb.c.snapshot_id.in_([r.id for r in page.rows]))
                 .group_by(sb.c.snapshot_id)
-            ).all()
-        )
+            )
+        }
         for r in page.rows:
             r.batches = int(counts.get(r.id, 0))
     return page

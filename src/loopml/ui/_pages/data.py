@@ -154,7 +154,9 @@ def quarantine_list(request: Request) -> HTMLResponse:
     status = q.get("status") or "held"
     limit = _limit(request)
     with ctx.project.store.read() as conn:
-        page = dq.entry_page(conn, source=source, status=status, before=q.get("before"), limit=limit)
+        page = dq.entry_page(
+            conn, source=source, status=status, before=q.get("before"), limit=limit
+        )
         counts = dq.entry_counts(conn, source)
         sources = [s.name for s in dq.source_summaries(conn, ctx.project.spec.sources)]
     return ctx.render(
@@ -261,7 +263,7 @@ async def drop_entry(request: Request, entry_id: str) -> HTMLResponse:
 
     def do(by: str, reason: str) -> dict[str, Any]:
         dropped = ctx.project.data.quarantine.drop(entry_id, by=by, reason=reason)
-        outcome.title = f"dropped {dropped.id}: {dropped.rows:,} rows of {dropped.source} discarded"
+        outcome.title = f"dropped {dropped.id}: {_rows(dropped.rows)} of {dropped.source} discarded"
         return {"entries_dropped": 1, "rows_dropped": dropped.rows}
 
     ctx.act(request, form, action="quarantine_drop", target=f"quarantine:{entry_id}", do=do)
@@ -287,9 +289,9 @@ async def bulk(request: Request) -> HTMLResponse:
         if op == "drop":
             dropped = q.drop_many(chosen_ids, by=by, reason=reason, selection=selection)
             rows = sum(e.rows for e in dropped)
-            outcome.title = f"dropped {_entries(len(dropped))} ({rows:,} rows), in one decision"
+            outcome.title = f"dropped {_entries(len(dropped))} ({_rows(rows)}), in one decision"
             for e in dropped:
-                outcome.line(e.id, f"{e.id}: {e.rows:,} rows of {e.source} dropped", "good")
+                outcome.line(e.id, f"{e.id}: {_rows(e.rows)} of {e.source} dropped", "good")
             return {"entries_dropped": len(dropped), "rows_dropped": rows, "ids": chosen_ids}
         for entry_id in chosen_ids:
             try:
@@ -304,10 +306,10 @@ async def bulk(request: Request) -> HTMLResponse:
                 details={"failed": outcome.failed},
             )
         outcome.title = (
-            f"{_entries(len(chosen_ids))} checked again: {totals['rows_landed']:,} rows landed, "
-            f"{totals['rows_still_held']:,} still held"
+            f"{_entries(len(chosen_ids))} checked again: {_rows(totals['rows_landed'])} landed, "
+            f"{_rows(totals['rows_still_held'])} still held"
         )
-        return totals | {"failed": outcome.failed}
+        return totals | {"failed": outcome.failed, "ids": chosen_ids}
 
     action = "quarantine_release" if op == "release" else "quarantine_drop"
     ctx.act(request, form, action=action, target=target, do=do)
@@ -338,6 +340,10 @@ def _accept_of(form: dict[str, Any]) -> list[str]:
 
 def _entries(n: int) -> str:
     return f"{n:,} entr{'y' if n == 1 else 'ies'}"
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
 
 
 # ------------------------------------------------------------------------------- snapshots
@@ -396,12 +402,12 @@ class Outcome:
             self.stayed.append(entry_id)
             why = "; ".join(f"{b['code']}: {b['message']}" for b in r.batch_reasons) or ", ".join(
                 f"{x['code']}{' (' + x['column'] + ')' if x.get('column') else ''} "
-                f"in {x['count']:,} rows"
+                f"in {_rows(x['count'])}"
                 for x in r.reasons
             )
             self.line(
                 entry_id,
-                f"{entry_id} stays held: {r.rows_read:,} rows checked again, none landed"
+                f"{entry_id} stays held: {_rows(r.rows_read)} checked again, none landed"
                 + (f" ({why})" if why else ""),
                 "warn",
                 f"/ui/data/quarantine/{entry_id}",
@@ -410,13 +416,13 @@ class Outcome:
         if r.batch_id:
             self.batches.append(r.batch_id)
         residual = (
-            f", {r.rows_quarantined:,} still quarantined in {r.quarantine_id}"
+            f", {_rows(r.rows_quarantined)} still quarantined in {r.quarantine_id}"
             if r.rows_quarantined and r.quarantine_id
             else ""
         )
         self.line(
             entry_id,
-            f"released {entry_id}: {r.rows_read:,} rows checked again, {r.rows_accepted:,} "
+            f"released {entry_id}: {_rows(r.rows_read)} checked again, {r.rows_accepted:,} "
             f"landed in batch {r.batch_id}{residual}",
             "warn" if r.rows_quarantined else "good",
             f"/ui/data/batches/{r.batch_id}" if r.batch_id else None,
