@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select, true
 from sqlalchemy.sql import ColumnElement
 
 from loopml.data import BatchRecord, QuarantineRecord
@@ -87,7 +87,7 @@ def parse_cursor(value: str | None) -> tuple[datetime, str] | None:
 
 def _older(time_col: Any, id_col: Any, cursor: tuple[datetime, str] | None) -> ColumnElement[bool]:
     if cursor is None:
-        return and_(True)
+        return true()
     at, key = cursor
     return or_(time_col < at, and_(time_col == at, id_col < key))
 
