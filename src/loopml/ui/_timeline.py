@@ -270,8 +270,7 @@ def _sources() -> list[_Source]:
 
     def quarantined(r: Mapping[str, Any]) -> Entry:
         whole = r["kind"] == "batch"
-        reasons = r["reasons"] or {}
-        why = ", ".join(sorted(reasons))[:80] if isinstance(reasons, Mapping) else ""
+        why = _reasons(r["reasons"])
         title = (
             f"{r['source']}: batch held ({_plural(r['rows'], 'row')})"
             if whole
@@ -521,6 +520,20 @@ def _sources() -> list[_Source]:
         ),
         _Source("actions", ac, ac.c.at, ac.c.id, ("action",), action),
     ]
+
+
+def _reasons(reasons: Any) -> str:
+    """A quarantine entry's reasons in a few words: ``unparseable (x1) in 1 row``."""
+    parts = []
+    for reason in reasons if isinstance(reasons, list) else []:
+        if not isinstance(reason, Mapping):
+            continue
+        column = f" ({reason['column']})" if reason.get("column") else ""
+        count = reason.get("count")
+        rows = f" in {_plural(count, 'row')}" if isinstance(count, int) else ""
+        parts.append(f"{reason.get('code', 'held')}{column}{rows}")
+    text = "; ".join(parts)
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _short(x: Any) -> str:

@@ -86,3 +86,11 @@ def test_the_page_links_every_entry_to_its_evidence(
         assert c.get("/ui/?kind=loop&since=2024-01-10").status_code == 200
         bad = c.get("/ui/?since=yesterday")
         assert bad.status_code == 422 and "is not a time" in bad.text
+
+
+def test_a_quarantine_entry_says_why_it_was_held(ui_base: Path) -> None:
+    with Project.open(ui_base) as p:
+        entries = Timeline(p.store).page(groups=["data"], limit=500).entries
+    titles = {e.kind: e.title for e in entries if e.source == "quarantine"}
+    assert titles["rows_quarantined"] == "events: 1 row quarantined: unparseable (x1) in 1 row"
+    assert titles["batch_held"].startswith("events: batch held (50 rows): schema_change")
