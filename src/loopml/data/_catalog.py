@@ -432,6 +432,24 @@ def add_quarantine(
     )
 
 
+def reheld_quarantine(conn: Connection, entry_id: str, reasons: list[dict[str, Any]]) -> None:
+    """An entry whose release was held again is held for what holds it now (``reasons``); what
+    held it before is kept after them, marked ``earlier`` (and ``also``: no longer what a
+    release must deal with)."""
+    row = conn.execute(select(t.quarantine.c.reasons).where(t.quarantine.c.id == entry_id)).scalar()
+    now = {(r.get("code"), r.get("column")) for r in reasons}
+    earlier = [
+        dict(r, also=True, earlier=True)
+        for r in row or []
+        if (r.get("code"), r.get("column")) not in now
+    ]
+    conn.execute(
+        update(t.quarantine)
+        .where(t.quarantine.c.id == entry_id)
+        .values(reasons=[*reasons, *earlier])
+    )
+
+
 def get_quarantine(conn: Connection, entry_id: str) -> QuarantineRecord:
     row = conn.execute(select(t.quarantine).where(t.quarantine.c.id == entry_id)).mappings().first()
     if row is None:

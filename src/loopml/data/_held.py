@@ -134,11 +134,18 @@ def still_held(
     batch_reasons: list[dict[str, Any]] | None = None,
     notes: list[CheckNote],
 ) -> IngestResult:
-    """A release that lands nothing: its batch is undone, and its entry stays held as it was."""
+    """A release that lands nothing: its batch is undone, and its entry stays held, now for
+    what held the release (a file held for a schema change may be held for its row count once
+    the schema is accepted: that is what a later release must accept)."""
     assert job.release_of is not None
     lake.remove_batch_files(job.source, batch_id)
+    held_for = [
+        {"code": r["code"], "column": r.get("column"), "count": rows_read, "message": r["message"]}
+        for r in batch_reasons or []
+    ] or [dict(r) for r in reasons]
     with store.write() as conn:
         cat.abort_batch(conn, batch_id)
+        cat.reheld_quarantine(conn, job.release_of, held_for)
     return IngestResult(
         source=job.source,
         file=job.file,

@@ -201,6 +201,35 @@ def test_a_release_held_again_keeps_its_entry_and_makes_no_new_one(
     assert entry.resolution["batch"] == landed.batch_id
 
 
+def test_a_release_held_again_for_another_check_can_accept_that_check(
+    small: Project, tmp_path: Path
+) -> None:
+    # A small file whose producer added a column: held for the schema change first; once the
+    # schema is accepted, its release is held for its row count, which the user may accept.
+    path = tmp_path / "renamed.csv"
+    path.write_text(
+        rows_of(6, 3)
+        .replace("t,k,v", "t,k,v,extra")
+        .replace("Z,k", "Z,k")
+        .replace(",1\n", ",1,x\n")
+    )
+    (held,) = small.data.ingest("s", [path])
+    assert held.status == "held" and held.batch_reasons[0]["code"] == "schema_change"
+    small.data.accept_schema("s", by="t")
+    again = small.data.quarantine.release(held.quarantine_id, by="t")  # type: ignore[arg-type]
+    assert again.status == "held" and [r["code"] for r in again.batch_reasons] == ["row_count"]
+    entry = small.data.quarantine.show(held.quarantine_id).entry  # type: ignore[arg-type]
+    # The entry is held for what holds it now; what held it before is kept, marked earlier.
+    assert [r["code"] for r in entry.reasons if not r.get("also")] == ["row_count"]
+    assert [r["code"] for r in entry.reasons if r.get("earlier")] == ["schema_change"]
+    landed = small.data.quarantine.release(
+        held.quarantine_id,  # type: ignore[arg-type]
+        by="t",
+        accept=["row_count"],
+    )
+    assert (landed.status, landed.rows_accepted) == ("landed", 3)
+
+
 def test_a_release_that_lands_nothing_is_not_marked_released(
     small: Project, tmp_path: Path
 ) -> None:
