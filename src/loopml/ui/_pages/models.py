@@ -4,7 +4,7 @@ version's lineage, metrics beside baselines, slices, calibration, the gate's ver
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter
 from starlette.exceptions import HTTPException
@@ -143,7 +143,7 @@ def compare(request: Request, model: str) -> HTMLResponse:
 # --------------------------------------------------------------------------------- reading
 
 
-def _missing_model(ctx: Any, model: str) -> None:
+def _missing_model(ctx: Any, model: str) -> NoReturn:
     names = [m.name for m in ctx.project.registry.models()]
     known = f"models are {', '.join(names)}" if names else "the registry has no model yet"
     raise HTTPException(404, f"no model {model!r} in the registry: {known}")

@@ -7,7 +7,7 @@ traffic, and a one-click rollback (token, who, why)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import plotly.graph_objects as go
 from fastapi import APIRouter
@@ -133,7 +133,7 @@ async def rollback(request: Request, model: str) -> HTMLResponse:
 # ----------------------------------------------------------------------------------- reading
 
 
-def _missing_model(ctx: Any, model: str) -> None:
+def _missing_model(ctx: Any, model: str) -> NoReturn:
     names = [m.name for m in ctx.project.registry.models()]
     known = f"models are {', '.join(names)}" if names else "the registry has no model yet"
     raise HTTPException(404, f"no model {model!r} in the registry: {known}")
