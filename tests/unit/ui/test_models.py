@@ -55,7 +55,12 @@ def test_pages_of_an_empty_project_say_there_is_no_model(
         r = c.get(path)
         assert r.status_code == 200
         assert "No model yet" in r.text
-        for missing in (f"{path}/nope", "/ui/models/nope/versions/1", "/ui/models/nope/compare"):
+        for missing in (
+            f"{path}/nope",
+            "/ui/models/nope/versions/1",
+            "/ui/models/nope/compare",
+            "/ui/served/nope/chart",
+        ):
             r = c.get(missing)
             assert r.status_code == 404
             assert "no model 'nope'" in html.unescape(r.text)
@@ -125,7 +130,13 @@ def test_a_version_page_shows_its_evidence(ui_base: Path, client_for: Callable[.
         # metrics beside each baseline, slices, calibration
         for name in (mv.report or {})["baselines"]:
             assert f">{name}</th>" in r.text
-        assert "Slices" in text and "Calibration" in text
+        assert 'id="calibration-4"' in r.text  # the curve is drawn, plotly loaded first
+        assert '<script src="/ui/static/plotly.min.js"></script>' in r.text
+        gaps = [s["gap"] for s in (mv.report or {})["slices"]]
+        shown = re.findall(r"<td>([+−][0-9.]+)</td></tr>", r.text.split('id="slices"')[1])
+        assert len(shown) == len(gaps)
+        values = [float(x.replace("−", "-")) for x in shown]
+        assert values == sorted(values, reverse=True)  # the worst first
         # every gate verdict at its anchor, each check with its rows
         anchors = _anchors(r.text)
         for e in evaluations:
@@ -206,6 +217,17 @@ def test_who_served_what_lists_every_period_exactly(
             assert f"{alias} (v{version}" in text
         assert "nothing to roll back to" in text
         assert 'hx-get="/ui/served/stream_model/chart"' in r.text
+        with Project.open(ui_base) as p, p.store.read() as conn:
+            ended = [
+                (x.id, x.data["reason"])
+                for x in conn.execute(select(t.rollouts.c.id, t.rollouts.c.data))
+                if x.data.get("reason")
+            ]
+        assert ended and all(
+            html.escape(why, quote=True) in r.text or why in text for _, why in ended
+        )
+        for rid, _ in ended:
+            assert f'href="/ui/experiments/{rid}"' in r.text
         assert "/ui/static/plotly.min.js" in r.text
         # paged: the newest two moves, then the rest
         first = c.get(f"/ui/served/{MODEL}?limit=2")
@@ -229,6 +251,13 @@ def test_the_chart_draws_versions_against_realized_performance(
         assert '"shape":"hv"' in r.text  # the step chart
         assert "v1 pr_auc" in r.text and "drift share" in r.text
         assert "monitoring windows judged across 4 versions" in _text(r.text)
+        with Project.open(ui_base) as p, p.store.read() as conn:
+            rollouts = list(conn.execute(select(t.rollouts.c.id, t.rollouts.c.status)))
+        for rid, status in rollouts:  # each traffic split shaded and named
+            assert f"#{rid} canary" in r.text and status.replace("_", " ") in r.text
+        windows = re.findall(r"<tr><td class=\"text\">[^<]+ to [^<]+</td>", r.text)
+        assert len(windows) == int(re.search(r"(\d+) monitoring windows", r.text).group(1))  # type: ignore[union-attr]
+        assert not RAW_FLOAT.search(_text(r.text.split("<details")[1]))
         whole = c.get(f"/ui/served/{MODEL}/chart")
         assert "<html" in whole.text and "plotly.min.js" in whole.text
 

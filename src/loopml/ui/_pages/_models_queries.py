@@ -185,6 +185,8 @@ def move_count(conn: Connection, model: str) -> int:
 
 
 def rollouts_of(conn: Connection, model: str, *, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` rollouts of ``model``, each with its arms (an experiment's versions,
+    the control first; a canary's or shadow's champion and challenger) and why it ended."""
     r = t.rollouts.c
     rows = conn.execute(
         select(
@@ -197,12 +199,21 @@ def rollouts_of(conn: Connection, model: str, *, limit: int) -> list[dict[str, A
             r.shadow,
             r.started_at,
             r.ended_at,
+            r.data,
         )
         .where(r.model == model)
         .order_by(r.id.desc())
         .limit(limit)
     ).mappings()
-    return [dict(x) for x in rows]
+    out = []
+    for x in rows:
+        row = dict(x)
+        data = row.pop("data") or {}
+        arms = data.get("arms") or (data.get("experiment") or {}).get("arms")
+        row["arms"] = [int(a) for a in arms] if arms else [row["champion"], row["challenger"]]
+        row["reason"] = data.get("reason") or ""
+        out.append(row)
+    return out
 
 
 def evaluations_of(conn: Connection, model: str, version: int) -> list[dict[str, Any]]:

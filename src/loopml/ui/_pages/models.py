@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from loopml import _htmlkit as kit
 from loopml.errors import LoopmlError, NotFoundError
 from loopml.registry import ModelVersion
 from loopml.training import higher_is_better
@@ -101,6 +102,9 @@ def version_page(request: Request, model: str, version: int) -> HTMLResponse:
         metrics=_beside_baselines(mv, report),
         slices=_slices(report),
         calibration=report.get("calibration") or [],
+        calibration_chart=_calibration_chart(
+            report.get("calibration") or [], f"calibration-{version}"
+        ),
         importance=_importance(report),
         evaluations=evaluations,
         files=_files(ctx, mv),
@@ -186,11 +190,70 @@ def _beside_baselines(mv: ModelVersion, report: dict[str, Any]) -> dict[str, Any
 
 
 def _slices(report: dict[str, Any]) -> dict[str, Any]:
+    """The slices, the worst (largest gap) first; the worst-slice keys of those that fall short
+    of the whole test set."""
     slices = [s for s in report.get("slices") or [] if isinstance(s, dict)]
+    slices.sort(key=_gap, reverse=True)
     worst = [s for s in report.get("worst_slices") or [] if isinstance(s, dict)]
     metric = report.get("primary_metric") or (slices[0].get("metric") if slices else None)
-    key = {(s.get("column"), s.get("slice")) for s in worst}
+    key = {
+        (s.get("column"), s.get("slice"))
+        for s in worst
+        if isinstance(s.get("gap"), int | float) and s["gap"] > 0
+    }
     return {"metric": metric, "rows": slices, "worst": key}
+
+
+def _gap(s: dict[str, Any]) -> float:
+    gap = s.get("gap")
+    return float(gap) if isinstance(gap, int | float) else float("-inf")
+
+
+def _calibration_chart(bins: list[Any], div_id: str) -> str:
+    """Mean predicted against the share positive per bin, beside the diagonal."""
+    points = [
+        b
+        for b in bins
+        if isinstance(b, dict)
+        and isinstance(b.get("mean_predicted"), int | float)
+        and isinstance(b.get("fraction_positive"), int | float)
+    ]
+    if not points:
+        return ""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="perfectly calibrated",
+                line={"color": "#cbd2d9", "dash": "dash"},
+                hoverinfo="skip",
+            ),
+            go.Scatter(
+                x=[b["mean_predicted"] for b in points],
+                y=[b["fraction_positive"] for b in points],
+                mode="lines+markers",
+                name="this version",
+                line={"color": "#2563eb"},
+                customdata=[b.get("count") for b in points],
+                hovertemplate="predicted %{x:.1%}, positive %{y:.1%} (%{customdata:,} rows)"
+                "<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        **kit.layout(
+            "",
+            300,
+            xaxis={"title": {"text": "mean predicted"}, "tickformat": ".0%", "range": [0, 1]},
+            yaxis={"title": {"text": "share positive"}, "tickformat": ".0%", "range": [0, 1]},
+            width=460,
+        )
+    )
+    return kit.plot(fig, div_id)
 
 
 def _importance(report: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:

@@ -25,8 +25,15 @@ from loopml.ui._pages._common import form_of, parse_int, ui
 
 router = APIRouter()
 
-COLORS = ("#2563eb", "#d62728", "#3f9142", "#d69e2e", "#7b3fa0", "#17becf", "#8c564b", "#e377c2")
+# Versions take these colours; aliases are drawn in their own (dark, dashed, dotted) lines.
+COLORS = ("#2563eb", "#d62728", "#3f9142", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#ff7f0e")
 ALIAS_ORDER = ("champion", "challenger", "shadow")
+ALIAS_LINE = {
+    "champion": {"color": "#1f2933", "dash": "solid"},
+    "challenger": {"color": "#d69e2e", "dash": "dash"},
+    "shadow": {"color": "#7b3fa0", "dash": "dot"},
+}
+ROLLOUT_FILL = {"rolled_back": "#d62728", "promoted": "#3f9142", "active": "#2563eb"}
 
 
 @router.get("/served", response_class=HTMLResponse)
@@ -84,8 +91,9 @@ def served_chart(request: Request, model: str) -> HTMLResponse:
         if mq.model_task(conn, model) is None:
             _missing_model(ctx, model)
         moves, cut = mq.moves_for_chart(conn, model)
+        rollouts = mq.rollouts_of(conn, model, limit=50)
     windows, why = _windows(ctx, model)
-    chart, note = _figure(model, moves, windows)
+    chart, note = _figure(model, moves, windows, rollouts)
     return ctx.render(
         request,
         "models/served_chart.html",
@@ -227,7 +235,10 @@ def _windows(ctx: Any, model: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def _figure(
-    model: str, moves: list[dict[str, Any]], windows: list[dict[str, Any]]
+    model: str,
+    moves: list[dict[str, Any]],
+    windows: list[dict[str, Any]],
+    rollouts: list[dict[str, Any]],
 ) -> tuple[str, str]:
     """The chart's HTML and a note on its clocks ('' when nothing to draw)."""
     if not moves and not windows:
@@ -265,16 +276,17 @@ def _figure(
             ),
         ],
     )
-    for i, (alias, (x, y)) in enumerate(sorted(steps.items(), key=lambda kv: _alias_key(kv[0]))):
+    for alias, (x, y) in sorted(steps.items(), key=lambda kv: _alias_key(kv[0])):
         if y and y[-1] is not None:  # still held: the step runs to now
             x, y = [*x, now], [*y, y[-1]]
+        line = ALIAS_LINE.get(alias, {"color": "#52606d", "dash": "dashdot"})
         fig.add_trace(
             go.Scatter(
                 x=x,
                 y=y,
                 name=alias,
                 mode="lines+markers",
-                line={"shape": "hv", "color": COLORS[i % len(COLORS)]},
+                line={"shape": "hv", **line},
                 connectgaps=False,
                 hovertemplate=f"{alias}: v%{{y}}<br>%{{x}}<extra></extra>",
             ),
@@ -314,8 +326,28 @@ def _figure(
                 row=3,
                 col=1,
             )
+        last = max(w["end"] for w in windows)
+        for r in rollouts:  # the traffic splits, on the log's clock
+            if r["started_at"] >= last:
+                continue
+            fill = ROLLOUT_FILL.get(r["status"], "#7b8794")
+            label = (
+                f"#{r['id']} {r['strategy']} v{', v'.join(map(str, r['arms'][1:]))}: "
+                f"{r['status'].replace('_', ' ')}"
+            )
+            span = {"x0": r["started_at"], "x1": r["ended_at"] or last, "col": 1}
+            shade = {"fillcolor": fill, "opacity": 0.07, "line_width": 0}
+            fig.add_vrect(
+                **span,
+                **shade,
+                row=2,
+                annotation_text=label,
+                annotation_position="top left",
+                annotation_font_size=10,
+            )
+            fig.add_vrect(**span, **shade, row=3)
         fig.update_yaxes(title_text=metric, row=2, col=1)
-        fig.update_yaxes(title_text="share", tickformat=".0%", row=3, col=1)
+        fig.update_yaxes(title_text="share", tickformat=".0%", range=[0, 1], row=3, col=1)
     fig.update_yaxes(title_text="version", dtick=1, row=1, col=1)
     fig.update_layout(**kit.layout("", 260 + 220 * (rows - 1), barmode="group"))
     return kit.plot(fig, f"served-{model}"), note
