@@ -262,6 +262,50 @@ def test_the_chart_draws_versions_against_realized_performance(
         assert "<html" in whole.text and "plotly.min.js" in whole.text
 
 
+def test_the_chart_shows_the_last_days_of_the_log(
+    ui_base: Path, client_for: Callable[..., Any]
+) -> None:
+    with client_for(ui_base) as c:
+        whole = c.get(f"/ui/served/{MODEL}/chart?days=36500")
+        recent = c.get(f"/ui/served/{MODEL}/chart?days=3", headers={"HX-Request": "true"})
+        assert whole.status_code == recent.status_code == 200
+        n_all = int(re.search(r"(\d+) monitoring windows", whole.text).group(1))  # type: ignore[union-attr]
+        n_recent = int(re.search(r"(\d+) monitoring windows", recent.text).group(1))  # type: ignore[union-attr]
+        assert 0 < n_recent < n_all
+        starts = re.findall(r"<tr><td class=\"text\">(\S+) 00:00 UTC to", recent.text)
+        assert len(set(starts)) == 4  # whole days: the cut-off's day and the three after it
+        assert 'hx-get="/ui/served/stream_model/chart?days=30"' in recent.text
+        assert c.get(f"/ui/served/{MODEL}/chart?days=0").status_code == 422
+
+
+def test_an_old_move_is_found_on_its_page(ui_base: Path, client_for: Callable[..., Any]) -> None:
+    """The timeline links /served/{model}#move-{id}; a move older than the first page is shown
+    by the page that starts with it (the page's script goes there)."""
+    with client_for(ui_base) as c:
+        first = c.get(f"/ui/served/{MODEL}?limit=1")
+        assert 'id="move-1"' not in first.text
+        assert 'location.pathname + "?before="' in first.text
+        assert 'id="move-1"' in c.get(f"/ui/served/{MODEL}?limit=1&before=2").text
+
+
+def test_rollout_arms_on_the_registry_clock_are_drawn_as_steps(
+    empty_root: Path, client_for: Callable[..., Any]
+) -> None:
+    with Project.open(empty_root) as p:
+        for _ in range(2):
+            p.registry.register(
+                "m", task="binary", files={"f": b"x"}, format="raw", lineage={}, metrics={}, by="me"
+            )
+        p.registry.promote("m", 1, by="me", reason="first", force=True)
+        p.rollouts.start("m", strategy="shadow", champion=1, challenger=2, shadow=1.0)
+    with client_for(empty_root) as c:
+        chart = c.get("/ui/served/m/chart")
+        assert chart.status_code == 200
+        assert '"name":"rollout arms"' in chart.text
+        page = c.get("/ui/served/m")
+        assert "shadow" in page.text and 'href="/ui/experiments/1"' in page.text
+
+
 def test_the_chart_of_a_model_that_never_served(
     empty_root: Path, client_for: Callable[..., Any]
 ) -> None:

@@ -33,6 +33,8 @@ ALIAS_LINE = {
     "challenger": {"color": "#d69e2e", "dash": "dash"},
     "shadow": {"color": "#7b3fa0", "dash": "dot"},
 }
+ALL_DAYS = 36500  # "all": a century of windows
+DAY_CHOICES = ((30, "30 days"), (90, "90 days"), (365, "a year"), (ALL_DAYS, "all"))
 ROLLOUT_FILL = {"rolled_back": "#d62728", "promoted": "#3f9142", "active": "#2563eb"}
 
 
@@ -87,12 +89,13 @@ def served_chart(request: Request, model: str) -> HTMLResponse:
     """The step chart against realized performance (loaded after the page: judging every
     window of the prediction log takes longer than the page's tables)."""
     ctx = ui(request)
+    days = parse_int(request.query_params.get("days"), "days", default=30, low=1, high=ALL_DAYS)
     with ctx.project.store.read() as conn:
         if mq.model_task(conn, model) is None:
             _missing_model(ctx, model)
         moves, cut = mq.moves_for_chart(conn, model)
         rollouts = mq.rollouts_of(conn, model, limit=50)
-    windows, why = _windows(ctx, model)
+    windows, why, span = _windows(ctx, model, days)
     chart, note = _figure(model, moves, windows, rollouts)
     return ctx.render(
         request,
@@ -105,6 +108,9 @@ def served_chart(request: Request, model: str) -> HTMLResponse:
         cut=cut,
         windows=windows,
         limit=mq.CHART_MOVES,
+        days=days,
+        span=span,
+        choices=DAY_CHOICES,
     )
 
 
@@ -178,40 +184,59 @@ def _holder(conn: Any, model: str, alias: str, version: int) -> dict[str, Any]:
     }
 
 
-def _windows(ctx: Any, model: str) -> tuple[list[dict[str, Any]], str]:
-    """Per version that answered requests and per monitoring window: the rows answered, the
-    realized performance where labels arrived, and the drift share. Read only (the log is not
-    landed, no alert is raised, nothing is published)."""
+def _windows(
+    ctx: Any, model: str, days: int
+) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
+    """Per version that answered requests and per monitoring window of the log's last ``days``:
+    the rows answered, the realized performance where labels arrived, and the drift share; why
+    there is none; and the span shown (with whether the log holds older predictions). Read
+    only: the log is not landed, no alert is raised, nothing is published."""
     project = ctx.project
     try:
         monitoring = project.monitoring
         if monitoring.model != model:
-            return [], f"the monitoring watches {monitoring.model}, not {model}"
+            return [], f"the monitoring watches {monitoring.model}, not {model}", None
         preds = monitoring.log.predictions()
     except LoopmlError as exc:
-        return [], exc.message
+        return [], exc.message, None
     if preds is None or preds.num_rows == 0:
         return (
             [],
-            "no prediction has been logged yet: realized performance appears once the model serves and labels arrive",
+            "no prediction has been logged yet: realized performance appears once the model "
+            "serves and labels arrive",
+            None,
         )
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if "mode" in preds.column_names:
+    from loopml.monitoring._performance import default_metric
+
+    if "mode" in preds.column_names:  # shadow answers were never served
         preds = preds.filter(pc.fill_null(pc.not_equal(preds["mode"], "shadow"), True))
-    versions = sorted(v for v in pc.unique(preds["version"]).to_pylist() if v is not None)
+    if preds.num_rows == 0:
+        return [], "only shadow answers were logged: none was served", None
+    first, last = (int(x.as_py()) for x in pc.min_max(preds["at"]).values())
+    day = 86_400_000_000  # windows start at a day (or an hour of it), as the monitoring's do
+    since_us = max(first, (last - days * day) // day * day)
+    since = datetime.fromtimestamp(since_us / 1e6, UTC)
+    recent = preds.filter(pc.greater_equal(preds["at"], pa.scalar(since_us, preds["at"].type)))
+    versions = sorted(v for v in pc.unique(recent["version"]).to_pylist() if v is not None)
+    span = {
+        "since": since,
+        "until": datetime.fromtimestamp(last / 1e6, UTC),
+        "older": first < since_us,
+        "rows": recent.num_rows,
+    }
     spec = project.spec.monitoring.performance
     out: list[dict[str, Any]] = []
     for v in versions:
         try:
-            found = monitoring.windows(version=v, land=False)
+            found = monitoring.windows(version=v, land=False, since=since)
         except LoopmlError as exc:
-            return out, f"version {v}: {exc.message}"
+            return out, f"version {v}: {exc.message}", span
         if found is None:
             continue
         wl, _, _ = found
-        from loopml.monitoring._performance import default_metric
-
         metric = spec.metric or default_metric(wl.task)
         for b in range(wl.n_buckets):
             lo, hi = wl.rows_of("current", b)
@@ -231,7 +256,7 @@ def _windows(ctx: Any, model: str) -> tuple[list[dict[str, Any]], str]:
                     "drift_share": e.features.share,
                 }
             )
-    return out, ""
+    return out, "", span
 
 
 def _figure(
@@ -293,6 +318,30 @@ def _figure(
             row=1,
             col=1,
         )
+    if served_span:  # the traffic splits on the registry's clock too (not in a replay)
+        xs: list[datetime | None] = []
+        ys: list[int | None] = []
+        for r in rollouts:
+            end = r["ended_at"] or now
+            if end <= served_span[0] or r["started_at"] >= served_span[1]:
+                continue
+            for arm in r["arms"][1:]:
+                xs += [r["started_at"], end, None]
+                ys += [arm, arm, None]
+        if xs:
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    name="rollout arms",
+                    mode="lines",
+                    line={"color": "#7b8794", "width": 6},
+                    opacity=0.35,
+                    hovertemplate="rollout arm v%{y}<br>%{x}<extra></extra>",
+                ),
+                row=1,
+                col=1,
+            )
     if windows:
         by_version: dict[int, list[dict[str, Any]]] = {}
         for w in windows:
