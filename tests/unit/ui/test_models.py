@@ -385,3 +385,17 @@ def test_rollback_with_the_token_moves_the_alias_back_and_is_recorded(
     assert action["ok"] and action["by"] == "ana" and action["action"] == "rollback"
     assert action["reason"] == "v4 misbehaves in production"
     assert action["outcome"]["from"] == 4 and action["outcome"]["to"] == 1
+
+
+def test_a_missing_file_is_shown_as_missing(ui_copy: Path, client_for: Callable[..., Any]) -> None:
+    with Project.open(ui_copy) as p:
+        digest = p.registry.get(MODEL, 2).files["model.txt"]
+        shared = [v for v in (1, 3, 4) if digest in p.registry.get(MODEL, v).files.values()]
+    assert not shared
+    blob = next((ui_copy / ".loopml" / "artifacts").rglob(digest))
+    blob.unlink()
+    with client_for(ui_copy) as c:
+        r = c.get(f"/ui/models/{MODEL}/versions/2")
+        assert r.status_code == 200
+        row = r.text.split(digest)[0].rsplit("<tr>", 1)[1]
+        assert "missing" in row
