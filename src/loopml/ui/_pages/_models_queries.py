@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
+from starlette.exceptions import HTTPException
 
 from loopml.storage import _tables as t
 
@@ -62,6 +63,16 @@ class Period:
 
 def model_task(conn: Connection, model: str) -> str | None:
     return conn.execute(select(t.models.c.task).where(t.models.c.name == model)).scalar()
+
+
+def require_model(conn: Connection, model: str) -> str:
+    """The model's task; a 404 page naming the models there are when it is not one."""
+    task = model_task(conn, model)
+    if task is None:
+        names = list(conn.execute(select(t.models.c.name).order_by(t.models.c.name)).scalars())
+        known = f"models are {', '.join(names)}" if names else "the registry has no model yet"
+        raise HTTPException(404, f"no model {model!r} in the registry: {known}")
+    return task
 
 
 def version_numbers(conn: Connection, model: str) -> tuple[int, int, int]:

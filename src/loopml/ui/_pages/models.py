@@ -4,17 +4,17 @@ version's lineage, metrics beside baselines, slices, calibration, the gate's ver
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from fastapi import APIRouter
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
-from loopml.errors import LoopmlError, NotFoundError
+from loopml.errors import LoopmlError
 from loopml.registry import ModelVersion
 from loopml.training import higher_is_better
+from loopml.ui._context import UiContext
 from loopml.ui._pages import _models_queries as mq
 from loopml.ui._pages._common import parse_int, ui
 
@@ -59,9 +59,7 @@ def model_page(request: Request, model: str) -> HTMLResponse:
     before = parse_int(q.get("before"), "before", default=0, low=0, high=2**62) or None
     limit = parse_int(q.get("limit"), "limit", default=50, low=1, high=500)
     with ctx.project.store.read() as conn:
-        task = mq.model_task(conn, model)
-        if task is None:
-            _missing_model(ctx, model)
+        task = mq.require_model(conn, model)
         count, lowest, highest = mq.version_numbers(conn, model)
         rows, older = mq.versions_page(conn, model, before=before, limit=limit)
         held = ctx.project.registry.aliases(model)
@@ -121,8 +119,7 @@ def compare(request: Request, model: str) -> HTMLResponse:
     ctx = ui(request)
     q = request.query_params
     with ctx.project.store.read() as conn:
-        if mq.model_task(conn, model) is None:
-            _missing_model(ctx, model)
+        mq.require_model(conn, model)
         count, lowest, highest = mq.version_numbers(conn, model)
     a = parse_int(q.get("a"), "a", default=max(lowest, highest - 1), low=0, high=2**31)
     b = parse_int(q.get("b"), "b", default=highest, low=0, high=2**31)
@@ -147,18 +144,9 @@ def compare(request: Request, model: str) -> HTMLResponse:
 # --------------------------------------------------------------------------------- reading
 
 
-def _missing_model(ctx: Any, model: str) -> NoReturn:
-    names = [m.name for m in ctx.project.registry.models()]
-    known = f"models are {', '.join(names)}" if names else "the registry has no model yet"
-    raise HTTPException(404, f"no model {model!r} in the registry: {known}")
-
-
-def _version(ctx: Any, model: str, version: int) -> ModelVersion:
-    try:
-        mv: ModelVersion = ctx.project.registry.get(model, version)
-    except NotFoundError as exc:
-        raise HTTPException(404, exc.message) from None
-    return mv
+def _version(ctx: UiContext, model: str, version: int) -> ModelVersion:
+    """The version (the registry's NotFoundError is the 404 page naming the versions there are)."""
+    return ctx.project.registry.get(model, version)
 
 
 def _lineage(lineage: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -269,7 +257,7 @@ def _importance(report: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
     return "", []
 
 
-def _files(ctx: Any, mv: ModelVersion) -> list[dict[str, Any]]:
+def _files(ctx: UiContext, mv: ModelVersion) -> list[dict[str, Any]]:
     out = []
     for name, digest in mv.files.items():
         try:

@@ -7,19 +7,18 @@ traffic, and a one-click rollback (token, who, why)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import plotly.graph_objects as go
 from fastapi import APIRouter
 from plotly.subplots import make_subplots
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
 from loopml.errors import LoopmlError
 from loopml.registry import _sql as registry_sql
-from loopml.ui._context import PREFIX
+from loopml.ui._context import PREFIX, UiContext
 from loopml.ui._pages import _models_queries as mq
 from loopml.ui._pages._common import form_of, parse_int, ui
 
@@ -60,8 +59,7 @@ def served_model(request: Request, model: str) -> HTMLResponse:
     limit = parse_int(q.get("limit"), "limit", default=50, low=1, high=500)
     alias = q.get("alias") or None
     with ctx.project.store.read() as conn:
-        if mq.model_task(conn, model) is None:
-            _missing_model(ctx, model)
+        mq.require_model(conn, model)
         held = registry_sql.alias_map(conn, model)
         holders = [_holder(conn, model, a, v) for a, v in _ordered(held)]
         periods, older = mq.periods_page(conn, model, alias=alias, before=before, limit=limit)
@@ -91,8 +89,7 @@ def served_chart(request: Request, model: str) -> HTMLResponse:
     ctx = ui(request)
     days = parse_int(request.query_params.get("days"), "days", default=30, low=1, high=ALL_DAYS)
     with ctx.project.store.read() as conn:
-        if mq.model_task(conn, model) is None:
-            _missing_model(ctx, model)
+        mq.require_model(conn, model)
         moves, cut = mq.moves_for_chart(conn, model)
         rollouts = mq.rollouts_of(conn, model, limit=50)
     windows, why, span = _windows(ctx, model, days)
@@ -147,12 +144,6 @@ async def rollback(request: Request, model: str) -> HTMLResponse:
 # ----------------------------------------------------------------------------------- reading
 
 
-def _missing_model(ctx: Any, model: str) -> NoReturn:
-    names = [m.name for m in ctx.project.registry.models()]
-    known = f"models are {', '.join(names)}" if names else "the registry has no model yet"
-    raise HTTPException(404, f"no model {model!r} in the registry: {known}")
-
-
 def _alias_key(alias: str) -> tuple[int, str]:
     return (ALIAS_ORDER.index(alias) if alias in ALIAS_ORDER else len(ALIAS_ORDER), alias)
 
@@ -185,7 +176,7 @@ def _holder(conn: Any, model: str, alias: str, version: int) -> dict[str, Any]:
 
 
 def _windows(
-    ctx: Any, model: str, days: int
+    ctx: UiContext, model: str, days: int
 ) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None]:
     """Per version that answered requests and per monitoring window of the log's last ``days``:
     the rows answered, the realized performance where labels arrived, and the drift share; why
