@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 from loopml import _htmlkit as kit
 from loopml.errors import LoopmlError
 from loopml.registry import ModelVersion
+from loopml.registry import _sql as registry_sql
 from loopml.training import higher_is_better
 from loopml.ui._context import UiContext
 from loopml.ui._pages import _models_queries as mq
@@ -62,7 +63,7 @@ def model_page(request: Request, model: str) -> HTMLResponse:
         task = mq.require_model(conn, model)
         count, lowest, highest = mq.version_numbers(conn, model)
         rows, older = mq.versions_page(conn, model, before=before, limit=limit)
-        held = ctx.project.registry.aliases(model)
+        held = registry_sql.alias_map(conn, model)
     return ctx.render(
         request,
         "models/model.html",
