@@ -179,6 +179,10 @@ def test_two_versions_compared(ui_base: Path, client_for: Callable[..., Any]) ->
         delta = b.metrics["log_loss"] - a.metrics["log_loss"]
         digits = 4 if abs(delta) >= 0.1 else 3 if abs(delta) >= 0.01 else 2  # fewer when small
         assert ("+" if delta > 0 else "−") + f"{abs(delta):.{digits}g}" in row
+        row_n = r.text.split(">n<")[1].split("</tr>")[0]
+        assert 'class="good"' not in row_n and 'class="bad"' not in row_n  # a count, not quality
+        better = "good" if delta < 0 else "bad"  # log loss: lower is better
+        assert f'class="{better}"' in r.text.split(">log_loss<")[1].split("</tr>")[0]
         assert a.lineage["snapshot"] in text and b.lineage["snapshot"] in text
         assert 'class="differs"' in r.text  # the snapshots differ
         assert c.get(f"/ui/models/{MODEL}/compare").status_code == 200  # the two newest

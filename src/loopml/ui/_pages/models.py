@@ -21,6 +21,9 @@ from loopml.ui._pages._common import parse_int, ui
 
 router = APIRouter()
 
+# Counts and rates that describe the rows, not the model's quality: a change is neither better
+# nor worse.
+NEUTRAL = frozenset({"n", "positive_rate", "predicted_positive_rate", "rows", "threshold"})
 # Lineage keys shown first, in this order; the rest follow as they are.
 LINEAGE_ORDER = (
     "snapshot",
@@ -276,7 +279,7 @@ def _metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (va, vb))
         delta = vb - va if numeric else None  # type: ignore[operator]
         better = None
-        if delta:
+        if delta and k not in NEUTRAL:
             better = (delta > 0) == higher_is_better(k)
         out.append({"name": k, "a": va, "b": vb, "delta": delta, "better": better})
     return out
