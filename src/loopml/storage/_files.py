@@ -158,6 +158,10 @@ class ArtifactStore:
     def exists(self, digest: str) -> bool:
         return self.files.exists(self._rel(digest))
 
+    def size(self, digest: str) -> int:
+        """The size in bytes of the file stored under ``digest`` (not read, not checked)."""
+        return self.files.size(self._rel(digest))
+
 
 def _fsync(path: str) -> None:
     """Flush a file, or a folder's entries, to disk."""

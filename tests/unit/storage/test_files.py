@@ -65,3 +65,13 @@ def test_artifacts_are_content_addressed_and_checked(tmp_path: Path) -> None:
         artifacts.get(digest)
     with pytest.raises(StorageError):
         artifacts.get("not-a-digest")
+
+
+def test_an_artifacts_size_is_read_without_reading_it(tmp_path: Path) -> None:
+    artifacts = ArtifactStore(store(tmp_path, "artifacts"))
+    digest = artifacts.put(b"x" * 1234)
+    assert artifacts.size(digest) == 1234
+    with pytest.raises(OSError):
+        artifacts.size(hashlib.sha256(b"never stored").hexdigest())
+    with pytest.raises(StorageError):
+        artifacts.size("not-a-digest")
