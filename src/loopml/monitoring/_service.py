@@ -788,30 +788,25 @@ class Monitoring:
             kept = {k: kept[k] for k in newest}
         files.write_bytes(rel, orjson.dumps(kept))
 
-    def judged_window(
-        self, start: datetime, end: datetime, *, version: int | None = None
-    ) -> tuple[int | None, TimelineItem] | None:
-        """The window ``[start, end)`` as the latest report that judged it found it (of
-        ``version`` when given, else of the version judged last), with its version; None when no
-        kept report judged it."""
+    def judged_windows(
+        self, since: datetime, until: datetime, *, version: int | None = None
+    ) -> list[tuple[int | None, TimelineItem]]:
+        """The windows inside ``[since, until]`` as the latest report that judged each found
+        them (of ``version`` when given), with their version, in time order; empty when no
+        kept report judged one."""
         rel = windows_path(self.model)
         files = self.files
         if not files.exists(rel):
-            return None
-        found: tuple[int | None, TimelineItem] | None = None
+            return []
+        found: list[tuple[int | None, TimelineItem]] = []
         for value in dict(orjson.loads(files.read_bytes(rel))).values():
             if version is not None and value.get("version") != version:
                 continue
-            if _parse(value["start"]) == start and _parse(value["end"]) == end:
+            if since <= _parse(value["start"]) and _parse(value["end"]) <= until:
                 v = value.pop("version", None)
-                found = (v, TimelineItem.model_validate(value))
+                found.append((v, TimelineItem.model_validate(value)))
+        found.sort(key=lambda f: (f[1].start, f[1].end))
         return found
-
-    def latest(self) -> LatestDrift | None:
-        """The drift scores the latest report published (None before any)."""
-        rel = latest_path(self.model)
-        files = self.files
-        return LatestDrift.model_validate_json(files.read_bytes(rel)) if files.exists(rel) else None
 
 
 def _plain(v: Any) -> Any:

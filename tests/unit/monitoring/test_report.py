@@ -236,7 +236,7 @@ def test_the_latest_report_and_its_windows_are_kept(
         _log_traffic(p, synth)
         root = p.root
         assert p.monitoring.last_report() is None
-        assert p.monitoring.judged_window(datetime.now(UTC), datetime.now(UTC)) is None
+        assert p.monitoring.judged_windows(datetime.now(UTC), datetime.now(UTC)) == []
     printed = orjson.loads(monitored[0])
     out = orjson.loads(_cli(["monitor", "--window", "30d", "--json", "-p", str(root)]))
     with Project.open(root) as p:
@@ -248,8 +248,10 @@ def test_the_latest_report_and_its_windows_are_kept(
         # a later report of the recent windows only leaves the first one out...
         recent = p.monitoring.report(window=timedelta(days=30), since=end)
         assert all(i.start != first.start for i in recent.timeline or [])
-        found = p.monitoring.judged_window(start, end)
-        assert found is not None and found[0] == kept.version
+        (found,) = p.monitoring.judged_windows(start, end)
+        assert found[0] == kept.version
         assert found[1].features.scores == first.features.scores
         assert found[1].rows == first.rows
-        assert p.monitoring.judged_window(start, end, version=999) is None
+        assert p.monitoring.judged_windows(start, end, version=999) == []
+        every = p.monitoring.judged_windows(start, datetime.fromisoformat(kept.timeline[-1].end))
+        assert [w.start for _, w in every] == [w.start for w in kept.timeline or []]
