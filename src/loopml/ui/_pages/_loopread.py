@@ -8,6 +8,7 @@ a page of cycles is a range of numbers; alerts and batches are keyset pages on t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -252,11 +253,21 @@ def flat(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _plain(v: Any) -> str:
-    if isinstance(v, float) and not v.is_integer():
-        return f"{v:.4g}"
-    if isinstance(v, float):
+    return small(v) if isinstance(v, float) else str(v)
+
+
+def small(v: Any) -> Any:
+    """A float as text with 4 significant digits, in powers of ten below a thousandth
+    (``9.85e-05``, never ``0.00009846``); other values as they are."""
+    if not isinstance(v, float) or not math.isfinite(v):
+        return v
+    if v.is_integer() and abs(v) < 1e15:
         return f"{int(v):,}"
-    return str(v)
+    if abs(v) < 0.001:
+        return f"{v:.2e}"
+    if abs(v) < 0.01:
+        return f"{v:.3g}"
+    return f"{v:.4g}"
 
 
 def when_text(value: Any) -> str:

@@ -26,6 +26,7 @@ from loopml.ui._pages._loopread import (
     cycle_page,
     describe_trigger,
     flat,
+    small,
     when_text,
 )
 
@@ -90,15 +91,6 @@ def loop_page(request: Request, model: str) -> HTMLResponse:
     cycle = int(row["cycle"]) if row else 0
     data = dict(row["data"] or {}) if row else {}
     lease = lease_of(ctx, model)
-    standing: list[dict[str, Any]] = []
-    fired: list[dict[str, Any]] = []
-    problem = ""
-    if own:
-        try:
-            found, states = ctx.project.loop.signals.check(datetime.now(UTC), data)
-            fired, standing = found, [s.to_dict() for s in states]
-        except LoopmlError as exc:
-            problem = exc.message
     page = cycle_page(
         ctx.project.store, model, current=cycle, phase=phase, before=before or None, limit=limit
     )
@@ -115,12 +107,42 @@ def loop_page(request: Request, model: str) -> HTMLResponse:
         since=last_event_at(ctx, model),
         working=working_data(data),
         lease=lease,
-        next_step=next_step(phase, cycle, data, fired, lease) if own else "",
-        problem=problem,
         configured=configured(ctx) if own else [],
-        standing=standing,
         page=page,
         limit=limit,
+    )
+
+
+@router.get("/loop/{model}/next", response_class=HTMLResponse)
+def next_view(request: Request, model: str) -> HTMLResponse:
+    """What the controller would do at its next step and where each trigger stands now (the
+    loop page loads it after itself: the new-data trigger counts rows in the lake)."""
+    ctx = ui(request)
+    own, row = _known(ctx, model)
+    if not own:
+        raise NotFoundError(
+            f"the loop of {model!r} is not this project's: its next step is not known here",
+            details={"model": model},
+        )
+    phase = str(row["phase"]) if row else "idle"
+    cycle = int(row["cycle"]) if row else 0
+    data = dict(row["data"] or {}) if row else {}
+    fired: list[dict[str, Any]] = []
+    standing: list[dict[str, Any]] = []
+    problem = ""
+    try:
+        found, states = ctx.project.loop.signals.check(datetime.now(UTC), data)
+        fired, standing = found, [s.to_dict() for s in states]
+    except LoopmlError as exc:
+        problem = exc.message
+    return ctx.render(
+        request,
+        "loop/next.html",
+        page_name="loop",
+        model=model,
+        next_step=next_step(phase, cycle, data, fired, lease_of(ctx, model)),
+        problem=problem,
+        standing=standing,
     )
 
 
@@ -386,7 +408,8 @@ def event_view(model: str, e: Event) -> dict[str, Any]:
     checks = [c for c in d.get("checks") or [] if isinstance(c, Mapping)]
     failed = [str(f) for f in d.get("failed") or []]
     reasons = [str(r) for r in d.get("reasons") or []]
-    numbers = [(k, v) for k, v in flat(d.get("numbers") or {}) if k != "ops.requests"]
+    numbers = [(k, small(v)) for k, v in flat(d.get("numbers") or {})]
+    facts = [(k, small(v)) for k, v in facts]
     return {
         "id": e.id,
         "kind": e.kind,
