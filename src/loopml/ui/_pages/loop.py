@@ -380,10 +380,10 @@ def event_view(model: str, e: Event) -> dict[str, Any]:
             )
             triggers.append((describe_trigger(trig), href))
     if e.kind == "trained":
-        rows = d.get("rows") if isinstance(d.get("rows"), Mapping) else {}
+        rows: Mapping[str, Any] = d["rows"] if isinstance(d.get("rows"), Mapping) else {}
         facts += [(f"{k} rows", v) for k, v in rows.items()]
         facts += [(k, v) for k, v in (d.get("metrics") or {}).items()]
-        learned = d.get("learned") if isinstance(d.get("learned"), Mapping) else {}
+        learned: Mapping[str, Any] = d["learned"] if isinstance(d.get("learned"), Mapping) else {}
         if learned.get("start"):
             facts.append(
                 (
