@@ -180,3 +180,29 @@ def test_a_trigger_by_hand_needs_the_token_and_is_recorded(
         MODEL,
         True,
     )
+
+
+def test_a_model_whose_loop_never_ran(tmp_path: Path, client_for: Callable[..., Any]) -> None:
+    from loopml.testing import stream_spec
+    from tests.unit.ui.conftest import TOKEN
+
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / "loopml.yaml").write_text(stream_spec())
+    with client_for(root) as c:
+        r = c.get("/ui/loop")
+        assert r.status_code == 200 and str(r.url).endswith(f"/ui/loop/{MODEL}")
+        assert "cycle none yet" in shown(r.text) and "The loop has run no cycle yet" in r.text
+        nxt = shown(c.get(f"/ui/loop/{MODEL}/next").text)
+        assert "Wait: no trigger is due" in nxt and "no champion yet" in nxt
+        assert c.get(f"/ui/loop/{MODEL}/cycles/0").status_code == 404
+        assert c.get(f"/ui/loop/{MODEL}/cycles/1").status_code == 404
+        assert "No monitoring report has been computed yet" in c.get("/ui/monitoring").text
+        done = c.post(
+            f"/ui/loop/{MODEL}/trigger", data={"by": "ana", "reason": "first", "token": TOKEN}
+        )
+        assert done.status_code == 200
+        assert "the next loop step (loopml loop run, or loopml loop step) starts cycle 1" in (
+            shown(done.text)
+        )
+        assert "asked by ana: first" in shown(c.get(f"/ui/loop/{MODEL}/next").text)

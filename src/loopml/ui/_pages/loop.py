@@ -188,12 +188,12 @@ def cycle_view(request: Request, model: str, cycle: int) -> HTMLResponse:
     _, row = _known(ctx, model)
     current = int(row["cycle"]) if row else 0
     phase = str(row["phase"]) if row else "idle"
-    if not 0 <= cycle <= current:
+    events, more = cycle_events(ctx.project.store, model, cycle, after=after, limit=limit)
+    if not (1 <= cycle <= current or events or after):
         raise NotFoundError(
             f"no cycle {cycle} of the loop of {model!r}: it is at cycle {current}",
             details={"model": model, "cycle": cycle},
         )
-    events, more = cycle_events(ctx.project.store, model, cycle, after=after, limit=limit)
     summary = cycle_page(
         ctx.project.store, model, current=current, phase=phase, before=cycle + 1, limit=1
     ).cycles
