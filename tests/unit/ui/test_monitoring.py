@@ -235,3 +235,38 @@ def test_batches_without_a_time_range_are_listed_as_such(
     assert f"/ui/data/batches/{first[0]}" in r.text and "time range not recorded" in r.text
     assert "judge them again with loopml monitor --since 2024-01-13T00:00" in shown(r.text)
     assert "No loop cycle was triggered by this alert" in r.text
+
+
+def test_a_project_wide_alert_without_a_window(
+    ui_copy: Path, client_for: Callable[..., Any]
+) -> None:
+    at = datetime(2024, 1, 5, tzinfo=UTC)
+    with Project.open(ui_copy) as p, p.store.write() as conn:
+        key = conn.execute(
+            t.alerts.insert().values(
+                model=None,
+                rule="quarantine",
+                metric="quarantine_rate",
+                severity="critical",
+                status="resolved",
+                value=0.25,
+                threshold=0.1,
+                window="current",
+                window_start=None,
+                window_end=None,
+                first_at=at,
+                last_at=at,
+                occurrences=1,
+                notified_at=at,
+                resolved_at=at + timedelta(hours=1),
+                details={"op": ">"},
+            )
+        ).inserted_primary_key[0]
+    with client_for(ui_copy) as c:
+        listed = c.get("/ui/monitoring?status=resolved")
+        assert f"/ui/monitoring/alerts/{key}" in listed.text and "(project)" in listed.text
+        r = c.get(f"/ui/monitoring/alerts/{key}")
+    assert r.status_code == 200
+    text = shown(r.text)
+    assert "the project (no model)" in text and "The alert names no window" in text
+    assert "resolved 2024-01-05 01:00 UTC" in text and "No loop cycle was triggered" in text
