@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from loopml.data import _catalog as cat
 from loopml.data._batch_checks import BatchVerdict, batch_stats, check_batch, time_notes
@@ -292,6 +293,8 @@ def _process(
             reasons=reason_counts(findings, outcome),
             notes=notes,
         )
+    # The event-time range of the rows that landed: which batches fed a window, from metadata.
+    stats.update(_time_range(table, spec.timestamp or schema.timestamp))
     if len(bad) and table.num_rows:
         lake.write_parquet(lake_rel, table)
     landed = lake_rel if table.num_rows else None
@@ -373,6 +376,27 @@ def _process(
         checks=notes,
         accepted=verdict.accepted,
     )
+
+
+def _time_range(table: pa.Table, column: str | None) -> dict[str, str]:
+    """``time_min`` and ``time_max`` (ISO 8601) of the timestamp column among ``table``'s
+    rows; nothing without the column, a time type or a value."""
+    if column is None or column not in table.column_names or not table.num_rows:
+        return {}
+    values = table.column(column)
+    if not (pa.types.is_timestamp(values.type) or pa.types.is_date(values.type)):
+        return {}
+    found = pc.min_max(values)
+    low, high = found["min"].as_py(), found["max"].as_py()
+    if low is None or high is None:
+        return {}
+    return {"time_min": _iso(low), "time_max": _iso(high)}
+
+
+def _iso(x: Any) -> str:
+    if isinstance(x, datetime) and x.tzinfo is None:
+        x = x.replace(tzinfo=UTC)
+    return str(x.isoformat())
 
 
 def _first_time_column(table: pa.Table) -> str | None:

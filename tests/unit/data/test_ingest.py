@@ -192,3 +192,28 @@ def test_an_ingest_that_waits_too_long_for_the_source_says_who_holds_it(
     assert not p.data.batches("flights")
     (r,) = p.data.ingest("flights", [flights_csv(stop=100)])  # and the file can come again
     assert r.status == "landed"
+
+
+def test_a_batch_records_the_event_time_range_of_its_accepted_rows(
+    make_project: Callable[..., Project], flights_csv: Callable[..., Path], tmp_path: Path
+) -> None:
+    # The dashboard finds the batches behind a monitoring window by this range: only the rows
+    # that landed count, so a quarantined row's (far later) time is left out.
+    lines = list(flights_lines()[1:301])
+    fields = lines[-1].split(",")
+    fields[15], fields[18] = "99999", "2013-12-31T23:00:00Z"  # distance out of range: quarantined
+    lines[-1] = ",".join(fields)
+    p = make_project()
+    (r,) = p.data.ingest("flights", [flights_csv(lines=lines)])
+    assert (r.rows_accepted, r.rows_quarantined) == (299, 1)
+    times = sorted(line.split(",")[18] for line in lines[:-1])
+    (batch,) = p.data.batches("flights")
+    assert batch.stats is not None
+    assert batch.stats["time_min"] == times[0].replace("Z", "+00:00")
+    assert batch.stats["time_max"] == times[-1].replace("Z", "+00:00")
+    # A source without a timestamp records no range.
+    q = make_project("project: u\nsources:\n  plain:\n    format: csv\n", folder="plain")
+    (tmp_path / "plain.csv").write_text("a,b\n1,x\n2,y\n")
+    q.data.ingest("plain", [tmp_path / "plain.csv"])
+    (plain,) = q.data.batches("plain")
+    assert plain.stats is not None and "time_min" not in plain.stats

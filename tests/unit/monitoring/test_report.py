@@ -71,39 +71,45 @@ def monitored(synth: Trained, tmp_path_factory: pytest.TempPathFactory) -> tuple
     the page it wrote and the ``latest.json`` it published."""
     where = tmp_path_factory.mktemp("report")
     with synth.copy(where, extra=RULES) as p:
-        # logged with a fixed latency: a measured one would differ from run to run
-        mv = p.registry.get("m", "champion")
-        model = p.models.load(mv)
-        table = features_of(p, synth.traffic)
-        version = mv.version
-        p.monitoring.log_scored(
-            table,
-            model.predict(table),
-            version=version,
-            ids=[f"g-{version}-{i}" for i in range(table.num_rows)],
-            latency_us=250.0,
-            features=model.encoding.features,
-        )
-        truth = synth.traffic[synth.label].to_pylist()
-        times = synth.traffic["t"].to_pylist()
-        rows: list[dict[str, Any]] = [
-            # known two hours after the event; the last labelled ones flipped: decay
-            {
-                "prediction_id": f"g-{version}-{i}",
-                "target": (not y) if i >= 250 else y,
-                "observed_at": (t + timedelta(hours=2)).isoformat(),
-            }
-            for i, (y, t) in enumerate(zip(truth, times, strict=True))
-            if i < 350
-        ]
-        rows.append({"prediction_id": "g-9-0", "target": True})  # for no logged prediction
-        rows.append({**rows[0], "target": not truth[0]})  # a conflicting duplicate
-        assert p.monitoring.feedback(rows)["accepted"] == len(rows)
+        _log_traffic(p, synth)
         root = str(p.root)
     page = where / "report.html"
     out = _cli(["monitor", "--window", "30d", "--json", "--report", str(page), "-p", root])
     latest = (Path(root) / ".loopml/lake/monitoring/m/latest.json").read_bytes()
     return out, page.read_text(encoding="utf-8"), latest
+
+
+def _log_traffic(p: Any, synth: Trained) -> None:
+    """Predictions of the champion on the fixture's traffic, and labels (late, flipped,
+    unknown, conflicting)."""
+    # logged with a fixed latency: a measured one would differ from run to run
+    mv = p.registry.get("m", "champion")
+    model = p.models.load(mv)
+    table = features_of(p, synth.traffic)
+    version = mv.version
+    p.monitoring.log_scored(
+        table,
+        model.predict(table),
+        version=version,
+        ids=[f"g-{version}-{i}" for i in range(table.num_rows)],
+        latency_us=250.0,
+        features=model.encoding.features,
+    )
+    truth = synth.traffic[synth.label].to_pylist()
+    times = synth.traffic["t"].to_pylist()
+    rows: list[dict[str, Any]] = [
+        # known two hours after the event; the last labelled ones flipped: decay
+        {
+            "prediction_id": f"g-{version}-{i}",
+            "target": (not y) if i >= 250 else y,
+            "observed_at": (t + timedelta(hours=2)).isoformat(),
+        }
+        for i, (y, t) in enumerate(zip(truth, times, strict=True))
+        if i < 350
+    ]
+    rows.append({"prediction_id": "g-9-0", "target": True})  # for no logged prediction
+    rows.append({**rows[0], "target": not truth[0]})  # a conflicting duplicate
+    assert p.monitoring.feedback(rows)["accepted"] == len(rows)
 
 
 def _cli(args: list[str]) -> str:
@@ -215,3 +221,37 @@ def test_prometheus_reads_the_published_record(
 def test_doctests() -> None:
     result = doctest.testmod(_report)
     assert result.attempted and not result.failed
+
+
+def test_the_latest_report_and_its_windows_are_kept(
+    synth: Trained, monitored: tuple[str, str, bytes], tmp_path: Path
+) -> None:
+    """The dashboard reads the last report (as `loopml monitor --json` printed it) and, for an
+    alert, the window it was raised on, after later reports judged other windows."""
+    from datetime import UTC, datetime
+
+    from loopml import Project
+
+    with synth.copy(tmp_path, extra=RULES) as p:
+        _log_traffic(p, synth)
+        root = p.root
+        assert p.monitoring.last_report() is None
+        assert p.monitoring.judged_windows(datetime.now(UTC), datetime.now(UTC)) == []
+    printed = orjson.loads(monitored[0])
+    out = orjson.loads(_cli(["monitor", "--window", "30d", "--json", "-p", str(root)]))
+    with Project.open(root) as p:
+        kept = p.monitoring.last_report()
+        assert kept is not None and kept.to_dict() == out
+        assert len(kept.timeline or []) == len(printed["timeline"])
+        first = (kept.timeline or [])[0]
+        start, end = datetime.fromisoformat(first.start), datetime.fromisoformat(first.end)
+        # a later report of the recent windows only leaves the first one out...
+        recent = p.monitoring.report(window=timedelta(days=30), since=end)
+        assert all(i.start != first.start for i in recent.timeline or [])
+        (found,) = p.monitoring.judged_windows(start, end)
+        assert found[0] == kept.version
+        assert found[1].features.scores == first.features.scores
+        assert found[1].rows == first.rows
+        assert p.monitoring.judged_windows(start, end, version=999) == []
+        every = p.monitoring.judged_windows(start, datetime.fromisoformat(kept.timeline[-1].end))
+        assert [w.start for _, w in every] == [w.start for w in kept.timeline or []]
