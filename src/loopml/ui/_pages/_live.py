@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 TIMEOUT_S = 2.0
+CLOCK: Callable[[], float] = time.monotonic  # when a reading is taken (tests set their own)
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 Reader = Callable[[], tuple[bytes | str, Mapping[str, Any]]]
 
@@ -173,9 +174,7 @@ def read_http(url: str, *, timeout: float = TIMEOUT_S) -> tuple[str, dict[str, A
 def read(
     reader: Reader | None,
     url: str | None,
-    previous: dict[str, Scrape],
-    *,
-    clock: Callable[[], float] = time.monotonic,
+    previous: dict[str, Any],
 ) -> Live:
     """The live numbers from ``reader`` (in process) or ``url``; ``previous`` holds the last
     reading of each source and is updated."""
@@ -196,7 +195,7 @@ def read(
     except (OSError, ValueError, RuntimeError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", None) or exc
         return Live(source=source, ok=False, error=f"{type(exc).__name__}: {reason}")
-    now = Scrape(at=clock(), samples=samples, status=dict(status))
+    now = Scrape(at=CLOCK(), samples=samples, status=dict(status))
     before = previous.get(source)
     previous[source] = now
     if before is not None and now.total("loopml_requests_total") < before.total(
