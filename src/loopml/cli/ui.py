@@ -43,7 +43,9 @@ def ui(
     os.environ["LOOPML_PROJECT"] = str(Path(project).resolve())
     if serving:
         if not serving.startswith(("http://", "https://")):
-            raise UsageError(f"--serving {serving}: give the server's URL, e.g. http://127.0.0.1:8000")
+            raise UsageError(
+                f"--serving {serving}: give the server's URL, e.g. http://127.0.0.1:8000"
+            )
         os.environ["LOOPML_SERVING"] = serving
     threading.Thread(
         target=_announce, args=(host, port), name="loopml-ui-announce", daemon=True

@@ -410,9 +410,7 @@ def test_a_bandit_shows_each_arms_share_and_probability_of_being_best(
         ex = Experiments(p)
         r = ex.start("bandit", [1, 3], policy="thompson", by="tests")
         _feed(p, r, {1: 0.3, 3: 0.9}, batches=2, per_batch=200)
-        p.rollouts.add_counts(
-            r.id, {(1, "requests"): _count(150), (3, "requests"): _count(250)}
-        )
+        p.rollouts.add_counts(r.id, {(1, "requests"): _count(150), (3, "requests"): _count(250)})
         result = ex.evaluate(r)  # recorded: what the page shows at once
     detail = {a["version"]: a for a in result["arms_detail"]}
     assert detail[3]["probability_best"] > 0.95

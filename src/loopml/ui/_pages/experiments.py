@@ -193,7 +193,9 @@ def experiments(request: Request) -> HTMLResponse:
         names=STRATEGY_NAMES,
         by_status=by_status,
         by_strategy=by_strategy,
-        older_href=f"{PREFIX}/experiments?{urlencode({**keep, 'before': older})}" if older else None,
+        older_href=f"{PREFIX}/experiments?{urlencode({**keep, 'before': older})}"
+        if older
+        else None,
         newest_href=f"{PREFIX}/experiments?{urlencode(keep)}" if before else None,
     )
 
@@ -375,10 +377,18 @@ def _ab_chart(r: Any, looks: list[dict[str, Any]]) -> str | None:
         color = palette[i % len(palette)]
         name = f"version {version} − {r.arms[0]}"
         traces += [
-            go.Scatter(x=xs, y=high, mode="lines", line={"width": 0}, showlegend=False,
-                       hoverinfo="skip"),
-            go.Scatter(x=xs, y=low, mode="lines", line={"width": 0}, fill="tonexty",
-                       fillcolor="rgba(37,99,235,0.15)", name=f"{name}: always-valid interval"),
+            go.Scatter(
+                x=xs, y=high, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"
+            ),
+            go.Scatter(
+                x=xs,
+                y=low,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(37,99,235,0.15)",
+                name=f"{name}: always-valid interval",
+            ),
             go.Scatter(x=xs, y=diff, mode="lines+markers", line={"color": color}, name=name),
         ]
     if not traces:
@@ -386,12 +396,30 @@ def _ab_chart(r: Any, looks: list[dict[str, Any]]) -> str | None:
     fig = go.Figure(traces)
     cfg = r.experiment
     metric = cfg.metric if cfg is not None else "metric"
-    shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
-               "line": {"color": "#52606d", "width": 1}}]
+    shapes = [
+        {
+            "type": "line",
+            "xref": "paper",
+            "x0": 0,
+            "x1": 1,
+            "y0": 0,
+            "y1": 0,
+            "line": {"color": "#52606d", "width": 1},
+        }
+    ]
     if cfg is not None and cfg.effect:
         for y in (cfg.effect, -cfg.effect):
-            shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": y, "y1": y,
-                           "line": {"color": "#d69e2e", "dash": "dot", "width": 1}})
+            shapes.append(
+                {
+                    "type": "line",
+                    "xref": "paper",
+                    "x0": 0,
+                    "x1": 1,
+                    "y0": y,
+                    "y1": y,
+                    "line": {"color": "#d69e2e", "dash": "dot", "width": 1},
+                }
+            )
     fig.update_layout(
         kit.layout(
             f"{metric}: difference from the control as outcomes came in (dotted: ± the effect "
