@@ -467,3 +467,20 @@ def test_an_interleaving_shows_the_wins_of_each_ranker(
         text = shown(panel.text)
         assert "version 1 6 20%" in text and "version 3 24 80%" in text
         assert "Sign test" in text
+
+
+def test_numbers_in_the_libraries_sentences_are_shortened_and_times_kept() -> None:
+    from loopml.ui._pages.experiments import prose, shown
+
+    said = prose(
+        "difference +0.1233 (interval +0.03763 to +0.209), p = 0.000463 <= 0.05; "
+        "extra loss at most -1.1982, at 2024-01-01T00:00:00.123456"
+    )
+    assert said == (
+        "difference +0.123 (interval +0.0376 to +0.209), p = 0.00046 <= 0.05; "
+        "extra loss at most -1.2, at 2024-01-01T00:00:00.123456"
+    )
+    assert shown({"a": [0.004057321, 12345.678], "reasons": ["p = 0.1234567"]}) == {
+        "a": [0.00406, 12346.0],
+        "reasons": ["p = 0.123"],
+    }

@@ -13,6 +13,7 @@ last landed, never recorded.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -213,25 +214,43 @@ def _rollout(ctx: Any, rollout_id: int) -> Any:
         ) from None
 
 
-def _counts(ctx: Any, r: Any) -> tuple[list[str], list[dict[str, Any]]]:
-    """The shared counters: one row per version, one column per name (requests first), each
-    version's share of the requests."""
+COUNTER_LABELS = {
+    "requests": "requests",
+    "errors": "errors",
+    "latency_us": "mean latency",
+    "shadowed": "shadow scorings",
+    "rankings": "rankings",
+}
+
+
+def _counts(ctx: Any, r: Any) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    """The shared counters: one row per version, one column per name (requests first; a
+    latency as its mean, the rest as how many), each version's share of the requests."""
     counts = ctx.project.rollouts.counts(r.id)
     names = sorted({n for v in counts.values() for n in v}, key=lambda n: (n != "requests", n))
+    columns = [
+        (n, COUNTER_LABELS.get(n, n.replace("_", " ")), "latency" if n.endswith("_us") else "n")
+        for n in names
+    ]
     total = sum(v["requests"].n for v in counts.values() if "requests" in v)
     rows = []
     for version in sorted(set(r.arms) | set(counts)):
         got = counts.get(version, {})
         requests = got["requests"].n if "requests" in got else None
+        values = {
+            n: (got[n].mean if kind == "latency" else got[n].n)
+            for n, _, kind in columns
+            if n in got
+        }
         rows.append(
             {
                 "version": version,
                 "role": _role(r, version),
-                "values": {n: got[n] for n in names if n in got},
+                "values": values,
                 "share": requests / total if requests is not None and total else None,
             }
         )
-    return names, rows
+    return columns, rows
 
 
 def _role(r: Any, version: int) -> str:
@@ -245,12 +264,35 @@ def shown(x: Any, digits: int = 3) -> Any:
     ends, p-values and differences of 0.004 read as 0.00406, never 0.004057321), through dicts
     and lists."""
     if isinstance(x, float) and math.isfinite(x) and x != 0:
-        return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+        # below 0.001, two digits: 0.00046 (a table shows 6 decimal places as a raw float)
+        keep = min(digits, 2) if abs(x) < 0.001 else digits
+        # never fewer than the whole units: 12,345.678 units read 12,346, not 12,300
+        return round(x, max(keep - 1 - math.floor(math.log10(abs(x))), 0))
     if isinstance(x, dict):
-        return {k: shown(v, digits) for k, v in x.items()}
+        return {
+            k: [prose(str(t)) for t in v]
+            if k == "reasons" and isinstance(v, list)
+            else shown(v, digits)
+            for k, v in x.items()
+        }
     if isinstance(x, list | tuple):
         return [shown(v, digits) for v in x]
     return x
+
+
+_LONG_NUMBER = re.compile(r"(?<![\d.:])([-+]?\d+\.\d{4,})(?![\d.])")
+
+
+def prose(text: str) -> str:
+    """A sentence the library wrote, its long numbers as a table shows them (:func:`shown`:
+    0.03763 reads 0.0376, 0.000463 reads 0.00046); times are left as they are."""
+
+    def short(m: re.Match[str]) -> str:
+        v = float(m.group(1))
+        out = f"{shown(v):.3g}" if v else "0"
+        return ("+" + out) if m.group(1).startswith("+") and not out.startswith("-") else out
+
+    return _LONG_NUMBER.sub(short, text)
 
 
 def _decisions(r: Any) -> list[dict[str, Any]]:
@@ -266,7 +308,7 @@ def _decisions(r: Any) -> list[dict[str, Any]]:
                 "step": step,
                 "share": r.steps[step] if isinstance(step, int) and step < len(r.steps) else None,
                 "action": d.get("action") or d.get("decision"),
-                "reasons": d.get("reasons") or [],
+                "reasons": [prose(str(t)) for t in d.get("reasons") or []],
                 "numbers": shown(numbers),
                 "verdict": numbers.get("verdict"),
                 "requests": ops.get("requests") or {},
