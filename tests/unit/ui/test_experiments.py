@@ -484,3 +484,70 @@ def test_numbers_in_the_libraries_sentences_are_shortened_and_times_kept() -> No
         "a": [0.00406, 12346.0],
         "reasons": ["p = 0.123"],
     }
+
+
+# ------------------------------------------------------------------------------------ actions
+
+
+def _actions(root: Path) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from loopml.storage import _tables as t
+
+    with Project.open(root) as p, p.store.read() as conn:
+        return [dict(r) for r in conn.execute(select(t.actions)).mappings()]
+
+
+def test_stopping_a_canary_needs_the_token_and_is_recorded(
+    ui_copy: Path, client_for: Callable[..., Any]
+) -> None:
+    form = {"by": "ana", "reason": "the challenger looks wrong"}
+    with client_for(ui_copy) as c:
+        page = c.get("/ui/experiments/3")
+        assert 'action="/ui/experiments/3/stop"' in page.text
+        assert 'action="/ui/experiments/3/promote"' not in page.text  # a canary's judge promotes
+        refused = c.post("/ui/experiments/3/stop", data={**form, "token": "wrong"})
+        assert refused.status_code == 401
+    with client_for(ui_copy, token=None) as c:
+        assert c.post("/ui/experiments/3/stop", data={**form, "token": "x"}).status_code == 403
+    with Project.open(ui_copy) as p:
+        assert p.rollouts.get(3).active  # nothing changed
+    assert _actions(ui_copy) == []
+    with client_for(ui_copy) as c:
+        done = c.post("/ui/experiments/3/stop", data={**form, "token": "ui-test-token"})
+        assert done.status_code == 200 and "canary 3 stopped" in done.text
+        again = c.post("/ui/experiments/3/stop", data={**form, "token": "ui-test-token"})
+        assert again.status_code == 409 and "already ended" in again.text
+        page = shown(c.get("/ui/experiments/3").text)
+        assert "stopped: the challenger looks wrong (by ana)" in page and "Stop canary" not in page
+    with Project.open(ui_copy) as p:
+        assert p.rollouts.get(3).status == "stopped"
+        assert "challenger" not in p.registry.aliases(p.models.name)
+    recorded = _actions(ui_copy)
+    assert [(a["action"], a["by"], a["reason"], a["ok"]) for a in recorded] == [
+        ("rollout.stop", "ana", "the challenger looks wrong", True),
+        ("rollout.stop", "ana", "the challenger looks wrong", False),
+    ]
+
+
+def test_promoting_an_experiments_winner_moves_the_champion(
+    ui_copy: Path, client_for: Callable[..., Any]
+) -> None:
+    with Project.open(ui_copy) as p:
+        _stop_active(p)
+        r = Experiments(p).start("ab", [1, 3], effect=0.05, by="tests")
+        _feed(p, r, {1: 0.6, 3: 0.8}, batches=2, per_batch=400)
+    form = {"by": "ana", "reason": "version 3 wins", "version": "winner"}
+    with client_for(ui_copy) as c:
+        assert c.post(f"/ui/experiments/{r.id}/promote", data=form).status_code == 401
+        with Project.open(ui_copy) as p:
+            assert p.registry.aliases(p.models.name)["champion"] == 1
+        done = c.post(f"/ui/experiments/{r.id}/promote", data={**form, "token": "ui-test-token"})
+        assert done.status_code == 200, done.text
+        assert "version 3 is the champion (was 1)" in done.text
+    with Project.open(ui_copy) as p:
+        assert p.registry.aliases(p.models.name)["champion"] == 3
+        assert p.rollouts.get(r.id).status == "promoted"
+    (action,) = _actions(ui_copy)
+    assert action["action"] == "experiment.promote" and action["by"] == "ana"
+    assert action["outcome"]["promoted"] == 3 and action["target"] == f"rollout:{r.id}"

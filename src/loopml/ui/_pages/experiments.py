@@ -20,15 +20,16 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from sqlalchemy import and_, func, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
-from loopml.errors import LoopmlError, NotFoundError
+from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
 from loopml.storage import _tables as t
 from loopml.ui._context import PREFIX
 from loopml.ui._pages import _live
-from loopml.ui._pages._common import parse_int, ui
+from loopml.ui._pages._common import form_of, parse_int, ui
 
 router = APIRouter()
 
@@ -506,3 +507,90 @@ def analysis(request: Request, rollout_id: int) -> HTMLResponse:
         current=shown(current),
         error=error,
     )
+
+
+# ------------------------------------------------------------------------------------ actions
+
+
+def _stop(project: Any, r: Any, *, by: str, reason: str) -> dict[str, Any]:
+    """End an active rollout as stopped, as ``loopml rollout stop`` does (an experiment through
+    its service, which records its numbers; a canary's challenger alias freed)."""
+    from loopml.rollout import CHALLENGER_ALIAS
+
+    if not r.active:
+        raise ConflictError(f"rollout {r.id} has already ended ({r.status})")
+    if r.is_experiment:
+        done = project.experiments.end(r, promote=None, reason=f"{reason} (by {by})", by=by)
+        return {"rollout": r.id, "status": done["rollout"]["status"]}
+    ended = project.rollouts.end(r, "stopped", at=datetime.now(UTC), reason=f"{reason} (by {by})")
+    freed = project.registry.aliases(r.model).get(CHALLENGER_ALIAS) == r.challenger
+    if freed:
+        project.registry.remove_alias(
+            r.model, CHALLENGER_ALIAS, by=by, reason=f"rollout {r.id} stopped: {reason}"
+        )
+    return {"rollout": r.id, "status": ended.status, "challenger_alias_freed": freed}
+
+
+@router.post("/experiments/{rollout_id}/stop", response_class=HTMLResponse)
+async def stop(request: Request, rollout_id: int) -> HTMLResponse:
+    """Stop an active rollout or experiment: the champion takes all the traffic again."""
+    ctx = ui(request)
+    form = await form_of(request)
+    r = await run_in_threadpool(_rollout, ctx, rollout_id)
+    await run_in_threadpool(
+        ctx.act,
+        request,
+        form,
+        action="rollout.stop",
+        target=f"rollout:{r.id}",
+        do=lambda by, reason: _stop(ctx.project, r, by=by, reason=reason),
+    )
+    return ctx.render(
+        request,
+        "done.html",
+        message=f"{STRATEGY_NAMES.get(r.strategy, r.strategy)} {r.id} stopped: version "
+        f"{r.champion if not r.is_experiment else r.arms[0]} keeps the traffic it had before",
+        back=f"{PREFIX}/experiments/{r.id}",
+    )
+
+
+@router.post("/experiments/{rollout_id}/promote", response_class=HTMLResponse)
+async def promote(request: Request, rollout_id: int) -> HTMLResponse:
+    """End an experiment by promoting its winner (or a chosen arm) through the registry's gate,
+    with the experiment's numbers recorded as an evaluation."""
+    ctx = ui(request)
+    form = await form_of(request)
+    r = await run_in_threadpool(_rollout, ctx, rollout_id)
+    choice = str(form.get("version") or "winner").strip()
+    if not r.is_experiment:
+        raise UsageError(
+            f"rollout {r.id} is a {r.strategy}: its judge promotes it step by step; stop it "
+            "instead, or promote a version on its model's page"
+        )
+    target: int | str = (
+        "winner"
+        if choice == "winner"
+        else parse_int(choice, "version", default=0, low=1, high=2**31)
+    )
+
+    def do(by: str, reason: str) -> dict[str, Any]:
+        if not r.active:
+            raise ConflictError(f"experiment {r.id} has already ended ({r.status})")
+        done = ctx.project.experiments.end(r, promote=target, reason=reason, by=by)
+        return {
+            "rollout": r.id,
+            "status": done["rollout"]["status"],
+            "promoted": done.get("promoted"),
+            "previous": done.get("previous"),
+        }
+
+    record = await run_in_threadpool(
+        ctx.act, request, form, action="experiment.promote", target=f"rollout:{r.id}", do=do
+    )
+    outcome = record["outcome"]
+    message = (
+        f"version {outcome['promoted']} is the champion (was {outcome['previous']})"
+        if outcome.get("promoted") is not None
+        else f"experiment {r.id} ended: its winner is the champion already"
+    )
+    return ctx.render(request, "done.html", message=message, back=f"{PREFIX}/experiments/{r.id}")
