@@ -61,7 +61,25 @@ def test_the_serving_page_without_a_server_says_how_to_connect_one(
         text = shown(c.get("/ui/serving").text)
         assert "mode dynamic" in text and "LOOPML_TOKEN" in text
         assert "none (the model always answers)" in text  # no latency budget in this spec
+        assert "fallback the training prior (the default value)" in text
         assert "ui-test-token" not in text  # the token's name, never its value
+
+
+def test_the_serving_page_shows_the_budget_and_the_fallback_with_units(
+    ui_copy: Path, client_for: Callable[..., Any]
+) -> None:
+    spec = ui_copy / "loopml.yaml"
+    spec.write_text(
+        spec.read_text()
+        + "serving:\n  latency_budget: 50ms\n  fallback: {kind: default, value: 0.25}\n"
+        + "  breaker: {failures: 3, cooldown: 30s}\n  token_env: MY_TOKEN\n"
+    )
+    with client_for(ui_copy) as c:
+        text = shown(c.get("/ui/serving").text)
+    assert "latency budget 50 ms: later, the fallback answers" in text
+    assert "fallback the value 0.25" in text
+    assert "opens after 3 consecutive failures, for 30 s" in text
+    assert "MY_TOKEN" in text
 
 
 def _stop_active(p: Project) -> None:

@@ -53,15 +53,14 @@ def _serving_config(ctx: Any) -> dict[str, Any]:
     spec = ctx.project.spec
     s = spec.serving
     fb = s.fallback
-    fallback = {"precomputed": "the static table's value for the key", "default": "a value"}.get(
-        fb.kind, "a smaller model"
-    )
-    if fb.kind == "model":
+    if fb.kind == "precomputed":
+        fallback = "the static table's value for the key"
+    elif fb.kind == "model":
         fallback = f"a smaller model ({fb.model or 'not named'})"
-    elif fb.kind == "default":
-        fallback = (
-            f"the value {fb.value}" if fb.value is not None else "the training prior (default)"
-        )
+    elif fb.value is not None:
+        fallback = f"the value {fb.value}"
+    else:
+        fallback = "the training prior (the default value)"
     if fb.kind != "default" and fb.then_default:
         fallback += ", then the default"
     return {
