@@ -255,6 +255,10 @@ def test_the_list_pages_filters_and_links(
     with client_for(empty_root) as c:
         r = c.get("/ui/experiments")
         assert r.status_code == 200 and "No rollout or experiment yet" in r.text
+        missing = c.get("/ui/experiments/1")
+        assert missing.status_code == 404 and "no rollout or experiment 1" in missing.text
+        live = c.get("/ui/serving/live", headers={"hx-request": "true"})
+        assert live.status_code == 200 and "No server is connected" in live.text
     with client_for(ui_base) as c:
         r = c.get("/ui/experiments")
         assert r.status_code == 200
