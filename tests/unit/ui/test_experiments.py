@@ -573,3 +573,28 @@ def test_promoting_an_experiments_winner_moves_the_champion(
     (action,) = _actions(ui_copy)
     assert action["action"] == "experiment.promote" and action["by"] == "ana"
     assert action["outcome"]["promoted"] == 3 and action["target"] == f"rollout:{r.id}"
+
+
+def test_percentiles_come_from_the_histogram_and_a_restart_is_not_a_negative_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = iter([0.0, 5.0, 10.0])
+    monkeypatch.setattr(_live, "CLOCK", lambda: next(clock))
+    metrics = ServingMetrics()
+    for seconds in [0.0001] * 60 + [0.0015] * 40:  # 60 under 0.5 ms, 40 in the 1-2 ms bucket
+        metrics.requests.labels("predict", "dynamic", "1").inc()
+        metrics.latency.labels("dynamic", "1").observe(seconds)
+    readings: dict[str, Any] = {}
+    live = _live.read(lambda: (metrics.exposition(), {}), None, readings)
+    w = live.since_start
+    assert w is not None and live.recent is None  # one reading: no rate yet
+    assert w.first_bucket_us == 500 and w.p50_us is not None and w.p50_us < 500
+    assert w.p95_us == pytest.approx(1000 + 1000 * (95 - 60) / 40)  # interpolated in 1-2 ms
+    restarted = ServingMetrics()  # the server restarted: its counters began again
+    restarted.requests.labels("predict", "dynamic", "1").inc(3)
+    live = _live.read(lambda: (restarted.exposition(), {}), None, readings)
+    assert live.recent is None and live.since_start is not None
+    assert live.since_start.requests == 3
+    restarted.requests.labels("predict", "dynamic", "1").inc(10)
+    live = _live.read(lambda: (restarted.exposition(), {}), None, readings)
+    assert live.recent is not None and live.recent.rate == pytest.approx(2.0)  # 10 in 5 s

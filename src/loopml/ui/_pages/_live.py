@@ -69,6 +69,7 @@ class Window:
     p50_us: float | None
     p95_us: float | None
     p99_us: float | None
+    first_bucket_us: float | None  # a percentile below it is only known to be below it
     fallbacks: float
     fallback_share: float | None
     errors: float
@@ -151,6 +152,7 @@ def _window(label: str, now: Scrape, before: Scrape | None) -> Window:
         p50_us=us(0.5),
         p95_us=us(0.95),
         p99_us=us(0.99),
+        first_bucket_us=b[0][0] * 1e6 if b and math.isfinite(b[0][0]) else None,
         fallbacks=fallbacks,
         fallback_share=fallbacks / requests if requests > 0 else None,
         errors=errors,
