@@ -232,8 +232,9 @@ def test_the_ui_command_passes_the_serving_address(
     started: list[str | None] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(_env("LOOPML_SERVING")))
     monkeypatch.setattr("loopml.cli.ui._announce", lambda *a, **k: None)
-    monkeypatch.delenv("LOOPML_SERVING", raising=False)
-    monkeypatch.delenv("LOOPML_PROJECT", raising=False)
+    for name in ("LOOPML_SERVING", "LOOPML_PROJECT"):  # the command sets them: undone after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     assert main(["ui", "--serving", "http://127.0.0.1:8000", "-p", str(ui_base)]) == 0
     assert started == ["http://127.0.0.1:8000"]
     assert main(["ui", "--serving", "127.0.0.1:8000", "-p", str(ui_base)]) != 0
