@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +122,7 @@ def mount_ui(app: Any, project: str | Path | None = None) -> Any:
     return app
 
 
-def _runtime_reader(app: Any) -> Any:
+def _runtime_reader(app: Any) -> Callable[[], tuple[bytes, dict[str, Any]]]:
     """The serving runtime's metrics text and status, read in process (the serving page's live
     numbers); the runtime is the app's once its lifespan has started it."""
 

@@ -22,6 +22,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from loopml import Project
+from loopml.errors import UsageError
 from loopml.rollout import Experiments, Rollout
 from loopml.serving import Runtime, create_app
 from loopml.serving._metrics import ServingMetrics
@@ -393,6 +394,8 @@ def test_an_ab_test_shows_its_always_valid_interval_narrowing(
         _feed(p, r, {1: 0.6, 3: 0.8}, batches=4, per_batch=300)
         looks = ex.looks(r, points=6)
         now = ex.evaluate(r, record=False, land=False)
+        with pytest.raises(UsageError, match="is a canary, not an A/B test"):
+            ex.looks(2)
     # the looks are cut-offs of the same outcomes: the last one is the comparison now
     assert [lk["labelled"] for lk in looks] == [200, 400, 600, 800, 1000, 1200]
     last = looks[-1]["arms"][0]
