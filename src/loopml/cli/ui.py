@@ -13,12 +13,22 @@ from typing import Annotated
 import typer
 
 from loopml.cli._common import ProjectOpt, out
+from loopml.errors import UsageError
 
 
 def ui(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8050,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+    serving: Annotated[
+        str | None,
+        typer.Option(
+            "--serving",
+            help="A running `loopml serve` (e.g. http://127.0.0.1:8000) whose live numbers the "
+            "serving page shows, read from its /metrics and /status.",
+            show_default=False,
+        ),
+    ] = None,
     project: ProjectOpt = Path("."),
 ) -> int:
     """The dashboard: the incident timeline (home), who served what, data and quarantine,
@@ -31,6 +41,12 @@ def ui(
 
     load_spec(project)  # a bad spec is an error now, not on the first page
     os.environ["LOOPML_PROJECT"] = str(Path(project).resolve())
+    if serving:
+        if not serving.startswith(("http://", "https://")):
+            raise UsageError(
+                f"--serving {serving}: give the server's URL, e.g. http://127.0.0.1:8000"
+            )
+        os.environ["LOOPML_SERVING"] = serving
     threading.Thread(
         target=_announce, args=(host, port), name="loopml-ui-announce", daemon=True
     ).start()

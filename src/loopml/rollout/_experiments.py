@@ -337,18 +337,24 @@ class Experiments:
         return joined.append_column("known", pc.fill_null(known, False))
 
     def evaluate(
-        self, rollout: Rollout | int, *, until: datetime | None = None, record: bool = True
+        self,
+        rollout: Rollout | int,
+        *,
+        until: datetime | None = None,
+        record: bool = True,
+        land: bool = True,
     ) -> dict[str, Any]:
         """Where the experiment stands: each arm's outcome and the decision. ``record``
         keeps what must survive between looks (running always-valid p-values, the bandit's
-        reward snapshot)."""
+        reward snapshot); ``land=False`` reads the log as last landed (a reader's look, which
+        changes nothing)."""
         r = self.rollouts.get(rollout) if isinstance(rollout, int) else rollout
         if not r.is_experiment:
             raise UsageError(
                 f"rollout {r.id} is a {r.strategy}, not an experiment",
                 details={"rollout": r.id},
             )
-        table = self.outcomes(r, until=until)
+        table = self.outcomes(r, until=until, land=land)
         assigned = {
             v: names["requests"].n
             for v, names in self.rollouts.counts(r.id).items()
@@ -371,6 +377,47 @@ class Experiments:
             labelled=int(pc.sum(table["known"]).as_py() or 0) if table.num_rows else 0,
         )
         return result
+
+    def looks(
+        self, rollout: Rollout | int, *, points: int = 12, land: bool = False
+    ) -> list[dict[str, Any]]:
+        """An A/B test's comparison as it narrowed: recomputed, from one read of the log, with
+        the first 1/points, 2/points, ... of its labelled outcomes in the order they became
+        known (the label's time, then the answer's), each look as :meth:`evaluate` gives it
+        (``difference``, ``low``, ``high``, ``p_value`` per arm) with ``at`` (when its last
+        outcome became known) and ``labelled``. The always-valid interval holds at every look,
+        so the narrowing may be watched; the p-value is the running minimum over these looks.
+        Nothing is recorded; ``land=False`` reads the log as last landed."""
+        r = self.rollouts.get(rollout) if isinstance(rollout, int) else rollout
+        if r.strategy != "ab":
+            raise UsageError(
+                f"rollout {r.id} is a {r.strategy}, not an A/B test", details={"rollout": r.id}
+            )
+        if points < 1:
+            raise UsageError(f"points must be at least 1, got {points}", details={"points": points})
+        table = self.outcomes(r, land=land)
+        if table.num_rows == 0:
+            return []
+        known = table.filter(table["known"])
+        if known.num_rows == 0:
+            return []
+        label_at = pc.fill_null(known["label_at"], 0).to_numpy(zero_copy_only=False)
+        answered = pc.cast(known["at"], pa.int64()).to_numpy(zero_copy_only=False)
+        order = np.lexsort((answered, label_at))
+        known = known.take(pa.array(order))
+        label_at, answered = label_at[order], answered[order]
+        n = known.num_rows
+        cuts = sorted({max(1, round(n * i / points)) for i in range(1, points + 1)})
+        out: list[dict[str, Any]] = []
+        running: dict[int, float] = {}
+        for cut in cuts:
+            values, units = self._values(r, known.slice(0, cut))
+            look = self._ab(r, values, units, record=False, previous=running)
+            running = {int(a["version"]): float(a["p_value"]) for a in look["arms"]}
+            last = max(int(label_at[cut - 1]), int(answered[cut - 1]))
+            look.update(labelled=cut, at=datetime.fromtimestamp(last / 1e6, UTC))
+            out.append(look)
+        return out
 
     def _values(
         self, r: Rollout, table: pa.Table
@@ -430,6 +477,7 @@ class Experiments:
         units: dict[int, np.ndarray | None],
         *,
         record: bool,
+        previous: Mapping[int, float] | None = None,
     ) -> dict[str, Any]:
         from loopml.rollout._sequential import compare_arms
 
@@ -452,7 +500,8 @@ class Experiments:
                 counts[v] = _counter(vals)
         if per_unit:
             kind = "mean"
-        previous = {int(k): float(p) for k, p in (r.progress.p_values or {}).items()}
+        if previous is None:
+            previous = {int(k): float(p) for k, p in (r.progress.p_values or {}).items()}
         size = cfg.sample_size
         result = compare_arms(
             counts,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +106,7 @@ def mount_ui(app: Any, project: str | Path | None = None) -> Any:
     :func:`loopml.serving.create_app` returns); its project closes when the app stops."""
     inner = getattr(app, "app", app)  # serving's fast path wraps the FastAPI app
     ctx = UiContext(project)
+    ctx.live = _runtime_reader(inner)
     inner.mount(PREFIX, build_ui(ctx))
     serving_lifespan = inner.router.lifespan_context
 
@@ -119,6 +120,20 @@ def mount_ui(app: Any, project: str | Path | None = None) -> Any:
 
     inner.router.lifespan_context = lifespan
     return app
+
+
+def _runtime_reader(app: Any) -> Callable[[], tuple[bytes, dict[str, Any]]]:
+    """The serving runtime's metrics text and status, read in process (the serving page's live
+    numbers); the runtime is the app's once its lifespan has started it."""
+
+    def live() -> tuple[bytes, dict[str, Any]]:
+        rt = getattr(app.state, "rt", None)
+        if rt is None:
+            raise RuntimeError("the serving runtime has not started")
+        rt.refresh_gauges()
+        return rt.metrics.exposition(), rt.status()
+
+    return live
 
 
 def serving_with_ui_from_env() -> Any:

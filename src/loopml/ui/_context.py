@@ -66,6 +66,13 @@ class UiContext:
         self._lock = threading.Lock()
         self._timeline: Timeline | None = None
         self._token_env = token_env
+        # A running server's live numbers (the serving page): read in process when the pages are
+        # mounted on `loopml serve` (mount_ui sets ``live``: its /metrics text and /status), else
+        # over HTTP from ``serving_url`` (`loopml ui --serving URL`); each source's last reading
+        # is kept in ``scrapes``, so that the next one gives rates.
+        self.live: Callable[[], tuple[bytes, dict[str, Any]]] | None = None
+        self.serving_url: str | None = os.environ.get("LOOPML_SERVING") or None
+        self.scrapes: dict[str, Any] = {}
         self.env = Environment(
             loader=PackageLoader("loopml.ui", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
