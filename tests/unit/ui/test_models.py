@@ -361,9 +361,10 @@ def test_rollback_with_nothing_to_roll_back_to_shows_the_error(
         assert "no version held it before" in html.unescape(r.text)
         assert "<html" not in r.text  # shown in the form's result, not a page
         # htmx leaves an error unswapped unless the page lets it into the form's result
-        assert '{"code": "[2345]..", "swap": true, "error": false}' in c.get(
-            f"/ui/served/{MODEL}"
-        ).text
+        assert (
+            '{"code": "[2345]..", "swap": true, "error": false}'
+            in c.get(f"/ui/served/{MODEL}").text
+        )
     assert _count(ui_copy, t.alias_history) == moves
     with Project.open(ui_copy) as p, p.store.read() as conn:
         action = conn.execute(select(t.actions)).mappings().one()
