@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 
 STATIC = {
     "htmx.min.js": ("loopml.ui", "static/htmx.min.js", "text/javascript"),
-    "plotly.min.js": ("plotly", "package_data/plotly.min.js", "text/javascript"),
+    # Plotly's cartesian bundle (scatter, bar, heatmap...: every chart the pages draw), the same
+    # plotly.js release as the plotly package's full one but a third of its size: the browser
+    # parses 1.5 MB instead of 4.8 MB before a page with a chart has loaded. MIT, from npm's
+    # plotly.js-cartesian-dist-min (static/plotly-cartesian.LICENSE).
+    "plotly.min.js": ("loopml.ui", "static/plotly-cartesian.min.js", "text/javascript"),
 }
 CACHE = {"Cache-Control": "public, max-age=3600"}
 
