@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from loopml._project import Project
 
 STATIC = {
+    "ui.js": ("loopml.ui", "static/ui.js", "text/javascript"),
     "htmx.min.js": ("loopml.ui", "static/htmx.min.js", "text/javascript"),
     # Plotly's cartesian bundle (scatter, bar, heatmap...: every chart the pages draw), the same
     # plotly.js release as the plotly package's full one but a third of its size: the browser

@@ -10,6 +10,7 @@ latencies and sizes with their units, times in UTC, a dash for nothing.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -112,3 +113,11 @@ FILTERS = {
     "iso": iso,
     "signed": signed,
 }
+
+
+def chart(fig: Any, div_id: str) -> Markup:
+    """A Plotly figure as a ``div`` holding its JSON, drawn by ``static/ui.js`` once Plotly has
+    loaded (on a whole page or in a fragment htmx swapped in): no inline script, so it does not
+    matter when Plotly arrives."""
+    figure = fig.to_json() if hasattr(fig, "to_json") else json.dumps(fig)
+    return Markup(f'<div class="chart" id="{escape(div_id)}" data-figure="{escape(figure)}"></div>')

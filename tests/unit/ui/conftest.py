@@ -64,3 +64,15 @@ def client_for(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
         return _client(root)
 
     return make
+
+
+def figure(page: str, div_id: str) -> dict[str, Any]:
+    """The Plotly figure a page draws in ``div#div_id`` (a ``div.chart`` holding its JSON)."""
+    import html
+    import json
+    import re
+
+    found = re.search(rf'<div class="chart" id="{re.escape(div_id)}" data-figure="([^"]*)"', page)
+    assert found, f"no chart {div_id!r} on the page"
+    drawn: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return drawn

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 
 from loopml import Project
 from loopml.storage import _tables as t
+from tests.unit.ui.conftest import figure
 
 pytestmark = pytest.mark.xdist_group("ui")
 
@@ -54,7 +55,8 @@ def test_the_latest_report_per_window(ui_base: Path, client_for: Callable[..., A
     assert r.status_code == 200
     no_raw_floats(r.text)
     text = shown(r.text)
-    assert 'id="drift-heat"' in r.text and "plotly.min.js" in r.text  # the heat map is drawn
+    heat = figure(r.text, "drift-heat")  # the heat map, drawn by ui.js
+    assert heat["data"][0]["type"] == "heatmap" and "/ui/static/ui.js" in r.text
     # every window, as times, with each feature's score to 3 significant digits
     for item in report.timeline:
         start = datetime.fromisoformat(item.start).strftime("%Y-%m-%d %H:%M UTC")

@@ -28,6 +28,7 @@ from loopml import _htmlkit as kit
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
 from loopml.storage import _tables as t
 from loopml.ui._context import PREFIX
+from loopml.ui._format import chart
 from loopml.ui._pages import _live
 from loopml.ui._pages._common import form_of, parse_int, ui
 
@@ -359,7 +360,7 @@ def _decision_chart(r: Any, decisions: list[dict[str, Any]]) -> str | None:
             yaxis={"title": f"{metric} difference", "zeroline": True},
         )
     )
-    return kit.plot(fig, f"decisions-{r.id}")
+    return chart(fig, f"decisions-{r.id}")
 
 
 @router.get("/experiments/{rollout_id}", response_class=HTMLResponse)
@@ -472,7 +473,7 @@ def _ab_chart(r: Any, looks: list[dict[str, Any]]) -> str | None:
             shapes=shapes,
         )
     )
-    return kit.plot(fig, f"narrowing-{r.id}")
+    return chart(fig, f"narrowing-{r.id}")
 
 
 @router.get("/experiments/{rollout_id}/analysis", response_class=HTMLResponse)

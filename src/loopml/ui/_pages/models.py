@@ -16,6 +16,7 @@ from loopml.registry import ModelVersion
 from loopml.registry import _sql as registry_sql
 from loopml.training import higher_is_better
 from loopml.ui._context import UiContext
+from loopml.ui._format import chart
 from loopml.ui._pages import _models_queries as mq
 from loopml.ui._pages._common import parse_int, ui
 
@@ -245,7 +246,7 @@ def _calibration_chart(bins: list[Any], div_id: str) -> str:
             width=460,
         )
     )
-    return kit.plot(fig, div_id)
+    return chart(fig, div_id)
 
 
 def _importance(report: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:

@@ -21,6 +21,7 @@ from loopml.errors import LoopmlError, NotFoundError, UsageError
 from loopml.monitoring import MonitoringReport, TimelineItem
 from loopml.storage import _tables as t
 from loopml.ui._context import UiContext
+from loopml.ui._format import chart
 from loopml.ui._pages._common import parse_int, ui
 from loopml.ui._pages._loopread import batches_in, cycles_of, cycles_triggered_by
 
@@ -229,7 +230,7 @@ def heatmap(timeline: list[TimelineItem], features: list[str], div_id: str = "dr
         showlegend=False,
         yaxis={"autorange": "reversed", "gridcolor": "rgba(0,0,0,0)"},
     )
-    return kit.plot(go.Figure([heat, marks], layout), div_id)
+    return chart(go.Figure([heat, marks], layout), div_id)
 
 
 def performance_chart(timeline: list[TimelineItem], metric: str) -> str:
@@ -245,7 +246,7 @@ def performance_chart(timeline: list[TimelineItem], metric: str) -> str:
         ],
         kit.layout(f"{metric} per window", 300),
     )
-    return kit.plot(fig, "performance")
+    return chart(fig, "performance")
 
 
 def labels_view(report: MonitoringReport) -> list[tuple[str, Any, str]]:

@@ -19,6 +19,7 @@ from loopml import _htmlkit as kit
 from loopml.errors import LoopmlError
 from loopml.registry import _sql as registry_sql
 from loopml.ui._context import PREFIX, UiContext
+from loopml.ui._format import chart
 from loopml.ui._pages import _models_queries as mq
 from loopml.ui._pages._common import form_of, parse_int, ui
 
@@ -390,4 +391,4 @@ def _figure(
         fig.update_yaxes(title_text="share", tickformat=".0%", range=[0, 1], row=3, col=1)
     fig.update_yaxes(title_text="version", dtick=1, row=1, col=1)
     fig.update_layout(**kit.layout("", 260 + 220 * (rows - 1), barmode="group"))
-    return kit.plot(fig, f"served-{model}"), note
+    return chart(fig, f"served-{model}"), note
