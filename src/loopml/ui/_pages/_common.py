@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
 from loopml.errors import UsageError
 from loopml.ui._context import UiContext
+
+MAX_FORM_BYTES = 1_000_000  # a bulk action's form names at most some thousands of ids
 
 
 def ui(request: Request) -> UiContext:
@@ -46,10 +49,31 @@ def parse_int(value: str | None, name: str, *, default: int, low: int, high: int
 
 
 async def form_of(request: Request) -> dict[str, Any]:
-    """The request's form fields (the last value of a repeated one, lists under ``name[]``)."""
-    form = await request.form()
+    """The request's form fields (an URL-encoded body, as the pages' forms and htmx send it):
+    one value a field, a list for a repeated one or one named ``name[]``."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("", "application/x-www-form-urlencoded"):
+        raise UsageError(
+            f"send the form URL-encoded (application/x-www-form-urlencoded), not {kind}",
+            details={"content_type": kind},
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise UsageError(
+                f"the form is larger than {MAX_FORM_BYTES:,} bytes",
+                details={"limit": MAX_FORM_BYTES},
+            )
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise UsageError("the form is not UTF-8 text") from None
     out: dict[str, Any] = {}
-    for key in form:
-        values = form.getlist(key)
-        out[key] = values if key.endswith("[]") or len(values) > 1 else values[0]
+    for key, value in pairs:
+        if key.endswith("[]") or key in out:
+            previous = out.get(key, [])
+            out[key] = [*(previous if isinstance(previous, list) else [previous]), value]
+        else:
+            out[key] = value
     return out
