@@ -29,9 +29,7 @@ DASHBOARD_URL = "http://127.0.0.1:8050/ui/"  # where `loopml ui` listens by defa
 
 def dashboard_hint(directory: Path) -> str:
     """How to open the demo's project in the dashboard (the demo itself starts no server)."""
-    return (
-        f"the dashboard: run `loopml ui --project {directory}`, then open {DASHBOARD_URL}"
-    )
+    return f"the dashboard: run `loopml ui --project {directory}`, then open {DASHBOARD_URL}"
 
 
 def prepare(directory: Path, *, fresh: bool) -> None:
