@@ -131,9 +131,26 @@ def test_every_page_of_the_nav_renders_in_under_a_second(
     assert not slow, f"load event over {LOAD_LIMIT_MS:.0f} ms: {slow} (all: {timings})"
 
 
+def test_the_timeline_lines_up_its_columns(history_url: str, page: Any) -> None:
+    """Every entry's title starts in the same column, whether or not it names a model (an entry
+    of the data has none), and reads on one line at 1280 px."""
+    open_page(page, f"{history_url}/ui/?limit=500")
+    boxes = page.eval_on_selector_all(
+        "ol.timeline li.entry",
+        """items => items.map(li => {
+            const a = li.querySelector('a.title').getBoundingClientRect();
+            return [li.querySelector('.model') !== null, Math.round(a.left), Math.round(a.width)];
+        })""",
+    )
+    assert {has for has, _, _ in boxes} == {True, False}, "entries with and without a model"
+    lefts = {left for _, left, _ in boxes}
+    assert len(lefts) == 1, f"titles start at {sorted(lefts)} px"
+    assert min(width for _, _, width in boxes) > 0
+
+
 def test_the_timeline_at_the_readme_size(history_url: str, page: Any) -> None:
-    """The timeline as the README shows it (1280×800, the first screen)."""
-    open_page(page, f"{history_url}/ui/")
+    """The timeline as the README shows it (1280×800, the first screen): the loop's story."""
+    open_page(page, f"{history_url}/ui/?kind=loop&kind=monitoring")
     assert page.locator("ol.timeline li.entry").count() > 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / "timeline-1280x800.png"
