@@ -292,6 +292,7 @@ def submit_action(page: Any, form: Any, *, by: str, reason: str, token: str | No
     form.locator("input[name=reason]").fill(reason)
     form.locator("input[name=token]").fill(token or "")
     result = form.locator("xpath=following-sibling::div[contains(@class,'result')][1]")
+    result.evaluate("el => { el.innerHTML = '' }")  # what an earlier submit showed
     with page.expect_response(lambda r: r.request.method == "POST"):
         form.locator("button[type=submit]").click()
     result.locator("*").first.wait_for()
@@ -431,3 +432,22 @@ def test_the_evidence_chain_from_an_alert_to_its_batches_and_the_loop_cycle(
     onward.first.click()
     page.wait_for_load_state("load")
     assert_no_error_page(page, str(target))
+
+
+# ------------------------------------------------------------------- without a browser
+
+
+def test_without_chromium_the_tests_skip_unless_services_are_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.e2e import _browser
+
+    monkeypatch.setattr(_browser, "chromium_path", lambda: None)
+    monkeypatch.delenv("LOOPML_REQUIRE_SERVICES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):  # noqa: SIM117
+        with _browser.chromium():
+            pass
+    monkeypatch.setenv("LOOPML_REQUIRE_SERVICES", "1")
+    with pytest.raises(pytest.fail.Exception, match="LOOPML_REQUIRE_SERVICES=1 requires it"):  # noqa: SIM117
+        with _browser.chromium():
+            pass
