@@ -282,7 +282,8 @@ def test_a_refused_htmx_request_shows_why(history_url: str, page: Any) -> None:
 
 def actions_rows(root: Path) -> list[dict[str, Any]]:
     with Project.open(root) as p, p.store.read() as conn:
-        return [dict(r) for r in conn.execute(select(t.actions).order_by(t.actions.c.id))]
+        query = select(t.actions).order_by(t.actions.c.id)
+        return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def submit_action(page: Any, form: Any, *, by: str, reason: str, token: str | None) -> str:
@@ -374,30 +375,50 @@ def test_a_rollback_through_the_served_page_needs_the_token(copy: Path, page: An
 
 
 @PAGE_BUILT
-def test_a_quarantine_release_through_the_data_page_needs_the_token(copy: Path, page: Any) -> None:
+def test_a_quarantine_release_and_drop_through_the_data_page_need_the_token(
+    copy: Path, page: Any
+) -> None:
     with Project.open(copy) as p:
         held = [e for e in p.data.quarantine.list(status="held") if e.kind == "rows"]
     assert held, "the history holds quarantined rows"
     entry = held[0]
+
+    def status() -> str:
+        with Project.open(copy) as p:
+            return str(p.data.quarantine.show(entry.id).entry.status)
+
     with dashboard(copy, token=TOKEN) as base:
         open_page(page, f"{base}/ui/data/quarantine/{entry.id}")
         assert_no_error_page(page, f"/ui/data/quarantine/{entry.id}")
-        assert page.locator("form.action[action*='drop']").count() == 1
-        form = page.locator("form.action[action*='release']").first
-        shown = submit_action(page, form, by="bo", reason="the rows are fine", token="wrong")
+        release = page.locator("form.action[action*='release']").first
+        drop = page.locator("form.action[action*='drop']").first
+        shown = submit_action(page, release, by="bo", reason="the rows are fine", token="wrong")
         assert "401" in shown or "token" in shown.lower()
-        with Project.open(copy) as p:
-            assert p.data.quarantine.show(entry.id).entry.status == "held"
-        assert actions_rows(copy) == []
-        shown = submit_action(page, form, by="bo", reason="the rows are fine", token=TOKEN)
-        with Project.open(copy) as p:
-            assert p.data.quarantine.show(entry.id).entry.status == "released"
+        shown = submit_action(page, drop, by="bo", reason="bad rows", token=None)
+        assert "401" in shown or "token" in shown.lower()
+        assert status() == "held" and actions_rows(copy) == []
+        # Released with the token: validated again (this row still fails, so it stays held,
+        # as the page says); recorded either way.
+        submit_action(page, release, by="bo", reason="the rows are fine", token=TOKEN)
         [row] = actions_rows(copy)
-        assert (row["by"], row["reason"], row["ok"]) == ("bo", "the rows are fine", True)
+        assert (row["by"], row["reason"]) == ("bo", "the rows are fine")
         assert entry.id in row["target"]
+        # Dropped with the token: gone from the held rows, recorded.
+        shown = submit_action(page, drop, by="bo", reason="bad rows", token=TOKEN)
+        assert "401" not in shown
+        assert status() == "dropped"
+        rows = actions_rows(copy)
+        assert len(rows) == 2 and (rows[1]["by"], rows[1]["reason"], rows[1]["ok"]) == (
+            "bo",
+            "bad rows",
+            True,
+        )
         open_page(page, f"{base}/ui/actions")
-        assert "the rows are fine" in page.locator(f"tr#action-{row['id']}").inner_text()
-        shot(page, "data-quarantine-released")
+        assert "bad rows" in page.locator(f"tr#action-{rows[1]['id']}").inner_text()
+        open_page(page, f"{base}/ui/?kind=data")
+        dropped = page.locator("ol.timeline li[data-kind='quarantine_dropped'] a.title").first
+        assert dropped.get_attribute("href") == f"/ui/data/quarantine/{entry.id}"
+        shot(page, "data-quarantine-dropped")
 
 
 @PAGE_BUILT
