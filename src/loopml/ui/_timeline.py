@@ -4,8 +4,9 @@ events, gate verdicts, alias moves, rollouts and the dashboard's own actions).
 
 Nothing is copied into a timeline table: every source is a query on its own table, ordered by
 its own time column (each has an index), and a page is the newest ``limit`` entries of the merged
-stream before a cursor. A page reads at most ``limit + 1`` rows from each source, so its cost
-does not grow with the history (100,000 alerts cost what 100 do).
+stream before a cursor. A page reads at most ``limit + 1`` keys (time and id) from each source,
+walking its time index newest first, then the rows of the ``limit`` entries it shows, so its cost
+does not grow with the history (100,000 alerts cost what 100 do; benchmarks/ui.py).
 
 Each source orders by the clock of the thing it records: the wall clock of an ingest or an alias
 move, the loop's clock for the loop's events and the alerts it evaluated (a replay runs on the
