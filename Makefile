@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= build/demo
 
-.PHONY: demo test lint bench docs clean install install-dev
+.PHONY: demo test lint bench docs clean install install-dev chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,28 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[demo]"
 	touch $(VENV)/.installed $@
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (which never downloads
+# a browser of its own): install it where it is missing and apt-get can, else say so and go on
+# (those tests then skip, or fail under LOOPML_REQUIRE_SERVICES=1).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev,docs,postgres,redis,ray]"
+	@$(MAKE) --no-print-directory chromium
 	touch $(VENV)/.installed $@
+
+CHROMIUM ?= /usr/bin/chromium
+CHROMIUM_PACKAGES := chromium chromium-driver
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium: $(CHROMIUM) is missing and apt-get is not here: install chromium yourself for the dashboard's browser tests"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "chromium: $(CHROMIUM) is missing and installing it needs root (run: sudo apt-get install chromium chromium-driver)"; exit 0; fi; \
+	echo "chromium: installing $(CHROMIUM_PACKAGES) with apt-get for the dashboard's browser tests"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES) \
+		|| { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES); } \
+		|| echo "chromium: apt-get could not install $(CHROMIUM_PACKAGES): the dashboard's browser tests will skip"
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -52,6 +71,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/experiments.py
 	$(BIN)/python benchmarks/loop.py
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/ui.py
 
 clean:
 	rm -rf $(VENV) build site .pytest_cache .mypy_cache .ruff_cache

@@ -18,8 +18,12 @@ def test_demo_finds_every_planted_defect_and_reconciles(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["demo", "--project", str(tmp_path / "demo"), "--json"])
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     assert code == 0
+    # It ends by saying how to open the dashboard on what it built (it starts no server).
+    assert f"loopml ui --project {tmp_path / 'demo'}" in captured.err
+    assert "http://127.0.0.1:8050/ui/" in captured.err
     assert summary["damage_found"] == summary["damage_planted"] >= 10
     assert all(s["reconciles"] for s in summary["sources"].values())
     flights = summary["sources"]["flights"]

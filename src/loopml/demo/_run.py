@@ -24,6 +24,12 @@ from loopml.demo._serving import run_serving
 from loopml.errors import ConflictError, UsageError
 
 DEMO_NAME = "project: flights_demo"
+DASHBOARD_URL = "http://127.0.0.1:8050/ui/"  # where `loopml ui` listens by default
+
+
+def dashboard_hint(directory: Path) -> str:
+    """How to open the demo's project in the dashboard (the demo itself starts no server)."""
+    return f"the dashboard: run `loopml ui --project {directory}`, then open {DASHBOARD_URL}"
 
 
 def prepare(directory: Path, *, fresh: bool) -> None:
@@ -123,6 +129,7 @@ def run(directory: Path, *, fresh: bool = False, console: Console | None = None)
         experiments = run_experiments(console, project)
     seconds = time.perf_counter() - started
     console.print(f"demo finished in {seconds:.1f} s; project at {directory}")
+    console.print(dashboard_hint(directory), soft_wrap=True)
     return {
         "sources": totals,
         "damage_planted": len(incoming.damage),
