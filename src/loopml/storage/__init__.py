@@ -29,7 +29,7 @@ from loopml.storage._online import Fetch, OnlineStore, TileWrite
 
 if TYPE_CHECKING:
     from loopml.storage import _tables as tables
-    from loopml.storage._files import ArtifactStore, FileStore, sha256_file
+    from loopml.storage._files import ArtifactStore, ByteStore, FileStore, sha256_file
     from loopml.storage._metadata import MetadataStore, SqlMetadataStore
 
 # The metadata store and its tables need SQLAlchemy, the file stores fsspec: loaded on first use,
@@ -38,6 +38,7 @@ __getattr__ = lazy_attributes(
     __name__,
     {
         "ArtifactStore": "loopml.storage._files",
+        "ByteStore": "loopml.storage._files",
         "FileStore": "loopml.storage._files",
         "sha256_file": "loopml.storage._files",
         "MetadataStore": "loopml.storage._metadata",
@@ -99,6 +100,7 @@ def open_events(config: EventsConfig, *, root: Path) -> EventLog:
 
 __all__ = [
     "ArtifactStore",
+    "ByteStore",
     "Counter",
     "CounterStore",
     "Counts",
