@@ -31,6 +31,12 @@ _NORMAL = NormalDist()
 EPS = 1e-15
 
 
+def counter_of(values: Any) -> Counter:
+    """The counter of a sample of values: how many, their sum and their sum of squares."""
+    v = np.asarray(values, dtype=float)
+    return Counter(float(len(v)), float(v.sum()), float((v * v).sum()))
+
+
 def per_row_loss(
     metric: str, scores: np.ndarray, y: np.ndarray, *, threshold: float | None = None
 ) -> np.ndarray:
