@@ -521,7 +521,11 @@ class Controller:
             # Ended by a step that died before moving the champion, or after but before
             # recording it: finish (the move is idempotent) and record the promotion.
             last = rollout.progress.decisions[-1] if rollout.progress.decisions else None
-            decided = Decision(last["action"], last["reasons"], last["numbers"]) if last else None
+            decided = (
+                Decision(last.action, last.reasons, last.numbers or {})
+                if last is not None and last.action is not None
+                else None
+            )
             events = self._promote(rollout.challenger, now, f"rollout {rollout.id} passed", decided)
             events[0][1]["resumed"] = True
             if champion == rollout.challenger:
@@ -605,7 +609,7 @@ class Controller:
             for e in self.states.events(self.name, kind="canary_step")
             if e.detail.get("rollout") == rollout.id
         )
-        decided = {d["step"]: d for d in rollout.progress.decisions if d.get("action") == "advance"}
+        decided = {d.step: d.to_dict() for d in rollout.progress.decisions if d.action == "advance"}
         steps = rollout.steps
         return [
             (

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from loopml.rollout._experiments import Experiments
     from loopml.rollout._interleave import preference, team_draft
     from loopml.rollout._judge import Judge
-    from loopml.rollout._records import ExperimentConfig, Plan, Progress
+    from loopml.rollout._records import ExperimentConfig, Plan, Progress, RecordedDecision
     from loopml.rollout._router import (
         ArmShares,
         Assignment,
@@ -66,7 +66,9 @@ __getattr__ = lazy_attributes(
         ),
         "counts_summary": "loopml.rollout._store",
         # a rollout's typed records (pydantic): its plan, an experiment's configuration, progress
-        **dict.fromkeys(("ExperimentConfig", "Plan", "Progress"), "loopml.rollout._records"),
+        **dict.fromkeys(
+            ("ExperimentConfig", "Plan", "Progress", "RecordedDecision"), "loopml.rollout._records"
+        ),
         **dict.fromkeys(
             (
                 "ArmShares",
@@ -115,6 +117,7 @@ __all__ = [
     "OutcomeLog",
     "Plan",
     "Progress",
+    "RecordedDecision",
     "RedisCounters",
     "Rollout",
     "Rollouts",
