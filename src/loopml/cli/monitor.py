@@ -93,7 +93,7 @@ def monitor(
             until=bounds.get("until"),
         )
     if report is not None and result.rows:
-        from loopml.monitoring._html import write_html
+        from loopml.monitoring import write_html
 
         result.report_file = str(write_html(result, report))
     if json:

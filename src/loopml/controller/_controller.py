@@ -33,9 +33,15 @@ from loopml.controller._signals import BY, Signals
 from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
 from loopml.errors import ConflictError, LoopmlError, UsageError
 from loopml.features import TrainingSet
-from loopml.rollout import CHALLENGER_ALIAS, Rollout, counts_summary
-from loopml.rollout._decide import Decision
-from loopml.rollout._judge import Judge, is_last_step, look_key
+from loopml.rollout import (
+    CHALLENGER_ALIAS,
+    Decision,
+    Judge,
+    Rollout,
+    counts_summary,
+    is_last_step,
+    look_key,
+)
 from loopml.spec import LoopSpec
 
 if TYPE_CHECKING:

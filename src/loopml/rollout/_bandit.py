@@ -25,7 +25,7 @@ import numpy as np
 
 from loopml.errors import UsageError
 from loopml.rollout._decide import counter_of
-from loopml.storage._counters import Counter
+from loopml.storage import Counter
 
 if TYPE_CHECKING:
     import pyarrow as pa

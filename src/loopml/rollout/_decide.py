@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.storage._counters import Counter
+from loopml.storage import Counter
 
 _NORMAL = NormalDist()
 EPS = 1e-15

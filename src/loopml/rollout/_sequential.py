@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from loopml.errors import UsageError
 from loopml.rollout._decide import counter_of
-from loopml.storage._counters import Counter
+from loopml.storage import Counter
 
 if TYPE_CHECKING:
     from loopml.rollout._records import ExperimentConfig

@@ -25,7 +25,7 @@ from loopml.rollout._records import (
     parse_data,
 )
 from loopml.storage import Counter, CounterStore, Counts, SqlMetadataStore
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 ACTIVE = "active"
 CHALLENGER_ALIAS = "challenger"  # the registry alias a rollout's challenger holds
@@ -121,7 +121,7 @@ class Rollouts:
     def __init__(self, store: SqlMetadataStore, counters: CounterStore | None = None) -> None:
         self.store = store
         if counters is None:
-            from loopml.storage._counters_sql import SqlCounters
+            from loopml.storage import SqlCounters
 
             counters = SqlCounters(store)
         self.counters: CounterStore = counters

@@ -39,8 +39,8 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, event, select, update
 from sqlalchemy.pool import StaticPool
 
-from loopml.data import _catalog as cat
-from loopml.data._schema import ColumnSchema, Schema, SchemaChange
+from loopml.data import ColumnSchema, Schema, SchemaChange
+from loopml.data import catalog as cat
 from loopml.errors import ConflictError, NotFoundError, UsageError
 from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage import tables as t
