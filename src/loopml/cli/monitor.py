@@ -23,7 +23,7 @@ from loopml.errors import UsageError
 from loopml.spec import parse_duration
 
 if TYPE_CHECKING:
-    from loopml.monitoring._report import (
+    from loopml.monitoring import (
         LabelAccounting,
         LabelReason,
         MonitoringReport,

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from loopml.monitoring._record import PredictionRecord
     from loopml.monitoring._report import (
         LabelAccounting,
+        LabelReason,
         LatestDrift,
         MonitoringReport,
+        Settings,
         TimelineItem,
         WindowRecord,
     )
@@ -66,6 +68,8 @@ __getattr__ = lazy_attributes(
         "WindowRecord": "loopml.monitoring._report",
         "TimelineItem": "loopml.monitoring._report",
         "LabelAccounting": "loopml.monitoring._report",
+        "LabelReason": "loopml.monitoring._report",
+        "Settings": "loopml.monitoring._report",
         "LatestDrift": "loopml.monitoring._report",
     },
 )
@@ -80,12 +84,14 @@ __all__ = [
     "DriftCollector",
     "DriftResult",
     "LabelAccounting",
+    "LabelReason",
     "LatestDrift",
     "MonitorLog",
     "Monitoring",
     "MonitoringReport",
     "PredictionRecord",
     "Profile",
+    "Settings",
     "Shift",
     "TimelineItem",
     "WindowChoice",
