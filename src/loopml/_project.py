@@ -82,8 +82,7 @@ class Project:
     def serving(self) -> Serving:
         """Precomputation, in-process prediction and the HTTP app."""
         if self._serving is None:
-            from loopml.serving import Serving
-            from loopml.serving._parts import serving_parts
+            from loopml.serving import Serving, serving_parts
 
             # The project holds every part serving takes (structurally a HoldsServingParts).
             self._serving = Serving(serving_parts(self))

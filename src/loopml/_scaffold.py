@@ -12,8 +12,14 @@ import stat
 from pathlib import Path
 
 from loopml.errors import ConflictError, UsageError
-from loopml.spec import SPEC_FILE, ProjectSpec, example_spec, parse_spec, spec_json_schema
-from loopml.spec._template import SCHEMA_FILE
+from loopml.spec import (
+    SCHEMA_FILE,
+    SPEC_FILE,
+    ProjectSpec,
+    example_spec,
+    parse_spec,
+    spec_json_schema,
+)
 
 
 def project_name(root: Path) -> str:

@@ -149,8 +149,8 @@ def test_a_decay_alert_retrains_and_the_canary_promotes(copy: Path) -> None:
         rollout = Rollouts(p.store).get(started["rollout"])
         assert rollout.status == "promoted" and rollout.challenger == version
         decisions = rollout.progress.decisions
-        assert [(d["step"], d["action"]) for d in decisions] == [(0, "advance"), (1, "advance")]
-        assert decisions[0]["reasons"] == by_kind["canary_step"]["reasons"]
+        assert [(d.step, d.action) for d in decisions] == [(0, "advance"), (1, "advance")]
+        assert decisions[0].reasons == by_kind["canary_step"]["reasons"]
         state = ctl.states.load(name)
         assert state.phase == "idle" and state.cycle == 2
 
@@ -225,13 +225,13 @@ def test_a_challenger_trained_on_noise_is_rolled_back_at_the_first_step(
         assert rollout.status == "rolled_back"
         assert rollout.step == 0  # at its first step, never advanced
         (decision,) = rollout.progress.decisions
-        assert decision["action"] == "rollback" and decision["step"] == 0
-        (reason,) = decision["reasons"]
+        assert decision.action == "rollback" and decision.step == 0
+        (reason,) = decision.reasons
         assert reason.startswith("log_loss ") and "worse with confidence" in reason
-        assert decision["numbers"]["verdict"] == "worse"
+        assert decision.numbers is not None and decision.numbers["verdict"] == "worse"
         (rolled,) = [e for e in ctl.timeline() if e["kind"] == "rolled_back"]
         assert rolled["rollout"] == rollout_id and rolled["version"] == bad
-        assert rolled["reasons"] == decision["reasons"] and rolled["share"] == 0.2
+        assert rolled["reasons"] == decision.reasons and rolled["share"] == 0.2
         assert p.registry.aliases(name) == {"champion": 1}  # challenger gone, champion unchanged
         assert [m.to_version for m in p.registry.history(name, "champion")] == [1]
         assert ctl.states.load(name).phase == "idle"
@@ -508,10 +508,10 @@ def check_invariants(p: Project, *, until: datetime) -> None:
     for r in rollouts:
         mine = [e for e in steps if e.detail["rollout"] == r.id]
         assert [e.detail["from"] for e in mine] == r.steps[: r.step], (r.to_dict(), mine)
-        applied = [d for d in r.progress.decisions if d["step"] < r.step]
-        assert [d["step"] for d in applied] == list(range(r.step))
-        assert all(d["action"] == "advance" for d in applied)
-        assert [e.detail["reasons"] for e in mine] == [d["reasons"] for d in applied]
+        applied = [d for d in r.progress.decisions if d.step < r.step]
+        assert [d.step for d in applied] == list(range(r.step))
+        assert all(d.action == "advance" for d in applied)
+        assert [e.detail["reasons"] for e in mine] == [d.reasons for d in applied]
         ended = [
             e
             for e in timeline

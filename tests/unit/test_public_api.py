@@ -72,3 +72,27 @@ def test_pure_parts_import_without_storage(statement: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"{statement} loaded {out.stdout.strip()}"
+
+
+def test_testing_exports_its_fakes_and_contracts() -> None:
+    """Exactly these: every role's contract suite and every in-memory fake, nothing private."""
+    assert sorted(testing.__all__, key=str.lower) == sorted(
+        [
+            "DEFAULT_LOOP",
+            "STREAM_START",
+            "CounterStoreContract",
+            "EventLogContract",
+            "FileStoreContract",
+            "MemoryCounters",
+            "MemoryEventLog",
+            "MemoryFileStore",
+            "MemoryMetadataStore",
+            "MemoryOnlineStore",
+            "MetadataStoreContract",
+            "OnlineStoreContract",
+            "RegistryContract",
+            "stream_spec",
+            "write_stream",
+        ],
+        key=str.lower,
+    )

@@ -13,7 +13,7 @@ from loopml.errors import ReadError, UsageError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from loopml.serving._advisor import Advice
+    from loopml.serving import Advice
 
 
 def read_requests(path: Path) -> pa.Table:
@@ -87,7 +87,7 @@ def advise_serving(
     the requests are over the keys, how many keys there are, what a static table would take,
     each mode's latency, and how far a table's answers are from the model's on the same
     requests. Precomputes into the online store as it measures."""
-    from loopml.serving._advisor import Rule, advise
+    from loopml.serving import Rule, advise
 
     keys = [k.strip() for k in key.split(",") if k.strip()] if key else None
     rows = read_requests(requests) if requests is not None else None

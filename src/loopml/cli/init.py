@@ -37,7 +37,7 @@ def init(
     """Create a project: loopml.yaml (a commented template, or drafted from your data with
     --from) and the JSON Schema it points editors at (.loopml/spec.schema.json)."""
     from loopml._scaffold import check_writable, project_name, write_project
-    from loopml.spec._template import SCHEMA_FILE
+    from loopml.spec import SCHEMA_FILE
 
     root = (directory or project or Path(".")).resolve()
     draft = None

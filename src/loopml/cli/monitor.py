@@ -23,7 +23,7 @@ from loopml.errors import UsageError
 from loopml.spec import parse_duration
 
 if TYPE_CHECKING:
-    from loopml.monitoring._report import (
+    from loopml.monitoring import (
         LabelAccounting,
         LabelReason,
         MonitoringReport,
@@ -93,7 +93,7 @@ def monitor(
             until=bounds.get("until"),
         )
     if report is not None and result.rows:
-        from loopml.monitoring._html import write_html
+        from loopml.monitoring import write_html
 
         result.report_file = str(write_html(result, report))
     if json:

@@ -33,9 +33,15 @@ from loopml.controller._signals import BY, Signals
 from loopml.controller._state import Lease, LoopState, LoopStore, utcnow
 from loopml.errors import ConflictError, LoopmlError, UsageError
 from loopml.features import TrainingSet
-from loopml.rollout import CHALLENGER_ALIAS, Rollout, counts_summary
-from loopml.rollout._decide import Decision
-from loopml.rollout._judge import Judge, is_last_step, look_key
+from loopml.rollout import (
+    CHALLENGER_ALIAS,
+    Decision,
+    Judge,
+    Rollout,
+    counts_summary,
+    is_last_step,
+    look_key,
+)
 from loopml.spec import LoopSpec
 
 if TYPE_CHECKING:
@@ -521,7 +527,11 @@ class Controller:
             # Ended by a step that died before moving the champion, or after but before
             # recording it: finish (the move is idempotent) and record the promotion.
             last = rollout.progress.decisions[-1] if rollout.progress.decisions else None
-            decided = Decision(last["action"], last["reasons"], last["numbers"]) if last else None
+            decided = (
+                Decision(last.action, last.reasons, last.numbers or {})
+                if last is not None and last.action is not None
+                else None
+            )
             events = self._promote(rollout.challenger, now, f"rollout {rollout.id} passed", decided)
             events[0][1]["resumed"] = True
             if champion == rollout.challenger:
@@ -605,7 +615,7 @@ class Controller:
             for e in self.states.events(self.name, kind="canary_step")
             if e.detail.get("rollout") == rollout.id
         )
-        decided = {d["step"]: d for d in rollout.progress.decisions if d.get("action") == "advance"}
+        decided = {d.step: d.to_dict() for d in rollout.progress.decisions if d.action == "advance"}
         steps = rollout.steps
         return [
             (

@@ -19,11 +19,11 @@ from sqlalchemy import and_, select
 from loopml.errors import LoopmlError
 from loopml.features import to_micros
 from loopml.spec import LoopSpec, MonitoringSpec, format_duration
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 if TYPE_CHECKING:
     from loopml._project import Project
-    from loopml.monitoring._report import MonitoringReport
+    from loopml.monitoring import MonitoringReport
 
 log = logging.getLogger("loopml.loop")
 
@@ -324,7 +324,7 @@ class Signals:
         return sum(int(r[1] or 0) for r in rows) / read
 
     def quarantine_alert(self, rate: float, now: datetime) -> None:
-        from loopml.monitoring._alerts import Alerts
+        from loopml.monitoring import Alerts
 
         spec = MonitoringSpec.model_validate(
             {

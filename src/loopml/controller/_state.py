@@ -18,7 +18,7 @@ from sqlalchemy import and_, or_, select, update
 
 from loopml.errors import ConflictError, UsageError
 from loopml.storage import SqlMetadataStore
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 PHASES = ("idle", "training", "gating", "shadow", "canary", "paused")
 

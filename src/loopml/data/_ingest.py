@@ -45,9 +45,7 @@ from loopml.data._quarantined import quarantine_table, reason_counts
 from loopml.data._readers import Unreadable, read
 from loopml.data._schema import Schema, SchemaChange, apply_changes, apply_declarations
 from loopml.errors import ConflictError, ReadError
-from loopml.storage import SqlMetadataStore, new_id
-from loopml.storage._faults import checkpoint
-from loopml.storage._owner import owner_alive, owner_token
+from loopml.storage import SqlMetadataStore, checkpoint, new_id, owner_alive, owner_token
 
 
 def ingest_buffer(

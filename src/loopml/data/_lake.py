@@ -25,9 +25,7 @@ from loopml.data import _catalog as cat
 from loopml.data._schema import ColumnSchema, apply_declarations
 from loopml.errors import ConflictError, NotFoundError, SchemaError, UsageError
 from loopml.spec import SchemaPolicy
-from loopml.storage import FileStore, SqlMetadataStore, new_id
-from loopml.storage._files import TMP_PREFIX
-from loopml.storage._owner import owner_alive
+from loopml.storage import TMP_PREFIX, FileStore, SqlMetadataStore, new_id, owner_alive
 
 QUARANTINE_DIR = "_quarantine"
 BATCH_DIR = re.compile(r"^_batch=(b_[0-9a-z]+)$")

@@ -174,7 +174,7 @@ def _truth(project: Project, flights: pa.Table, times: Any) -> pa.Table:
 
 def _accuracy(project: Project, version: int, table: pa.Table) -> float:
     """The version's accuracy on ``table`` at its own threshold, as the bandit's reward."""
-    from loopml.rollout._experiments import metric_values
+    from loopml.rollout import metric_values
 
     model = project.models.load(version)
     label = project.monitoring.label_name()

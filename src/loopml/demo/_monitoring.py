@@ -19,7 +19,7 @@ from loopml._project import Project
 from loopml.errors import LoopmlError
 
 if TYPE_CHECKING:
-    from loopml.monitoring._report import TimelineItem
+    from loopml.monitoring import TimelineItem
 
 REPLAY_FROM = datetime(2013, 3, 1, tzinfo=UTC)
 REPLAY_UNTIL = datetime(2014, 1, 1, tzinfo=UTC)
@@ -117,7 +117,7 @@ def run_monitoring(console: Console, project: Project, directory: Path) -> dict[
     )
     html = None
     try:
-        from loopml.monitoring._html import write_html
+        from loopml.monitoring import write_html
 
         html = write_html(report, directory / "reports" / "monitoring.html")
         console.print(f"report: {html}")

@@ -226,3 +226,6 @@ def _check_damage(console: Console, project: Project, incoming: Any) -> int:
         for s, f, line in sorted(unplanted)[:10]:
             console.print(f"  {s} {f} line {line}: {messages[(s, f, line)]}")
     return found
+
+
+run_demo = run  # the name loopml.demo exports

@@ -11,8 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data._infer import infer_schema, name_words
-from loopml.data._schema import ColumnSchema
+from loopml.data import ColumnSchema, infer_schema, name_words
 from loopml.draft._sample import Sample, same_columns
 from loopml.errors import ReadError
 from loopml.spec import SchemaPolicy

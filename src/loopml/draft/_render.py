@@ -12,11 +12,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data._infer import name_words
-from loopml.data._schema import ColumnSchema
+from loopml.data import ColumnSchema, name_words
 from loopml.draft._facts import Draft, Facts
-from loopml.spec import NAME_PATTERN, CheckSpec, format_duration, parse_duration, parse_spec
-from loopml.spec._template import SCHEMA_COMMENT, STORAGE
+from loopml.spec import (
+    NAME_PATTERN,
+    SCHEMA_COMMENT,
+    STORAGE,
+    CheckSpec,
+    format_duration,
+    parse_duration,
+    parse_spec,
+)
 
 _YAML_WORDS = {"yes", "no", "true", "false", "null", "on", "off", "y", "n", "~"}
 _MONITOR_ROWS = 200  # a monitoring window should hold this many events (labels judged from 200)

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from loopml.data import format_of
-from loopml.data._data import check_regular_file
-from loopml.data._inflate import InflateLimit, inflate
-from loopml.data._readers import Unreadable, open_buffer, read
+from loopml.data import (
+    InflateLimit,
+    Unreadable,
+    check_regular_file,
+    format_of,
+    inflate,
+    open_buffer,
+    read_buffer,
+)
 from loopml.errors import ReadError, UsageError
 from loopml.spec import NAME_PATTERN, CsvOptions, GzipSpec
 
@@ -63,7 +68,7 @@ def read_sample(path: Path) -> Sample:
     tsv = path.name.lower().removesuffix(".gz").endswith(".tsv")
     csv = CsvOptions(delimiter="\t" if tsv else ",")
     try:
-        table = read(buf, fmt, None, csv).table
+        table = read_buffer(buf, fmt, None, csv).table
     except Unreadable as exc:
         raise ReadError(f"{path}: {exc}", details={"file": str(path)}) from None
     renamed: dict[str, str] = {}

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select, update
 
 from loopml.data import Data, IngestResult, OnlineRefresh, default_user
-from loopml.data import _catalog as cat
+from loopml.data import catalog as cat
 from loopml.errors import SpecError, UsageError
 from loopml.features._definitions import FeatureSet, build_feature_set
 from loopml.features._offline import TrainingSet, build

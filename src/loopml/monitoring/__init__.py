@@ -12,24 +12,35 @@ from typing import TYPE_CHECKING
 
 from loopml._lazy import lazy_attributes
 from loopml.monitoring._drift import ColumnDrift, DriftResult, detect_drift, drift_of
-from loopml.monitoring._profile import ColumnProfile, Profile, fit_profile
+from loopml.monitoring._profile import (
+    ColumnProfile,
+    Profile,
+    dumps_profile,
+    fit_profile,
+    model_profile,
+)
 from loopml.monitoring._shift import Shift, classify
 
 if TYPE_CHECKING:
     from loopml.monitoring._alerts import Alert, Alerts
+    from loopml.monitoring._feedback import parse_feedback
+    from loopml.monitoring._html import write_html
     from loopml.monitoring._join import FEATURE_PREFIX
     from loopml.monitoring._labels import binary_truth
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
     from loopml.monitoring._monitor import ERROR_REASONS, WindowChoice, choose_window
+    from loopml.monitoring._prometheus import DriftCollector
     from loopml.monitoring._record import PredictionRecord
     from loopml.monitoring._report import (
         LabelAccounting,
+        LabelReason,
         LatestDrift,
         MonitoringReport,
+        Settings,
         TimelineItem,
         WindowRecord,
     )
-    from loopml.monitoring._service import Monitoring
+    from loopml.monitoring._service import Monitoring, latest_path
 
 # The drift statistics, profiles and shift classes are pure (numpy, scipy, Arrow). The log, the
 # alerts and the service read the stores (SQLAlchemy, DuckDB): loaded on first use, so that
@@ -47,12 +58,18 @@ __getattr__ = lazy_attributes(
         "WindowChoice": "loopml.monitoring._monitor",
         "choose_window": "loopml.monitoring._monitor",
         "Monitoring": "loopml.monitoring._service",
+        "latest_path": "loopml.monitoring._service",
+        "parse_feedback": "loopml.monitoring._feedback",
+        "write_html": "loopml.monitoring._html",
+        "DriftCollector": "loopml.monitoring._prometheus",
         "PredictionRecord": "loopml.monitoring._record",
         "ERROR_REASONS": "loopml.monitoring._monitor",
         "MonitoringReport": "loopml.monitoring._report",
         "WindowRecord": "loopml.monitoring._report",
         "TimelineItem": "loopml.monitoring._report",
         "LabelAccounting": "loopml.monitoring._report",
+        "LabelReason": "loopml.monitoring._report",
+        "Settings": "loopml.monitoring._report",
         "LatestDrift": "loopml.monitoring._report",
     },
 )
@@ -64,14 +81,17 @@ __all__ = [
     "Alerts",
     "ColumnDrift",
     "ColumnProfile",
+    "DriftCollector",
     "DriftResult",
     "LabelAccounting",
+    "LabelReason",
     "LatestDrift",
     "MonitorLog",
     "Monitoring",
     "MonitoringReport",
     "PredictionRecord",
     "Profile",
+    "Settings",
     "Shift",
     "TimelineItem",
     "WindowChoice",
@@ -81,7 +101,12 @@ __all__ = [
     "classify",
     "detect_drift",
     "drift_of",
+    "dumps_profile",
     "feedback_stream",
     "fit_profile",
+    "latest_path",
+    "model_profile",
+    "parse_feedback",
     "predictions_stream",
+    "write_html",
 ]

@@ -156,7 +156,7 @@ def read_feedback(path: Path) -> FeedbackInput:
     try:
         data = path.read_bytes()
         if name.endswith(".gz"):
-            from loopml.data._inflate import InflateLimit, inflate
+            from loopml.data import InflateLimit, inflate
             from loopml.spec import GzipSpec
 
             try:  # within the bounds of an ingested gzip file: a small file may hold gigabytes

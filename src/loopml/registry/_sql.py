@@ -1,5 +1,5 @@
 """The registry's queries. Every function takes an open connection, so the registry composes them
-into one transaction (``with store.write() as conn``), as :mod:`loopml.data._catalog` does."""
+into one transaction (``with store.write() as conn``), as :mod:`loopml.data.catalog` does."""
 
 from __future__ import annotations
 

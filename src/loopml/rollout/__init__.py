@@ -27,10 +27,10 @@ from loopml.storage import Counter, CounterStore
 if TYPE_CHECKING:
     from loopml.rollout._batch import BatchServer
     from loopml.rollout._compare import arm_losses
-    from loopml.rollout._experiments import Experiments
+    from loopml.rollout._experiments import Experiments, metric_values
     from loopml.rollout._interleave import preference, team_draft
-    from loopml.rollout._judge import Judge
-    from loopml.rollout._records import ExperimentConfig, Plan, Progress
+    from loopml.rollout._judge import Judge, is_last_step, look_key
+    from loopml.rollout._records import ExperimentConfig, Plan, Progress, RecordedDecision
     from loopml.rollout._router import (
         ArmShares,
         Assignment,
@@ -50,8 +50,7 @@ if TYPE_CHECKING:
         Rollouts,
         counts_summary,
     )
-    from loopml.storage._counters_redis import RedisCounters
-    from loopml.storage._counters_sql import SqlCounters
+    from loopml.storage import RedisCounters, SqlCounters
 
 # The pure parts (decision statistics, bandit policies, the counter record) import with numpy
 # alone. The store and the router need SQLAlchemy, the batch server and the log comparison need
@@ -66,7 +65,9 @@ __getattr__ = lazy_attributes(
         ),
         "counts_summary": "loopml.rollout._store",
         # a rollout's typed records (pydantic): its plan, an experiment's configuration, progress
-        **dict.fromkeys(("ExperimentConfig", "Plan", "Progress"), "loopml.rollout._records"),
+        **dict.fromkeys(
+            ("ExperimentConfig", "Plan", "Progress", "RecordedDecision"), "loopml.rollout._records"
+        ),
         **dict.fromkeys(
             (
                 "ArmShares",
@@ -80,12 +81,15 @@ __getattr__ = lazy_attributes(
             ),
             "loopml.rollout._router",
         ),
-        "RedisCounters": "loopml.storage._counters_redis",
-        "SqlCounters": "loopml.storage._counters_sql",
+        "RedisCounters": "loopml.storage",
+        "SqlCounters": "loopml.storage",
         "BatchServer": "loopml.rollout._batch",
         "arm_losses": "loopml.rollout._compare",
         "Experiments": "loopml.rollout._experiments",
         "Judge": "loopml.rollout._judge",
+        "is_last_step": "loopml.rollout._judge",
+        "look_key": "loopml.rollout._judge",
+        "metric_values": "loopml.rollout._experiments",
         "compare_arms": "loopml.rollout._sequential",
         "sample_size": "loopml.rollout._sequential",
         "make_policy": "loopml.rollout._bandit",
@@ -115,6 +119,7 @@ __all__ = [
     "OutcomeLog",
     "Plan",
     "Progress",
+    "RecordedDecision",
     "RedisCounters",
     "Rollout",
     "Rollouts",
@@ -128,8 +133,11 @@ __all__ = [
     "compare_losses",
     "counts_summary",
     "default_metric",
+    "is_last_step",
+    "look_key",
     "look_of",
     "make_policy",
+    "metric_values",
     "ops_checks",
     "per_row_loss",
     "positions",

@@ -17,17 +17,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.storage._counters import Counter
+from loopml.rollout._decide import counter_of
+from loopml.storage import Counter
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from loopml.rollout._records import ExperimentConfig
 
 REWARDS = ("binary", "gaussian")
 FLOOR = 1e-4  # Thompson's smallest propensity: off-policy estimates divide by it
+PROBABLY_BEST = 0.95  # a bandit's arm is declared the winner at this posterior probability
+
+Keep = Callable[[float, dict[int, Counter]], tuple[float, Mapping[int, Counter]]]
+"""Stores the arms' reward counters as the shared snapshot stamped with the labels they count,
+and gives back the snapshot stored (a newer one, if another process stored it first)."""
 
 
 class Policy(Protocol):
@@ -185,6 +196,95 @@ def make_policy(name: str, **options: Any) -> Policy:
             details={"policy": name, "option": unknown[0]},
         )
     return cls(**options)
+
+
+def evaluate_bandit(
+    arms: Sequence[int],
+    config: ExperimentConfig,
+    values: Mapping[int, np.ndarray],
+    table: pa.Table,
+    *,
+    seed: int,
+    keep: Keep | None,
+) -> dict[str, Any]:
+    """A bandit experiment's look: each arm's rewards (its per-prediction metric ``values``,
+    negated when lower is better), the policy's probabilities and, from a Thompson belief, the
+    probability that each arm is the best (a winner at :data:`PROBABLY_BEST`), with each arm's
+    off-policy value from the logged answers ``table``. ``keep`` (None: nothing kept) stores
+    the rewards as the snapshot every worker chooses arms from; the look then reads the snapshot
+    kept. ``seed`` seeds the draws of a randomized policy."""
+    higher = config.higher_is_better
+    rewards = {v: (vals if higher else -vals) for v, vals in values.items()}
+    stats = {v: counter_of(rewards[v]) for v in arms}
+    labelled = float(sum(s.n for s in stats.values()))
+    stored = labelled
+    if keep is not None:
+        stored, kept = keep(labelled, stats)
+        stats = {v: kept.get(v, Counter()) for v in arms}
+    policy = make_policy(config.policy, **config.options)
+    rng = np.random.default_rng(seed)
+    probs = policy.probabilities([stats[v] for v in arms], rng)
+    best = max(arms, key=lambda v: stats[v].total / stats[v].n if stats[v].n else -math.inf)
+    belief = Thompson(reward="binary" if config.kind == "proportion" else "gaussian")
+    p_best = belief.probabilities([stats[v] for v in arms], rng)
+    winner = best if float(p_best[list(arms).index(best)]) >= PROBABLY_BEST else None
+    arms_out = []
+    for i, v in enumerate(arms):
+        s = stats[v]
+        arms_out.append(
+            {
+                "version": v,
+                "rewards": s.n,
+                "mean_reward": None if s.mean is None else (s.mean if higher else -s.mean),
+                "probability": float(probs[i]),
+                "probability_best": float(p_best[i]),
+                "off_policy_value": off_policy_value(table, values, v),
+            }
+        )
+    return {
+        "metric": config.metric,
+        "policy": config.policy,
+        "snapshot_labels": stored,
+        "arms_detail": arms_out,
+        "decision": "winner" if winner is not None else "continue",
+        "winner": winner,
+        "reasons": [
+            f"version {best} has the best mean reward; probability it is the best "
+            f"{float(p_best[list(arms).index(best)]):.1%} (a winner needs {PROBABLY_BEST:.0%})"
+        ]
+        if any(s.n for s in stats.values())
+        else ["no rewards yet: no labelled answers"],
+    }
+
+
+def off_policy_value(table: pa.Table, values: Mapping[int, np.ndarray], arm: int) -> float | None:
+    """The self-normalized inverse-propensity estimate of the mean metric had every request
+    gone to ``arm``: the logged propensities make off-policy evaluation possible (each answer
+    weighs 1/propensity, so the days an arm was rarely chosen count as much as the rest)."""
+    if table.num_rows == 0 or "propensity" not in table.column_names:
+        return None
+    import pyarrow.compute as pc  # here: choosing an arm per request needs no Arrow
+
+    t = table.filter(table["known"])
+    version = t["version"].to_numpy(zero_copy_only=False)
+    prop = pc.fill_null(t["propensity"], 0.0).to_numpy(zero_copy_only=False).astype(float)
+    chosen = (version == arm) & (prop > 0)
+    n = len(version)
+    vals = values.get(arm)
+    if n == 0 or vals is None or len(vals) != int((version == arm).sum()):
+        return None
+    scores = t["score"].to_numpy(zero_copy_only=False).astype(float)
+    own = np.isfinite(scores[version == arm])
+    if not own.all():
+        return None
+    weight = np.zeros(n)
+    weight[chosen] = 1.0 / prop[chosen]
+    reward = np.zeros(n)
+    reward[version == arm] = vals
+    # Self-normalized (divided by the weights' sum, not by n): the plain estimate's variance
+    # explodes when an arm was chosen at a propensity of 1e-4, as a settled bandit does.
+    total = weight.sum()
+    return float((weight * reward).sum() / total) if total > 0 else None
 
 
 def _draw(probabilities: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:

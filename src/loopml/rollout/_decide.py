@@ -25,10 +25,16 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import UsageError
-from loopml.storage._counters import Counter
+from loopml.storage import Counter
 
 _NORMAL = NormalDist()
 EPS = 1e-15
+
+
+def counter_of(values: Any) -> Counter:
+    """The counter of a sample of values: how many, their sum and their sum of squares."""
+    v = np.asarray(values, dtype=float)
+    return Counter(float(len(v)), float(v.sum()), float((v * v).sum()))
 
 
 def per_row_loss(

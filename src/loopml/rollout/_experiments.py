@@ -15,6 +15,11 @@ is the one users live with, never the model's own opinion.
 - ``interleave``: each ranking shown is credited to the ranker whose items got more clicks; a
   sign test says which ranker users prefer.
 
+Each strategy's statistics live beside its algorithm (``evaluate_ab`` in ``_sequential``,
+``evaluate_bandit`` in ``_bandit``, ``evaluate_interleave`` in ``_interleave``, all free of
+storage); :meth:`Experiments.evaluate` reads the log, dispatches through :data:`LOOKS` by
+strategy and keeps what must survive between looks.
+
 Ending an experiment promotes the winner through the registry (an evaluation recording the
 experiment's numbers, then the gated alias move) or stops it.
 """
@@ -22,8 +27,7 @@ experiment's numbers, then the gated alias move) or stops it.
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
@@ -55,7 +59,6 @@ METRICS: dict[str, tuple[str, bool]] = {
     "squared_error": ("mean", False),
     "absolute_error": ("mean", False),
 }
-PROBABLY_BEST = 0.95  # a bandit's arm is declared the winner at this posterior probability
 
 
 def metric_values(
@@ -78,11 +81,6 @@ def metric_values(
             wrong = (np.asarray(scores, dtype=float) != np.asarray(y, dtype=float)).astype(float)
         return 1.0 - wrong if metric == "accuracy" else wrong
     return per_row_loss(metric, scores, y, threshold=threshold)
-
-
-def _counter(values: np.ndarray) -> Counter:
-    v = np.asarray(values, dtype=float)
-    return Counter(float(len(v)), float(v.sum()), float((v * v).sum()))
 
 
 class Experiments:
@@ -360,14 +358,7 @@ class Experiments:
             for v, names in self.rollouts.counts(r.id).items()
             if "requests" in names
         }
-        if r.strategy == "interleave":
-            result = self._interleave(r, table)
-        else:
-            values, units = self._values(r, table)
-            if r.strategy == "ab":
-                result = self._ab(r, values, units, record=record)
-            else:
-                result = self._bandit(r, values, table, record=record)
+        result = LOOKS[r.strategy](self, r, table, record)
         result.update(
             rollout=r.id,
             strategy=r.strategy,
@@ -388,6 +379,8 @@ class Experiments:
         outcome became known) and ``labelled``. The always-valid interval holds at every look,
         so the narrowing may be watched; the p-value is the running minimum over these looks.
         Nothing is recorded; ``land=False`` reads the log as last landed."""
+        from loopml.rollout._sequential import evaluate_ab
+
         r = self.rollouts.get(rollout) if isinstance(rollout, int) else rollout
         if r.strategy != "ab":
             raise UsageError(
@@ -409,11 +402,11 @@ class Experiments:
         n = known.num_rows
         cuts = sorted({max(1, round(n * i / points)) for i in range(1, points + 1)})
         out: list[dict[str, Any]] = []
-        running: dict[int, float] = {}
+        running: dict[str, float] = {}
+        cfg = _config(r)
         for cut in cuts:
             values, units = self._values(r, known.slice(0, cut))
-            look = self._ab(r, values, units, record=False, previous=running)
-            running = {int(a["version"]): float(a["p_value"]) for a in look["arms"]}
+            look, running = evaluate_ab(r.arms, cfg, values, units, previous=running)
             last = max(int(label_at[cut - 1]), int(answered[cut - 1]))
             look.update(labelled=cut, at=datetime.fromtimestamp(last / 1e6, UTC))
             out.append(look)
@@ -470,153 +463,37 @@ class Experiments:
                 units[v] = np.asarray(part[unit_col].to_pylist(), dtype=object)[ok]
         return out, units
 
-    def _ab(
-        self,
-        r: Rollout,
-        values: dict[int, np.ndarray],
-        units: dict[int, np.ndarray | None],
-        *,
-        record: bool,
-        previous: Mapping[int, float] | None = None,
-    ) -> dict[str, Any]:
-        from loopml.rollout._sequential import compare_arms
+    # One look per strategy: the strategy's statistics live beside its algorithm (A/B in
+    # _sequential, bandits in _bandit, interleaving in _interleave); these read the log and
+    # keep what must survive between looks.
 
-        cfg = _config(r)
-        counts: dict[int, Counter] = {}
-        per_unit = False
-        kind = cfg.kind
-        for v, vals in values.items():
-            u = units.get(v)
-            if u is not None and len(vals):
-                # The unit is what was randomized: its observations are averaged first, so
-                # that a busy user counts once (and the test is Welch's on unit means).
-                _, inverse, sizes = np.unique(
-                    u.astype(str), return_inverse=True, return_counts=True
-                )
-                means = np.bincount(inverse, weights=vals) / sizes
-                per_unit = per_unit or bool((sizes > 1).any())
-                counts[v] = _counter(means)
-            else:
-                counts[v] = _counter(vals)
-        if per_unit:
-            kind = "mean"
-        if previous is None:
-            previous = {int(k): float(p) for k, p in (r.progress.p_values or {}).items()}
-        size = cfg.sample_size
-        result = compare_arms(
-            counts,
-            control=r.arms[0],
-            kind=kind,
-            effect=float(cfg.effect or 0.0),
-            alpha=cfg.alpha,
-            higher_is_better=cfg.higher_is_better,
-            previous=previous,
-            min_n=min(100, int(size.get("per_arm_fixed") or 100)),
-        )
-        out = result.to_dict()
-        out.update(
-            metric=cfg.metric,
-            kind=kind,
-            per_unit=per_unit,
-            sample_size=size,
-            effect=cfg.effect,
-        )
+    def _look_ab(self, r: Rollout, table: pa.Table, record: bool) -> dict[str, Any]:
+        from loopml.rollout._sequential import evaluate_ab
+
+        values, units = self._values(r, table)
+        out, p_values = evaluate_ab(r.arms, _config(r), values, units, previous=r.progress.p_values)
         if record:
-            self._record(
-                r,
-                result=_brief(out),
-                p_values={str(a.version): a.p_value for a in result.arms},
-            )
+            self._record(r, result=_brief(out), p_values=p_values)
         return out
 
-    def _bandit(
-        self, r: Rollout, values: dict[int, np.ndarray], table: pa.Table, *, record: bool
-    ) -> dict[str, Any]:
-        from loopml.rollout._bandit import make_policy
+    def _look_bandit(self, r: Rollout, table: pa.Table, record: bool) -> dict[str, Any]:
+        from loopml.rollout._bandit import evaluate_bandit
 
-        cfg = _config(r)
-        higher = cfg.higher_is_better
-        rewards = {v: (vals if higher else -vals) for v, vals in values.items()}
-        stats = {v: _counter(rewards[v]) for v in r.arms}
-        labelled = float(sum(s.n for s in stats.values()))
-        stored = labelled
-        if record:
-            self.rollouts.counters.put_snapshot(r.id, REWARDS, labelled, stats)
-            stored, stats = self.rollouts.counters.snapshot(r.id, REWARDS)
-            stats = {v: stats.get(v, Counter()) for v in r.arms}
-        policy = make_policy(cfg.policy, **cfg.options)
-        rng = np.random.default_rng(r.id)
-        probs = policy.probabilities([stats[v] for v in r.arms], rng)
-        best = max(r.arms, key=lambda v: stats[v].total / stats[v].n if stats[v].n else -math.inf)
-        from loopml.rollout._bandit import Thompson
+        values, _ = self._values(r, table)
+        counters = self.rollouts.counters
 
-        belief = Thompson(reward="binary" if cfg.kind == "proportion" else "gaussian")
-        p_best = belief.probabilities([stats[v] for v in r.arms], rng)
-        winner = best if float(p_best[r.arms.index(best)]) >= PROBABLY_BEST else None
-        arms_out = []
-        for i, v in enumerate(r.arms):
-            s = stats[v]
-            arms_out.append(
-                {
-                    "version": v,
-                    "rewards": s.n,
-                    "mean_reward": None if s.mean is None else (s.mean if higher else -s.mean),
-                    "probability": float(probs[i]),
-                    "probability_best": float(p_best[i]),
-                    "off_policy_value": _ips(table, values, v),
-                }
-            )
-        return {
-            "metric": cfg.metric,
-            "policy": cfg.policy,
-            "snapshot_labels": stored,
-            "arms_detail": arms_out,
-            "decision": "winner" if winner is not None else "continue",
-            "winner": winner,
-            "reasons": [
-                f"version {best} has the best mean reward; probability it is the best "
-                f"{float(p_best[r.arms.index(best)]):.1%} (a winner needs {PROBABLY_BEST:.0%})"
-            ]
-            if any(s.n for s in stats.values())
-            else ["no rewards yet: no labelled answers"],
-        }
+        def keep(labelled: float, stats: dict[int, Counter]) -> tuple[float, dict[int, Counter]]:
+            counters.put_snapshot(r.id, REWARDS, labelled, stats)
+            return counters.snapshot(r.id, REWARDS)
 
-    def _interleave(self, r: Rollout, table: pa.Table) -> dict[str, Any]:
-        from loopml.rollout._interleave import preference
+        return evaluate_bandit(
+            r.arms, _config(r), values, table, seed=r.id, keep=keep if record else None
+        )
 
-        cfg = _config(r)
-        a, b = r.arms
-        wins_a = wins_b = ties = 0
-        if table.num_rows:
-            ids = table["of"].to_pylist()
-            teams = table["version"].to_pylist()
-            labels = table["label"].to_pylist()
-            known = table["known"].to_pylist()
-            clicks: dict[str, list[int]] = {}
-            for rank_id, team, label, ok in zip(ids, teams, labels, known, strict=True):
-                slot = clicks.setdefault(rank_id or "", [0, 0])
-                if ok and label is not None and float(label) > 0:
-                    slot[0 if team == a else 1] += 1
-            for ca, cb in clicks.values():
-                if ca > cb:
-                    wins_a += 1
-                elif cb > ca:
-                    wins_b += 1
-                else:
-                    ties += 1
-        pref = preference(wins_a, wins_b, ties, alpha=cfg.alpha)
-        winner = {"a": a, "b": b}.get(pref.preferred or "")
-        return {
-            **pref.to_dict(),
-            "metric": "clicks",
-            "rankings": wins_a + wins_b + ties,
-            "decision": "winner" if winner is not None else "continue",
-            "winner": winner,
-            "reasons": [
-                f"version {a} won {wins_a} rankings, version {b} won {wins_b}, {ties} tied; "
-                f"sign test p = {pref.p_value:.3g}"
-            ],
-        }
+    def _look_interleave(self, r: Rollout, table: pa.Table, record: bool) -> dict[str, Any]:
+        from loopml.rollout._interleave import evaluate_interleave
+
+        return evaluate_interleave(r.arms, _config(r), table)
 
     def _record(
         self, r: Rollout, *, result: Mapping[str, Any], p_values: Mapping[str, float]
@@ -747,34 +624,6 @@ def _shares(shares: Sequence[float] | None, n: int) -> list[float]:
     return out
 
 
-def _ips(table: pa.Table, values: dict[int, np.ndarray], arm: int) -> float | None:
-    """The self-normalized inverse-propensity estimate of the mean metric had every request
-    gone to ``arm``: the logged propensities make off-policy evaluation possible (each answer
-    weighs 1/propensity, so the days an arm was rarely chosen count as much as the rest)."""
-    if table.num_rows == 0 or "propensity" not in table.column_names:
-        return None
-    t = table.filter(table["known"])
-    version = t["version"].to_numpy(zero_copy_only=False)
-    prop = pc.fill_null(t["propensity"], 0.0).to_numpy(zero_copy_only=False).astype(float)
-    chosen = (version == arm) & (prop > 0)
-    n = len(version)
-    vals = values.get(arm)
-    if n == 0 or vals is None or len(vals) != int((version == arm).sum()):
-        return None
-    scores = t["score"].to_numpy(zero_copy_only=False).astype(float)
-    own = np.isfinite(scores[version == arm])
-    if not own.all():
-        return None
-    weight = np.zeros(n)
-    weight[chosen] = 1.0 / prop[chosen]
-    reward = np.zeros(n)
-    reward[version == arm] = vals
-    # Self-normalized (divided by the weights' sum, not by n): the plain estimate's variance
-    # explodes when an arm was chosen at a propensity of 1e-4, as a settled bandit does.
-    total = weight.sum()
-    return float((weight * reward).sum() / total) if total > 0 else None
-
-
 def _brief(result: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers kept on the rollout and in the registry: small and JSON-ready."""
     keep = (
@@ -797,6 +646,16 @@ def _brief(result: Mapping[str, Any]) -> dict[str, Any]:
         "sample_size",
     )
     return {k: result[k] for k in keep if k in result}
+
+
+Look = Callable[[Experiments, Rollout, pa.Table, bool], dict[str, Any]]
+LOOKS: dict[str, Look] = {
+    "ab": Experiments._look_ab,
+    "bandit": Experiments._look_bandit,
+    "interleave": Experiments._look_interleave,
+}
+"""Each experiment strategy's look: the experiments, the rollout, its outcomes, whether to keep
+what must survive to the next look."""
 
 
 def _config(r: Rollout) -> ExperimentConfig:

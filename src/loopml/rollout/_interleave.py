@@ -17,12 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
 from loopml.errors import UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from loopml.rollout._records import ExperimentConfig
 
 TEAM_A, TEAM_B = 0, 1
 
@@ -140,3 +145,43 @@ def preference(wins_a: int, wins_b: int, ties: int = 0, *, alpha: float = 0.05) 
         preferred=preferred,
         delta=(wins_a - wins_b) / total if total else 0.0,
     )
+
+
+def evaluate_interleave(
+    arms: Sequence[int], config: ExperimentConfig, table: pa.Table
+) -> dict[str, Any]:
+    """An interleaving experiment's look: each ranking shown (the answers of one ``of``) is
+    credited to the ranker (``arms``: a, b) whose items got more clicks (labels above 0 known by
+    now, column ``known``); the sign test on the wins says which ranker users prefer."""
+    a, b = arms
+    wins_a = wins_b = ties = 0
+    if table.num_rows:
+        ids = table["of"].to_pylist()
+        teams = table["version"].to_pylist()
+        labels = table["label"].to_pylist()
+        known = table["known"].to_pylist()
+        clicks: dict[str, list[int]] = {}
+        for rank_id, team, label, ok in zip(ids, teams, labels, known, strict=True):
+            slot = clicks.setdefault(rank_id or "", [0, 0])
+            if ok and label is not None and float(label) > 0:
+                slot[0 if team == a else 1] += 1
+        for ca, cb in clicks.values():
+            if ca > cb:
+                wins_a += 1
+            elif cb > ca:
+                wins_b += 1
+            else:
+                ties += 1
+    pref = preference(wins_a, wins_b, ties, alpha=config.alpha)
+    winner = {"a": a, "b": b}.get(pref.preferred or "")
+    return {
+        **pref.to_dict(),
+        "metric": "clicks",
+        "rankings": wins_a + wins_b + ties,
+        "decision": "winner" if winner is not None else "continue",
+        "winner": winner,
+        "reasons": [
+            f"version {a} won {wins_a} rankings, version {b} won {wins_b}, {ties} tied; "
+            f"sign test p = {pref.p_value:.3g}"
+        ],
+    }

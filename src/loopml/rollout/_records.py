@@ -1,6 +1,6 @@
 """The typed parts of a rollout's stored JSON: its plan (the canary's steps), an experiment's
-configuration (arms, shares, metric, policy...) and what accumulates while it runs (decisions,
-p-values, the last result, the reason it ended). Parsed once when a row is read
+configuration (arms, shares, metric, policy...) and what accumulates while it runs (the
+decisions, each a :class:`RecordedDecision`, p-values, the last result, the reason it ended). Parsed once when a row is read
 (:func:`parse_data`, tolerant of rows written before these records: a missing key takes its
 default) and serialized once when written (:func:`dump_data`), so readers use attributes."""
 
@@ -55,12 +55,35 @@ class ExperimentConfig(BaseModel):
         return self.model_dump(exclude={"arms", "shares"}, exclude_unset=True)
 
 
+class RecordedDecision(BaseModel):
+    """A decision recorded on a rollout: when (``at``, ISO 8601), at which step, and what was
+    decided with its reasons and numbers. A canary or shadow step's (the controller's
+    :class:`~loopml.rollout.Decision`: ``action``, ``reasons``, ``numbers``) or an experiment's
+    ending (its result in brief: ``decision``, ``winner``, ``reasons`` and the statistics).
+    Keys this record does not name are kept (``extra="allow"``) and a key a row lacks stays
+    unset, so that a row's JSON reads back and writes out unchanged."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    at: str | None = None
+    step: int = 0
+    action: str | None = None  # a step's: advance | rollback | hold | ...
+    reasons: list[str] = Field(default_factory=list)
+    numbers: dict[str, Any] | None = None
+    decision: str | None = None  # an experiment's: winner | continue | ...
+    winner: int | None = None  # an experiment's winning version
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decision's JSON as stored and shown: the keys it was given."""
+        return self.model_dump(exclude_unset=True)
+
+
 class Progress(BaseModel):
     """What accumulates while a rollout runs."""
 
     model_config = ConfigDict(frozen=True)
 
-    decisions: list[dict[str, Any]] = Field(default_factory=list)
+    decisions: list[RecordedDecision] = Field(default_factory=list)
     reason: str | None = None  # why it ended
     result: dict[str, Any] | None = None  # an experiment's last analysis, in brief
     p_values: dict[str, float] | None = None  # an A/B test's last p-value per arm

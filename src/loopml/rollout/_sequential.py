@@ -25,16 +25,20 @@ With several treatments, each is compared with the control at ``alpha / (arms - 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from loopml.errors import UsageError
-from loopml.storage._counters import Counter
+from loopml.rollout._decide import counter_of
+from loopml.storage import Counter
+
+if TYPE_CHECKING:
+    from loopml.rollout._records import ExperimentConfig
 
 KINDS = ("proportion", "mean")
 _NORMAL = NormalDist()
@@ -259,6 +263,56 @@ def compare_arms(
             decision = "no_difference"
         reasons += [_status(r, a, effect) for r in arms if r.difference is not None]
     return ABResult(control, base.n, base.mean, arms, decision, winner, reasons, a)
+
+
+def evaluate_ab(
+    arms: Sequence[int],
+    config: ExperimentConfig,
+    values: Mapping[int, np.ndarray],
+    units: Mapping[int, np.ndarray | None],
+    *,
+    previous: Mapping[str, float] | None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """An A/B experiment's look: each arm's metric against the control's (``arms[0]``) with
+    always-valid inference, from each arm's per-prediction ``values`` (labelled answers) and,
+    when the unit was logged, each value's unit; ``previous`` are the running p-values of the
+    last look. Returns the result and the p-value of each arm, to keep for the next look."""
+    counts: dict[int, Counter] = {}
+    per_unit = False
+    kind = config.kind
+    for v, vals in values.items():
+        u = units.get(v)
+        if u is not None and len(vals):
+            # The unit is what was randomized: its observations are averaged first, so
+            # that a busy user counts once (and the test is Welch's on unit means).
+            _, inverse, sizes = np.unique(u.astype(str), return_inverse=True, return_counts=True)
+            means = np.bincount(inverse, weights=vals) / sizes
+            per_unit = per_unit or bool((sizes > 1).any())
+            counts[v] = counter_of(means)
+        else:
+            counts[v] = counter_of(vals)
+    if per_unit:
+        kind = "mean"
+    size = config.sample_size
+    result = compare_arms(
+        counts,
+        control=arms[0],
+        kind=kind,
+        effect=float(config.effect or 0.0),
+        alpha=config.alpha,
+        higher_is_better=config.higher_is_better,
+        previous={int(k): float(p) for k, p in (previous or {}).items()},
+        min_n=min(100, int(size.get("per_arm_fixed") or 100)),
+    )
+    out = result.to_dict()
+    out.update(
+        metric=config.metric,
+        kind=kind,
+        per_unit=per_unit,
+        sample_size=size,
+        effect=config.effect,
+    )
+    return out, {str(a.version): a.p_value for a in result.arms}
 
 
 def _futile(r: ArmResult, effect: float) -> bool:

@@ -16,9 +16,16 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from loopml.errors import ConflictError, NotFoundError, UsageError
-from loopml.rollout._records import ExperimentConfig, Plan, Progress, dump_data, parse_data
+from loopml.rollout._records import (
+    ExperimentConfig,
+    Plan,
+    Progress,
+    RecordedDecision,
+    dump_data,
+    parse_data,
+)
 from loopml.storage import Counter, CounterStore, Counts, SqlMetadataStore
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 ACTIVE = "active"
 CHALLENGER_ALIAS = "challenger"  # the registry alias a rollout's challenger holds
@@ -114,7 +121,7 @@ class Rollouts:
     def __init__(self, store: SqlMetadataStore, counters: CounterStore | None = None) -> None:
         self.store = store
         if counters is None:
-            from loopml.storage._counters_sql import SqlCounters
+            from loopml.storage import SqlCounters
 
             counters = SqlCounters(store)
         self.counters: CounterStore = counters
@@ -320,7 +327,7 @@ def _still_active(conn: Connection, rollout: Rollout) -> Rollout:
 def _with_decision(rollout: Rollout, decision: Mapping[str, Any] | None, at: datetime) -> Progress:
     if decision is None:
         return rollout.progress
-    made = {"at": at.isoformat(), "step": rollout.step, **decision}
+    made = RecordedDecision.model_validate({"at": at.isoformat(), "step": rollout.step, **decision})
     return rollout.progress.model_copy(update={"decisions": [*rollout.progress.decisions, made]})
 
 

@@ -8,13 +8,14 @@ from loopml._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from loopml.monitoring import predictions_stream
-    from loopml.serving._advisor import Advice, advise, top_keys
+    from loopml.serving._advisor import Advice, Rule, advise, top_keys
     from loopml.serving._app import create_app
     from loopml.serving._batch import predict_file
     from loopml.serving._engine import Breaker, Engine, Prediction, static_table
     from loopml.serving._errors import classify
     from loopml.serving._holder import ModelHolder, Served
     from loopml.serving._log import PredictionLogger
+    from loopml.serving._parts import ServingParts, serving_parts
     from loopml.serving._predictor import RowPredictor
     from loopml.serving._runtime import Runtime
     from loopml.serving._service import Serving
@@ -25,7 +26,8 @@ __getattr__ = lazy_attributes(
     __name__,
     {
         "predictions_stream": "loopml.monitoring",
-        **dict.fromkeys(("Advice", "advise", "top_keys"), "loopml.serving._advisor"),
+        **dict.fromkeys(("Advice", "Rule", "advise", "top_keys"), "loopml.serving._advisor"),
+        **dict.fromkeys(("ServingParts", "serving_parts"), "loopml.serving._parts"),
         "create_app": "loopml.serving._app",
         "predict_file": "loopml.serving._batch",
         "classify": "loopml.serving._errors",
@@ -48,14 +50,17 @@ __all__ = [
     "Prediction",
     "PredictionLogger",
     "RowPredictor",
+    "Rule",
     "Runtime",
     "Served",
     "Serving",
+    "ServingParts",
     "advise",
     "classify",
     "create_app",
     "predict_file",
     "predictions_stream",
+    "serving_parts",
     "static_table",
     "top_keys",
 ]

@@ -335,7 +335,7 @@ def create_app(project: str | Path | None = None, *, runtime: Runtime | None = N
         _authorize(request)
         rt: Runtime = request.app.state.rt
         from loopml.errors import ReadError
-        from loopml.monitoring._feedback import parse_feedback
+        from loopml.monitoring import parse_feedback
 
         body = await read_body(request)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from loopml.registry import Registry
     from loopml.rollout import Rollouts
     from loopml.spec import ProjectSpec
-    from loopml.storage import ArtifactStore, EventLog, FileStore, OnlineStore
+    from loopml.storage import ArtifactStore, ByteStore, EventLog, FileStore, OnlineStore
     from loopml.training import Models
 
 OpenFeatures = Callable[[str | Path], tuple["Features", Callable[[], None]]]
@@ -45,7 +45,7 @@ class ServingParts:
     features: Features
     registry: Registry
     lake_files: FileStore
-    artifact_files: FileStore
+    artifact_files: ByteStore
     open_rollouts: Callable[[], Rollouts]
     open_online: Callable[[], OnlineStore]
     open_events: Callable[[], EventLog]

@@ -13,8 +13,7 @@ import numpy as np
 
 from loopml.features import MISSING_CATEGORY, UNSEEN_CATEGORY, Flags, OnlineFeatures
 from loopml.serving._fast import fast_booster
-from loopml.training import Model
-from loopml.training._model import LIGHTGBM
+from loopml.training import LIGHTGBM, Model
 
 _NAN = math.nan
 

@@ -59,7 +59,7 @@ class RankHandler:
             order = sorted(range(len(rows)), key=lambda i: -scores[i])[:k]
             shown = [(i, served.number, scores[i]) for i in order]
         else:
-            from loopml.rollout._interleave import team_draft
+            from loopml.rollout import team_draft
 
             a = _scores(arms[0], values, flags)
             b = _scores(arms[1], values, None)

@@ -123,8 +123,7 @@ class Runtime:
 
     def _drift_gauges(self, project: ServingParts) -> None:
         """The monitor's latest drift scores, exported with the serving metrics."""
-        from loopml.monitoring._prometheus import DriftCollector
-        from loopml.monitoring._service import latest_path
+        from loopml.monitoring import DriftCollector, latest_path
 
         path = project.lake_files.path(latest_path(self.name))
         if "://" not in path:  # a local lake; remote ones are read by the monitor's own export

@@ -74,7 +74,7 @@ from loopml.spec._storage import (
     SQLiteConfig,
     StorageSpec,
 )
-from loopml.spec._template import example_spec
+from loopml.spec._template import SCHEMA_COMMENT, SCHEMA_FILE, STORAGE, example_spec
 from loopml.spec._types import (
     NAME_PATTERN,
     SOURCE_PATTERN,
@@ -87,8 +87,11 @@ from loopml.spec._types import (
 __all__ = [
     "AGGREGATES",
     "NAME_PATTERN",
+    "SCHEMA_COMMENT",
+    "SCHEMA_FILE",
     "SOURCE_PATTERN",
     "SPEC_FILE",
+    "STORAGE",
     "AlertRule",
     "BehaviourSpec",
     "BreakerSpec",

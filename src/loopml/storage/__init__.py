@@ -3,6 +3,7 @@ backend, chosen by the URL in ``loopml.yaml``.
 
 >>> from pathlib import Path; import tempfile
 >>> from loopml.spec import SQLiteConfig
+>>> from loopml.storage import open_metadata
 >>> store = open_metadata(SQLiteConfig(path="m.db"), root=Path(tempfile.mkdtemp()))
 >>> store.dialect
 'sqlite'
@@ -10,95 +11,51 @@ backend, chosen by the URL in ``loopml.yaml``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loopml._lazy import lazy_attributes
-from loopml.spec import (
-    EventsConfig,
-    MetadataConfig,
-    OnlineConfig,
-    PostgresConfig,
-    RedisConfig,
-    SQLiteConfig,
-)
 from loopml.storage._counters import Counter, CounterStore, Counts
 from loopml.storage._events import Event, EventLog, id_order
+from loopml.storage._faults import checkpoint
 from loopml.storage._ids import new_id
-from loopml.storage._online import Fetch, OnlineStore, TileWrite
+from loopml.storage._online import Fetch, Merge, OnlineStore, TileWrite
+from loopml.storage._owner import owner_alive, owner_token
 
 if TYPE_CHECKING:
     from loopml.storage import _tables as tables
-    from loopml.storage._files import ArtifactStore, FileStore, sha256_file
+    from loopml.storage._counters_redis import RedisCounters
+    from loopml.storage._counters_sql import SqlCounters
+    from loopml.storage._files import TMP_PREFIX, ArtifactStore, ByteStore, FileStore, sha256_file
     from loopml.storage._metadata import MetadataStore, SqlMetadataStore
+    from loopml.storage._open import open_counters, open_events, open_metadata, open_online
 
-# The metadata store and its tables need SQLAlchemy, the file stores fsspec: loaded on first use,
-# so that the counters' record and the protocols import without them.
+# The metadata store and its tables need SQLAlchemy, the file stores fsspec, the openers import
+# every backend: loaded on first use, so that the counters' record and the protocols import
+# without them (and the pure algorithms that use them import no backend, even statically).
 __getattr__ = lazy_attributes(
     __name__,
     {
         "ArtifactStore": "loopml.storage._files",
+        "TMP_PREFIX": "loopml.storage._files",
+        "RedisCounters": "loopml.storage._counters_redis",
+        "SqlCounters": "loopml.storage._counters_sql",
+        "ByteStore": "loopml.storage._files",
         "FileStore": "loopml.storage._files",
         "sha256_file": "loopml.storage._files",
         "MetadataStore": "loopml.storage._metadata",
         "SqlMetadataStore": "loopml.storage._metadata",
         "tables": "loopml.storage._tables:",
+        **dict.fromkeys(
+            ("open_counters", "open_events", "open_metadata", "open_online"), "loopml.storage._open"
+        ),
     },
 )
 
 
-def open_metadata(config: MetadataConfig, *, root: Path) -> SqlMetadataStore:
-    """Open (and create if needed) the metadata store a config names."""
-    if isinstance(config, SQLiteConfig):
-        from loopml.storage._sqlite import SQLiteMetadataStore
-
-        return SQLiteMetadataStore(config, root=root)
-    if isinstance(config, PostgresConfig):
-        from loopml.storage._postgres import PostgresMetadataStore
-
-        return PostgresMetadataStore(config)
-    raise TypeError(f"unknown metadata config {config!r}")
-
-
-def open_online(config: OnlineConfig, *, root: Path) -> OnlineStore:
-    """Open (and create if needed) the online store a config names."""
-    if isinstance(config, SQLiteConfig):
-        from loopml.storage._online_sqlite import SQLiteOnlineStore
-
-        return SQLiteOnlineStore(config, root=root)
-    if isinstance(config, RedisConfig):
-        from loopml.storage._online_redis import RedisOnlineStore
-
-        return RedisOnlineStore(config)
-    raise TypeError(f"unknown online store config {config!r}")
-
-
-def open_counters(config: RedisConfig | None, store: SqlMetadataStore) -> CounterStore:
-    """The project's counter store: the metadata store unless ``storage.counters`` names Redis."""
-    if config is None:
-        from loopml.storage._counters_sql import SqlCounters
-
-        return SqlCounters(store)
-    from loopml.storage._counters_redis import RedisCounters
-
-    return RedisCounters(config)
-
-
-def open_events(config: EventsConfig, *, root: Path) -> EventLog:
-    """Open (and create if needed) the event log a config names."""
-    if isinstance(config, SQLiteConfig):
-        from loopml.storage._events_sqlite import SQLiteEventLog
-
-        return SQLiteEventLog(config, root=root)
-    if isinstance(config, RedisConfig):
-        from loopml.storage._events_redis import RedisEventLog
-
-        return RedisEventLog(config)
-    raise TypeError(f"unknown event log config {config!r}")
-
-
 __all__ = [
+    "TMP_PREFIX",
     "ArtifactStore",
+    "ByteStore",
     "Counter",
     "CounterStore",
     "Counts",
@@ -106,16 +63,22 @@ __all__ = [
     "EventLog",
     "Fetch",
     "FileStore",
+    "Merge",
     "MetadataStore",
     "OnlineStore",
+    "RedisCounters",
+    "SqlCounters",
     "SqlMetadataStore",
     "TileWrite",
+    "checkpoint",
     "id_order",
     "new_id",
     "open_counters",
     "open_events",
     "open_metadata",
     "open_online",
+    "owner_alive",
+    "owner_token",
     "sha256_file",
     "tables",
 ]

@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, runtime_checkable
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -22,6 +22,36 @@ from loopml.errors import IntegrityError, NotFoundError, StorageError
 from loopml.spec import FilesConfig
 
 TMP_PREFIX = ".tmp-"
+
+
+@runtime_checkable
+class ByteStore(Protocol):
+    """The part of a file store that whole files of bytes need: what :class:`ArtifactStore`
+    and serving's small files use. :class:`FileStore` is one; ``loopml.testing.MemoryFileStore``
+    is another, for tests without a disk.
+
+    Paths are relative and ``/``-separated; one outside the store raises :class:`StorageError`.
+    A write replaces the whole file at once, a read of a missing file raises
+    :class:`NotFoundError`.
+    """
+
+    url: str
+
+    def exists(self, rel: str) -> bool: ...
+
+    def size(self, rel: str) -> int: ...
+
+    def read_bytes(self, rel: str) -> bytes: ...
+
+    def write_bytes(self, rel: str, data: bytes) -> None: ...
+
+    def delete(self, rel: str, *, recursive: bool = False) -> None:
+        """Delete a file, or a folder with ``recursive``; a missing one is not an error."""
+        ...
+
+    def list(self, rel: str = "") -> list[str]:
+        """Names directly inside ``rel`` (empty when it does not exist)."""
+        ...
 
 
 class FileStore:
@@ -127,7 +157,7 @@ class FileStore:
 class ArtifactStore:
     """Content-addressed files: stored under their SHA-256, checked on every read."""
 
-    def __init__(self, files: FileStore) -> None:
+    def __init__(self, files: ByteStore) -> None:
         self.files = files
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 A backend module (``_sqlite``, ``_postgres``) only builds the engine; transactions, table creation
 and error translation are shared here. Domain packages write their queries against
-:mod:`loopml.storage._tables` inside :meth:`MetadataStore.read` and :meth:`MetadataStore.write`.
+:mod:`loopml.storage.tables` inside :meth:`MetadataStore.read` and :meth:`MetadataStore.write`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loopml.errors import UsageError
-from loopml.storage._events import Event, EventLog, id_order
+from loopml.storage import Event, EventLog, id_order
 
 
 def _raises(exc: type[BaseException], fn: Callable[[], Any]) -> BaseException:

@@ -20,8 +20,7 @@ import time
 from collections.abc import Sequence
 
 from loopml.errors import UsageError
-from loopml.storage import Event, Fetch, TileWrite, id_order
-from loopml.storage._online import Merge
+from loopml.storage import Event, Fetch, Merge, TileWrite, id_order
 
 
 class MemoryOnlineStore:

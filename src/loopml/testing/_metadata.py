@@ -1,7 +1,7 @@
-"""The contract every metadata backend passes.
+"""The contract every metadata backend passes, and an in-memory metadata store for users' tests.
 
-Subclass it in a test module and provide a ``store`` fixture returning a fresh, empty store, and a
-``reopen`` fixture returning a function that opens the same store again::
+Subclass the contract in a test module and provide a ``store`` fixture returning a fresh, empty
+store, and a ``reopen`` fixture returning a function that opens the same store again::
 
     class TestMyBackend(MetadataStoreContract):
         @pytest.fixture
@@ -9,6 +9,19 @@ Subclass it in a test module and provide a ``store`` fixture returning a fresh, 
 
         @pytest.fixture
         def reopen(self, store): ...
+
+A store that lives in one process's memory sets ``other_processes = False`` and needs no
+``reopen``: the tests that open the store again, or from another process, are skipped.
+
+>>> from sqlalchemy import select
+>>> from loopml.storage import tables
+>>> store = MemoryMetadataStore()
+>>> with store.read() as conn:
+...     conn.execute(select(tables.meta.c.key)).scalars().all()
+['schema_version']
+>>> with store.lock("ingest:flights", timeout_s=1):
+...     pass
+>>> store.close()
 """
 
 from __future__ import annotations
@@ -18,17 +31,75 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, create_engine, event, select, update
+from sqlalchemy.pool import StaticPool
 
-from loopml.data import _catalog as cat
-from loopml.data._schema import ColumnSchema, Schema, SchemaChange
-from loopml.errors import ConflictError, NotFoundError
+from loopml.data import ColumnSchema, Schema, SchemaChange
+from loopml.data import catalog as cat
+from loopml.errors import ConflictError, NotFoundError, UsageError
 from loopml.storage import SqlMetadataStore, new_id
 from loopml.storage import tables as t
+
+
+class MemoryMetadataStore(SqlMetadataStore):
+    """A metadata store in this process's memory, for tests of code that takes a
+    :class:`~loopml.storage.MetadataStore` (the registry, the rollouts, the catalog): the same
+    tables and queries as the SQLite backend, on an in-memory SQLite database.
+
+    The database is one connection (``StaticPool``: every transaction sees the same database), so
+    transactions take turns, reads as well as writes, under one lock; a write is therefore
+    serialized against every other, as on the real backends. :meth:`lock` works between the
+    threads of this process. The store lives as long as the object: :meth:`close` drops it, and
+    no other process can open it.
+    """
+
+    def __init__(self, *, lock_timeout_s: float = 600.0) -> None:
+        self._turn = threading.Lock()
+        self._holder: int | None = None  # the thread in a transaction, to refuse nesting
+        engine = create_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        super().__init__(engine, description="sqlite:// (in memory)", lock_timeout_s=lock_timeout_s)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._take_turn(), super().read() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._take_turn(), super().write() as conn:
+            yield conn
+
+    @contextmanager
+    def _take_turn(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._holder == me:  # waiting for itself would never end
+            raise UsageError(
+                "the in-memory metadata store has one connection: a transaction cannot be "
+                "opened inside another one in the same thread; finish the first one before"
+            )
+        with self._turn:
+            self._holder = me
+            try:
+                yield
+            finally:
+                self._holder = None
 
 
 def _raises(exc: type[BaseException], fn: Callable[[], Any]) -> BaseException:
@@ -85,12 +156,21 @@ def _commit(
         )
 
 
+def _needs_other_processes(contract: MetadataStoreContract) -> None:
+    if not contract.other_processes:
+        import pytest  # only here: loopml does not depend on pytest, its test suites run in it
+
+        pytest.skip("the store lives in one process's memory: it cannot be opened again")
+
+
 class MetadataStoreContract:
     """Behaviour every metadata backend must show."""
 
-    def test_open_twice_keeps_data(
-        self, store: SqlMetadataStore, reopen: Callable[[], SqlMetadataStore]
-    ) -> None:
+    other_processes = True  # False: a store in one process's memory (see the module docstring)
+
+    def test_open_twice_keeps_data(self, store: SqlMetadataStore, request: Any) -> None:
+        _needs_other_processes(self)
+        reopen: Callable[[], SqlMetadataStore] = request.getfixturevalue("reopen")
         batch_id = _pending(store)
         again = reopen()
         try:
@@ -338,10 +418,10 @@ class MetadataStoreContract:
         with store.lock("ingest:s", timeout_s=1):
             pass
 
-    def test_lock_of_a_killed_holder_is_freed(
-        self, store: SqlMetadataStore, reopen: Callable[[], SqlMetadataStore]
-    ) -> None:
+    def test_lock_of_a_killed_holder_is_freed(self, store: SqlMetadataStore, request: Any) -> None:
         """A holder killed with SIGKILL (no clean-up runs) does not keep the lock."""
+        _needs_other_processes(self)
+        reopen: Callable[[], SqlMetadataStore] = request.getfixturevalue("reopen")
         ctx = multiprocessing.get_context("fork")
         ready = ctx.Event()
 

@@ -4,7 +4,7 @@ stateful (warm-start) fits, the evaluation report, and the gate before promotion
 from loopml.training._encoding import Encoding
 from loopml.training._gate import Check, Verdict
 from loopml.training._imbalance import compare_imbalance
-from loopml.training._model import Model
+from loopml.training._model import LIGHTGBM, Model
 from loopml.training._report import higher_is_better, primary_metric
 from loopml.training._service import Models, TrainResult
 from loopml.training._split import Split, split
@@ -12,6 +12,7 @@ from loopml.training._train import Trained, fit
 from loopml.training._verified import VerifiedVersion
 
 __all__ = [
+    "LIGHTGBM",
     "Check",
     "Encoding",
     "Model",

@@ -313,7 +313,7 @@ def _profile(
 ) -> bytes:
     """The reference profile monitoring compares live traffic with (drift, label shift,
     performance), fitted once per version and stored with it."""
-    from loopml.monitoring._profile import dumps_profile, model_profile
+    from loopml.monitoring import dumps_profile, model_profile
 
     enc = model.encoding
     profile = model_profile(

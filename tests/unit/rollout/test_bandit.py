@@ -230,3 +230,32 @@ def test_simulation_to_dict() -> None:
     assert data["horizon"] == 50
     assert sum(data["pulls"]) == 50
     assert data["final_regret"] == pytest.approx(data["regret"][-1])
+
+
+def test_a_look_chooses_from_the_snapshot_kept() -> None:
+    """With ``keep`` the rewards are handed over to be stored, and the look reads what was
+    kept (here a newer snapshot another worker stored first); without it nothing is kept."""
+    import pyarrow as pa
+
+    from loopml.rollout._bandit import evaluate_bandit
+    from loopml.rollout._records import ExperimentConfig
+
+    cfg = ExperimentConfig(metric="error", higher_is_better=False, kind="mean", policy="ucb1")
+    values = {1: np.array([1.0, 0.0, 1.0]), 2: np.array([0.0, 0.0])}
+    table = pa.table({"version": [1, 1, 1, 2, 2]})
+    handed: list[tuple[float, dict[int, Counter]]] = []
+    newer = {1: Counter(500, -400, 400), 2: Counter(500, -20, 20)}  # rewards: minus the errors
+
+    def keep(stamp: float, stats: dict[int, Counter]) -> tuple[float, dict[int, Counter]]:
+        handed.append((stamp, stats))
+        return 1000.0, newer
+
+    out = evaluate_bandit([1, 2], cfg, values, table, seed=3, keep=keep)
+    assert handed == [(5.0, {1: Counter(3, -2, 2), 2: Counter(2, 0, 0)})]
+    assert out["snapshot_labels"] == 1000.0
+    assert [a["rewards"] for a in out["arms_detail"]] == [500, 500]
+    assert [a["mean_reward"] for a in out["arms_detail"]] == [0.8, 0.04]  # errors, not rewards
+    assert out["winner"] == 2 and out["decision"] == "winner"
+    alone = evaluate_bandit([1, 2], cfg, values, table, seed=3, keep=None)
+    assert alone["snapshot_labels"] == 5.0 and len(handed) == 1
+    assert [a["rewards"] for a in alone["arms_detail"]] == [3, 2]

@@ -103,3 +103,11 @@ def test_experiments_refuse_missing_or_doubled_parts(project: Project) -> None:
         Experiments(rollouts=project.rollouts, models=project.models)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="not both"):
         Experiments(project, rollouts=project.rollouts)  # type: ignore[call-overload]
+
+
+def test_every_experiment_strategy_has_one_look() -> None:
+    """evaluate dispatches through the table: a strategy without a look would fail there."""
+    from loopml.rollout._experiments import LOOKS
+    from loopml.rollout._store import EXPERIMENTS
+
+    assert sorted(LOOKS) == sorted(EXPERIMENTS)

@@ -242,3 +242,26 @@ def test_interleaving_needs_fewer_users_than_an_ab_test() -> None:
     sizes = simulate_interleaving_vs_ab(np.random.default_rng(2024))
     assert sizes.interleaving is not None and sizes.ab is not None, sizes
     assert sizes.ab >= 2 * sizes.interleaving, sizes
+
+
+def test_a_look_credits_each_ranking_to_the_ranker_with_more_known_clicks() -> None:
+    import pyarrow as pa
+
+    from loopml.rollout._interleave import evaluate_interleave
+    from loopml.rollout._records import ExperimentConfig
+
+    table = pa.table(
+        {
+            "of": ["r1", "r1", "r2", "r2", "r3", "r3", "r4"],
+            "version": [7, 9, 7, 9, 7, 9, 9],
+            "label": [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+            # r4's click is not known by the time of the look: a tie of no clicks
+            "known": [True, True, True, True, True, True, False],
+        }
+    )
+    out = evaluate_interleave([7, 9], ExperimentConfig(alpha=0.05), table)
+    assert (out["wins_a"], out["wins_b"], out["ties"], out["rankings"]) == (1, 1, 2, 4)
+    assert out["decision"] == "continue" and out["winner"] is None
+    assert out["p_value"] == preference(1, 1, 2).p_value
+    empty = evaluate_interleave([7, 9], ExperimentConfig(), table.slice(0, 0))
+    assert empty["rankings"] == 0 and empty["decision"] == "continue"

@@ -48,7 +48,7 @@ def test_an_old_experiment_row_reads_as_records_and_writes_back_unchanged() -> N
     assert experiment.effect == 0.02 and experiment.sample_size["per_arm_fixed"] == 100
     assert experiment.champion_at_start == 1 and experiment.by == "tests"
     assert progress.p_values == {"2": 0.3} and progress.reason == "by hand"
-    assert progress.result == {"decision": "continue"} and progress.decisions[0]["action"] == "stop"
+    assert progress.result == {"decision": "continue"} and progress.decisions[0].action == "stop"
     assert dump_data(plan, experiment, progress, extra) == OLD_AB
 
 
@@ -77,3 +77,37 @@ def test_the_experiment_json_is_the_keys_it_was_given() -> None:
         "shares": [],
         "experiment": cfg.to_dict(),
     }
+
+
+def test_decisions_are_typed_records_that_write_back_as_they_were_stored() -> None:
+    """A step's decision and an experiment's ending read as records (attributes, not keys);
+    the keys a record does not name are kept, the keys a row lacks stay missing."""
+    from loopml.rollout import RecordedDecision
+
+    step = {
+        "at": "2024-03-01T12:00:00+00:00",
+        "step": 1,
+        "action": "advance",
+        "reasons": ["log_loss not worse"],
+        "numbers": {"delta": -0.01, "n": [120, 130]},
+    }
+    ended = {
+        "at": "2024-03-02T12:00:00+00:00",
+        "step": 0,
+        "decision": "winner",
+        "winner": 2,
+        "reasons": ["version 2 is better"],
+        "arms": [{"version": 2, "p_value": 0.001}],  # not named by the record: kept
+        "control_mean": 0.61,
+    }
+    bare = {"action": "rollback"}  # an old or hand-made entry: its missing keys stay missing
+    old = {"steps": [0.1, 1.0], "decisions": [step, ended, bare]}
+    plan, experiment, progress, extra = parse_data(old)
+    first, second, third = progress.decisions
+    assert all(isinstance(d, RecordedDecision) for d in progress.decisions)
+    assert (first.step, first.action, first.reasons) == (1, "advance", ["log_loss not worse"])
+    assert first.numbers == {"delta": -0.01, "n": [120, 130]} and first.winner is None
+    assert (second.decision, second.winner, second.action) == ("winner", 2, None)
+    assert second.to_dict() == ended
+    assert (third.action, third.step, third.at, third.to_dict()) == ("rollback", 0, None, bare)
+    assert dump_data(plan, experiment, progress, extra) == old

@@ -336,3 +336,20 @@ def test_other_argument_errors() -> None:
 def test_doctests() -> None:
     result = doctest.testmod(_sequential)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_an_ab_look_averages_each_unit_first() -> None:
+    """A unit seen more than once counts once, by its mean (the test becomes one of means);
+    the p-values to keep are named by version."""
+    from loopml.rollout._records import ExperimentConfig
+    from loopml.rollout._sequential import evaluate_ab
+
+    cfg = ExperimentConfig(kind="proportion", effect=0.1, sample_size={"per_arm_fixed": 50})
+    values = {1: np.array([1.0, 0.0, 1.0, 1.0]), 2: np.array([0.0, 1.0])}
+    units = {1: np.array(["u", "u", "v", "w"], dtype=object), 2: None}
+    out, p_values = evaluate_ab([1, 2], cfg, values, units, previous={"2": 0.5})
+    assert out["per_unit"] is True and out["kind"] == "mean"
+    assert out["control_n"] == 3 and out["control_mean"] == pytest.approx(2.5 / 3)
+    assert set(p_values) == {"2"} and p_values["2"] <= 0.5  # running: never above the last
+    flat, _ = evaluate_ab([1, 2], cfg, values, {1: None, 2: None}, previous=None)
+    assert flat["per_unit"] is False and flat["kind"] == "proportion" and flat["control_n"] == 4

@@ -178,18 +178,18 @@ class RolloutsContract:
         r = rollouts.advance(r, at=t1, decision={"action": "advance", "numbers": {"z": 1.5}})
         r = rollouts.advance(r, at=t1)  # no decision recorded
         r = rollouts.end(r, "rolled_back", at=t2, reason="worse", decision={"action": "rollback"})
-        assert r.progress.decisions == [
+        assert [d.to_dict() for d in r.progress.decisions] == [
             {"at": t1.isoformat(), "step": 0, "action": "advance", "numbers": {"z": 1.5}},
             {"at": t2.isoformat(), "step": 2, "action": "rollback"},
         ]
         assert r.plan.steps == STEPS
-        assert r.to_dict()["decisions"] == r.progress.decisions
+        assert r.to_dict()["decisions"] == [d.to_dict() for d in r.progress.decisions]
 
     def test_ending_a_stale_object_keeps_later_decisions(self, rollouts: Rollouts) -> None:
         stale = _canary(rollouts)
         rollouts.advance(stale, at=T0, decision={"action": "advance"})
         ended = rollouts.end(stale, "stopped", at=T0, reason="by hand")
-        assert [d["action"] for d in ended.progress.decisions] == ["advance"]
+        assert [d.action for d in ended.progress.decisions] == ["advance"]
 
     # -------------------------------------------------------------------------- list
 

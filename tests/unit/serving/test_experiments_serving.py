@@ -99,7 +99,7 @@ def test_ab_keeps_units_on_their_arm_and_decides_from_feedback(
     assert project.registry.aliases(project.models.name)["champion"] == 2
     ended = project.rollouts.get(r.id)
     assert ended.status == "promoted"
-    assert ended.progress.decisions[-1]["winner"] == 2
+    assert ended.progress.decisions[-1].winner == 2
     evaluation = project.registry.get(project.models.name, 2)
     assert evaluation.version == 2
     move = project.models.history("champion")[-1]

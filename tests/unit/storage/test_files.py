@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,27 @@ from loopml.errors import IntegrityError, NotFoundError, StorageError
 from loopml.spec import FilesConfig
 from loopml.storage import ArtifactStore, FileStore
 from loopml.storage._files import TMP_PREFIX
+from loopml.testing import FileStoreContract
 
 
 def store(tmp_path: Path, url: str = "lake") -> FileStore:
     return FileStore(FilesConfig(url=url), root=tmp_path)
+
+
+class TestLocalFileStore(FileStoreContract):
+    @pytest.fixture
+    def files(self, tmp_path: Path) -> FileStore:
+        return store(tmp_path)
+
+
+class TestFsspecMemoryFileStore(FileStoreContract):
+    """The same store on a non-local fsspec filesystem (where a put is the atomic step)."""
+
+    @pytest.fixture
+    def files(self, tmp_path: Path) -> Iterator[FileStore]:
+        s = store(tmp_path, f"memory://loopml-contract-{tmp_path.name}")
+        yield s
+        s.delete("", recursive=True)
 
 
 def test_relative_folder_is_under_the_project(tmp_path: Path) -> None:
