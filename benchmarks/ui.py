@@ -108,7 +108,7 @@ def build_real(root: Path) -> None:
 def generate(root: Path, scale: Mapping[str, int], seed: int = 0) -> dict[str, int]:
     """Bulk-insert the generated history behind the real one; returns the rows per table."""
     from loopml import Project
-    from loopml.storage import _tables as t
+    from loopml.storage import tables as t
 
     rng = random.Random(seed)
     with Project.open(root) as p, p.store.write() as conn:
@@ -424,7 +424,7 @@ def pages(root: Path) -> list[tuple[str, str]]:
     """(what, URL) for every page timed: the nav, deep pages, filters, and the detail pages the
     timeline links to (its newest page and a deep one)."""
     from loopml import Project
-    from loopml.storage import _tables as t
+    from loopml.storage import tables as t
     from loopml.ui import Timeline
     from loopml.ui._context import NAV
     from loopml.ui._timeline import encode_cursor

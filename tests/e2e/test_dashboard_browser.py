@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from loopml import Project
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._context import NAV
 from tests.e2e._browser import ARTIFACTS, Problems, chromium, dashboard, load_ms
 from tests.ui_project import build_ui_project

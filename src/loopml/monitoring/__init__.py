@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from loopml.monitoring._labels import binary_truth
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
     from loopml.monitoring._monitor import ERROR_REASONS, WindowChoice, choose_window
+    from loopml.monitoring._performance import default_metric
     from loopml.monitoring._prometheus import DriftCollector
     from loopml.monitoring._record import PredictionRecord
     from loopml.monitoring._report import (
@@ -56,6 +57,7 @@ __getattr__ = lazy_attributes(
         "feedback_stream": "loopml.monitoring._log",
         "predictions_stream": "loopml.monitoring._log",
         "WindowChoice": "loopml.monitoring._monitor",
+        "default_metric": "loopml.monitoring._performance",
         "choose_window": "loopml.monitoring._monitor",
         "Monitoring": "loopml.monitoring._service",
         "latest_path": "loopml.monitoring._service",
@@ -99,6 +101,7 @@ __all__ = [
     "binary_truth",
     "choose_window",
     "classify",
+    "default_metric",
     "detect_drift",
     "drift_of",
     "dumps_profile",

@@ -10,4 +10,16 @@ from __future__ import annotations
 from loopml.registry._records import AliasMove, Evaluation, ModelInfo, ModelVersion
 from loopml.registry._registry import Registry
 
-__all__ = ["AliasMove", "Evaluation", "ModelInfo", "ModelVersion", "Registry"]
+# Queries inside a caller's transaction on the metadata store (a read model such as the
+# dashboard's pages reads aliases and arrivals beside its own queries).
+from loopml.registry._sql import alias_map, latest_arrival
+
+__all__ = [
+    "AliasMove",
+    "Evaluation",
+    "ModelInfo",
+    "ModelVersion",
+    "Registry",
+    "alias_map",
+    "latest_arrival",
+]

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     from loopml.rollout._experiments import Experiments, metric_values
     from loopml.rollout._interleave import preference, team_draft
     from loopml.rollout._judge import Judge, is_last_step, look_key
-    from loopml.rollout._records import ExperimentConfig, Plan, Progress, RecordedDecision
+    from loopml.rollout._records import (
+        ExperimentConfig,
+        Plan,
+        Progress,
+        RecordedDecision,
+        parse_data,
+    )
     from loopml.rollout._router import (
         ArmShares,
         Assignment,
@@ -66,7 +72,8 @@ __getattr__ = lazy_attributes(
         "counts_summary": "loopml.rollout._store",
         # a rollout's typed records (pydantic): its plan, an experiment's configuration, progress
         **dict.fromkeys(
-            ("ExperimentConfig", "Plan", "Progress", "RecordedDecision"), "loopml.rollout._records"
+            ("ExperimentConfig", "Plan", "Progress", "RecordedDecision", "parse_data"),
+            "loopml.rollout._records",
         ),
         **dict.fromkeys(
             (
@@ -139,6 +146,7 @@ __all__ = [
     "make_policy",
     "metric_values",
     "ops_checks",
+    "parse_data",
     "per_row_loss",
     "positions",
     "preference",

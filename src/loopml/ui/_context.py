@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml.errors import LoopmlError, UsageError
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._format import FILTERS
 from loopml.ui._timeline import Timeline
 

@@ -25,7 +25,7 @@ from sqlalchemy import Column, ColumnElement, Table, and_, func, or_, select, tr
 
 from loopml.errors import UsageError
 from loopml.storage import SqlMetadataStore
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 # The groups the filter offers, and the kinds in each (a loop event's kind is its own).
 GROUPS: dict[str, tuple[str, ...]] = {

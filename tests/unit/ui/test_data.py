@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from loopml import Project
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from tests.unit.ui.conftest import TOKEN
 
 pytestmark = pytest.mark.xdist_group("ui")

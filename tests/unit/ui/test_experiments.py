@@ -518,7 +518,7 @@ def test_numbers_in_the_libraries_sentences_are_shortened_and_times_kept() -> No
 def _actions(root: Path) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from loopml.storage import _tables as t
+    from loopml.storage import tables as t
 
     with Project.open(root) as p, p.store.read() as conn:
         return [dict(r) for r in conn.execute(select(t.actions)).mappings()]

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from loopml import Project
 from loopml.errors import ConflictError
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui import mount_ui
 from loopml.ui._app import build_ui
 from loopml.ui._context import UiContext

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from loopml import Project
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 pytestmark = pytest.mark.xdist_group("ui")
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from loopml import Project
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from tests.unit.ui.conftest import figure
 
 pytestmark = pytest.mark.xdist_group("ui")

@@ -52,7 +52,7 @@ def test_every_kind_of_record_appears_once_in_order(ui_base: Path) -> None:
         with p.store.read() as conn:
             from sqlalchemy import func, select
 
-            from loopml.storage import _tables as t
+            from loopml.storage import tables as t
 
             assert n_loop == conn.execute(select(func.count()).select_from(t.loop_events)).scalar()
 

@@ -14,7 +14,7 @@ from sqlalchemy.sql import ColumnElement
 
 from loopml.data import BatchRecord, QuarantineRecord
 from loopml.errors import NotFoundError, UsageError
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 T = TypeVar("T")
 # Batches that were landed or held (a pending batch is being written; an aborted one never was).

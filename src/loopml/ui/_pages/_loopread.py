@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from loopml.storage import SqlMetadataStore
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._timeline import describe_loop_event
 
 # What ended a cycle, and how the page colours it.

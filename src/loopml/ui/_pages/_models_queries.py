@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 from starlette.exceptions import HTTPException
 
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 
 # The metrics a list shows for each task (the first is the task's primary metric).
 HEADLINE = {

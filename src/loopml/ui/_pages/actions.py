@@ -7,7 +7,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._pages._common import parse_int, ui
 
 router = APIRouter()

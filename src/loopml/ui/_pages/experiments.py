@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._context import PREFIX
 from loopml.ui._format import chart
 from loopml.ui._pages import _live
@@ -137,7 +137,7 @@ def rollout_page(
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
-    from loopml.rollout._records import parse_data
+    from loopml.rollout import parse_data
 
     plan, experiment, progress, _ = parse_data(r["data"])
     arms = experiment.arms if experiment is not None and experiment.arms else None
@@ -298,7 +298,8 @@ def prose(text: str) -> str:
 
 def _decisions(r: Any) -> list[dict[str, Any]]:
     out = []
-    for i, d in enumerate(r.progress.decisions):
+    for i, recorded in enumerate(r.progress.decisions):
+        d = recorded.to_dict()  # the keys it was recorded with (a step's or an ending's)
         numbers = d.get("numbers") or {}
         ops = numbers.get("ops") or {}
         step = d.get("step")

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from loopml.errors import LoopmlError, NotFoundError
 from loopml.spec import format_duration
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._context import PREFIX, UiContext
 from loopml.ui._pages._common import form_of, parse_int, ui
 from loopml.ui._pages._loopread import (

@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
+from loopml import registry as registry_sql
 from loopml.errors import LoopmlError
 from loopml.registry import ModelVersion
-from loopml.registry import _sql as registry_sql
 from loopml.training import higher_is_better
 from loopml.ui._context import UiContext
 from loopml.ui._format import chart

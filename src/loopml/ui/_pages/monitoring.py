@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse
 from loopml import _htmlkit as kit
 from loopml.errors import LoopmlError, NotFoundError, UsageError
 from loopml.monitoring import MonitoringReport, TimelineItem
-from loopml.storage import _tables as t
+from loopml.storage import tables as t
 from loopml.ui._context import UiContext
 from loopml.ui._format import chart
 from loopml.ui._pages._common import parse_int, ui

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
+from loopml import registry as registry_sql
 from loopml.errors import LoopmlError
-from loopml.registry import _sql as registry_sql
 from loopml.ui._context import PREFIX, UiContext
 from loopml.ui._format import chart
 from loopml.ui._pages import _models_queries as mq
@@ -201,7 +201,7 @@ def _windows(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from loopml.monitoring._performance import default_metric
+    from loopml.monitoring import default_metric
 
     if "mode" in preds.column_names:  # shadow answers were never served
         preds = preds.filter(pc.fill_null(pc.not_equal(preds["mode"], "shadow"), True))
