@@ -1,8 +1,10 @@
 """A project with a history, for the dashboard's tests and benchmark: 20 days of generated
 events whose concept drifts on day 12, with damaged rows quarantined and a file whose producer
 renamed a column held; version 1 trained and promoted by the loop on day 8; a challenger trained
-on shuffled labels rolled back by its canary before the drift; then the decay alert after the
-drift, the retrain, the gate, the canary and the promotion of version 3.
+on shuffled labels rolled back by its canary before the drift; a retrain on new data whose
+canary stays undecided and is rolled back at its step's timeout (version 3); then the decay
+alert after the drift (alert 1), the retrain it triggers, the gate, the canary and the promotion
+of version 4; and version 5 in a canary when the history ends.
 
 Built once in about ten seconds; tests copy the folder.
 """
@@ -85,7 +87,7 @@ def build_ui_project(root: Path) -> dict[str, Any]:
     with Project.open(root) as p:
         ctl = Controller(p, holder="ui-fixture")
         table = p.features.build(labelled_only=False).table
-        replay(p, table, start=day(DRIFT_DAY - 1), until=day(19), controller=ctl)
+        replay(p, table, start=day(DRIFT_DAY - 1), until=day(20), controller=ctl)
         ctl.lease.release()
         return {
             "model": p.models.name,

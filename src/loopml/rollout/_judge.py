@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from loopml.rollout._compare import arm_losses
 from loopml.rollout._decide import Decision, compare_losses, default_metric, ops_checks
 from loopml.rollout._store import Rollout
+from loopml.spec import format_duration
 
 if TYPE_CHECKING:
     from loopml.registry import Registry
@@ -102,7 +103,8 @@ class Judge:
                 return Decision(
                     "rollback",
                     [
-                        f"undecided after {canary.step_timeout} at step {rollout.step} (inconclusive)"
+                        f"undecided after {format_duration(canary.step_timeout)} at step {rollout.step} "
+                        "(inconclusive)"
                     ],
                     numbers,
                 )

@@ -86,6 +86,7 @@ schemas = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("note", Text, nullable=False, server_default=""),
+    Index("ix_schemas_created", "created_at"),
 )
 
 batches = Table(
@@ -147,7 +148,7 @@ snapshots = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("note", Text, nullable=False, server_default=""),
-    Index("ix_schemas_created_at", "created_at"),
+    Index("ix_snapshots_created_at", "created_at"),
 )
 
 stream_offsets = Table(

@@ -619,6 +619,9 @@ def describe_loop_event(kind: str, e: Mapping[str, Any]) -> str:
                 parts.append(f"schedule ({trig.get('every')})")
             elif trig.get("kind") == "new_data":
                 parts.append(f"{int(trig.get('rows') or 0):,} new rows")
+            elif trig.get("kind") == "monitoring":
+                signal = str(trig.get("signal") or "a signal").replace("_", " ")
+                parts.append(f"{signal} seen by monitoring")
             else:
                 parts.append(str(trig.get("kind")))
         return "triggered by " + (", ".join(parts) or "a request")
@@ -642,7 +645,9 @@ def describe_loop_event(kind: str, e: Mapping[str, Any]) -> str:
     why = "; ".join(str(r) for r in reasons)[:140] if isinstance(reasons, Sequence) else ""
     head = {
         "canary_step": f"canary step {_pct(e.get('from'))} → {_pct(e.get('to'))}",
-        "canary_hold": f"canary holds at {_pct(e.get('share'))}",
+        "canary_hold": "canary holds"
+        + (f" at {_pct(e.get('share'))}" if e.get("share") is not None else "")
+        + (f" (rollout {e['rollout']})" if e.get("rollout") is not None else ""),
         "promoted": f"promoted version {e.get('version')} (was {e.get('previous')})",
         "rolled_back": f"rolled back version {e.get('version')} at {_pct(e.get('share'))}",
         "paused": "loop paused",

@@ -54,6 +54,8 @@ def test_too_few_labels_holds_and_a_timed_out_step_rolls_back(rollouts: Rollouts
     assert held.action == "hold" and held.numbers["metric"] == "log_loss"
     late = judge.judge(r, T0 + timedelta(days=2))
     assert late.action == "rollback" and "inconclusive" in late.reasons[0]
+    # the timeout as the spec spells it, not Python's "1 day, 0:00:00"
+    assert late.reasons[0] == "undecided after 1d at step 0 (inconclusive)"
 
 
 def test_a_failing_challenger_is_rolled_back_from_the_counters(rollouts: Rollouts) -> None:

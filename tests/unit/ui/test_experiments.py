@@ -313,7 +313,7 @@ def test_a_canary_page_shows_its_steps_and_the_numbers_of_its_decisions(
         text = shown(r.text)
         assert "Canary 2 of stream_model: version 3 against 1" in text
         assert "step 2: 50% of requests — rolled back here" in text
-        assert "undecided after 4 days" in text
+        assert "undecided after 4d" in text
         # each decision with its numbers: the means, the difference and its interval
         assert "advance (not worse)" in text and "rollback (undecided)" in text
         assert "−0.024" in text and "−0.052 to +0.00406" in text

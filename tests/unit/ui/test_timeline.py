@@ -94,3 +94,25 @@ def test_a_quarantine_entry_says_why_it_was_held(ui_base: Path) -> None:
     titles = {e.kind: e.title for e in entries if e.source == "quarantine"}
     assert titles["rows_quarantined"] == "events: 1 row quarantined: unparseable (x1) in 1 row"
     assert titles["batch_held"].startswith("events: batch held (50 rows): schema_change")
+
+
+def test_loop_events_read_as_sentences() -> None:
+    from loopml.ui._timeline import describe_loop_event
+
+    triggered = describe_loop_event(
+        "triggered",
+        {
+            "triggers": [
+                {"kind": "new_data", "rows": 5039},
+                {"kind": "monitoring", "signal": "decay"},
+                {"kind": "monitoring", "signal": "concept_drift"},
+                {"kind": "alert", "rule": "decay", "alert": 1},
+            ]
+        },
+    )
+    assert triggered == (
+        "triggered by 5,039 new rows, decay seen by monitoring, concept drift seen by "
+        "monitoring, alert decay"
+    )
+    hold = describe_loop_event("canary_hold", {"rollout": 2, "reasons": ["undecided"]})
+    assert hold == "canary holds (rollout 2): undecided"  # no share recorded: none shown
