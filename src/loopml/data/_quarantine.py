@@ -19,7 +19,7 @@ from loopml.data._ingest import content_hash, ingest_buffer
 from loopml.data._job import IngestJob, IngestResult, Landed
 from loopml.data._lake import Lake
 from loopml.data._quarantined import Positions
-from loopml.errors import ConflictError, ReadError, UsageError
+from loopml.errors import ConflictError, IntegrityError, ReadError, UsageError
 from loopml.spec import SourceSpec
 from loopml.storage import SqlMetadataStore
 
@@ -55,12 +55,31 @@ class Quarantine:
         with self.store.read() as conn:
             return cat.list_quarantine(conn, source=source, status=status)
 
-    def show(self, entry_id: str) -> QuarantineView:
+    def record(self, entry_id: str) -> QuarantineView:
+        """An entry and its batch, without its rows (``rows`` is None)."""
         with self.store.read() as conn:
             entry = cat.get_quarantine(conn, entry_id)
             batch = cat.get_batch(conn, entry.batch_id)
-        rows = self.lake.read_parquet(entry.path) if entry.kind == "rows" else None
-        return QuarantineView(entry, batch, rows)
+        return QuarantineView(entry, batch, None)
+
+    def show(self, entry_id: str) -> QuarantineView:
+        """An entry, its batch and (for row entries) its rows; :class:`IntegrityError` when its
+        rows' file is gone from the lake."""
+        view = self.record(entry_id)
+        entry = view.entry
+        rows = None
+        if entry.kind == "rows":
+            try:
+                rows = self.lake.read_parquet(entry.path)
+            except FileNotFoundError:
+                raise IntegrityError(
+                    f"quarantine entry {entry_id}'s rows are missing from the lake "
+                    f"({entry.path}): the lake was changed outside loopml; the entry's record "
+                    f"and its reasons are whole (drop it to close it: loopml quarantine drop "
+                    f"{entry_id} --reason ...)",
+                    details={"quarantine": entry_id, "path": entry.path},
+                ) from None
+        return QuarantineView(entry, view.batch, rows)
 
     def export(self, entry_id: str, path: str | Path) -> int:
         """Write an entry's records in their original format, for fixing by hand; returns how

@@ -330,3 +330,15 @@ def test_drop_several_entries_or_a_filter_in_one_decision(small: Project, tmp_pa
     assert dropped[0].resolution == {"reason": "test files", "selection": "--code row_count"}
     (left,) = small.data.quarantine.list(source="s")
     assert left.id == rows_entry.quarantine_id
+
+
+def test_an_entry_whose_rows_file_is_gone_says_so(small: Project, tmp_path: Path) -> None:
+    path = tmp_path / "d5.csv"
+    path.write_text(rows_of(5, 200, {0: "50"}))
+    (r,) = small.data.ingest("s", [path])
+    entry = small.data.quarantine.show(r.quarantine_id).entry  # type: ignore[arg-type]
+    small.lake_files.delete(entry.path)  # the lake changed outside loopml
+    from loopml.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match=f"quarantine entry {entry.id}.*missing"):
+        small.data.quarantine.show(entry.id)

@@ -621,3 +621,15 @@ def test_the_lists_read_a_page_of_ten_thousand_batches(
         assert "990,000" in overview and "10,000" in overview
         last = c.get("/ui/data/quarantine?before=" + "2026-01-01T00:30:00%2B00:00|q_000030").text
         assert ids_in(last, "entry") == [f"q_{i:06d}" for i in range(29, -1, -1)]
+
+
+def test_an_entry_whose_rows_are_gone_is_shown_with_the_loss_named(
+    ui_copy: Path, client_for: Callable[..., Any]
+) -> None:
+    with Project.open(ui_copy) as p:
+        entry = next(e for e in p.data.quarantine.list(status="held") if e.kind == "rows")
+        p.lake_files.delete(entry.path)
+    with client_for(ui_copy) as c:
+        r = c.get(f"/ui/data/quarantine/{entry.id}")
+        assert r.status_code == 200  # the entry's record is whole: only its rows are gone
+        assert "missing from the lake" in r.text and entry.path in r.text

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from loopml.data import IngestResult, QuarantineRecord
-from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
+from loopml.errors import ConflictError, IntegrityError, LoopmlError, NotFoundError, UsageError
 from loopml.ui._context import UiContext
 from loopml.ui._pages import _data_queries as dq
 from loopml.ui._pages._common import form_of, parse_int, ui
@@ -178,20 +178,30 @@ def entry_page(request: Request, entry_id: str) -> HTMLResponse:
     ctx = ui(request)
     limit = _limit(request)
     offset = parse_int(request.query_params.get("offset"), "offset", default=0, low=0, high=2**40)
-    view = ctx.project.data.quarantine.show(entry_id)
+    missing = None  # the entry's record is whole, its rows or file are gone from the lake
+    try:
+        view = ctx.project.data.quarantine.show(entry_id)
+    except IntegrityError as exc:
+        missing = exc.message
+        view = ctx.project.data.quarantine.record(entry_id)
     entry = view.entry
     rows: list[dict[str, Any]] = []
     lines: list[tuple[int, str]] = []
     more = truncated = False
     header = None
     total = entry.rows
-    if view.rows is not None:
+    if missing is not None:
+        pass
+    elif view.rows is not None:
         total = view.rows.num_rows
         rows = view.rows.slice(offset, limit).to_pylist()
         more = offset + limit < total
         header = (view.rows.schema.metadata or {}).get(b"loopml.header", b"").decode() or None
     elif view.batch.format in ("csv", "jsonl"):
-        lines, more, truncated = _held_lines(ctx, entry, offset, limit)
+        try:
+            lines, more, truncated = _held_lines(ctx, entry, offset, limit)
+        except FileNotFoundError:
+            missing = f"the held file is missing from the lake ({entry.path})"
     return ctx.render(
         request,
         "data/entry.html",
@@ -210,6 +220,7 @@ def entry_page(request: Request, entry_id: str) -> HTMLResponse:
             r["code"] for r in entry.reasons if r["code"] in ACCEPTABLE and not r.get("also")
         ],
         main_reasons=[r for r in entry.reasons if not r.get("also")],
+        missing=missing,
         also_reasons=[r for r in entry.reasons if r.get("also")],
     )
 
