@@ -461,6 +461,17 @@ def pages(root: Path) -> list[tuple[str, str]]:
         ("models: the model (10,000 versions)", f"/ui/models/{MODEL}"),
         ("models: versions, deep (before)", f"/ui/models/{MODEL}?before={version}"),
         ("served: the model", f"/ui/served/{MODEL}"),
+        ("served: its chart (a fragment)", f"/ui/served/{MODEL}/chart"),
+        ("experiments: the list", "/ui/experiments"),
+        ("experiments: rolled back only", "/ui/experiments?status=rolled_back"),
+        ("data: the quarantine", "/ui/data/quarantine"),
+        ("data: every quarantine entry", "/ui/data/quarantine?status=all"),
+        ("monitoring: firing only", "/ui/monitoring?status=firing"),
+        ("loop: the model", f"/ui/loop/{MODEL}"),
+        # Not timed: the loop page's next-step fragment (/ui/loop/{model}/next) runs the
+        # loop's own trigger check, which counts new rows in the lake's files through DuckDB;
+        # the batches generated here have no files (it answers the IntegrityError that names
+        # them), so its cost at this scale is not measured by this benchmark.
     ]
     out.append(("models: an old version", f"/ui/models/{MODEL}/versions/{version}"))
     urls = {url for _, url in out}

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from loopml.data import _catalog as cat
 from loopml.data._schema import ColumnSchema, apply_declarations
-from loopml.errors import ConflictError, NotFoundError, SchemaError, UsageError
+from loopml.errors import ConflictError, IntegrityError, NotFoundError, SchemaError, UsageError
 from loopml.spec import SchemaPolicy
 from loopml.storage import TMP_PREFIX, FileStore, SqlMetadataStore, new_id, owner_alive
 
@@ -194,11 +194,13 @@ class Lake:
             if not self.files.is_local:
                 con.register_filesystem(self.files.fs)
             by_source: dict[str, list[str]] = {}
+            landed: dict[str, list[tuple[str, str]]] = {}  # source -> (batch, its file)
             for b in self.batches(snapshot):
                 if only is not None and b.id not in only:
                     continue
                 assert b.lake_path is not None
                 by_source.setdefault(b.source, []).append(self.files.uri(b.lake_path))
+                landed.setdefault(b.source, []).append((b.id, b.lake_path))
             for source, paths in by_source.items():
                 listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
                 scan = f"read_parquet([{listing}], union_by_name = true, hive_partitioning = true)"
@@ -210,12 +212,31 @@ class Lake:
                         + ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in casts.items())
                         + ")"
                     )
-                con.execute(f'CREATE VIEW "{source}" AS SELECT {columns} FROM {scan}')
+                try:
+                    con.execute(f'CREATE VIEW "{source}" AS SELECT {columns} FROM {scan}')
+                except duckdb.IOException:
+                    self._missing_files(source, landed.get(source, []))
+                    raise
             if read_only:
                 _lock_down(con, [p for paths in by_source.values() for p in paths])
             yield con
         finally:
             con.close()
+
+    def _missing_files(self, source: str, landed: list[tuple[str, str]]) -> None:
+        """Raise :class:`IntegrityError` naming the batches whose lake file is gone (the lake
+        was changed outside loopml); return when every file is there (another I/O error)."""
+        gone = [(batch, rel) for batch, rel in landed if not self.files.exists(rel)]
+        if not gone:
+            return
+        batch, rel = gone[0]
+        more = f" and {len(gone) - 1:,} more" if len(gone) > 1 else ""
+        raise IntegrityError(
+            f"batch {batch} of {source} is missing from the lake ({rel}){more}: the lake was "
+            "changed outside loopml; its record says it landed, so queries over the source "
+            "would be missing its rows. Restore the files, or reset the source and ingest again",
+            details={"source": source, "batches": [b for b, _ in gone[:100]]},
+        )
 
     def _retypes(self, con: duckdb.DuckDBPyConnection, source: str, scan: str) -> dict[str, str]:
         """Columns whose type loopml.yaml declares differently from the one the lake's batches

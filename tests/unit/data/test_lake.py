@@ -89,3 +89,13 @@ def test_unsafe_lifts_the_restriction(project: Project, tmp_path: Path) -> None:
     written = tmp_path / "out.csv"
     p.data.query(f"COPY (SELECT carrier FROM flights) TO '{written}'", unsafe=True)
     assert len(written.read_text().splitlines()) == 101
+
+
+def test_a_batch_whose_file_is_gone_is_named(project: Project) -> None:
+    from loopml.errors import IntegrityError
+
+    batch = project.data.batches("flights")[0]
+    assert batch.lake_path is not None
+    project.lake_files.delete(batch.lake_path)  # the lake changed outside loopml
+    with pytest.raises(IntegrityError, match=f"batch {batch.id} of flights.*missing"):
+        project.data.query("SELECT count(*) FROM flights")
