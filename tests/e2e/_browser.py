@@ -39,6 +39,8 @@ LOAD_MS = """() => {
   const t = performance.timing;
   return t.loadEventEnd - t.navigationStart;
 }"""
+# How chromium names a request it cancelled (left the page, a superseded htmx request).
+ABORTED = "net::ERR_ABORTED"
 LOADED = """() => {
   const [nav] = performance.getEntriesByType("navigation");
   return nav ? nav.loadEventEnd > 0 : performance.timing.loadEventEnd > 0;
@@ -126,10 +128,15 @@ def load_ms(page: Any) -> float:
 
 class Problems:
     """What went wrong in a page that the server's status does not show: script errors,
-    console errors, and failed or refused sub-requests (a missing asset)."""
+    console errors, and failed or refused sub-requests (a missing asset).
+
+    A request the browser itself cancelled (``net::ERR_ABORTED``: the page was left while a
+    fragment htmx loads after it was still on its way) is not the page's fault: it is kept in
+    :attr:`aborted` instead, for the test to ask the server for it directly."""
 
     def __init__(self, page: Any) -> None:
         self.seen: list[str] = []
+        self.aborted: list[str] = []
         page.on("pageerror", lambda exc: self.seen.append(f"script error: {exc}"))
         page.on(
             "console",
@@ -139,7 +146,7 @@ class Problems:
                 else None
             ),
         )
-        page.on("requestfailed", lambda r: self.seen.append(f"request failed: {r.url}"))
+        page.on("requestfailed", self._failed)
         page.on(
             "response",
             lambda r: (
@@ -149,8 +156,18 @@ class Problems:
             ),
         )
 
+    def _failed(self, request: Any) -> None:
+        if request.failure == ABORTED:
+            self.aborted.append(request.url)
+        else:
+            self.seen.append(f"request failed: {request.url} ({request.failure})")
+
     def take(self) -> list[str]:
         out, self.seen = self.seen, []
+        return out
+
+    def take_aborted(self) -> list[str]:
+        out, self.aborted = self.aborted, []
         return out
 
 

@@ -115,7 +115,7 @@ def test_live_numbers_are_read_in_process_on_loopml_serve(
             text = shown(first.text)
             assert "rate after the next refresh" in text
             assert "10 requests, 0 errors" in text  # since the server started
-            assert "version served (alias champion → 1)" in text
+            assert "version served (alias champion → 4)" in text
             assert re.search(r"median latency .*?\d (µs|ms)", text)
             for b in bodies[10:30]:
                 assert c.post("/predict", json=b).status_code == 200
@@ -266,11 +266,11 @@ def test_the_list_pages_filters_and_links(
         assert r.status_code == 200
         no_raw_floats(r.text)
         ids = re.findall(r'href="/ui/experiments/(\d+)"', r.text)
-        assert ids == ["3", "2", "1"]  # newest first
+        assert ids == ["4", "3", "2", "1"]  # newest first
         for i in ids:
             assert c.get(f"/ui/experiments/{i}").status_code == 200
         text = shown(r.text)
-        assert "50% (step 2 of 3)" in text  # the active canary's share now
+        assert "20% (step 1 of 3)" in text  # the active canary's share now
         assert "worse with confidence" in text  # why the first one was rolled back
         # keyset pages: one a page, "older" carries the cursor and the filters
         seen = []
@@ -281,9 +281,9 @@ def test_the_list_pages_filters_and_links(
             seen += re.findall(r'<td><a href="/ui/experiments/(\d+)"', page.text)
             found = re.search(r'<a href="([^"]+)" rel="next"', page.text)
             url = found.group(1) if found else None
-        assert seen == ["3", "2", "1"]
+        assert seen == ["4", "3", "2", "1"]
         active = c.get("/ui/experiments?status=active")
-        assert re.findall(r'<td><a href="/ui/experiments/(\d+)"', active.text) == ["3"]
+        assert re.findall(r'<td><a href="/ui/experiments/(\d+)"', active.text) == ["4"]
         rolled = c.get("/ui/experiments?status=rolled_back&limit=1")
         assert re.findall(r'<td><a href="/ui/experiments/(\d+)"', rolled.text) == ["2"]
         nxt = re.search(r'<a href="([^"]+)" rel="next"', rolled.text)
@@ -319,8 +319,8 @@ def test_a_canary_page_shows_its_steps_and_the_numbers_of_its_decisions(
         assert "−0.024" in text and "−0.052 to +0.00406" in text
         assert 'id="decision-0"' in r.text and 'id="decisions-2"' in r.text  # the chart
         assert "2,986" in text and "59.2%" in text  # the champion's requests and share
-        active = shown(c.get("/ui/experiments/3").text)
-        assert "step 2: 50% of requests — now" in active
+        active = shown(c.get("/ui/experiments/4").text)
+        assert "step 1: 20% of requests — now" in active
         missing = c.get("/ui/experiments/999")
         assert missing.status_code == 404 and "no rollout or experiment 999" in missing.text
         assert c.get("/ui/experiments/1/analysis").status_code == 200
@@ -529,25 +529,25 @@ def test_stopping_a_canary_needs_the_token_and_is_recorded(
 ) -> None:
     form = {"by": "ana", "reason": "the challenger looks wrong"}
     with client_for(ui_copy) as c:
-        page = c.get("/ui/experiments/3")
-        assert 'action="/ui/experiments/3/stop"' in page.text
-        assert 'action="/ui/experiments/3/promote"' not in page.text  # a canary's judge promotes
-        refused = c.post("/ui/experiments/3/stop", data={**form, "token": "wrong"})
+        page = c.get("/ui/experiments/4")
+        assert 'action="/ui/experiments/4/stop"' in page.text
+        assert 'action="/ui/experiments/4/promote"' not in page.text  # a canary's judge promotes
+        refused = c.post("/ui/experiments/4/stop", data={**form, "token": "wrong"})
         assert refused.status_code == 401
     with client_for(ui_copy, token=None) as c:
-        assert c.post("/ui/experiments/3/stop", data={**form, "token": "x"}).status_code == 403
+        assert c.post("/ui/experiments/4/stop", data={**form, "token": "x"}).status_code == 403
     with Project.open(ui_copy) as p:
-        assert p.rollouts.get(3).active  # nothing changed
+        assert p.rollouts.get(4).active  # nothing changed
     assert _actions(ui_copy) == []
     with client_for(ui_copy) as c:
-        done = c.post("/ui/experiments/3/stop", data={**form, "token": "ui-test-token"})
-        assert done.status_code == 200 and "canary 3 stopped" in done.text
-        again = c.post("/ui/experiments/3/stop", data={**form, "token": "ui-test-token"})
+        done = c.post("/ui/experiments/4/stop", data={**form, "token": "ui-test-token"})
+        assert done.status_code == 200 and "canary 4 stopped" in done.text
+        again = c.post("/ui/experiments/4/stop", data={**form, "token": "ui-test-token"})
         assert again.status_code == 409 and "already ended" in again.text
-        page = shown(c.get("/ui/experiments/3").text)
+        page = shown(c.get("/ui/experiments/4").text)
         assert "stopped: the challenger looks wrong (by ana)" in page and "Stop canary" not in page
     with Project.open(ui_copy) as p:
-        assert p.rollouts.get(3).status == "stopped"
+        assert p.rollouts.get(4).status == "stopped"
         assert "challenger" not in p.registry.aliases(p.models.name)
     recorded = _actions(ui_copy)
     assert [(a["action"], a["by"], a["reason"], a["ok"]) for a in recorded] == [
@@ -567,10 +567,10 @@ def test_promoting_an_experiments_winner_moves_the_champion(
     with client_for(ui_copy) as c:
         assert c.post(f"/ui/experiments/{r.id}/promote", data=form).status_code == 401
         with Project.open(ui_copy) as p:
-            assert p.registry.aliases(p.models.name)["champion"] == 1
+            assert p.registry.aliases(p.models.name)["champion"] == 4
         done = c.post(f"/ui/experiments/{r.id}/promote", data={**form, "token": "ui-test-token"})
         assert done.status_code == 200, done.text
-        assert "version 3 is the champion (was 1)" in done.text
+        assert "version 3 is the champion (was 4)" in done.text
     with Project.open(ui_copy) as p:
         assert p.registry.aliases(p.models.name)["champion"] == 3
         assert p.rollouts.get(r.id).status == "promoted"

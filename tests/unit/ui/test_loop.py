@@ -49,20 +49,22 @@ def test_the_loop_page(ui_base: Path, client_for: Callable[..., Any]) -> None:
         assert r.status_code == 200 and str(r.url).endswith(f"/ui/loop/{MODEL}")
         no_raw_floats(r.text)
         text = shown(r.text)
-        assert "phase canary" in text and "cycle 4" in text
-        assert "challenger version 4" in text and f"/ui/models/{MODEL}/versions/4" in r.text
-        assert "/ui/experiments/3" in r.text  # the rollout of the canary
+        assert "phase canary" in text and "cycle 5" in text
+        assert "challenger version 5" in text and f"/ui/models/{MODEL}/versions/5" in r.text
+        assert "/ui/experiments/4" in r.text  # the rollout of the canary
         assert "free: no controller holds the loop" in text  # the fixture released its lease
         assert "alerts decay" in text and "at least between cycles 2d" in text
         # every cycle with its outcome
         assert "promoted version 1" in text
         assert "rolled back by its canary: version 2 at 20%" in text
+        assert "rolled back by its canary: version 3 at 50%" in text
+        assert "promoted version 4" in text  # the decay alert's retrain
         assert "in progress: a canary" in text
         assert "asked by ui-fixture: a challenger trained on noise" in text
         # the next step is loaded after the page (it counts the lake's new rows)
         nxt = c.get(f"/ui/loop/{MODEL}/next")
         assert nxt.status_code == 200
-        assert "Judge the canary of version 4 (rollout 3)" in nxt.text
+        assert "Judge the canary of version 5 (rollout 4)" in nxt.text
         assert "new data" in shown(nxt.text) and "min interval" in shown(nxt.text)
         part = c.get(f"/ui/loop/{MODEL}/next", headers={"hx-request": "true"})
         assert "<html" not in part.text and "Next step" in part.text
@@ -82,7 +84,7 @@ def test_cycles_page_by_number(ui_base: Path, client_for: Callable[..., Any]) ->
             ]
             older = [h for h in links(r.text, f"/ui/loop/{MODEL}?") if "before=" in h]
             url = older[0] if older else ""
-        assert seen == [4, 3, 2, 1]
+        assert seen == [5, 4, 3, 2, 1]
         assert c.get(f"/ui/loop/{MODEL}?before=x").status_code == 422
 
 
@@ -164,7 +166,7 @@ def test_a_trigger_by_hand_needs_the_token_and_is_recorded(
         assert r.status_code == 200
         text = shown(r.text)
         assert "Recorded a trigger by hand" in text and "Nothing has been retrained yet" in text
-        assert "waits until cycle 4 ends" in text  # the loop is in its canary
+        assert "waits until cycle 5 ends" in text  # the loop is in its canary
         page = shown(c.get(f"/ui/loop/{MODEL}").text)
         assert "trigger by hand waiting" in page and "the new supplier's data is in" in page
     data, n_events, n_actions = _state(ui_copy)

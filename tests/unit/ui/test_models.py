@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -108,7 +109,7 @@ def test_versions_are_paged_by_version_number(
             url = html.unescape(nxt.group(1)) if nxt else None
             pages += 1
         assert pages == 2
-        assert seen == ["4", "3", "2", "1"]
+        assert seen == ["5", "4", "3", "2", "1"]
         assert c.get(f"/ui/models/{MODEL}?limit=0").status_code == 422
 
 
@@ -244,6 +245,10 @@ def test_who_served_what_lists_every_period_exactly(
         assert {m.alias for m in history if f'id="move-{m.id}"' in only.text} == {"champion"}
 
 
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def test_the_chart_draws_versions_against_realized_performance(
     ui_base: Path, client_for: Callable[..., Any]
 ) -> None:
@@ -257,9 +262,20 @@ def test_the_chart_draws_versions_against_realized_performance(
         assert "v1 pr_auc" in r.text and "drift share" in r.text
         assert "monitoring windows judged across 4 versions" in _text(r.text)
         with Project.open(ui_base) as p, p.store.read() as conn:
-            rollouts = list(conn.execute(select(t.rollouts.c.id, t.rollouts.c.status)))
-        for rid, status in rollouts:  # each traffic split shaded and named
-            assert f"#{rid} canary" in r.text and status.replace("_", " ") in r.text
+            rollouts = list(
+                conn.execute(
+                    select(t.rollouts.c.id, t.rollouts.c.status, t.rollouts.c.started_at).order_by(
+                        t.rollouts.c.id
+                    )
+                )
+            )
+        ends = re.findall(r"<tr><td class=\"text\">[^<]+ to ([^<]+)</td>", r.text)
+        last = max(datetime.strptime(e, "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC) for e in ends)
+        shaded = [rid for rid, _, started in rollouts if _utc(started) < last]
+        assert shaded == [1, 2, 3]  # rollout 4 began as the log ends: no traffic to shade yet
+        for rid, status, _ in rollouts:  # each traffic split in the log shaded and named
+            drawn = f"#{rid} canary" in r.text and status.replace("_", " ") in r.text
+            assert drawn == (rid in shaded), rid
         windows = re.findall(r"<tr><td class=\"text\">[^<]+ to [^<]+</td>", r.text)
         assert len(windows) == int(re.search(r"(\d+) monitoring windows", r.text).group(1))  # type: ignore[union-attr]
         assert not RAW_FLOAT.search(_text(r.text.split("<details")[1]))
@@ -353,10 +369,13 @@ def test_rollback_with_nothing_to_roll_back_to_shows_the_error(
     ui_copy: Path, client_for: Callable[..., Any]
 ) -> None:
     moves = _count(ui_copy, t.alias_history)
+    with Project.open(ui_copy) as p:  # version 5 is the first to hold the challenger alias
+        first = [m for m in p.registry.history(MODEL, "challenger") if m.to_version == 5]
+        assert [m.from_version for m in first] == [None]
     with client_for(ui_copy) as c:
         r = c.post(
             f"/ui/served/{MODEL}/rollback",
-            data={"alias": "champion", "by": "ana", "reason": "try", "token": TOKEN},
+            data={"alias": "challenger", "by": "ana", "reason": "try", "token": TOKEN},
             headers={"HX-Request": "true"},
         )
         assert r.status_code == 409
@@ -376,8 +395,8 @@ def test_rollback_with_nothing_to_roll_back_to_shows_the_error(
 def test_rollback_with_the_token_moves_the_alias_back_and_is_recorded(
     ui_copy: Path, client_for: Callable[..., Any]
 ) -> None:
-    with Project.open(ui_copy) as p:
-        p.registry.promote(MODEL, 4, by="ops", reason="a forced promotion", force=True)
+    with Project.open(ui_copy) as p:  # the loop promoted version 4 over version 1
+        assert p.registry.aliases(MODEL)["champion"] == 4
     with client_for(ui_copy) as c:
         before = c.get(f"/ui/served/{MODEL}")
         assert "a rollback returns it to" in before.text

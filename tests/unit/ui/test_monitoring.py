@@ -197,10 +197,10 @@ def test_an_alert_with_its_evidence_and_what_it_led_to(
         }
         listed = {h.rsplit("/", 1)[1] for h in links(r.text, "/ui/data/batches/")}
         assert fed and listed == fed
-        # what it led to: cycle 4, still in its canary
+        # what it led to: cycle 4, whose canary promoted version 4
         cycle = links(r.text, f"/ui/loop/{model}/cycles/")
         assert cycle == [f"/ui/loop/{model}/cycles/4"]
-        assert "in progress" in text
+        assert "promoted version 4" in text and "in progress" not in text
         page = c.get(cycle[0])
         assert page.status_code == 200 and 'href="/ui/monitoring/alerts/1"' in page.text
         # the batches a page at a time
