@@ -1,9 +1,12 @@
 """The monitoring report as one self-contained HTML page.
 
-The page draws the numbers :meth:`Monitoring.report` returns as JSON: plotly.js is embedded once,
-so the file opens offline and can be mailed or archived as it is, and every table is plain HTML,
-readable without JavaScript. The report is taken as it comes: any key may be missing or null (a
-model with no labels yet, a log with no predictions) and every string from it is escaped.
+The page draws the typed report :meth:`Monitoring.report` returns (:class:`MonitoringReport`),
+reading its records' attributes: plotly.js is embedded once, so the file opens offline and can
+be mailed or archived as it is, and every table is plain HTML, readable without JavaScript. A
+report read back from JSON (stored, older or partial) is turned into the typed report once, at
+the door, by :meth:`MonitoringReport.salvage`: what can be read of it is kept and any field may
+then be None, so the sections test what they read and show a missing part as missing. Every
+string from the report is escaped.
 
 >>> page = render_html({"model": "m", "rows": 0, "message": "no predictions logged yet"})
 >>> "no predictions logged yet" in page and '<script src="http' not in page
@@ -12,7 +15,9 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +27,15 @@ from plotly.subplots import make_subplots
 
 from loopml import _htmlkit as kit
 from loopml.evaluation import higher_is_better
+from loopml.monitoring._alerts import Alert
 from loopml.monitoring._profile import LABEL, PREDICTION
-from loopml.monitoring._report import MonitoringReport
+from loopml.monitoring._report import (
+    ColumnDriftRecord,
+    Distribution,
+    MonitoringReport,
+    TimelineItem,
+    WindowRecord,
+)
 
 WINDOWS = {"current": "Current window", "sliding": "Sliding window", "cumulative": "All windows"}
 TOP_DISTRIBUTIONS = 12
@@ -72,13 +84,14 @@ LABEL_ROWS = (
 
 def render_html(report: MonitoringReport | Mapping[str, Any]) -> str:
     """The report as one HTML page with plotly.js inside, viewable without a network. A report
-    read back from JSON is drawn as it comes (parts missing or malformed are shown as such)."""
-    r = kit.as_dict(report.to_dict() if isinstance(report, MonitoringReport) else report)
+    read back from JSON is drawn as it comes: what can be read of it is kept
+    (:meth:`MonitoringReport.salvage`), parts missing or malformed are shown as missing."""
+    r = _read(report)
     builders = (_summary, _labels, _drift, _drift_time, _distributions, _performance, _ops, _alerts)
     body = [_header(r)]
     for (key, title), build in zip(SECTIONS, builders, strict=True):
         body.append(f'<section id="{key}"><h2>{kit.e(title)}</h2>{build(r)}</section>')
-    model = kit.e(r.get("model") if r.get("model") is not None else "model")
+    model = kit.e(r.model if r.model is not None else "model")
     page = "\n".join(body)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -94,46 +107,82 @@ def write_html(report: MonitoringReport | Mapping[str, Any], path: str | Path) -
     return kit.write_page(render_html(report), path)
 
 
+def _read(report: MonitoringReport | Mapping[str, Any]) -> MonitoringReport:
+    """The typed report; one read back from JSON salvaged, so that any of its fields may be
+    None (the sections below test what they read)."""
+    if isinstance(report, MonitoringReport):
+        return report
+    # not a mapping (typed as one, but read from anywhere): drawn as a report of nothing
+    salvaged = MonitoringReport.salvage(report if isinstance(report, Mapping) else {})
+    assert salvaged is not None  # a mapping always salvages
+    return salvaged
+
+
 # ----------------------------------------------------------------------------------- values
+
+
+def _finite(x: Any) -> Any:
+    """A value as the report's JSON has it: a float that is not finite is null there."""
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    return kit.fmt(_finite(x), digits)
 
 
 def _name(name: Any) -> str:
     return {PREDICTION: "prediction (model output)", LABEL: "label"}.get(str(name), str(name))
 
 
-def _score(col: Mapping[str, Any]) -> float:
-    return kit.num(col.get("score")) or 0.0
+def _score(col: ColumnDriftRecord | None) -> float:
+    return (kit.num(col.score) if col is not None else None) or 0.0
 
 
-def _columns(window: Mapping[str, Any]) -> list[dict[str, Any]]:
-    cols = kit.as_list(kit.as_dict(window.get("features")).get("columns"))
-    return [kit.as_dict(c) for c in cols if isinstance(c, Mapping)]
+def _columns(window: WindowRecord | None) -> list[ColumnDriftRecord]:
+    if window is None or window.features is None:
+        return []
+    return list(window.features.columns or [])
 
 
-def _drifted_names(window: Mapping[str, Any]) -> list[str]:
-    names = [str(n) for n in kit.as_list(kit.as_dict(window.get("features")).get("drifted"))]
+def _drifted_names(window: WindowRecord | None) -> list[str]:
+    if window is None:
+        return []
+    features = window.features
+    names = [str(n) for n in (features.drifted or [])] if features is not None else []
     for c in _columns(window):
-        if c.get("drifted") is True and str(c.get("name")) not in names:
-            names.append(str(c.get("name")))
+        if c.drifted is True and str(c.name) not in names:
+            names.append(str(c.name))
     return names
 
 
-def _windows(r: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    current = kit.as_dict(r.get("current"))
-    return {k: kit.as_dict(current.get(k)) for k in WINDOWS}
+def _windows(r: MonitoringReport) -> dict[str, WindowRecord | None]:
+    current = r.current
+    return {k: getattr(current, k) if current is not None else None for k in WINDOWS}
 
 
-def _timeline(r: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [kit.as_dict(t) for t in kit.as_list(r.get("timeline")) if isinstance(t, Mapping)]
+def _timeline(r: MonitoringReport) -> list[TimelineItem]:
+    return list(r.timeline or [])
 
 
-def _metric(r: Mapping[str, Any]) -> str | None:
+def _metric(r: MonitoringReport) -> str | None:
     """The metric performance is judged on: the decay verdict's, else the configured one."""
-    found = [
-        kit.as_dict(t.get("decay")).get("metric") for t in [_windows(r)["current"], *_timeline(r)]
+    windows = [_windows(r)["current"], *_timeline(r)]
+    found: list[str | None] = [
+        w.decay.metric for w in windows if w is not None and w.decay is not None
     ]
-    found.append(kit.as_dict(kit.as_dict(r.get("settings")).get("performance")).get("metric"))
+    perf = r.settings.performance if r.settings is not None else None
+    found.append(perf.metric if perf is not None else None)
     return next((m for m in found if isinstance(m, str) and m), None)
+
+
+def _min_labels(r: MonitoringReport) -> int | None:
+    perf = r.settings.performance if r.settings is not None else None
+    return perf.min_labels if perf is not None else None
+
+
+def _get(values: Mapping[str, Any] | None, key: str | None) -> Any:
+    """A value of a metric map, None when the map or the key is missing."""
+    return values.get(key) if values is not None and key is not None else None
 
 
 # ----------------------------------------------------------------------------------- markup
@@ -147,40 +196,45 @@ def _per_window(timeline: list[Any], head: str, rows: list[list[str]], text: kit
 # ----------------------------------------------------------------------------------- header
 
 
-def _header(r: Mapping[str, Any]) -> str:
-    period, settings = kit.as_dict(r.get("period")), kit.as_dict(r.get("settings"))
-    drift, perf = kit.as_dict(settings.get("drift")), kit.as_dict(settings.get("performance"))
-    title = kit.e(r.get("model") if r.get("model") is not None else "unknown model")
+def _header(r: MonitoringReport) -> str:
+    period, settings = r.period, r.settings
+    title = kit.e(r.model if r.model is not None else "unknown model")
     facts = [
-        f"version {kit.fmt(r.get('version'))}" if r.get("version") is not None else "",
-        f"{kit.fmt(r.get('rows'))} predictions" if r.get("rows") is not None else "",
-        f"{kit.when(period.get('start'))} to {kit.when(period.get('end'))}" if period else "",
-        f"generated {kit.when(r.get('generated_at'))} (times in UTC)"
-        if r.get("generated_at")
-        else "",
+        f"version {_fmt(r.version)}" if r.version is not None else "",
+        f"{_fmt(r.rows)} predictions" if r.rows is not None else "",
+        f"{kit.when(period.start)} to {kit.when(period.end)}" if period is not None else "",
+        f"generated {kit.when(r.generated_at)} (times in UTC)" if r.generated_at else "",
     ]
     meta = " · ".join(f for f in facts if f)
     out = [f'<header><h1>Monitoring report: {title}</h1><p class="meta">{meta}</p>']
-    if settings:
-        drop = kit.fmt(perf.get("max_drop")) + (" (relative)" if perf.get("relative") else "")
-        out.append(
-            f'<p class="meta">window {kit.fmt(settings.get("window"))}, '
-            f"sliding {kit.fmt(settings.get('sliding'))} · drift: alpha {kit.fmt(drift.get('alpha'))}, "
-            f"correction {kit.fmt(drift.get('correction'))}, at least {kit.fmt(drift.get('min_rows'))} "
-            f"rows · performance: {kit.fmt(_metric(r))}, max drop {drop}, at least "
-            f"{kit.fmt(perf.get('min_labels'))} labels</p>"
+    if settings is not None:
+        drift, perf = settings.drift, settings.performance
+        alpha, correction, min_rows = (
+            (drift.alpha, drift.correction, drift.min_rows) if drift is not None else (None,) * 3
         )
-    if r.get("message") is not None:
-        out.append(f'<p class="message">{kit.e(r.get("message"))}</p>')
-    elif not _windows(r)["current"] and not _timeline(r):
+        max_drop, relative, min_labels = (
+            (perf.max_drop, perf.relative, perf.min_labels) if perf is not None else (None,) * 3
+        )
+        drop = _fmt(max_drop) + (" (relative)" if relative else "")
+        out.append(
+            f'<p class="meta">window {_fmt(settings.window)}, '
+            f"sliding {_fmt(settings.sliding)} · drift: alpha {_fmt(alpha)}, "
+            f"correction {_fmt(correction)}, at least {_fmt(min_rows)} "
+            f"rows · performance: {_fmt(_metric(r))}, max drop {drop}, at least "
+            f"{_fmt(min_labels)} labels</p>"
+        )
+    current = _windows(r)["current"]
+    if r.message is not None:
+        out.append(f'<p class="message">{kit.e(r.message)}</p>')
+    elif current is None and not _timeline(r):
         out.append('<p class="message">This report holds no evaluated window.</p>')
-    if _windows(r)["current"]:
-        out.append(_verdict(_windows(r)["current"]))
-    first = kit.as_dict(r.get("first_detected"))
-    if first:
+    if current is not None:
+        out.append(_verdict(current))
+    first = r.first_detected
+    if first is not None:
         never = '<span class="na">not seen</span>'
         rows = [
-            [kit.e(SHIFT_WORDS[k][0]), kit.when(first[k]) if first.get(k) else never]
+            [kit.e(SHIFT_WORDS[k][0]), kit.when(getattr(first, k)) if getattr(first, k) else never]
             for k in SHIFT_WORDS
         ]
         out.append("<h3>First detected (window start)</h3>")
@@ -190,20 +244,24 @@ def _header(r: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _flagged(window: Mapping[str, Any]) -> list[str]:
-    shift = kit.as_dict(window.get("shift"))
-    kinds = [k for k in ("covariate", "label", "concept", "prediction") if shift.get(k) is True]
-    return kinds + (["decay"] if kit.as_dict(window.get("decay")).get("decayed") is True else [])
+def _flagged(window: WindowRecord | TimelineItem) -> list[str]:
+    shift, decay = window.shift, window.decay
+    kinds = [
+        k
+        for k in ("covariate", "label", "concept", "prediction")
+        if shift is not None and getattr(shift, k) is True
+    ]
+    return kinds + (["decay"] if decay is not None and decay.decayed is True else [])
 
 
-def _verdict(cur: Mapping[str, Any]) -> str:
+def _verdict(cur: WindowRecord) -> str:
     """The current window's shift, in words."""
-    shift = kit.as_dict(cur.get("shift"))
+    shift = cur.shift
     flagged = _flagged(cur)
-    summary = shift.get("summary")
+    summary = shift.summary if shift is not None else None
     if not isinstance(summary, str):
         summary = " + ".join(SHIFT_WORDS[k][0].lower() for k in flagged) or "no shift"
-    known = shift.get("labels_known")
+    known = shift.labels_known if shift is not None else None
     items = []
     for k in flagged:
         title, words = SHIFT_WORDS[k]
@@ -212,10 +270,10 @@ def _verdict(cur: Mapping[str, Any]) -> str:
         items.append(f"<li><strong>{kit.e(title)}</strong>: {kit.e(words)}{extra}.</li>")
     if known is False:
         items.append(f"<li>{NO_LABELS}</li>")
-    elif not flagged and shift:
+    elif not flagged and shift is not None:
         items.append("<li>Inputs, predictions, labels and performance match the reference.</li>")
     cls = "shifted" if flagged else ("unknown" if known is False else "ok")
-    span = f"{kit.when(cur.get('start'))} to {kit.when(cur.get('end'))}"
+    span = f"{kit.when(cur.start)} to {kit.when(cur.end)}"
     head = f"Current window ({span}): {kit.e(summary)}"
     return f'<div class="verdict {cls}"><strong>{head}</strong><ul>{"".join(items)}</ul></div>'
 
@@ -223,99 +281,106 @@ def _verdict(cur: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- summary
 
 
-def _drift_cell(col: Any, *, missing: str = "–") -> str:
-    c = kit.as_dict(col)
-    if not c:
+def _drift_cell(col: ColumnDriftRecord | None, *, missing: str = "–") -> str:
+    if col is None:
         return f'<span class="na">{kit.e(missing)}</span>'
-    drifted = c.get("drifted") is True
+    drifted = col.drifted is True
     flag = '<span class="bad">drifted</span>' if drifted else '<span class="good">stable</span>'
-    return f"score {kit.fmt(c.get('score'), 3)}, {flag} (p adj. {kit.fmt(c.get('p_adjusted'), 3)})"
+    return f"score {_fmt(col.score, 3)}, {flag} (p adj. {_fmt(col.p_adjusted, 3)})"
 
 
-def _verdict_cell(decayed: Any, min_labels: Any = None) -> str:
+def _verdict_cell(decayed: bool | None, min_labels: int | None = None) -> str:
     if decayed is True:
         return '<span class="bad">decayed</span>'
     if decayed is False:
         return '<span class="good">within limit</span>'
-    why = f" (fewer than {kit.fmt(min_labels)} labels)" if min_labels is not None else ""
+    why = f" (fewer than {_fmt(min_labels)} labels)" if min_labels is not None else ""
     return f'<span class="na">not judged{why}</span>'
 
 
-def _decay_cell(w: Mapping[str, Any], metric: str | None, min_labels: Any) -> str:
-    dec = kit.as_dict(w.get("decay"))
-    value = kit.as_dict(w.get("performance")).get(metric) if metric else None
-    value = dec.get("value") if value is None else value
-    if value is None and not dec:
+def _decay_cell(w: WindowRecord, metric: str | None, min_labels: int | None) -> str:
+    dec = w.decay
+    value = _get(w.performance, metric)
+    value = (dec.value if dec is not None else None) if value is None else value
+    if value is None and dec is None:
         return kit.NA
-    ref, drop, limit = dec.get("reference"), kit.fmt(dec.get("drop"), 3), kit.fmt(dec.get("limit"))
-    verdict = _verdict_cell(dec.get("decayed"), min_labels)
-    return f"{kit.fmt(value)} vs reference {kit.fmt(ref)} (drop {drop}, allowed {limit}): {verdict}"
+    ref, drop, limit, decayed = (
+        (dec.reference, dec.drop, dec.limit, dec.decayed) if dec is not None else (None,) * 4
+    )
+    verdict = _verdict_cell(decayed, min_labels)
+    return (
+        f"{_fmt(value)} vs reference {_fmt(ref)} (drop {_fmt(drop, 3)}, allowed {_fmt(limit)}): "
+        f"{verdict}"
+    )
 
 
-def _summary(r: Mapping[str, Any]) -> str:
-    wins = _windows(r)
-    kinds = [k for k in WINDOWS if wins[k]]
-    if not kinds:
+def _summary(r: MonitoringReport) -> str:
+    wins = {k: w for k, w in _windows(r).items() if w is not None}
+    if not wins:
         return kit.none("No window has been evaluated yet.")
     metric = _metric(r)
     name = metric or "metric"
-    min_labels = kit.as_dict(kit.as_dict(r.get("settings")).get("performance")).get("min_labels")
+    min_labels = _min_labels(r)
 
-    def drifted(w: dict[str, Any]) -> str:
+    def drifted(w: WindowRecord) -> str:
         names, total = _drifted_names(w), len(_columns(w))
         head = f"{len(names)} of {total}" if total else str(len(names))
         return head + (f': <span class="bad">{kit.e(", ".join(names))}</span>' if names else "")
 
-    def ops(w: dict[str, Any], key: str) -> Any:
-        return kit.as_dict(w.get("ops")).get(key)
+    def latency(w: WindowRecord) -> str:
+        p50, p99 = _get(w.ops, "latency.p50_ms"), _get(w.ops, "latency.p99_ms")
+        return f"{_fmt(p50, 3)} / {_fmt(p99, 3)}"
 
-    def latency(w: dict[str, Any]) -> str:
-        return f"{kit.fmt(ops(w, 'latency.p50_ms'), 3)} / {kit.fmt(ops(w, 'latency.p99_ms'), 3)}"
+    def calibration(w: WindowRecord) -> str:
+        c = w.calibration
+        return f"{_fmt(c.get('gap'), 3)} (p {_fmt(c.get('p_value'), 3)})" if c else kit.NA
 
-    def calibration(w: dict[str, Any]) -> str:
-        c = kit.as_dict(w.get("calibration"))
-        return f"{kit.fmt(c.get('gap'), 3)} (p {kit.fmt(c.get('p_value'), 3)})" if c else kit.NA
+    def shift(w: WindowRecord) -> str:
+        return kit.e((w.shift.summary if w.shift is not None else None) or "–")
 
-    cells: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("Period", lambda w: f"{kit.when(w.get('start'))} to {kit.when(w.get('end'))}"),
-        ("Predictions", lambda w: kit.fmt(w.get("rows"))),
-        ("Labelled", lambda w: kit.fmt(w.get("labelled"))),
-        ("Labelled share", lambda w: kit.pct(kit.share(w.get("labelled"), w.get("rows")))),
+    cells: list[tuple[str, Callable[[WindowRecord], str]]] = [
+        ("Period", lambda w: f"{kit.when(w.start)} to {kit.when(w.end)}"),
+        ("Predictions", lambda w: _fmt(w.rows)),
+        ("Labelled", lambda w: _fmt(w.labelled)),
+        ("Labelled share", lambda w: kit.pct(kit.share(w.labelled, w.rows))),
         ("Drifted features", drifted),
-        ("Prediction drift", lambda w: _drift_cell(w.get("prediction"))),
-        ("Label drift", lambda w: _drift_cell(w.get("label"), missing="not enough labels")),
-        ("Features drifting within a class", lambda w: kit.fmt(w.get("conditional_drifted"))),
+        ("Prediction drift", lambda w: _drift_cell(w.prediction)),
+        ("Label drift", lambda w: _drift_cell(w.label, missing="not enough labels")),
+        ("Features drifting within a class", lambda w: _fmt(w.conditional_drifted)),
         (f"Performance ({name}) vs reference", lambda w: _decay_cell(w, metric, min_labels)),
-        (
-            f"Label-free estimate ({name})",
-            lambda w: kit.fmt(kit.as_dict(w.get("estimated")).get(name)),
-        ),
+        (f"Label-free estimate ({name})", lambda w: _fmt(_get(w.estimated, name))),
         ("Calibration gap (observed - predicted)", calibration),
         ("Latency p50 / p99 (ms)", latency),
-        ("Fallback rate", lambda w: kit.pct(ops(w, "fallback_rate"))),
-        ("Error rate", lambda w: kit.pct(ops(w, "error_rate"))),
-        ("Quarantine rate", lambda w: kit.pct(w.get("quarantine_rate"))),
-        ("Shift", lambda w: kit.e(kit.as_dict(w.get("shift")).get("summary") or "–")),
+        ("Fallback rate", lambda w: kit.pct(_get(w.ops, "fallback_rate"))),
+        ("Error rate", lambda w: kit.pct(_get(w.ops, "error_rate"))),
+        ("Quarantine rate", lambda w: kit.pct(w.quarantine_rate)),
+        ("Shift", shift),
     ]
-    rows = [[kit.e(label), *(cell(wins[k]) for k in kinds)] for label, cell in cells]
-    return kit.table("|".join(["", *(WINDOWS[k] for k in kinds)]), rows, text=len(kinds) + 1)
+    rows = [[kit.e(label), *(cell(w) for w in wins.values())] for label, cell in cells]
+    return kit.table("|".join(["", *(WINDOWS[k] for k in wins)]), rows, text=len(wins) + 1)
 
 
-def _labels(r: Mapping[str, Any]) -> str:
-    stats = kit.as_dict(r.get("labels"))
-    if not stats:
+def _labels(r: MonitoringReport) -> str:
+    stats = r.labels
+    if stats is None:
         return kit.none("No label accounting yet: no feedback has been joined to the log.")
     rows = [
         [
             f"{kit.e(t)} {kit.none(w, 'span')}",
-            (kit.duration if k.endswith("_s") else kit.fmt)(stats.get(k)),
+            (kit.duration if k.endswith("_s") else _fmt)(_finite(getattr(stats, k))),
         ]
         for k, t, w in LABEL_ROWS
     ]
     known = {k for k, _, _ in LABEL_ROWS}
-    return kit.table(
-        "|Count", rows + [[kit.e(k), kit.fmt(v)] for k, v in stats.items() if k not in known]
-    )
+    # the other counts, as the report's JSON has them: one left out while None (or missing
+    # from an older report) is not drawn
+    others = [
+        (k, getattr(stats, k))
+        for k in type(stats).model_fields
+        if k not in known
+        and (getattr(stats, k) is not None or (k in stats.model_fields_set and k not in stats.OMIT))
+    ]
+    return kit.table("|Count", rows + [[kit.e(k), _fmt(v)] for k, v in others])
 
 
 # ------------------------------------------------------------------------------------ drift
@@ -330,36 +395,38 @@ DRIFT_KEYS = (*TEST_KEYS, *EFFECT_KEYS, "missing_ref", "missing_cur", "mean_ref"
 SHORT = {"p_value", "p_adjusted", "score"}  # three significant digits are enough for these
 
 
-def _drift_row(c: Mapping[str, Any], drifted: bool) -> list[str]:
+def _drift_row(c: ColumnDriftRecord, drifted: bool) -> list[str]:
     cells = [
-        kit.pct(c.get(k)) if k.startswith("missing") else kit.fmt(c.get(k), 3 if k in SHORT else 4)
+        kit.pct(getattr(c, k))
+        if k.startswith("missing")
+        else _fmt(getattr(c, k), 3 if k in SHORT else 4)
         for k in DRIFT_KEYS
     ]
     return [
-        kit.e(_name(c.get("name"))),
+        kit.e(_name(c.name)),
         *cells,
         '<span class="bad">yes</span>' if drifted else "no",
     ]
 
 
-def _drift(r: Mapping[str, Any]) -> str:
+def _drift(r: MonitoringReport) -> str:
     cur = _windows(r)["current"]
     cols = sorted(_columns(cur), key=_score, reverse=True)
-    extra = [kit.as_dict(cur.get(k)) for k in ("prediction", "label") if kit.as_dict(cur.get(k))]
-    if not cols and not extra:
+    extra = [c for c in (cur.prediction, cur.label) if c is not None] if cur is not None else []
+    if cur is None or (not cols and not extra):
         return kit.none("No feature has been compared with the reference yet.")
     drifted = set(_drifted_names(cur))
     out = [
-        f'<p class="note">Current window, {kit.when(cur.get("start"))} to {kit.when(cur.get("end"))}. '
+        f'<p class="note">Current window, {kit.when(cur.start)} to {kit.when(cur.end)}. '
         "Score = effect size / its threshold: above 1 the change is large enough to matter; a "
         "feature drifts when its adjusted p-value is below alpha as well.</p>"
     ]
     if cols:
-        scores = [kit.num(c.get("score")) for c in cols]
-        flags = [str(c.get("name")) in drifted for c in cols]
-        hover = [[s, kit.num(c.get("p_adjusted"))] for s, c in zip(scores, cols, strict=True)]
+        scores = [kit.num(c.score) for c in cols]
+        flags = [str(c.name) in drifted for c in cols]
+        hover = [[s, kit.num(c.p_adjusted)] for s, c in zip(scores, cols, strict=True)]
         bar = go.Bar(
-            x=[kit.e(c.get("name")) for c in cols],
+            x=[kit.e(c.name) for c in cols],
             y=[None if s is None else min(s, SCORE_CAP) for s in scores],
             marker_color=[DRIFTED if f else STABLE for f in flags],
             customdata=hover,
@@ -371,29 +438,29 @@ def _drift(r: Mapping[str, Any]) -> str:
         fig = go.Figure(bar, layout)
         fig.add_hline(y=1, line_dash="dash", line_color=GREY, annotation_text="threshold")
         out.append(kit.plot(fig, "fig-drift-features"))
-    rows = [_drift_row(c, str(c.get("name")) in drifted) for c in cols]
-    classes = ["drifted" if str(c.get("name")) in drifted else "" for c in cols]
+    rows = [_drift_row(c, str(c.name) in drifted) for c in cols]
+    classes = ["drifted" if str(c.name) in drifted else "" for c in cols]
     for i, c in enumerate(extra):
-        rows.append(_drift_row(c, c.get("drifted") is True))
+        rows.append(_drift_row(c, c.drifted is True))
         sep = "sep" if i == 0 and cols else ""
-        classes.append(f"{sep} drifted".strip() if c.get("drifted") is True else sep)
+        classes.append(f"{sep} drifted".strip() if c.drifted is True else sep)
     out.append(kit.table(DRIFT_HEAD, rows, cls=classes, text=(0, 1, 2, 6)))
     return "".join(out)
 
 
-def _drift_time(r: Mapping[str, Any]) -> str:
+def _drift_time(r: MonitoringReport) -> str:
     timeline = _timeline(r)
     if not timeline:
         return kit.none("No window in the timeline yet.")
-    x = [kit.axis_time(t.get("start"), i) for i, t in enumerate(timeline)]
-    feats = [kit.as_dict(t.get("features")) for t in timeline]
-    names = [str(n) for n in kit.as_list(kit.as_dict(r.get("reference")).get("features"))]
-    names = list(
-        dict.fromkeys(names + [str(n) for f in feats for n in kit.as_dict(f.get("scores"))])
-    )
+    x = [kit.axis_time(t.start, i) for i, t in enumerate(timeline)]
+    feats = [t.features for t in timeline]
+    reference = r.reference.features if r.reference is not None else None
+    names = [str(n) for n in reference or []]
+    scores = [{str(k): v for k, v in (f.scores or {}).items()} if f else {} for f in feats]
+    names = list(dict.fromkeys(names + [n for s in scores for n in s]))
+    drifted = [[str(n) for n in f.drifted or []] if f is not None else [] for f in feats]
     out = []
     if names:
-        scores = [{str(k): v for k, v in kit.as_dict(f.get("scores")).items()} for f in feats]
         raw = [[kit.num(s.get(n)) for s in scores] for n in names]
         heat = go.Heatmap(
             x=x,
@@ -404,11 +471,7 @@ def _drift_time(r: Mapping[str, Any]) -> str:
             hovertemplate="%{y}<br>%{x}<br>score %{customdata:.3g}<extra></extra>",
             **HEAT,
         )
-        hits = [
-            (x[i], kit.e(n))
-            for i, f in enumerate(feats)
-            for n in map(str, kit.as_list(f.get("drifted")))
-        ]
+        hits = [(x[i], kit.e(n)) for i, d in enumerate(drifted) for n in d]
         hx, hy = zip(*hits, strict=True) if hits else ((), ())
         marks = go.Scatter(x=hx, y=hy, mode="markers", marker=kit.X_MARK, hoverinfo="skip")
         title = "Score per feature and window (1 = threshold; x = drifted)"
@@ -418,7 +481,7 @@ def _drift_time(r: Mapping[str, Any]) -> str:
         out.append(kit.plot(fig, "fig-drift-heatmap"))
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35])
-    share = [kit.num(f.get("share")) for f in feats]
+    share = [kit.num(f.share) if f is not None else None for f in feats]
     fig.add_trace(kit.line(x, share, "share of features drifted", STABLE), row=1, col=1)
     symbols = ("circle", "square", "diamond", "triangle-up", "x")
     for k, symbol in zip(SHIFT_WORDS, symbols, strict=True):
@@ -435,14 +498,16 @@ def _drift_time(r: Mapping[str, Any]) -> str:
     out.append(kit.plot(fig, "fig-drift-share"))
 
     rows = []
-    for t, f in zip(timeline, feats, strict=True):
-        names_d = kit.as_list(f.get("drifted"))
-        drifted = f'<span class="bad">{kit.fmt(names_d)}</span>' if names_d else kit.NA
-        label = _drift_cell(t.get("label"), missing="not enough labels")
-        shift = kit.e(kit.as_dict(t.get("shift")).get("summary") or "–")
-        prediction = _drift_cell(t.get("prediction"))
-        cells = [kit.fmt(t.get("rows")), kit.pct(f.get("share")), drifted, prediction, label, shift]
-        rows.append([kit.when(t.get("start")), *cells, kit.fmt(kit.as_list(t.get("alerts")))])
+    for t, names_d, s in zip(timeline, drifted, share, strict=True):
+        cells = [
+            _fmt(t.rows),
+            kit.pct(s),
+            f'<span class="bad">{_fmt(names_d)}</span>' if names_d else kit.NA,
+            _drift_cell(t.prediction),
+            _drift_cell(t.label, missing="not enough labels"),
+            kit.e((t.shift.summary if t.shift is not None else None) or "–"),
+        ]
+        rows.append([kit.when(t.start), *cells, _fmt(t.alerts or [])])
     head = "Window start|Predictions|Share drifted|Drifted features|Prediction drift|Label drift|Shift|Alerts"
     out.append(_per_window(timeline, head, rows, text=(0, 3, 4, 5, 6, 7)))
     return "".join(out)
@@ -451,23 +516,23 @@ def _drift_time(r: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------- distributions
 
 
-def _distributions(r: Mapping[str, Any]) -> str:
-    current = kit.as_dict(r.get("current"))
-    dists = kit.as_dict(current.get("distributions"))
-    cumulative = kit.as_dict(current.get("distributions_cumulative"))
+def _distributions(r: MonitoringReport) -> str:
+    current = r.current
+    dists = (current.distributions if current is not None else None) or {}
+    cumulative = (current.distributions_cumulative if current is not None else None) or {}
     if not dists:
         return kit.none("No distribution to compare yet.")
     cur = _windows(r)["current"]
-    cols = {str(c.get("name")): c for c in _columns(cur)}
-    pred = kit.as_dict(cur.get("prediction"))
+    cols: dict[str, ColumnDriftRecord | None] = {str(c.name): c for c in _columns(cur)}
+    pred = cur.prediction if cur is not None else None
     cols[PREDICTION] = pred
-    drifted = set(_drifted_names(cur)) | ({PREDICTION} if pred.get("drifted") is True else set())
-    ranked = sorted(dists, key=lambda n: _score(cols.get(str(n), {})), reverse=True)
+    drifted = set(_drifted_names(cur))
+    if pred is not None and pred.drifted is True:
+        drifted.add(PREDICTION)
+    ranked = sorted(dists, key=lambda n: _score(cols.get(str(n))), reverse=True)
     names = [PREDICTION] * (PREDICTION in dists) + [str(n) for n in ranked if n != PREDICTION]
     charts = [
-        _distribution(
-            i, n, dists[n], cumulative.get(n), kit.num(cols.get(n, {}).get("score")), n in drifted
-        )
+        _distribution(i, n, dists[n], cumulative.get(n), _score_of(cols.get(n)), n in drifted)
         for i, n in enumerate(names)
     ]
     top = TOP_DISTRIBUTIONS + (1 if PREDICTION in dists else 0)
@@ -483,12 +548,26 @@ def _distributions(r: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _distribution(i: int, name: str, d: Any, cum: Any, score: float | None, drifted: bool) -> str:
-    d, cum = kit.as_dict(d), kit.as_dict(cum)
-    bins = [kit.e(b) for b in kit.as_list(d.get("bins"))]
+def _bins(d: Distribution | None) -> list[str]:
+    return list((d.bins if d is not None else None) or [])
 
-    def values(src: dict[str, Any], key: str) -> list[float | None]:
-        v = [kit.num(x) for x in kit.as_list(src.get(key))]
+
+def _score_of(col: ColumnDriftRecord | None) -> float | None:
+    return kit.num(col.score) if col is not None else None
+
+
+def _distribution(
+    i: int,
+    name: str,
+    d: Distribution | None,
+    cum: Distribution | None,
+    score: float | None,
+    drifted: bool,
+) -> str:
+    bins = [kit.e(b) for b in _bins(d)]
+
+    def values(src: Distribution | None, key: str) -> list[float | None]:
+        v = [kit.num(x) for x in (getattr(src, key) if src is not None else None) or []]
         return (v + [None] * len(bins))[: len(bins)]
 
     color = DRIFTED if drifted else STABLE
@@ -496,7 +575,7 @@ def _distribution(i: int, name: str, d: Any, cum: Any, score: float | None, drif
         go.Bar(x=bins, y=values(d, "reference"), name="reference", marker_color=REFERENCE),
         go.Bar(x=bins, y=values(d, "current"), name="current window", marker_color=color),
     ]
-    if cum and kit.as_list(cum.get("bins")) == kit.as_list(d.get("bins")):
+    if cum is not None and _bins(cum) == _bins(d):
         hidden = {"marker_color": "#72b7b2", "visible": "legendonly"}
         bars.append(go.Bar(x=bins, y=values(cum, "current"), name="all windows", **hidden))
     title = kit.e(_name(name))
@@ -511,24 +590,26 @@ def _distribution(i: int, name: str, d: Any, cum: Any, score: float | None, drif
 # ------------------------------------------------------------------------------ performance
 
 
-def _performance(r: Mapping[str, Any]) -> str:
+def _performance(r: MonitoringReport) -> str:
     timeline = _timeline(r)
     metric = _metric(r)
     if not timeline:
         return kit.none("No window in the timeline yet.")
     if metric is None:
         return kit.none("No labelled window yet: performance cannot be measured.")
-    x = [kit.axis_time(t.get("start"), i) for i, t in enumerate(timeline)]
-    realized = [kit.num(kit.as_dict(t.get("performance")).get(metric)) for t in timeline]
-    final = [kit.num(kit.as_dict(t.get("performance_final")).get(metric)) for t in timeline]
-    est = [kit.num(kit.as_dict(t.get("estimated")).get(metric)) for t in timeline]
-    decays = [kit.as_dict(t.get("decay")) for t in timeline]
+    x = [kit.axis_time(t.start, i) for i, t in enumerate(timeline)]
+    realized = [kit.num(_get(t.performance, metric)) for t in timeline]
+    final = [kit.num(_get(t.performance_final, metric)) for t in timeline]
+    est = [kit.num(_get(t.estimated, metric)) for t in timeline]
+    decays = [t.decay for t in timeline]
     # the verdict's limit is the drop allowed: drawn, it is the worst value allowed
-    allowed = [(kit.num(d.get("reference")), kit.num(d.get("limit"))) for d in decays]
+    allowed = [
+        (kit.num(d.reference), kit.num(d.limit)) if d is not None else (None, None) for d in decays
+    ]
     sign = -1.0 if higher_is_better(metric) else 1.0
     limit = [b + sign * a if b is not None and a is not None else None for b, a in allowed]
-    labelled = [kit.share(t.get("labelled"), t.get("rows")) for t in timeline]
-    ref = kit.num(kit.as_dict(kit.as_dict(r.get("reference")).get("metrics")).get(metric))
+    labelled = [kit.share(t.labelled, t.rows) for t in timeline]
+    ref = kit.num(_get(r.reference.metrics if r.reference is not None else None, metric))
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     # plotly draws the second y axis over the first: the bars go on the first, under the lines
@@ -542,7 +623,8 @@ def _performance(r: Mapping[str, Any]) -> str:
     ]
     for y, name, color, dash in lines:
         fig.add_trace(kit.line(x, y, name, color, dash), secondary_y=True)
-    decayed = [i for i, d in enumerate(decays) if d.get("decayed") is True]
+    verdicts = [d.decayed if d is not None else None for d in decays]
+    decayed = [i for i, v in enumerate(verdicts) if v is True]
     if decayed:
         dx, dy = [x[i] for i in decayed], [realized[i] for i in decayed]
         mark = {"symbol": "x", "size": 12, "color": DRIFTED}
@@ -552,14 +634,19 @@ def _performance(r: Mapping[str, Any]) -> str:
     axes["yaxis2"] = {"title": {"text": kit.e(metric)}, "side": "left", "tickmode": "auto"}
     fig.update_layout(kit.layout(f"{kit.e(metric)} per window", 420, **axes))
 
-    starts = [kit.when(t.get("start")) for t in timeline]
-    counts = [kit.fmt(t.get("labelled")) for t in timeline]
-    numbers = [[kit.fmt(v) for v in values] for values in (realized, final, est, limit)]
-    verdicts = [_verdict_cell(d.get("decayed")) for d in decays]
-    rows = kit.transpose(starts, counts, [kit.pct(v) for v in labelled], *numbers, verdicts)
+    starts = [kit.when(t.start) for t in timeline]
+    counts = [_fmt(t.labelled) for t in timeline]
+    numbers = [[_fmt(v) for v in values] for values in (realized, final, est, limit)]
+    rows = kit.transpose(
+        starts,
+        counts,
+        [kit.pct(v) for v in labelled],
+        *numbers,
+        [_verdict_cell(v) for v in verdicts],
+    )
     head = "Window start|Labelled|Share|Realized at end|Realized now|Estimate|Worst allowed|Verdict"
     note = (
-        f'<p class="note">Reference {kit.e(metric)}: {kit.fmt(ref)}. "Realized at end" counts the '
+        f'<p class="note">Reference {kit.e(metric)}: {_fmt(ref)}. "Realized at end" counts the '
         'labels known when the window closed; "realized now" every label received since.</p>'
     )
     return kit.plot(fig, "fig-performance") + note + _per_window(timeline, head, rows, text=(0, 7))
@@ -576,15 +663,13 @@ OPS_SERIES = (
 )
 
 
-def _ops(r: Mapping[str, Any]) -> str:
+def _ops(r: MonitoringReport) -> str:
     timeline = _timeline(r)
     if not timeline:
         return kit.none("No window in the timeline yet.")
-    x = [kit.axis_time(t.get("start"), i) for i, t in enumerate(timeline)]
+    x = [kit.axis_time(t.start, i) for i, t in enumerate(timeline)]
     # quarantine_rate sits beside ops (it is the ingestion's, not the server's)
-    values = [
-        {**kit.as_dict(t.get("ops")), "quarantine_rate": t.get("quarantine_rate")} for t in timeline
-    ]
+    values = [{**(t.ops or {}), "quarantine_rate": t.quarantine_rate} for t in timeline]
     series = {key: [kit.num(v.get(key)) for v in values] for key, *_ in OPS_SERIES}
     titles = ("Latency (ms)", "Rates")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=titles)
@@ -595,10 +680,8 @@ def _ops(r: Mapping[str, Any]) -> str:
         "yaxis2": {"tickformat": ".1%", "rangemode": "tozero"},
     }
     fig.update_layout(kit.layout("", 460, **axes))
-    cells = [
-        [kit.fmt(v, 3) if n == 1 else kit.pct(v) for v in series[k]] for k, _, _, n in OPS_SERIES
-    ]
-    rows = kit.transpose([kit.when(t.get("start")) for t in timeline], *cells)
+    cells = [[_fmt(v, 3) if n == 1 else kit.pct(v) for v in series[k]] for k, _, _, n in OPS_SERIES]
+    rows = kit.transpose([kit.when(t.start) for t in timeline], *cells)
     head = "Window start|p50 (ms)|p99 (ms)|Fallback|Errors|Quarantined"
     return kit.plot(fig, "fig-ops") + _per_window(timeline, head, rows)
 
@@ -608,33 +691,33 @@ def _ops(r: Mapping[str, Any]) -> str:
 ALERT_HEAD = "Rule|Status|Severity|Metric|Window|Value|Condition|Window start|First|Last|Occurrences|Notified"
 
 
-def _alert_row(a: dict[str, Any]) -> list[str]:
-    op = kit.as_dict(a.get("details")).get("op")
-    status = a.get("status")
-    notified = (
-        kit.when(a.get("notified_at")) if a.get("notified_at") else '<span class="na">no</span>'
-    )
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _alert_row(a: Alert) -> list[str]:
+    op = (a.details or {}).get("op")
+    notified = kit.when(_iso(a.notified_at)) if a.notified_at else '<span class="na">no</span>'
     return [
-        kit.fmt(a.get("rule")),
-        f'<span class="bad">{kit.e(status)}</span>' if status == "firing" else kit.fmt(status),
-        *(kit.fmt(a.get(k)) for k in ("severity", "metric", "window", "value")),
-        (f"{kit.e(op)} " if op else "") + kit.fmt(a.get("threshold")),
-        *(kit.when(a.get(k)) for k in ("window_start", "first_at", "last_at")),
-        kit.fmt(a.get("occurrences")),
+        _fmt(a.rule),
+        f'<span class="bad">{kit.e(a.status)}</span>' if a.status == "firing" else _fmt(a.status),
+        *(_fmt(v) for v in (a.severity, a.metric, a.window, a.value)),
+        (f"{kit.e(op)} " if op else "") + _fmt(a.threshold),
+        *(kit.when(_iso(t)) for t in (a.window_start, a.first_at, a.last_at)),
+        _fmt(a.occurrences),
         notified,
     ]
 
 
-def _alerts(r: Mapping[str, Any]) -> str:
+def _alerts(r: MonitoringReport) -> str:
     out = []
-    for key, title, empty in (
-        ("alerts", "Raised while judging this report's new windows", "No alert was raised."),
-        ("active_alerts", "Active now", "No alert is active."),
+    for alerts, title, empty in (
+        (r.alerts, "Raised while judging this report's new windows", "No alert was raised."),
+        (r.active_alerts, "Active now", "No alert is active."),
     ):
-        alerts = [kit.as_dict(a) for a in kit.as_list(r.get(key))]
         out.append(f"<h3>{kit.e(title)}</h3>")
         if alerts:
-            classes = ["drifted" if a.get("status") == "firing" else "" for a in alerts]
+            classes = ["drifted" if a.status == "firing" else "" for a in alerts]
             rows = [_alert_row(a) for a in alerts]
             out.append(kit.table(ALERT_HEAD, rows, cls=classes, text=(0, 1, 2, 3, 4, 7, 8, 9, 11)))
         else:

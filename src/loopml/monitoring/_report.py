@@ -21,8 +21,21 @@ keys are the metrics of a task, open-ended by design.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from types import UnionType
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Self,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import orjson
 from pydantic import (
@@ -30,6 +43,8 @@ from pydantic import (
     ConfigDict,
     PlainSerializer,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
     model_serializer,
 )
 
@@ -62,6 +77,70 @@ class Record(BaseModel):
             if out.get(key, 0) is None:
                 del out[key]
         return out
+
+    @classmethod
+    def salvage(cls, data: object) -> Self | None:
+        """What can be read of this record in a stored, older or partial report, to draw it
+        (the HTML report): a field that validates is kept, a record inside it (an alert too) is
+        salvaged in turn, a list or map keeps the items that can be read, and a field missing
+        or malformed is None *whatever its type says*. Not a mapping: None; a record inside
+        that is an empty mapping and does not validate: None. A report that validates is
+        salvaged whole, equal to :meth:`model_validate`'s; anything that computes on a report
+        validates it instead.
+
+        >>> d = Decay.salvage({"metric": "auc", "decayed": "maybe"})
+        >>> d.metric, d.drop, d.decayed
+        ('auc', None, None)
+        """
+        if not isinstance(data, Mapping):
+            return None
+        values = {
+            name: _salvage(field.annotation, data[name])
+            if name in data
+            else (None if field.is_required() else field.get_default())
+            for name, field in cls.model_fields.items()
+        }
+        record = cls.model_construct(_fields_set={k for k in values if k in data}, **values)
+        return cast("Self", record)
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _salvage(annotation: Any, raw: Any) -> Any:
+    """``raw`` as ``annotation`` says, else what can be kept of it (see :meth:`Record.salvage`),
+    else None."""
+    if annotation not in _ADAPTERS:
+        _ADAPTERS[annotation] = TypeAdapter(annotation)
+    try:
+        return _ADAPTERS[annotation].validate_python(raw)
+    except ValidationError:
+        pass
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        kept = (_salvage(a, raw) for a in args if a is not type(None))
+        return next((v for v in kept if v is not None), None)
+    if origin is Annotated:
+        return _salvage(args[0], raw)
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return annotation.salvage(raw) if raw else None
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):  # an Alert
+        if not isinstance(raw, Mapping) or not raw:
+            return None
+        hints, out = get_type_hints(annotation), object.__new__(annotation)
+        for f in dataclasses.fields(annotation):
+            default = None if f.default is dataclasses.MISSING else f.default
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            value = _salvage(hints[f.name], raw[f.name]) if f.name in raw else default
+            object.__setattr__(out, f.name, value)  # frozen
+        return out
+    if origin is list and isinstance(raw, list | tuple):
+        return [v for v in (_salvage(args[0], x) for x in raw) if v is not None]
+    if origin is dict and isinstance(raw, Mapping):
+        items = ((str(k), x, _salvage(args[1], x)) for k, x in raw.items())
+        return {k: v for k, x, v in items if v is not None or x is None}
+    return None
 
 
 class ColumnDriftRecord(Record):

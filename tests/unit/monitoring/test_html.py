@@ -131,6 +131,25 @@ def test_sample_has_the_label_accounting(page: str, sample: dict[str, Any]) -> N
     assert "6.32 h (22,740 s)" in section
 
 
+def test_an_older_report_shows_no_count_it_did_not_have(page: str, sample: dict[str, Any]) -> None:
+    """The sample was written before labels refused at the door were counted: its label
+    accounting has the rows it had, and no empty 'refused' row."""
+    assert "refused" not in sample["labels"]
+    text = _text(page)
+    section = text[text.index('<section id="labels">') : text.index('<section id="drift">')]
+    assert "refused" not in section
+    assert section.count("<tr>") == 1 + len(_html.LABEL_ROWS)  # the head and the known rows
+
+
+def test_what_can_be_read_of_a_partial_alert_is_tabled() -> None:
+    report = {"model": "m", "alerts": [1, {"rule": "r1", "status": "firing", "details": None}]}
+    text = _text(render_html(report))
+    section = text[text.index('<section id="alerts">') :]
+    row = '<tr class="drifted"><td class="text">r1</td><td class="text"><span class="bad">firing'
+    assert section.count(row) == 1 and section.count("<tr") == 2  # the head and the alert
+    assert "No alert was raised." not in section and "No alert is active." in section
+
+
 def test_sample_summary_has_performance_against_reference(page: str) -> None:
     text = _text(page)
     assert "Performance (pr_auc) vs reference" in text

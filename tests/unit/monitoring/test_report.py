@@ -25,6 +25,7 @@ from loopml.cli import main
 from loopml.cli._common import print_json
 from loopml.monitoring import _report
 from loopml.monitoring._alerts import Alert
+from loopml.monitoring._html import render_html
 from loopml.monitoring._prometheus import DriftCollector
 from loopml.monitoring._report import FirstDetected, LatestDrift, MonitoringReport
 from tests.unit.monitoring.conftest import Trained, features_of
@@ -132,6 +133,42 @@ def test_the_html_report_is_the_same_as_before_typing(monitored: tuple[str, str,
     if WRITE:
         GOLDEN_HTML.write_text(text, encoding="utf-8")
     assert text == GOLDEN_HTML.read_text(encoding="utf-8")
+
+
+def test_the_html_report_drawn_from_the_printed_json_is_the_same(
+    monitored: tuple[str, str, bytes],
+) -> None:
+    """A stored report (the --json output) is drawn as the typed report it was printed from."""
+    page = render_html(orjson.loads(monitored[0]))
+    assert _masked_page(page) == GOLDEN_HTML.read_text(encoding="utf-8")
+
+
+def test_a_valid_report_is_salvaged_whole(monitored: tuple[str, str, bytes]) -> None:
+    printed = orjson.loads(monitored[0])
+    salvaged = MonitoringReport.salvage(printed)
+    assert salvaged == MonitoringReport.model_validate(printed)
+    assert salvaged is not None and salvaged.to_dict() == printed
+
+
+def test_salvage_keeps_what_can_be_read_of_a_partial_report(
+    monitored: tuple[str, str, bytes],
+) -> None:
+    broken = orjson.loads(monitored[0])
+    del broken["current"]["current"]["shift"]  # refused by model_validate (see above)
+    broken["timeline"][0]["decay"] = {"metric": "auc", "drop": "much"}
+    broken["timeline"].insert(1, "not a window")
+    broken["alerts"][0] = {"rule": "drift", "first_at": "never", "details": None}
+    broken["labels"] = {"received": 3}
+    report = MonitoringReport.salvage(broken)
+    assert report is not None and report.current is not None and report.timeline
+    cur = report.current.current
+    assert cur.shift is None and cur.rows == broken["current"]["current"]["rows"]
+    assert report.timeline[0].decay.metric == "auc" and report.timeline[0].decay.drop is None
+    assert len(report.timeline) == len(broken["timeline"]) - 1
+    assert report.alerts is not None and report.alerts[0].rule == "drift"
+    assert report.alerts[0].first_at is None and report.alerts[0].details is None
+    assert report.labels.received == 3 and report.labels.refused is None
+    assert MonitoringReport.salvage([1]) is None
 
 
 def _alerts_fired(report: dict[str, Any]) -> list[str]:
