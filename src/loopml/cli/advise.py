@@ -87,17 +87,19 @@ def advise_serving(
     the requests are over the keys, how many keys there are, what a static table would take,
     each mode's latency, and how far a table's answers are from the model's on the same
     requests. Precomputes into the online store as it measures."""
-    from loopml.serving import Rule, advise
+    from loopml.serving import Rule, advise, save_advice
 
     keys = [k.strip() for k in key.split(",") if k.strip()] if key else None
     rows = read_requests(requests) if requests is not None else None
     with open_project(project) as p:
         rule = Rule(max_head=p.spec.serving.hybrid.head, max_divergence=max_divergence)
         advice = advise(p, rows, key=keys, sample=sample, head=head, rule=rule)
+        kept = save_advice(advice, p.root)
     if json:
         print_json(advice.to_dict())
     else:
         show(advice)
+        out.print(f"kept in {kept} (the dashboard's serving page shows it)")
     return 0
 
 

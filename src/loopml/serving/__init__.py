@@ -8,6 +8,7 @@ from loopml._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from loopml.monitoring import predictions_stream
+    from loopml.serving._advice import KeptAdvice, load_advice, save_advice
     from loopml.serving._advisor import Advice, Rule, advise, top_keys
     from loopml.serving._app import create_app
     from loopml.serving._batch import predict_file
@@ -27,6 +28,7 @@ __getattr__ = lazy_attributes(
     {
         "predictions_stream": "loopml.monitoring",
         **dict.fromkeys(("Advice", "Rule", "advise", "top_keys"), "loopml.serving._advisor"),
+        **dict.fromkeys(("KeptAdvice", "load_advice", "save_advice"), "loopml.serving._advice"),
         **dict.fromkeys(("ServingParts", "serving_parts"), "loopml.serving._parts"),
         "create_app": "loopml.serving._app",
         "predict_file": "loopml.serving._batch",
@@ -46,6 +48,7 @@ __all__ = [
     "Advice",
     "Breaker",
     "Engine",
+    "KeptAdvice",
     "ModelHolder",
     "Prediction",
     "PredictionLogger",
@@ -58,8 +61,10 @@ __all__ = [
     "advise",
     "classify",
     "create_app",
+    "load_advice",
     "predict_file",
     "predictions_stream",
+    "save_advice",
     "serving_parts",
     "static_table",
     "top_keys",

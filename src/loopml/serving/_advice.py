@@ -6,14 +6,21 @@ measurements themselves are in :mod:`loopml.serving._advisor`.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from loopml.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 TOPS = (1, 10, 100, 1000)
 SHARES = (0.5, 0.9, 0.99)
@@ -224,6 +231,69 @@ class Advice:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Advice:
+        """The advice :meth:`to_dict` wrote (as :func:`save_advice` keeps it)."""
+
+        def divergence(x: Any) -> Divergence | None:
+            return None if x is None else Divergence(**x)
+
+        return cls(
+            **{
+                **d,
+                "peakedness": Peakedness(**d["peakedness"]),
+                "universe": Universe(**d["universe"]),
+                "storage": Storage(**d["storage"]),
+                "compute": Compute(**d["compute"]),
+                "latency": {k: ModeLatency(**v) for k, v in d["latency"].items()},
+                "static_vs_dynamic": divergence(d.get("static_vs_dynamic")),
+                "hybrid_vs_dynamic": divergence(d.get("hybrid_vs_dynamic")),
+                "hybrid": Hybrid(**d["hybrid"]),
+                "recommendation": Recommendation(**d["recommendation"]),
+            }
+        )
+
+
+# Where a project keeps the latest advice (`loopml advise-serving` writes it; the dashboard's
+# serving page reads it), under the project's folder.
+ADVICE_FILE = Path(".loopml") / "serving" / "advice.json"
+
+
+@dataclass(frozen=True)
+class KeptAdvice:
+    """The latest advice kept for a project, and when it was measured."""
+
+    advice: Advice
+    measured_at: datetime
+
+
+def save_advice(advice: Advice, root: Path, *, at: datetime | None = None) -> Path:
+    """Keep ``advice`` as the project's latest (written atomically), for the dashboard."""
+    path = Path(root) / ADVICE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    when = (at or datetime.now(UTC)).isoformat()
+    text = json.dumps({"measured_at": when, "advice": advice.to_dict()})
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_advice(root: Path) -> KeptAdvice | None:
+    """The project's latest advice, or None when none was kept (or it cannot be read: an
+    advice from another loopml version is measured again, not guessed at)."""
+    path = Path(root) / ADVICE_FILE
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        return KeptAdvice(
+            Advice.from_dict(kept["advice"]), datetime.fromisoformat(kept["measured_at"])
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("the kept serving advice at %s cannot be read: %s", path, exc)
+        return None
 
 
 # ------------------------------------------------------------------- the distribution's shape

@@ -443,3 +443,17 @@ def test_the_command(shop: Project, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "static answers against dynamic ones" in shown and "within 10000%" in shown
     code = main(["advise-serving", "--requests", str(tmp_path / "nope.txt"), "-p", str(shop.root)])
     assert code == 2 and "unknown format" in capsys.readouterr().err
+
+
+def test_the_latest_advice_is_kept_for_the_dashboard(shop: Project, tmp_path: Path) -> None:
+    from loopml.serving import load_advice, save_advice
+
+    assert load_advice(tmp_path) is None  # nothing measured yet
+    a = advise(shop, requests(), key=["band"], sample=100, head=3)
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    path = save_advice(a, tmp_path, at=at)
+    kept = load_advice(tmp_path)
+    assert kept is not None and kept.measured_at == at
+    assert kept.advice == a  # every figure, nested records included, read back as written
+    path.write_text("{not json")
+    assert load_advice(tmp_path) is None  # unreadable: measured again, never guessed at

@@ -45,6 +45,114 @@ def no_raw_floats(page: str) -> None:
 # ------------------------------------------------------------------------------ the serving page
 
 
+ADVICE = {
+    "model": "stream_model",
+    "version": 4,
+    "key": ["c"],
+    "source": "the prediction log",
+    "requests": 2000,
+    "peakedness": {
+        "requests": 2000,
+        "keys": 4,
+        "unkeyed": 0,
+        "unique_share": 0.002,
+        "top_share": {"1": 0.2612345678, "10": 1.0, "100": 1.0, "1000": 1.0},
+        "gini": 0.0412345678,
+        "keys_for": {"50%": 2, "90%": 4, "99%": 4},
+    },
+    "universe": {"keys": 4, "recent_keys": 4, "coverage": 1.0, "counted": "the lake"},
+    "storage": {
+        "keys_precomputed": 4,
+        "bytes_precomputed": 2345,
+        "seconds": 0.0123456,
+        "bytes_per_key": 586.25,
+        "universe_bytes": 2345,
+        "universe_seconds": 0.0123456,
+        "extrapolated": False,
+    },
+    "compute": {
+        "sample": 200,
+        "median_us": 812.3456789,
+        "p99_us": 2456.789123,
+        "cpu_seconds_per_1000": 0.8123456,
+    },
+    "latency": {
+        "dynamic": {
+            "mode": "dynamic",
+            "requests": 2000,
+            "median_us": 812.3456789,
+            "p99_us": 2456.789123,
+            "mean_us": 901.2345678,
+            "static_share": 0.0,
+            "fallbacks": 0,
+        },
+        "static": {
+            "mode": "static",
+            "requests": 2000,
+            "median_us": 95.4321987,
+            "p99_us": 301.2345678,
+            "mean_us": 110.9876543,
+            "static_share": 1.0,
+            "fallbacks": 0,
+        },
+    },
+    "static_coverage": 1.0,
+    "divergence": 0.3123456,
+    "static_vs_dynamic": {
+        "compared": 2000,
+        "mean_abs": 0.3123456,
+        "max_abs": 0.8123456,
+        "spread": 0.3523456,
+        "relative": 0.8864123,
+        "decisions_changed": 0.4123456,
+    },
+    "hybrid_vs_dynamic": None,
+    "dynamic_flags": {},
+    "hybrid": {
+        "head": 4,
+        "chosen_by": "the rule",
+        "head_needed": 2,
+        "head_share": 1.0,
+        "head_share_of_sample": 1.0,
+        "hit_rate": 0.9987654,
+    },
+    "recommendation": {
+        "mode": "dynamic",
+        "reasons": ["a table's answers are 89% of the way off the model's"],
+        "notes": [],
+        "rule": {},
+    },
+    "feature_cache_s": 0.0,
+    "seconds": 3.21,
+}
+
+
+def test_the_serving_page_shows_the_latest_advice(
+    ui_copy: Path, client_for: Callable[..., Any]
+) -> None:
+    from datetime import UTC, datetime
+
+    from loopml.serving import Advice, save_advice
+
+    with client_for(ui_copy) as c:
+        assert "Not measured yet" in shown(c.get("/ui/serving").text)
+    save_advice(Advice.from_dict(ADVICE), ui_copy, at=datetime(2026, 12, 7, 9, 30, tzinfo=UTC))
+    with client_for(ui_copy) as c:
+        r = c.get("/ui/serving")
+        assert r.status_code == 200
+        text = shown(r.text)
+        assert "Measured 2026-12-07 09:30 UTC on 2,000 requests" in text
+        assert "recommends dynamic" in text
+        assert "100% of requests on the 10 most requested keys" in text  # peakedness
+        assert "Gini 0.0412" in text
+        assert "4 keys in the universe (4 recent)" in text  # cardinality
+        assert "99.9% static hit rate of a hybrid head of 4 keys" in text
+        assert "dynamic 2,000 812 µs 2.46 ms" in text and "static 2,000 95.4 µs 301 µs" in text
+        assert "41.2% of decisions differ" in text
+        assert "2.35 kB" in text  # sizes with units
+        no_raw_floats(r.text)
+
+
 def test_the_serving_page_without_a_server_says_how_to_connect_one(
     ui_base: Path, empty_root: Path, client_for: Callable[..., Any], monkeypatch: Any
 ) -> None:

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse
 
 from loopml import _htmlkit as kit
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, UsageError
+from loopml.serving import load_advice
 from loopml.storage import tables as t
 from loopml.ui._context import PREFIX
 from loopml.ui._format import chart
@@ -90,6 +91,7 @@ def _serving_values(request: Request) -> dict[str, Any]:
         "config": _serving_config(ctx),
         "live": live,
         "refresh_s": REFRESH_S,
+        "kept": load_advice(ctx.project.root),
     }
 
 
