@@ -260,6 +260,11 @@ def test_the_chart_draws_versions_against_realized_performance(
         steps = figure(r.text, "served-stream_model")["data"]
         assert any(tr.get("line", {}).get("shape") == "hv" for tr in steps)  # the step chart
         assert "v1 pr_auc" in r.text and "drift share" in r.text
+        # beside each version's realized performance, the one estimated from its scores alone
+        names = {tr.get("name") for tr in steps}
+        assert {"v1 pr_auc", "v1 pr_auc, estimated"} <= names
+        (guess,) = [tr for tr in steps if tr.get("name") == "v1 pr_auc, estimated"]
+        assert all(0 <= y <= 1 for y in guess["y"] if y is not None) and any(guess["y"])
         assert "monitoring windows judged across 4 versions" in _text(r.text)
         with Project.open(ui_base) as p, p.store.read() as conn:
             rollouts = list(

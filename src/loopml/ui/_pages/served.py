@@ -236,6 +236,7 @@ def _windows(
                 continue
             e = wl.evaluate("current", b)
             value = e.performance.get(metric)
+            guess = e.estimated.get(metric)  # from the scores alone, before labels arrive
             out.append(
                 {
                     "version": v,
@@ -245,6 +246,7 @@ def _windows(
                     "labelled": e.labelled,
                     "metric": metric,
                     "value": value if isinstance(value, int | float) else None,
+                    "estimated": guess if isinstance(guess, int | float) else None,
                     "drift_share": e.features.share,
                 }
             )
@@ -287,7 +289,10 @@ def _figure(
         subplot_titles=[
             "version holding each alias",
             *(
-                ["realized performance per window, by version", "drift share per window"]
+                [
+                    "realized (solid) and estimated (dotted) performance per window, by version",
+                    "drift share per window",
+                ]
                 if windows
                 else []
             ),
@@ -355,6 +360,20 @@ def _figure(
                 row=2,
                 col=1,
             )
+            if any(w["estimated"] is not None for w in ws):
+                fig.add_trace(
+                    go.Scatter(
+                        x=[w["start"] for w in ws],
+                        y=[w["estimated"] for w in ws],
+                        name=f"v{v} {metric}, estimated",
+                        mode="lines",
+                        line={"color": color, "dash": "dot"},
+                        hovertemplate=f"v{v}: estimated {metric} %{{y:.4g}} (from the scores, "
+                        "before labels)<extra></extra>",
+                    ),
+                    row=2,
+                    col=1,
+                )
             fig.add_trace(
                 go.Bar(
                     x=[w["start"] for w in ws],
