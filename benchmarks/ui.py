@@ -28,29 +28,21 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # the browser tests' helpers: one way to start and time a page
 
 SERVER_LIMIT_MS = 300.0
 LOAD_LIMIT_MS = 1000.0
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 MODEL = "stream_model"
 SCALE = {
     "versions": 10_000,
@@ -509,64 +501,19 @@ def server_times(
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _ui_server(root: Path) -> Iterator[str]:
-    import httpx
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "loopml.cli", "ui", "--port", str(port), "--project", str(root)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/ui/", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the dashboard did not start")
-            time.sleep(0.2)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-
-
-LOAD_MS = """() => {
-  const [nav] = performance.getEntriesByType("navigation");
-  return nav.loadEventEnd - nav.startTime;
-}"""
-
-
 def browser_times(root: Path, urls: list[tuple[str, str]], loads: int) -> dict[str, float] | str:
     """URL → median load-event ms in chromium, or why the browser could not be used."""
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(executable, os.X_OK):
+    from tests.e2e._browser import CHROMIUM_ARGS, chromium_path, dashboard, load_ms
+
+    executable = chromium_path()
+    if executable is None:
         return "no chromium (/usr/bin/chromium): apt-get install chromium"
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return "no playwright: pip install 'loopml[dev]'"
     out = {}
-    with _ui_server(root) as base, sync_playwright() as pw:
+    with dashboard(root, token=None) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{base}/ui/", wait_until="load")  # the static assets, cached as a user has them
@@ -574,10 +521,7 @@ def browser_times(root: Path, urls: list[tuple[str, str]], loads: int) -> dict[s
             times = []
             for _ in range(loads):
                 page.goto(f"{base}{url}", wait_until="load")
-                page.wait_for_function(
-                    "() => performance.getEntriesByType('navigation')[0].loadEventEnd > 0"
-                )
-                times.append(float(page.evaluate(LOAD_MS)))
+                times.append(load_ms(page))
             out[url] = statistics.median(times)
         browser.close()
     return out

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,36 +89,39 @@ def dashboard(root: Path, *, token: str | None) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k != "LOOPML_TOKEN"}
     if token is not None:
         env["LOOPML_TOKEN"] = token
-    server = subprocess.Popen(
-        [sys.executable, "-m", "loopml.cli", "ui", "--port", str(port), "--project", str(root)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/ui/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                err = server.stderr.read().decode()[-2000:] if server.stderr else ""
-                raise AssertionError(f"the dashboard did not start: {err}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        server.terminate()
+    # The server's stderr goes to a file, never a pipe nobody reads while it runs: a full pipe
+    # (64 kB of logged errors) would block the server mid-request.
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "loopml.cli", "ui", "--port", str(port), "--project", str(root)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        base = f"http://127.0.0.1:{port}"
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stderr:
-            server.stderr.close()
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/ui/", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    server.wait()
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")[-2000:]
+                    raise AssertionError(f"the dashboard did not start: {err}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def load_ms(page: Any) -> float:
