@@ -10,7 +10,6 @@ latencies and sizes with their units, times in UTC, a dash for nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -115,9 +114,24 @@ FILTERS = {
 }
 
 
+def _utc_naive(x: Any) -> Any:
+    """Every aware time in a figure as the same instant in UTC without its offset: plotly.js
+    reads no offsets (``...+00:00`` would make a time axis of categories)."""
+    if isinstance(x, datetime):
+        return x.astimezone(UTC).replace(tzinfo=None) if x.tzinfo is not None else x
+    if isinstance(x, dict):
+        return {k: _utc_naive(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_utc_naive(v) for v in x]
+    return x
+
+
 def chart(fig: Any, div_id: str) -> Markup:
     """A Plotly figure as a ``div`` holding its JSON, drawn by ``static/ui.js`` once Plotly has
     loaded (on a whole page or in a fragment htmx swapped in): no inline script, so it does not
     matter when Plotly arrives."""
-    figure = fig.to_json() if hasattr(fig, "to_json") else json.dumps(fig)
+    import plotly.io.json as pjson
+
+    plain = fig.to_plotly_json() if hasattr(fig, "to_plotly_json") else fig
+    figure = pjson.to_json_plotly(_utc_naive(plain))
     return Markup(f'<div class="chart" id="{escape(div_id)}" data-figure="{escape(figure)}"></div>')

@@ -142,3 +142,26 @@ def test_a_copy_of_the_history_keeps_its_timeline(ui_base: Path, tmp_path: Path)
     shutil.copytree(ui_base, root)
     with Project.open(root) as p, p.store.read() as conn:
         assert conn.execute(select(t.loop_events)).first() is not None
+
+
+def test_a_chart_gives_plotly_times_without_offsets() -> None:
+    """plotly.js reads no time-zone offsets: an aware time sent as ``...+00:00`` is not a date to
+    it (a time axis of such strings becomes one of categories)."""
+    import html
+    import json
+    import re
+    from datetime import UTC, datetime, timedelta, timezone
+
+    import plotly.graph_objects as go
+
+    from loopml.ui._format import chart
+
+    at = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    east = at.astimezone(timezone(timedelta(hours=2)))
+    fig = go.Figure(go.Scatter(x=[at, east], y=[1, 2]))
+    fig.add_vrect(x0=at, x1=east)
+    drawn = re.search(r'data-figure="([^"]*)"', chart(fig, "c"))
+    assert drawn is not None
+    figure = json.loads(html.unescape(drawn.group(1)))
+    assert figure["data"][0]["x"] == ["2024-01-02T03:04:05", "2024-01-02T03:04:05"]
+    assert figure["layout"]["shapes"][0]["x0"] == "2024-01-02T03:04:05"

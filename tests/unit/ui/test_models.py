@@ -257,7 +257,9 @@ def test_the_chart_draws_versions_against_realized_performance(
         assert r.status_code == 200
         assert "<html" not in r.text  # the fragment alone
         assert 'id="served-stream_model"' in r.text
-        steps = figure(r.text, "served-stream_model")["data"]
+        drawn = figure(r.text, "served-stream_model")
+        assert drawn["layout"]["yaxis"]["dtick"] == 1  # a few versions: a tick each
+        steps = drawn["data"]
         assert any(tr.get("line", {}).get("shape") == "hv" for tr in steps)  # the step chart
         assert "v1 pr_auc" in r.text and "drift share" in r.text
         # beside each version's realized performance, the one estimated from its scores alone
@@ -312,6 +314,23 @@ def test_an_old_move_is_found_on_its_page(ui_base: Path, client_for: Callable[..
         assert 'id="move-1"' not in first.text
         assert 'location.pathname + "?before="' in first.text
         assert 'id="move-1"' in c.get(f"/ui/served/{MODEL}?limit=1&before=2").text
+
+
+def test_a_chart_of_many_versions_leaves_the_ticks_to_plotly(
+    empty_root: Path, client_for: Callable[..., Any]
+) -> None:
+    # A tick per version over thousands of versions hung the browser (10,000 labels).
+    with Project.open(empty_root) as p:
+        for v in range(1, 31):
+            p.registry.register(
+                "m", task="binary", files={"f": b"x"}, format="raw", lineage={}, metrics={}, by="me"
+            )
+            p.registry.promote("m", v, by="me", reason="next", force=True)
+    with client_for(empty_root) as c:
+        chart = c.get("/ui/served/m/chart")
+        assert chart.status_code == 200
+        axis = figure(chart.text, "served-m")["layout"]["yaxis"]
+        assert "dtick" not in axis and axis["tickformat"] == "d"
 
 
 def test_rollout_arms_on_the_registry_clock_are_drawn_as_steps(

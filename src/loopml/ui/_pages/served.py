@@ -408,6 +408,10 @@ def _figure(
             fig.add_vrect(**span, **shade, row=3)
         fig.update_yaxes(title_text=metric, row=2, col=1)
         fig.update_yaxes(title_text="share", tickformat=".0%", range=[0, 1], row=3, col=1)
-    fig.update_yaxes(title_text="version", dtick=1, row=1, col=1)
+    held = [m["to_version"] for m in moves if m["to_version"] is not None]
+    # A tick per version while there are few; beyond that, plotly's own (one per version over
+    # thousands of them draws thousands of labels and hangs the browser).
+    few = not held or max(held) - min(held) <= 20
+    fig.update_yaxes(title_text="version", dtick=1 if few else None, tickformat="d", row=1, col=1)
     fig.update_layout(**kit.layout("", 260 + 220 * (rows - 1), barmode="group"))
     return chart(fig, f"served-{model}"), note
