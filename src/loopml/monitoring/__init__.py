@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from loopml.monitoring._feedback import parse_feedback
     from loopml.monitoring._html import write_html
     from loopml.monitoring._join import FEATURE_PREFIX
+    from loopml.monitoring._kept import latest_path
     from loopml.monitoring._labels import binary_truth
     from loopml.monitoring._log import MonitorLog, feedback_stream, predictions_stream
     from loopml.monitoring._monitor import ERROR_REASONS, WindowChoice, choose_window
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
         TimelineItem,
         WindowRecord,
     )
-    from loopml.monitoring._service import Monitoring, latest_path
+    from loopml.monitoring._service import Monitoring
 
 # The drift statistics, profiles and shift classes are pure (numpy, scipy, Arrow). The log, the
 # alerts and the service read the stores (SQLAlchemy, DuckDB): loaded on first use, so that
@@ -60,7 +61,7 @@ __getattr__ = lazy_attributes(
         "default_metric": "loopml.monitoring._performance",
         "choose_window": "loopml.monitoring._monitor",
         "Monitoring": "loopml.monitoring._service",
-        "latest_path": "loopml.monitoring._service",
+        "latest_path": "loopml.monitoring._kept",
         "parse_feedback": "loopml.monitoring._feedback",
         "write_html": "loopml.monitoring._html",
         "DriftCollector": "loopml.monitoring._prometheus",

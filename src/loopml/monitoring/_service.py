@@ -24,6 +24,7 @@ from loopml.monitoring._feedback import (
     read_feedback,
 )
 from loopml.monitoring._join import EVENT_TIME_FEATURE
+from loopml.monitoring._kept import KeptReports
 from loopml.monitoring._labels import LabelDomain
 from loopml.monitoring._log import Landed, MonitorLog, feedback_stream
 from loopml.monitoring._monitor import (
@@ -39,7 +40,6 @@ from loopml.monitoring._report import (
     CurrentWindows,
     FirstDetected,
     LabelAccounting,
-    LatestDrift,
     MonitoringReport,
     Period,
     Reference,
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from loopml.training import Models, VerifiedVersion
 
 PROFILE_FILE = "profile.json.gz"
-KEPT_WINDOWS = 2000  # the windows kept as the evidence of alerts (monitoring/<model>/windows.json)
 
 
 class Monitoring:
@@ -753,60 +752,21 @@ class Monitoring:
         self.files.write_bytes(self._state_path(), orjson.dumps(state))
 
     def _publish(self, report: MonitoringReport) -> None:
-        """The latest drift scores, where the serving app's /metrics reads them; the report
-        itself, and the windows it judged (read by the dashboard)."""
-        latest = LatestDrift.of(report)
-        if latest is not None:
-            self.files.write_bytes(latest_path(report.model), latest.to_json())
-            self.files.write_bytes(report_path(report.model), orjson.dumps(report.to_dict()))
-            self._keep_windows(report)
+        """The latest drift scores (read by the serving app's /metrics), the report and the
+        windows it judged (read by the dashboard): :class:`KeptReports`."""
+        KeptReports(self.files, report.model).publish(report)
 
     def last_report(self) -> MonitoringReport | None:
         """The latest report that judged predictions (by ``loopml monitor`` or the loop), as
         ``loopml monitor --json`` printed it; None before any."""
-        rel = report_path(self.model)
-        files = self.files
-        if not files.exists(rel):
-            return None
-        return MonitoringReport.model_validate_json(files.read_bytes(rel))
-
-    def _keep_windows(self, report: MonitoringReport) -> None:
-        """Keep every window a report judged (its latest judgement, by version, start and end;
-        the newest ``KEPT_WINDOWS``): the evidence of an alert raised on a window that later
-        reports, which judge the recent windows only, no longer cover."""
-        rel = windows_path(self.model)
-        files = self.files
-        kept: dict[str, Any] = (
-            dict(orjson.loads(files.read_bytes(rel))) if files.exists(rel) else {}
-        )
-        for item in report.timeline or []:
-            key = f"{report.version}|{item.start}|{item.end}"
-            kept.pop(key, None)
-            kept[key] = {"version": report.version, **item.model_dump(mode="json")}
-        if len(kept) > KEPT_WINDOWS:
-            newest = sorted(kept, key=lambda k: kept[k]["end"])[-KEPT_WINDOWS:]
-            kept = {k: kept[k] for k in newest}
-        files.write_bytes(rel, orjson.dumps(kept))
+        return KeptReports(self.files, self.model).last()
 
     def judged_windows(
         self, since: datetime, until: datetime, *, version: int | None = None
     ) -> list[tuple[int | None, TimelineItem]]:
         """The windows inside ``[since, until]`` as the latest report that judged each found
-        them (of ``version`` when given), with their version, in time order; empty when no
-        kept report judged one."""
-        rel = windows_path(self.model)
-        files = self.files
-        if not files.exists(rel):
-            return []
-        found: list[tuple[int | None, TimelineItem]] = []
-        for value in dict(orjson.loads(files.read_bytes(rel))).values():
-            if version is not None and value.get("version") != version:
-                continue
-            if since <= _parse(value["start"]) and _parse(value["end"]) <= until:
-                v = value.pop("version", None)
-                found.append((v, TimelineItem.model_validate(value)))
-        found.sort(key=lambda f: (f[1].start, f[1].end))
-        return found
+        them (of ``version`` when given), with their version, in time order."""
+        return KeptReports(self.files, self.model).windows(since, until, version=version)
 
 
 def _plain(v: Any) -> Any:
@@ -815,27 +775,8 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def latest_path(model: str) -> str:
-    return f"monitoring/{model}/latest.json"
-
-
-def report_path(model: str) -> str:
-    """Where the latest report is kept (its JSON)."""
-    return f"monitoring/{model}/report.json"
-
-
-def windows_path(model: str) -> str:
-    """Where the windows judged by the reports are kept (the alerts' evidence)."""
-    return f"monitoring/{model}/windows.json"
-
-
-def _parse(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
-
-
 def _clean(values: dict[str, float | None]) -> dict[str, float | None]:
     return {k: (float(v) if v is not None and np.isfinite(v) else None) for k, v in values.items()}
 
 
-__all__ = ["Monitoring", "latest_path", "report_path", "windows_path"]
+__all__ = ["Monitoring"]
