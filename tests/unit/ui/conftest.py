@@ -76,3 +76,32 @@ def figure(page: str, div_id: str) -> dict[str, Any]:
     assert found, f"no chart {div_id!r} on the page"
     drawn: dict[str, Any] = json.loads(html.unescape(found.group(1)))
     return drawn
+
+
+def shown(page: str) -> str:
+    """What a person reads on a page: the text outside tags and scripts (a chart's data lives
+    in an attribute), whitespace collapsed."""
+    import html
+    import re
+
+    text = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", text)))
+
+
+RAW_FLOAT = r"\d\.\d{6,}"
+
+
+def no_raw_floats(page: str) -> None:
+    """No number reaches a person unformatted (``2.4236900000147443``)."""
+    import re
+
+    found = re.search(RAW_FLOAT, shown(page))
+    assert found is None, f"a raw float reached the page: {found.group(0) if found else ''}"
+
+
+def links(page: str, start: str) -> list[str]:
+    """The page's links that start with ``start``, as a browser follows them."""
+    import html
+    import re
+
+    return [html.unescape(h) for h in re.findall(rf'href="({re.escape(start)}[^"]*)"', page)]

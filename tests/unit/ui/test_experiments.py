@@ -28,18 +28,9 @@ from loopml.serving import Runtime, create_app
 from loopml.serving._metrics import ServingMetrics
 from loopml.ui._app import mount_ui
 from loopml.ui._pages import _live
+from tests.unit.ui.conftest import no_raw_floats, shown
 
 pytestmark = pytest.mark.xdist_group("ui")
-
-
-def shown(page: str) -> str:
-    """What a person reads: the text outside tags (charts' generated scripts left out)."""
-    text = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", text)))
-
-
-def no_raw_floats(page: str) -> None:
-    assert not re.search(r"\d\.\d{6,}", shown(page)), "a raw float reached the page"
 
 
 # ------------------------------------------------------------------------------ the serving page

@@ -3,7 +3,6 @@ cycle's events with their anchors and links; a trigger by hand (token, who, why)
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,23 +13,11 @@ from sqlalchemy import func, select
 
 from loopml import Project
 from loopml.storage import tables as t
+from tests.unit.ui.conftest import links, no_raw_floats, shown
 
 pytestmark = pytest.mark.xdist_group("ui")
 
 MODEL = "stream_model"
-
-
-def shown(page: str) -> str:
-    text = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", text)))
-
-
-def no_raw_floats(page: str) -> None:
-    assert not re.search(r"\d\.\d{6,}", shown(page)), re.search(r"\d\.\d{6,}", shown(page))
-
-
-def links(page: str, start: str) -> list[str]:
-    return [h.replace("&amp;", "&") for h in re.findall(rf'href="({re.escape(start)}[^"]*)"', page)]
 
 
 def test_an_empty_project_has_no_loop(empty_root: Path, client_for: Callable[..., Any]) -> None:
@@ -157,7 +144,7 @@ def test_a_trigger_by_hand_needs_the_token_and_is_recorded(
     with client_for(ui_copy, token=None) as c:
         assert c.post(f"/ui/loop/{MODEL}/trigger", data={**form, "token": "x"}).status_code == 403
     assert _state(ui_copy) == before  # nothing changed, nothing recorded
-    from tests.unit.ui.conftest import TOKEN
+    from tests.unit.ui.conftest import TOKEN, shown
 
     with client_for(ui_copy) as c:
         no_reason = c.post(f"/ui/loop/{MODEL}/trigger", data={"by": "ana", "token": TOKEN})

@@ -3,7 +3,6 @@ the alerts a page at a time, and an alert's evidence and what it led to."""
 
 from __future__ import annotations
 
-import html
 import re
 import time
 from collections.abc import Callable
@@ -16,23 +15,9 @@ from sqlalchemy import delete, select, update
 
 from loopml import Project
 from loopml.storage import tables as t
-from tests.unit.ui.conftest import figure
+from tests.unit.ui.conftest import figure, links, no_raw_floats, shown
 
 pytestmark = pytest.mark.xdist_group("ui")
-
-
-def shown(page: str) -> str:
-    """The text a person reads: no scripts (the charts' data), no tags."""
-    text = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", text)))
-
-
-def no_raw_floats(page: str) -> None:
-    assert not re.search(r"\d\.\d{6,}", shown(page)), re.search(r"\d\.\d{6,}", shown(page))
-
-
-def links(page: str, start: str) -> list[str]:
-    return [h.replace("&amp;", "&") for h in re.findall(rf'href="({re.escape(start)}[^"]*)"', page)]
 
 
 def test_an_empty_project_says_what_to_do(empty_root: Path, client_for: Callable[..., Any]) -> None:
