@@ -602,7 +602,8 @@ def _short(x: Any) -> str:
     return "–" if x is None else str(x)
 
 
-def _pct(x: Any) -> str:
+def percent_text(x: Any) -> str:
+    """A share as a percentage in plain text (a dash for nothing), for a sentence."""
     return f"{100 * float(x):.3g}%" if isinstance(x, int | float) else "–"
 
 
@@ -640,16 +641,18 @@ def describe_loop_event(kind: str, e: Mapping[str, Any]) -> str:
             f": {failed}" if failed else ""
         )
     if kind == "canary_started":
-        return f"canary: version {e.get('version')} answers {_pct(e.get('share'))} of requests"
+        return (
+            f"canary: version {e.get('version')} answers {percent_text(e.get('share'))} of requests"
+        )
     reasons = e.get("reasons") or (e.get("decision") or {}).get("reasons") or []
     why = "; ".join(str(r) for r in reasons)[:140] if isinstance(reasons, Sequence) else ""
     head = {
-        "canary_step": f"canary step {_pct(e.get('from'))} → {_pct(e.get('to'))}",
+        "canary_step": f"canary step {percent_text(e.get('from'))} → {percent_text(e.get('to'))}",
         "canary_hold": "canary holds"
-        + (f" at {_pct(e.get('share'))}" if e.get("share") is not None else "")
+        + (f" at {percent_text(e.get('share'))}" if e.get("share") is not None else "")
         + (f" (rollout {e['rollout']})" if e.get("rollout") is not None else ""),
         "promoted": f"promoted version {e.get('version')} (was {e.get('previous')})",
-        "rolled_back": f"rolled back version {e.get('version')} at {_pct(e.get('share'))}",
+        "rolled_back": f"rolled back version {e.get('version')} at {percent_text(e.get('share'))}",
         "paused": "loop paused",
         "resumed": "loop resumed",
     }.get(kind, kind.replace("_", " "))

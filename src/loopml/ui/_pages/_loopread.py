@@ -18,7 +18,7 @@ from sqlalchemy import and_, or_, select
 
 from loopml.storage import SqlMetadataStore
 from loopml.storage import tables as t
-from loopml.ui._timeline import describe_loop_event
+from loopml.ui._timeline import describe_loop_event, percent_text
 
 # What ended a cycle, and how the page colours it.
 ENDINGS = {
@@ -80,7 +80,7 @@ def outcome(
             strategy = "canary" if "step" in d else "rollout"
             return (
                 f"rolled back by its {strategy}: version {d.get('version')} "
-                f"at {_pct(d.get('share'))}",
+                f"at {percent_text(d.get('share'))}",
                 "critical",
             )
         if kind == "gate_refused":
@@ -98,10 +98,6 @@ def outcome(
     if not events:
         return "no events recorded", "info"
     return "ended without a promotion", "info"
-
-
-def _pct(x: Any) -> str:
-    return f"{100 * float(x):.3g}%" if isinstance(x, int | float) else "–"
 
 
 def describe_trigger(trig: Mapping[str, Any]) -> str:

@@ -246,14 +246,7 @@ def working_data(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
 
     def time(key: str) -> str:
-        value = data.get(key)
-        if not isinstance(value, str):
-            return ""
-        try:
-            at = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return when_text(data.get(key)) if isinstance(data.get(key), str) else ""
 
     if data.get("cycle_started_at"):
         out.append(("cycle began", time("cycle_started_at") + " (the loop's clock)", ""))
